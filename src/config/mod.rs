@@ -1,0 +1,83 @@
+//! Configuration: raw serde types (`raw`), compiled into typed values
+//! (`model`) with every error located (`compile`, `locate`), and the file
+//! watcher that reloads it (`watch`).
+
+mod compile;
+mod locate;
+pub mod model;
+mod raw;
+pub mod watch;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use model::*;
+
+use crate::state::StateRegistry;
+
+/// One problem in a config file, at a place a person can jump to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem has no place (the file could not be read).
+    pub line: usize,
+    /// 1-based.
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+/// Every problem found in one config file, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads, parses, validates and compiles the config at `path`. Route state
+/// comes from `registry`, so a reload keeps what the last generation had.
+pub fn load(path: &Path, registry: &StateRegistry, generation: u64) -> Result<Compiled, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read config: {e}"),
+        }])
+    })?;
+    compile_str(path, &text, registry, generation)
+}
+
+/// As `load`, from text already read. `path` names the file in errors and
+/// anchors relative paths (`ca_file`, `divergence_log`).
+pub fn compile_str(
+    path: &Path,
+    text: &str,
+    registry: &StateRegistry,
+    generation: u64,
+) -> Result<Compiled, ConfigErrors> {
+    compile::compile(path, text, registry, generation)
+}

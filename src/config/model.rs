@@ -1,0 +1,326 @@
+//! The validated, typed configuration the rest of cutover sees: no serde, no strings to parse.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Method};
+
+use crate::state::RouteState;
+
+/// One applied configuration. Loaded once per read from the `ArcSwap`; a reload
+/// replaces the whole value or nothing.
+#[derive(Debug)]
+pub struct Compiled {
+    /// Increments on each applied config (1 for the first).
+    pub generation: u64,
+    pub consumer: String,
+    pub risk: Risk,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub runtime: RuntimeSettings,
+    /// Sorted by prefix length, longest first, so the first match wins.
+    pub routes: Vec<Route>,
+}
+
+impl Compiled {
+    /// The route whose `path_prefix` is the longest match for `path`, if any.
+    /// A prefix matches on a segment boundary: `/v1/orders` matches
+    /// `/v1/orders`, `/v1/orders/7` and `/v1/orders?x`, not `/v1/ordersX`.
+    pub fn route_for(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| crate::routing::prefix_matches(&r.prefix, path))
+    }
+}
+
+/// Process-wide settings that only take effect at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeSettings {
+    /// Time given to in-flight reads after SIGTERM/SIGINT before they are cut.
+    pub shutdown_grace: Duration,
+    /// Largest request body kept in memory so a fallback can resend it.
+    pub max_buffered_body: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Risk {
+    Low,
+    Medium,
+    High,
+}
+
+impl Risk {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::Low => "low",
+            Risk::Medium => "medium",
+            Risk::High => "high",
+        }
+    }
+}
+
+/// Which side serves a route's reads: the migration phase it is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    Batch,
+    Shadow,
+    Canary,
+    Streaming,
+    StreamingOnly,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 5] = [
+        Mode::Batch,
+        Mode::Shadow,
+        Mode::Canary,
+        Mode::Streaming,
+        Mode::StreamingOnly,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Batch => "batch",
+            Mode::Shadow => "shadow",
+            Mode::Canary => "canary",
+            Mode::Streaming => "streaming",
+            Mode::StreamingOnly => "streaming_only",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    /// Index into per-mode arrays (metric handles).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The two outputs of the same dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SideName {
+    Batch,
+    Streaming,
+}
+
+impl SideName {
+    pub const BOTH: [SideName; 2] = [SideName::Batch, SideName::Streaming];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SideName::Batch => "batch",
+            SideName::Streaming => "streaming",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn other(self) -> SideName {
+        match self {
+            SideName::Batch => SideName::Streaming,
+            SideName::Streaming => SideName::Batch,
+        }
+    }
+}
+
+/// Why a read that chose streaming was answered by batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FallbackReason {
+    Connect,
+    Timeout,
+    Status5xx,
+    Stale,
+    Overflow,
+    Circuit,
+}
+
+impl FallbackReason {
+    pub const ALL: [FallbackReason; 6] = [
+        FallbackReason::Connect,
+        FallbackReason::Timeout,
+        FallbackReason::Status5xx,
+        FallbackReason::Stale,
+        FallbackReason::Overflow,
+        FallbackReason::Circuit,
+    ];
+
+    /// The name used in config, in `x-cutover-fallback` and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FallbackReason::Connect => "connect",
+            FallbackReason::Timeout => "timeout",
+            FallbackReason::Status5xx => "5xx",
+            FallbackReason::Stale => "stale",
+            FallbackReason::Overflow => "overflow",
+            FallbackReason::Circuit => "circuit",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FallbackReason> {
+        FallbackReason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn header_value(self) -> HeaderValue {
+        HeaderValue::from_static(self.as_str())
+    }
+}
+
+/// A small set of fallback reasons (bit per reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReasonSet(u8);
+
+impl ReasonSet {
+    pub fn all() -> ReasonSet {
+        let mut s = ReasonSet(0);
+        for r in FallbackReason::ALL {
+            s.insert(r);
+        }
+        s
+    }
+
+    pub fn empty() -> ReasonSet {
+        ReasonSet(0)
+    }
+
+    pub fn insert(&mut self, r: FallbackReason) {
+        self.0 |= 1 << r.index();
+    }
+
+    pub fn contains(self, r: FallbackReason) -> bool {
+        self.0 & (1 << r.index()) != 0
+    }
+}
+
+/// A small set of HTTP methods allowed on a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodSet(Vec<Method>);
+
+impl MethodSet {
+    pub fn new(methods: Vec<Method>) -> MethodSet {
+        MethodSet(methods)
+    }
+
+    pub fn contains(&self, m: &Method) -> bool {
+        self.0.iter().any(|x| x == m)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Method> {
+        self.0.iter()
+    }
+}
+
+/// A configured route, compiled. `state` is shared with the previous
+/// generation's route of the same name so circuits, windows and metric
+/// handles survive reloads.
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    /// Without a trailing slash (except the root prefix `/`).
+    pub prefix: String,
+    pub methods: MethodSet,
+    pub batch: Side,
+    pub streaming: Side,
+    pub mode: Mode,
+    pub canary: Canary,
+    pub fallback: FallbackPolicy,
+    pub freshness: Freshness,
+    pub reconcile: Reconcile,
+    pub state: Arc<RouteState>,
+}
+
+/// One upstream (batch or streaming) of a route.
+#[derive(Debug, Clone)]
+pub struct Side {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// The URL's path without a trailing slash ("" for the root), which
+    /// replaces the matched prefix.
+    pub base_path: String,
+    /// The URL's own query, kept in front of the read's query.
+    pub base_query: Option<String>,
+    pub connect_timeout: Duration,
+    /// Until response headers arrive.
+    pub timeout: Duration,
+    /// Streaming reads in flight past which a read overflows to batch.
+    pub max_inflight: Option<usize>,
+    /// PEM file of extra trust anchors for an https upstream with a private CA.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Side {
+    /// The side's base URL as configured, for probes and `/status`.
+    pub fn base_url(&self) -> String {
+        let path = if self.base_path.is_empty() {
+            "/"
+        } else {
+            &self.base_path
+        };
+        match &self.base_query {
+            Some(q) => format!("{}://{}{}?{}", self.scheme, self.authority, path, q),
+            None => format!("{}://{}{}", self.scheme, self.authority, path),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Canary {
+    /// Share of reads sent to streaming, 0.0..=100.0.
+    pub percent: f64,
+    pub sticky_header: Option<HeaderName>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FallbackPolicy {
+    pub on: ReasonSet,
+    pub max_staleness: Option<Duration>,
+    pub circuit: CircuitPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitPolicy {
+    /// Consecutive streaming failures that open the circuit.
+    pub failures: u32,
+    pub cooldown: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Freshness {
+    pub header: HeaderName,
+    /// Use `Last-Modified` when the watermark header is absent.
+    pub last_modified_fallback: bool,
+    /// Probe a side that no read has touched for this long; `None` disables.
+    pub probe_interval: Option<Duration>,
+    pub probe_method: Method,
+    /// Sliding window for the error-rate and divergence ratios.
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Reconcile {
+    /// Share of streaming-served reads compared against batch (0.0..=1.0);
+    /// shadow mode compares every read unless set explicitly.
+    pub sample: f64,
+    pub sample_explicit: bool,
+    /// JSON pointer to the record array ("" for the whole body).
+    pub records: String,
+    pub key: Option<String>,
+    pub ignore: Vec<String>,
+    pub numeric_tolerance: f64,
+    /// Field holding a record's event time, for `timing` classification.
+    pub event_time_field: Option<String>,
+    pub divergence_log: Option<PathBuf>,
+    /// Comparisons in flight past which a comparison is skipped.
+    pub max_inflight: usize,
+    /// Bytes of each answer kept for comparison; past this it is skipped.
+    pub max_body_bytes: usize,
+}

@@ -1,0 +1,118 @@
+//! Reloads the config when its file changes or on SIGHUP.
+//!
+//! The watch is on the file's directory, not the file: editors that save by
+//! renaming a new file over the old one, vim's backup-and-write, and the
+//! Kubernetes ConfigMap `..data` symlink swap all replace the inode, which a
+//! watch on the file itself would lose. Events are debounced, then the file
+//! is re-read; unchanged content is a no-op.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::{App, ReloadOutcome};
+
+/// Quiet time after the last event before the file is read.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Longest a burst of events can delay a reload.
+const MAX_DELAY: Duration = Duration::from_millis(500);
+/// How long a vanished file (mid-save) may stay missing before that is an error.
+const MISSING_GRACE: Duration = Duration::from_millis(1000);
+
+/// A running watcher; dropping or stopping it ends the watch.
+pub struct WatchHandle {
+    _watcher: notify::RecommendedWatcher,
+    task: JoinHandle<()>,
+}
+
+impl WatchHandle {
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// The directories to watch: the file's own, and, when the file is a
+/// symlink into another directory, the target's.
+fn watched_dirs(path: &Path) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = path.parent() {
+        dirs.push(d.to_owned());
+    }
+    if let Ok(target) = std::fs::canonicalize(path)
+        && let Some(d) = target.parent()
+        && !dirs.iter().any(|x| d.starts_with(x))
+    {
+        dirs.push(d.to_owned());
+    }
+    dirs
+}
+
+/// Starts watching `app.config_path` and listening for SIGHUP.
+pub fn spawn(app: Arc<App>, mut shutdown: watch::Receiver<bool>) -> Result<WatchHandle, notify::Error> {
+    let changed = Arc::new(Notify::new());
+    let signal = changed.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        match res {
+            // Reads (ours included) are not changes.
+            Ok(ev) if matches!(ev.kind, EventKind::Access(_)) => {}
+            Ok(_) => signal.notify_one(),
+            Err(e) => tracing::warn!(error = %e, "config watch error"),
+        }
+    })?;
+    for dir in watched_dirs(&app.config_path) {
+        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    }
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let task = tokio::spawn(async move {
+        loop {
+            let force = tokio::select! {
+                _ = changed.notified() => false,
+                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+                _ = shutdown.changed() => return,
+            };
+            if !force {
+                settle(&changed).await;
+                wait_for_file(&app.config_path).await;
+            } else {
+                tracing::info!("SIGHUP: reloading config");
+            }
+            let app2 = app.clone();
+            match tokio::task::spawn_blocking(move || app2.reload(force)).await {
+                Ok(ReloadOutcome::Unchanged) => tracing::debug!("config file touched, content unchanged"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "config reload task failed"),
+            }
+        }
+    });
+    Ok(WatchHandle {
+        _watcher: watcher,
+        task,
+    })
+}
+
+/// Waits until events stop for `DEBOUNCE` (at most `MAX_DELAY`).
+async fn settle(changed: &Notify) {
+    let deadline = tokio::time::Instant::now() + MAX_DELAY;
+    loop {
+        tokio::select! {
+            _ = changed.notified() => {
+                if tokio::time::Instant::now() >= deadline {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep(DEBOUNCE) => return,
+        }
+    }
+}
+
+/// Gives a save that deletes before it writes a moment to finish.
+async fn wait_for_file(path: &Path) {
+    let deadline = tokio::time::Instant::now() + MISSING_GRACE;
+    while !path.exists() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

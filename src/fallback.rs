@@ -1,0 +1,278 @@
+//! When a read that chose streaming may be answered by batch instead, and why.
+//!
+//! The rule, written once: a fallback is one hop (streaming to batch, never
+//! back), decided on streaming's response head before a byte of it reached the
+//! consumer, only for a reason the route's `fallback.on` lists, never in
+//! `streaming_only` mode, and only when the request can be sent again (its
+//! body, if any, was buffered in full).
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+
+use crate::config::{CircuitPolicy, FallbackPolicy, FallbackReason, Mode};
+
+/// What happened to the streaming attempt, as far as fallback cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamingOutcome {
+    /// A usable answer (any status below 500, fresh enough).
+    Answered,
+    /// Refused, reset, DNS or TLS failure before a response head.
+    Connect,
+    /// No response head within the side's timeout.
+    Timeout,
+    /// A 5xx response head.
+    ServerError,
+    /// A response whose watermark is older than `max_staleness`.
+    Stale,
+    /// Not attempted: streaming was at `max_inflight`.
+    Overflow,
+    /// Not attempted: the circuit is open.
+    CircuitOpen,
+}
+
+impl StreamingOutcome {
+    /// The fallback reason this outcome would give, if it is a failure.
+    pub fn reason(self) -> Option<FallbackReason> {
+        Some(match self {
+            StreamingOutcome::Answered => return None,
+            StreamingOutcome::Connect => FallbackReason::Connect,
+            StreamingOutcome::Timeout => FallbackReason::Timeout,
+            StreamingOutcome::ServerError => FallbackReason::Status5xx,
+            StreamingOutcome::Stale => FallbackReason::Stale,
+            StreamingOutcome::Overflow => FallbackReason::Overflow,
+            StreamingOutcome::CircuitOpen => FallbackReason::Circuit,
+        })
+    }
+
+    /// Whether this outcome counts against the circuit: the streaming service
+    /// failed to answer. Stale data is an answer; overflow and an open
+    /// circuit never reached it.
+    pub fn trips_circuit(self) -> bool {
+        matches!(
+            self,
+            StreamingOutcome::Connect | StreamingOutcome::Timeout | StreamingOutcome::ServerError
+        )
+    }
+}
+
+/// Decides whether the read falls back to batch. `Some(reason)`: answer from
+/// batch and say `reason`; `None`: the streaming outcome stands (an answer, or
+/// an error passed through to the consumer).
+pub fn decide(
+    mode: Mode,
+    policy: &FallbackPolicy,
+    outcome: StreamingOutcome,
+    request_replayable: bool,
+) -> Option<FallbackReason> {
+    let reason = outcome.reason()?;
+    if mode == Mode::StreamingOnly || !policy.on.contains(reason) {
+        return None;
+    }
+    // Overflow and an open circuit sent nothing upstream, so even an unbuffered
+    // body is still ours to send to batch.
+    let nothing_sent = matches!(
+        outcome,
+        StreamingOutcome::Overflow | StreamingOutcome::CircuitOpen
+    );
+    (request_replayable || nothing_sent).then_some(reason)
+}
+
+/// What the circuit says about the next streaming attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Closed: go ahead.
+    Closed,
+    /// The cooldown is over and this read is the one trial read.
+    Trial,
+    /// Open (or half-open with a trial already in flight): do not call streaming.
+    Open,
+}
+
+/// A route's streaming circuit breaker. Lock-free; survives reloads with the
+/// route's state. Times are milliseconds on any monotonic-enough clock the
+/// caller passes in.
+#[derive(Debug, Default)]
+pub struct Circuit {
+    consecutive_failures: AtomicU32,
+    /// 0 while closed; else when the cooldown ends.
+    open_until_ms: AtomicI64,
+    trial_in_flight: AtomicBool,
+}
+
+impl Circuit {
+    /// Asks whether a streaming attempt may go ahead at `now_ms`.
+    pub fn admit(&self, now_ms: i64) -> Admission {
+        let until = self.open_until_ms.load(Ordering::Acquire);
+        if until == 0 {
+            return Admission::Closed;
+        }
+        if now_ms < until {
+            return Admission::Open;
+        }
+        match self
+            .trial_in_flight
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Admission::Trial,
+            Err(_) => Admission::Open,
+        }
+    }
+
+    /// Records a streaming attempt's outcome. Returns true if this call opened
+    /// (or re-opened) the circuit.
+    pub fn record(&self, policy: &CircuitPolicy, admission: Admission, failed: bool, now_ms: i64) -> bool {
+        if !failed {
+            self.consecutive_failures.store(0, Ordering::Release);
+            if admission == Admission::Trial || self.open_until_ms.load(Ordering::Acquire) != 0 {
+                self.open_until_ms.store(0, Ordering::Release);
+                self.trial_in_flight.store(false, Ordering::Release);
+            }
+            return false;
+        }
+        if policy.failures == 0 {
+            return false;
+        }
+        let open = |this: &Circuit| {
+            let until = now_ms + policy.cooldown.as_millis() as i64;
+            this.open_until_ms.store(until.max(1), Ordering::Release);
+            this.trial_in_flight.store(false, Ordering::Release);
+        };
+        if admission == Admission::Trial {
+            open(self);
+            return true;
+        }
+        let n = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
+        if n >= policy.failures && self.open_until_ms.load(Ordering::Acquire) == 0 {
+            open(self);
+            return true;
+        }
+        false
+    }
+
+    /// Gives up a trial slot without a verdict (the read was cancelled).
+    pub fn abandon_trial(&self) {
+        self.trial_in_flight.store(false, Ordering::Release);
+    }
+
+    /// Whether the circuit is open (or half-open) at `now_ms`.
+    pub fn is_open(&self) -> bool {
+        self.open_until_ms.load(Ordering::Acquire) != 0
+    }
+
+    /// Current run of consecutive failures.
+    pub fn failures(&self) -> u32 {
+        self.consecutive_failures.load(Ordering::Acquire)
+    }
+
+    /// "closed", "open" or "half_open" at `now_ms`, for `/status`.
+    pub fn state_name(&self, now_ms: i64) -> &'static str {
+        match self.open_until_ms.load(Ordering::Acquire) {
+            0 => "closed",
+            until if now_ms < until => "open",
+            _ => "half_open",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ReasonSet;
+    use std::time::Duration;
+
+    fn policy(on: ReasonSet) -> FallbackPolicy {
+        FallbackPolicy {
+            on,
+            max_staleness: None,
+            circuit: CircuitPolicy {
+                failures: 3,
+                cooldown: Duration::from_secs(10),
+            },
+        }
+    }
+
+    #[test]
+    fn every_failure_falls_back_when_listed() {
+        let p = policy(ReasonSet::all());
+        for (o, r) in [
+            (StreamingOutcome::Connect, FallbackReason::Connect),
+            (StreamingOutcome::Timeout, FallbackReason::Timeout),
+            (StreamingOutcome::ServerError, FallbackReason::Status5xx),
+            (StreamingOutcome::Stale, FallbackReason::Stale),
+            (StreamingOutcome::Overflow, FallbackReason::Overflow),
+            (StreamingOutcome::CircuitOpen, FallbackReason::Circuit),
+        ] {
+            assert_eq!(decide(Mode::Streaming, &p, o, true), Some(r));
+            assert_eq!(decide(Mode::Canary, &p, o, true), Some(r));
+            assert_eq!(decide(Mode::StreamingOnly, &p, o, true), None);
+        }
+        assert_eq!(decide(Mode::Streaming, &p, StreamingOutcome::Answered, true), None);
+    }
+
+    #[test]
+    fn unlisted_reasons_pass_through() {
+        let mut on = ReasonSet::empty();
+        on.insert(FallbackReason::Connect);
+        let p = policy(on);
+        assert_eq!(
+            decide(Mode::Streaming, &p, StreamingOutcome::Connect, true),
+            Some(FallbackReason::Connect)
+        );
+        assert_eq!(decide(Mode::Streaming, &p, StreamingOutcome::ServerError, true), None);
+    }
+
+    #[test]
+    fn an_unbuffered_body_blocks_fallback_once_sent() {
+        let p = policy(ReasonSet::all());
+        assert_eq!(decide(Mode::Streaming, &p, StreamingOutcome::ServerError, false), None);
+        assert_eq!(decide(Mode::Streaming, &p, StreamingOutcome::Timeout, false), None);
+        assert_eq!(
+            decide(Mode::Streaming, &p, StreamingOutcome::Overflow, false),
+            Some(FallbackReason::Overflow)
+        );
+    }
+
+    #[test]
+    fn circuit_opens_after_consecutive_failures_then_half_opens() {
+        let p = policy(ReasonSet::all()).circuit;
+        let c = Circuit::default();
+        let t = 1_000;
+        for i in 0..2 {
+            assert_eq!(c.admit(t), Admission::Closed);
+            assert!(!c.record(&p, Admission::Closed, true, t + i));
+        }
+        // A success resets the run.
+        assert!(!c.record(&p, Admission::Closed, false, t));
+        for _ in 0..2 {
+            c.record(&p, Admission::Closed, true, t);
+        }
+        assert!(c.record(&p, Admission::Closed, true, t));
+        assert_eq!(c.admit(t + 1), Admission::Open);
+        assert_eq!(c.state_name(t + 1), "open");
+        // Cooldown over: exactly one trial read.
+        let later = t + 10_000;
+        assert_eq!(c.admit(later), Admission::Trial);
+        assert_eq!(c.admit(later), Admission::Open);
+        assert_eq!(c.state_name(later), "half_open");
+        // The trial fails: open again for a full cooldown.
+        assert!(c.record(&p, Admission::Trial, true, later));
+        assert_eq!(c.admit(later + 9_999), Admission::Open);
+        // Next trial succeeds: closed.
+        assert_eq!(c.admit(later + 10_000), Admission::Trial);
+        c.record(&p, Admission::Trial, false, later + 10_000);
+        assert_eq!(c.admit(later + 10_001), Admission::Closed);
+        assert_eq!(c.failures(), 0);
+    }
+
+    #[test]
+    fn zero_failures_disables_the_circuit() {
+        let p = CircuitPolicy {
+            failures: 0,
+            cooldown: Duration::from_secs(1),
+        };
+        let c = Circuit::default();
+        for _ in 0..100 {
+            c.record(&p, Admission::Closed, true, 0);
+        }
+        assert_eq!(c.admit(0), Admission::Closed);
+    }
+}

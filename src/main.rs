@@ -1,0 +1,157 @@
+//! The `cutover` command line: parses arguments, sets up logging, maps
+//! outcomes to exit codes. Everything else lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use cutover::state::StateRegistry;
+
+#[derive(Parser)]
+#[command(name = "cutover", version, about = "A sidecar proxy that makes a batch-to-streaming migration safe, one config edit at a time")]
+struct Cli {
+    /// Log format on stderr; the level comes from RUST_LOG (default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve with a config; hot-reloads it on change and on SIGHUP.
+    Run {
+        /// The config file (YAML, version 1).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Worker threads (default: TOKIO_WORKER_THREADS, else 1 per core up to 2).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Validate a config: exit 0 with a summary, or 1 with every error as FILE:LINE:COLUMN.
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Run a self-contained demo: sample batch and streaming services, a config to edit live.
+    Demo,
+    /// Print a table of every route from a running cutover's /status.
+    Status {
+        /// The admin address of the running cutover.
+        #[arg(long, default_value = "http://127.0.0.1:9901")]
+        admin: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config, threads } => serve(threads, |rt| {
+            rt.block_on(cutover::run(&config, stop_signal()))
+                .map_err(anyhow::Error::from)
+        }),
+        Command::Demo => serve(None, |rt| {
+            rt.block_on(cutover::demo::run(stop_signal()))
+                .map_err(anyhow::Error::from)
+        }),
+        Command::Status { admin } => status(&admin),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match cutover::config::load(path, &StateRegistry::detached(), 1) {
+        Ok(c) => {
+            let routes: Vec<String> = c
+                .routes
+                .iter()
+                .map(|r| format!("{} {}", r.name, r.mode.as_str()))
+                .collect();
+            println!(
+                "{}: ok: {} route{} ({}), consumer {}",
+                path.display(),
+                c.routes.len(),
+                if c.routes.len() == 1 { "" } else { "s" },
+                routes.join(", "),
+                c.consumer
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(
+    threads: Option<usize>,
+    body: impl FnOnce(&tokio::runtime::Runtime) -> anyhow::Result<()>,
+) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    let from_env = std::env::var("TOKIO_WORKER_THREADS").is_ok();
+    match threads {
+        Some(n) => {
+            builder.worker_threads(n.max(1));
+        }
+        None if !from_env => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            builder.worker_threads(cores.min(2));
+        }
+        None => {}
+    }
+    let rt = match builder.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cutover: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match body(&rt) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cutover: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers, never stop on our own.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    }
+}
+
+fn status(admin: &str) -> ExitCode {
+    eprintln!("cutover status: not yet implemented (admin {admin}); see /status on the admin listener");
+    ExitCode::FAILURE
+}

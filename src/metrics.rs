@@ -1,0 +1,300 @@
+//! Metric names (one constant each), their descriptions, the Prometheus
+//! recorder, and the per-route handles the hot path increments without any
+//! string lookup.
+
+use std::sync::Arc;
+
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use crate::config::{FallbackReason, Mode, SideName};
+
+pub const REQUESTS_TOTAL: &str = "cutover_requests_total";
+pub const REQUEST_DURATION_SECONDS: &str = "cutover_request_duration_seconds";
+pub const UPSTREAM_REQUESTS_TOTAL: &str = "cutover_upstream_requests_total";
+pub const UPSTREAM_DURATION_SECONDS: &str = "cutover_upstream_duration_seconds";
+pub const FALLBACKS_TOTAL: &str = "cutover_fallbacks_total";
+pub const DATA_WATERMARK_TIMESTAMP_SECONDS: &str = "cutover_data_watermark_timestamp_seconds";
+pub const DATA_AGE_SECONDS: &str = "cutover_data_age_seconds";
+pub const FRESHNESS_DELTA_SECONDS: &str = "cutover_freshness_delta_seconds";
+pub const ERROR_RATIO: &str = "cutover_error_ratio";
+pub const ERROR_RATIO_DELTA: &str = "cutover_error_ratio_delta";
+pub const RECONCILE_TOTAL: &str = "cutover_reconcile_total";
+pub const RECONCILE_DIVERGENCES_TOTAL: &str = "cutover_reconcile_divergences_total";
+pub const DIVERGENCE_RATIO: &str = "cutover_divergence_ratio";
+pub const ROUTE_MODE: &str = "cutover_route_mode";
+pub const CIRCUIT_OPEN: &str = "cutover_circuit_open";
+pub const CONFIG_RELOADS_TOTAL: &str = "cutover_config_reloads_total";
+pub const CONFIG_GENERATION: &str = "cutover_config_generation";
+
+/// Histogram buckets for latencies: 100 us to 10 s, dense below 10 ms where a
+/// local sidecar and a healthy upstream live.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Response status classes used as the `code_class` label.
+pub const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Outcome of one upstream attempt: the `result` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamResult {
+    Ok,
+    Status4xx,
+    Status5xx,
+    Connect,
+    Timeout,
+    Stale,
+}
+
+impl UpstreamResult {
+    pub const ALL: [UpstreamResult; 6] = [
+        UpstreamResult::Ok,
+        UpstreamResult::Status4xx,
+        UpstreamResult::Status5xx,
+        UpstreamResult::Connect,
+        UpstreamResult::Timeout,
+        UpstreamResult::Stale,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamResult::Ok => "ok",
+            UpstreamResult::Status4xx => "4xx",
+            UpstreamResult::Status5xx => "5xx",
+            UpstreamResult::Connect => "connect",
+            UpstreamResult::Timeout => "timeout",
+            UpstreamResult::Stale => "stale",
+        }
+    }
+
+    /// Whether the attempt counts as failed in the error ratio. A stale answer
+    /// is a freshness problem, not an error, and 4xx is the caller's.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            UpstreamResult::Status5xx | UpstreamResult::Connect | UpstreamResult::Timeout
+        )
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Reconciliation outcome: the `result` label of `cutover_reconcile_total`.
+pub const RECONCILE_RESULTS: [&str; 3] = ["match", "diverged", "skipped"];
+/// Divergence categories: the `category` label.
+pub const DIVERGENCE_CATEGORIES: [&str; 6] =
+    ["missing", "extra", "duplicate", "aggregate", "timing", "body"];
+
+/// The process's metrics: a recorder of its own (not the global one, so that
+/// several proxies can live in one test process) and the handle that renders it.
+#[derive(Clone)]
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Builds the recorder with latency buckets and describes every metric.
+    pub fn new() -> Metrics {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
+            .expect("bucket list is a non-empty constant")
+            .build_recorder();
+        let handle = recorder.handle();
+        let m = Metrics {
+            recorder: Arc::new(recorder),
+            handle,
+        };
+        m.describe();
+        m
+    }
+
+    fn describe(&self) {
+        let r = &self.recorder;
+        let c = |name: &'static str, unit: Option<Unit>, text: &'static str| {
+            r.describe_counter(name.into(), unit, text.into())
+        };
+        c(REQUESTS_TOTAL, None, "Reads answered to the consumer, by the side that served them.");
+        c(UPSTREAM_REQUESTS_TOTAL, None, "Upstream attempts, shadow and probe included, by result.");
+        c(FALLBACKS_TOTAL, None, "Reads served by batch after streaming was chosen, by reason.");
+        c(RECONCILE_TOTAL, None, "Comparisons of the two sides' answers, by result.");
+        c(RECONCILE_DIVERGENCES_TOTAL, None, "Diverging records, by category.");
+        c(CONFIG_RELOADS_TOTAL, None, "Config reload attempts, by result.");
+        let h = |name: &'static str, text: &'static str| {
+            r.describe_histogram(name.into(), Some(Unit::Seconds), text.into())
+        };
+        h(REQUEST_DURATION_SECONDS, "Consumer-visible latency to the response head.");
+        h(UPSTREAM_DURATION_SECONDS, "Upstream time to response headers.");
+        let g = |name: &'static str, unit: Option<Unit>, text: &'static str| {
+            r.describe_gauge(name.into(), unit, text.into())
+        };
+        g(DATA_WATERMARK_TIMESTAMP_SECONDS, Some(Unit::Seconds), "Watermark last seen from the side (Unix seconds).");
+        g(DATA_AGE_SECONDS, Some(Unit::Seconds), "Now minus the side's last watermark, at scrape time.");
+        g(FRESHNESS_DELTA_SECONDS, Some(Unit::Seconds), "Batch age minus streaming age (positive: streaming is fresher).");
+        g(ERROR_RATIO, None, "Failed share of upstream attempts over the recent window.");
+        g(ERROR_RATIO_DELTA, None, "Streaming minus batch error ratio over the recent window.");
+        g(DIVERGENCE_RATIO, None, "Diverged share of comparisons over the recent window.");
+        g(ROUTE_MODE, None, "1 for the route's effective mode, 0 for the others.");
+        g(CIRCUIT_OPEN, None, "1 while the route's streaming circuit is open.");
+        g(CONFIG_GENERATION, None, "Generation of the applied config; increments on each reload.");
+    }
+
+    /// Prometheus text exposition of everything recorded so far.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// Drains histogram samples into their buckets; call now and then so an
+    /// unscraped proxy does not hold samples.
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
+    fn key(name: &'static str, labels: Vec<Label>) -> Key {
+        Key::from_parts(name, labels)
+    }
+
+    pub fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
+        self.recorder
+            .register_counter(&Self::key(name, labels), &metadata())
+    }
+
+    pub fn gauge(&self, name: &'static str, labels: Vec<Label>) -> Gauge {
+        self.recorder.register_gauge(&Self::key(name, labels), &metadata())
+    }
+
+    pub fn histogram(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
+        self.recorder
+            .register_histogram(&Self::key(name, labels), &metadata())
+    }
+}
+
+fn metadata() -> Metadata<'static> {
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()))
+}
+
+pub fn label(k: &'static str, v: impl Into<SharedString>) -> Label {
+    Label::new(k, v)
+}
+
+/// Handles for one route, created once per route name and kept across
+/// reloads. Indexed by `SideName::index`, `FallbackReason::index`, ...
+#[derive(Debug)]
+pub struct RouteMetrics {
+    /// [side][code class]
+    pub requests: [[Counter; 5]; 2],
+    pub request_duration: [Histogram; 2],
+    /// [side][UpstreamResult]
+    pub upstream_requests: [[Counter; 6]; 2],
+    pub upstream_duration: [Histogram; 2],
+    pub fallbacks: [Counter; 6],
+    pub watermark: [Gauge; 2],
+    pub data_age: [Gauge; 2],
+    pub freshness_delta: Gauge,
+    pub error_ratio: [Gauge; 2],
+    pub error_ratio_delta: Gauge,
+    /// [match, diverged, skipped]
+    pub reconcile: [Counter; 3],
+    pub divergences: [Counter; 6],
+    pub divergence_ratio: Gauge,
+    pub route_mode: [Gauge; 5],
+    pub circuit_open: Gauge,
+}
+
+impl RouteMetrics {
+    pub fn new(m: &Metrics, consumer: &str, route: &str) -> RouteMetrics {
+        let base = || {
+            vec![
+                label("consumer", consumer.to_owned()),
+                label("route", route.to_owned()),
+            ]
+        };
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut l = base();
+            l.extend(extra.iter().map(|(k, v)| label(k, *v)));
+            l
+        };
+        let sides = SideName::BOTH.map(|s| s.as_str());
+        RouteMetrics {
+            requests: sides.map(|s| {
+                CODE_CLASSES.map(|c| m.counter(REQUESTS_TOTAL, with(&[("side", s), ("code_class", c)])))
+            }),
+            request_duration: sides
+                .map(|s| m.histogram(REQUEST_DURATION_SECONDS, with(&[("side", s)]))),
+            upstream_requests: sides.map(|s| {
+                UpstreamResult::ALL.map(|r| {
+                    m.counter(UPSTREAM_REQUESTS_TOTAL, with(&[("side", s), ("result", r.as_str())]))
+                })
+            }),
+            upstream_duration: sides
+                .map(|s| m.histogram(UPSTREAM_DURATION_SECONDS, with(&[("side", s)]))),
+            fallbacks: FallbackReason::ALL
+                .map(|r| m.counter(FALLBACKS_TOTAL, with(&[("reason", r.as_str())]))),
+            watermark: sides
+                .map(|s| m.gauge(DATA_WATERMARK_TIMESTAMP_SECONDS, with(&[("side", s)]))),
+            data_age: sides.map(|s| m.gauge(DATA_AGE_SECONDS, with(&[("side", s)]))),
+            freshness_delta: m.gauge(FRESHNESS_DELTA_SECONDS, base()),
+            error_ratio: sides.map(|s| m.gauge(ERROR_RATIO, with(&[("side", s)]))),
+            error_ratio_delta: m.gauge(ERROR_RATIO_DELTA, base()),
+            reconcile: RECONCILE_RESULTS
+                .map(|r| m.counter(RECONCILE_TOTAL, with(&[("result", r)]))),
+            divergences: DIVERGENCE_CATEGORIES
+                .map(|c| m.counter(RECONCILE_DIVERGENCES_TOTAL, with(&[("category", c)]))),
+            divergence_ratio: m.gauge(DIVERGENCE_RATIO, base()),
+            route_mode: Mode::ALL.map(|md| m.gauge(ROUTE_MODE, with(&[("mode", md.as_str())]))),
+            circuit_open: m.gauge(CIRCUIT_OPEN, base()),
+        }
+    }
+
+    /// Index of a status code's class in `CODE_CLASSES` (anything odd counts as 5xx).
+    pub fn code_class(status: u16) -> usize {
+        match status {
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            _ => 4,
+        }
+    }
+}
+
+/// Process-level handles (no `route` label).
+#[derive(Debug)]
+pub struct ProcessMetrics {
+    pub reloads_ok: Counter,
+    pub reloads_error: Counter,
+    pub generation: Gauge,
+}
+
+impl ProcessMetrics {
+    pub fn new(m: &Metrics, consumer: &str) -> ProcessMetrics {
+        let l = |extra: Option<(&'static str, &'static str)>| {
+            let mut v = vec![label("consumer", consumer.to_owned())];
+            if let Some((k, val)) = extra {
+                v.push(label(k, val));
+            }
+            v
+        };
+        ProcessMetrics {
+            reloads_ok: m.counter(CONFIG_RELOADS_TOTAL, l(Some(("result", "ok")))),
+            reloads_error: m.counter(CONFIG_RELOADS_TOTAL, l(Some(("result", "error")))),
+            generation: m.gauge(CONFIG_GENERATION, l(None)),
+        }
+    }
+}

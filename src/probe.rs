@@ -1,0 +1,70 @@
+//! Keeps both sides' freshness current: a side that no read has touched for
+//! `freshness.probe_interval` gets one light request (HEAD by default) to its
+//! base URL, so `cutover_freshness_delta_seconds` stays meaningful while every
+//! read goes to the other side. A busy side is never probed.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use http::{HeaderValue, Request, header};
+use tokio::sync::watch;
+
+use crate::App;
+use crate::config::SideName;
+use crate::freshness::now_unix_ms;
+use crate::upstream::RequestBody;
+
+/// How often the probe loop looks for idle sides.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Runs until `shutdown` flips.
+pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => probe_idle_sides(&app),
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+fn probe_idle_sides(app: &App) {
+    let snap = app.snapshot.load_full();
+    let now = now_unix_ms();
+    for (idx, route) in snap.config.routes.iter().enumerate() {
+        let Some(interval) = route.freshness.probe_interval else {
+            continue;
+        };
+        let interval_ms = interval.as_millis() as i64;
+        for side in SideName::BOTH {
+            let st = &route.state;
+            let seen = st.watermark(side).seen_at();
+            let probed = &st.probed_at[side.index()];
+            if now - seen < interval_ms || now - probed.load(Ordering::Relaxed) < interval_ms {
+                continue;
+            }
+            probed.store(now, Ordering::Relaxed);
+            let snap = snap.clone();
+            tokio::spawn(async move {
+                let route = &snap.config.routes[idx];
+                let cfg = match side {
+                    SideName::Batch => &route.batch,
+                    SideName::Streaming => &route.streaming,
+                };
+                let Ok(req) = Request::builder()
+                    .method(route.freshness.probe_method.clone())
+                    .uri(cfg.base_url())
+                    .header(header::USER_AGENT, HeaderValue::from_static("cutover-probe"))
+                    .body(RequestBody::empty())
+                else {
+                    return;
+                };
+                let client = &snap.clients[idx][side.index()];
+                let (outcome, _) = crate::proxy::call(route, side, client, req).await;
+                tracing::debug!(route = %route.name, side = side.as_str(), ?outcome, "freshness probe");
+            });
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! The hot path: accept consumer connections and answer each read through one
+//! pipeline. Per read: load the snapshot once, filter the request, match the
+//! route, choose the side, forward, fall back if allowed, record.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{FallbackReason, Mode, Route, Side, SideName};
+use crate::fallback::{self, Admission, StreamingOutcome};
+use crate::freshness::{now_unix_ms, watermark_of};
+use crate::metrics::{RouteMetrics, UpstreamResult};
+use crate::upstream::{self, AttemptError, RequestBody, UpstreamClient};
+use crate::{App, Snapshot};
+
+/// What the consumer receives: an upstream body streamed through untouched,
+/// or a short local answer (404, 405, 502, ...).
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+pub const SERVED_BY: HeaderName = HeaderName::from_static("x-cutover-served-by");
+pub const FALLBACK: HeaderName = HeaderName::from_static("x-cutover-fallback");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Largest request head (request line and headers) a consumer may send.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Accepts consumer connections (HTTP/1.1 and prior-knowledge h2c) until
+/// `shutdown` flips, then stops accepting and gives in-flight reads up to
+/// `grace` to finish.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .max_buf_size(MAX_HEAD_BYTES)
+        .writev(true);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let service = service_fn(move |req| {
+                    let app = app.clone();
+                    async move { Ok::<_, Infallible>(handle(&app, req, peer).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "consumer connection ended with an error");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all in-flight reads finished"),
+        _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "shutdown grace period over; cutting remaining reads"),
+    }
+}
+
+/// Answers one read. Never fails: every problem becomes an HTTP answer.
+pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    let started = Instant::now();
+    // One snapshot per read: a reload mid-read does not change this read.
+    let snap = app.snapshot.load_full();
+    let (mut parts, body) = req.into_parts();
+
+    // request_filter: refuse what a backend must never see.
+    if let Some(reason) = malformed(&parts) {
+        return local(StatusCode::BAD_REQUEST, reason);
+    }
+    // upstream_peer: the route, by path only (never the Host header or an
+    // absolute-form target's authority).
+    let path = parts.uri.path();
+    let Some(idx) = snap
+        .config
+        .routes
+        .iter()
+        .position(|r| crate::routing::prefix_matches(&r.prefix, path))
+    else {
+        return local(StatusCode::NOT_FOUND, "no route for this path\n");
+    };
+    let route = &snap.config.routes[idx];
+    if !route.methods.contains(&parts.method) {
+        let mut resp = local(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route\n");
+        if let Ok(allow) = HeaderValue::from_str(&route.methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ")) {
+            resp.headers_mut().insert(header::ALLOW, allow);
+        }
+        return resp;
+    }
+    let sticky = route
+        .canary
+        .sticky_header
+        .as_ref()
+        .and_then(|h| parts.headers.get(h))
+        .map(HeaderValue::as_bytes);
+    let chosen = crate::routing::choose_side(route, sticky);
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::HOST);
+    add_forwarded(&mut parts.headers, peer);
+    let body = match RequestBody::from_incoming(body, snap.config.runtime.max_buffered_body).await {
+        Ok(b) => b,
+        Err(_) => return local(StatusCode::BAD_REQUEST, "could not read the request body\n"),
+    };
+
+    let (served_by, fallback, result) = forward(&snap, idx, parts, body, chosen).await;
+
+    // response_filter + logging
+    let m = &route.state.metrics;
+    let mut resp = match result {
+        Ok(resp) => {
+            let (mut head, body) = resp.into_parts();
+            strip_hop_by_hop(&mut head.headers);
+            Response::from_parts(head, Either::Left(body))
+        }
+        Err(status) => local(status, status.canonical_reason().unwrap_or("upstream failed")),
+    };
+    let h = resp.headers_mut();
+    h.insert(SERVED_BY, HeaderValue::from_static(served_by.as_str()));
+    if let Some(reason) = fallback {
+        h.insert(FALLBACK, reason.header_value());
+    }
+    let side = served_by.index();
+    route.state.reads[side].fetch_add(1, Ordering::Relaxed);
+    m.requests[side][RouteMetrics::code_class(resp.status().as_u16())].increment(1);
+    m.request_duration[side].record(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// Forwards the read to the chosen side and falls back to batch when allowed.
+/// Returns who served it, the fallback reason if any, and the upstream
+/// response head or the status to answer with.
+async fn forward(
+    snap: &Snapshot,
+    idx: usize,
+    mut parts: Parts,
+    body: RequestBody,
+    chosen: SideName,
+) -> (SideName, Option<FallbackReason>, Result<Response<Incoming>, StatusCode>) {
+    let route = &snap.config.routes[idx];
+    let clients = &snap.clients[idx];
+    let mut body = Some(body);
+    let mut fallback_reason = None;
+
+    if chosen == SideName::Streaming {
+        let may_fall_back = route.mode != Mode::StreamingOnly;
+        let state = &route.state;
+        let now_ms = now_unix_ms();
+        let (outcome, answer, replay) = 'attempt: {
+            // Both refusals below happen before anything is sent, so the
+            // original body is still ours for batch.
+            let Some(_slot) = state.try_streaming_slot(route.streaming.max_inflight) else {
+                break 'attempt (StreamingOutcome::Overflow, Err(StatusCode::SERVICE_UNAVAILABLE), None);
+            };
+            let admission = state.circuit.admit(now_ms);
+            if admission == Admission::Open {
+                break 'attempt (StreamingOutcome::CircuitOpen, Err(StatusCode::SERVICE_UNAVAILABLE), None);
+            }
+            // Keep what batch would need, only if batch may be asked.
+            let replay = if may_fall_back {
+                body.as_ref().and_then(RequestBody::replay).map(|b| (parts.headers.clone(), b))
+            } else {
+                None
+            };
+            let headers = std::mem::take(&mut parts.headers);
+            let req = upstream_request(&parts, headers, route, &route.streaming, body.take().unwrap_or_else(RequestBody::empty));
+            let (outcome, answer) = call(route, SideName::Streaming, &clients[SideName::Streaming.index()], req).await;
+            let failed = outcome.trips_circuit();
+            if state.circuit.record(&route.fallback.circuit, admission, failed, now_unix_ms()) {
+                tracing::warn!(route = %route.name, "streaming circuit opened after {} consecutive failures", route.fallback.circuit.failures);
+            }
+            (outcome, answer, replay)
+        };
+        let replayable = replay.is_some() || body.is_some();
+        match fallback::decide(route.mode, &route.fallback, outcome, replayable) {
+            None => return (SideName::Streaming, None, answer),
+            Some(reason) => {
+                route.state.metrics.fallbacks[reason.index()].increment(1);
+                route.state.fallbacks.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(route = %route.name, reason = reason.as_str(), "falling back to batch");
+                fallback_reason = Some(reason);
+                if let Some((headers, b)) = replay {
+                    parts.headers = headers;
+                    body = Some(b);
+                }
+            }
+        }
+    }
+
+    let headers = std::mem::take(&mut parts.headers);
+    let req = upstream_request(&parts, headers, route, &route.batch, body.take().unwrap_or_else(RequestBody::empty));
+    let (_, answer) = call(route, SideName::Batch, &clients[SideName::Batch.index()], req).await;
+    (SideName::Batch, fallback_reason, answer)
+}
+
+/// One upstream attempt, recorded: result, latency, watermark, error window.
+/// The outcome says what fallback needs to know; the answer is the response
+/// head or the status to give the consumer if nobody else answers.
+pub(crate) async fn call(
+    route: &Route,
+    side: SideName,
+    client: &UpstreamClient,
+    req: Request<RequestBody>,
+) -> (StreamingOutcome, Result<Response<Incoming>, StatusCode>) {
+    let side_cfg = match side {
+        SideName::Batch => &route.batch,
+        SideName::Streaming => &route.streaming,
+    };
+    let started = Instant::now();
+    let result = upstream::attempt(client, req, side_cfg.timeout).await;
+    let m = &route.state.metrics;
+    m.upstream_duration[side.index()].record(started.elapsed().as_secs_f64());
+    let now_ms = now_unix_ms();
+    let (outcome, upstream_result, answer) = match result {
+        Ok(resp) => {
+            let status = resp.status();
+            let watermark = watermark_of(resp.headers(), &route.freshness.header, route.freshness.last_modified_fallback);
+            if let Some(w) = watermark {
+                route.state.watermark(side).record(w, now_ms);
+                m.watermark[side.index()].set(w as f64 / 1000.0);
+            }
+            let stale = side == SideName::Streaming
+                && matches!((watermark, route.fallback.max_staleness), (Some(w), Some(max)) if now_ms - w > max.as_millis() as i64);
+            if status.is_server_error() {
+                (StreamingOutcome::ServerError, UpstreamResult::Status5xx, Ok(resp))
+            } else if stale {
+                (StreamingOutcome::Stale, UpstreamResult::Stale, Ok(resp))
+            } else if status.is_client_error() {
+                (StreamingOutcome::Answered, UpstreamResult::Status4xx, Ok(resp))
+            } else {
+                (StreamingOutcome::Answered, UpstreamResult::Ok, Ok(resp))
+            }
+        }
+        Err(e @ AttemptError::Connect(_)) => {
+            tracing::debug!(route = %route.name, side = side.as_str(), error = %e, "upstream attempt failed");
+            (StreamingOutcome::Connect, UpstreamResult::Connect, Err(StatusCode::BAD_GATEWAY))
+        }
+        Err(AttemptError::Timeout(_)) => (StreamingOutcome::Timeout, UpstreamResult::Timeout, Err(StatusCode::GATEWAY_TIMEOUT)),
+    };
+    m.upstream_requests[side.index()][upstream_result.index()].increment(1);
+    route.state.errors.load()[side.index()].record(upstream_result.is_failure(), now_ms);
+    (outcome, answer)
+}
+
+/// The upstream request for `side`: same method, rewritten path, the
+/// consumer's query, cleaned headers, and the body.
+fn upstream_request(parts: &Parts, headers: HeaderMap, route: &Route, side: &Side, body: RequestBody) -> Request<RequestBody> {
+    let pq = crate::routing::rewrite(&route.prefix, side, parts.uri.path(), parts.uri.query());
+    let mut uri = Uri::builder()
+        .scheme(side.scheme.clone())
+        .authority(side.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .unwrap_or_default();
+    if uri.authority().is_none() {
+        // Cannot happen with a compiled side; keep the type honest anyway.
+        uri = Uri::default();
+    }
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers;
+    req
+}
+
+/// Why a request must not be forwarded at all, if it must not.
+fn malformed(parts: &Parts) -> Option<&'static str> {
+    let h = &parts.headers;
+    // Both framings at once is the classic smuggling vector: refuse rather
+    // than pick one (RFC 9112 6.1 allows either).
+    if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
+        return Some("both Transfer-Encoding and Content-Length\n");
+    }
+    if h.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
+        return Some("more than one Content-Length\n");
+    }
+    None
+}
+
+/// Removes hop-by-hop headers: the fixed list and any named in `Connection`.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if let Some(conn) = h.get(header::CONNECTION).cloned()
+        && let Ok(names) = conn.to_str()
+    {
+        for name in names.split(',') {
+            let name = name.trim();
+            if !name.is_empty() {
+                h.remove(name);
+            }
+        }
+    }
+    for name in [
+        header::CONNECTION,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+    ] {
+        h.remove(name);
+    }
+}
+
+/// Appends the consumer's address to `x-forwarded-for` and `forwarded`.
+fn add_forwarded(h: &mut HeaderMap, peer: SocketAddr) {
+    let ip = peer.ip();
+    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert(X_FORWARDED_FOR, v);
+    }
+    let fwd = match ip {
+        std::net::IpAddr::V4(v4) => format!("for={v4};proto=http"),
+        std::net::IpAddr::V6(v6) => format!("for=\"[{v6}]\";proto=http"),
+    };
+    if let Ok(v) = HeaderValue::from_str(&fwd) {
+        h.append(header::FORWARDED, v);
+    }
+}
+
+/// A short plain-text answer from cutover itself.
+fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(text.as_bytes()))));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_connection_named_ones_go() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "keep-alive, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        h.insert(header::UPGRADE, "websocket".parse().unwrap());
+        h.insert("x-customer-id", "42".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-customer-id"));
+    }
+
+    #[test]
+    fn forwarded_headers_append() {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR, "10.0.0.1".parse().unwrap());
+        add_forwarded(&mut h, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
+        assert_eq!(h[header::FORWARDED], "for=127.0.0.1;proto=http");
+        let mut h = HeaderMap::new();
+        add_forwarded(&mut h, "[::1]:5000".parse().unwrap());
+        assert_eq!(h[&X_FORWARDED_FOR], "::1");
+        assert_eq!(h[header::FORWARDED], "for=\"[::1]\";proto=http");
+    }
+}
