@@ -12,6 +12,7 @@ pub mod fallback;
 pub mod freshness;
 pub mod metrics;
 pub mod probe;
+pub mod reconcile;
 pub mod proxy;
 pub mod routing;
 pub mod state;
