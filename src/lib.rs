@@ -16,6 +16,7 @@ pub mod reconcile;
 pub mod proxy;
 pub mod routing;
 pub mod state;
+pub mod status_table;
 pub mod upstream;
 
 use std::future::Future;
@@ -71,6 +72,8 @@ pub struct App {
     pub process_metrics: ProcessMetrics,
     pub reload_status: Mutex<ReloadStatus>,
     pub ready: AtomicBool,
+    /// Divergence log writers, one per file, shared across reloads.
+    pub divergence_logs: reconcile::log::DivergenceLogs,
     /// Serialises reloads (watcher and SIGHUP may race); never taken per read.
     reload_lock: Mutex<()>,
 }
@@ -100,6 +103,12 @@ pub enum StartError {
         path: PathBuf,
         #[source]
         source: notify::Error,
+    },
+    #[error("cannot write the demo files in {path}: {source}")]
+    DemoFiles {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -271,6 +280,7 @@ async fn start_with_metrics(config_path: &Path, metrics: Metrics) -> Result<Runn
         process_metrics,
         reload_status: Mutex::new(ReloadStatus::default()),
         ready: AtomicBool::new(false),
+        divergence_logs: Default::default(),
         reload_lock: Mutex::new(()),
     });
 

@@ -153,6 +153,21 @@ async fn stop_signal() {
 }
 
 fn status(admin: &str) -> ExitCode {
-    eprintln!("cutover status: not yet implemented (admin {admin}); see /status on the admin listener");
-    ExitCode::FAILURE
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cutover status: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(cutover::status_table::fetch(admin)) {
+        Ok(doc) => {
+            print!("{}", cutover::status_table::render(&doc));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cutover status: {:#}", anyhow::Error::from(e));
+            ExitCode::FAILURE
+        }
+    }
 }

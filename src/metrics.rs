@@ -85,9 +85,22 @@ impl UpstreamResult {
 
 /// Reconciliation outcome: the `result` label of `cutover_reconcile_total`.
 pub const RECONCILE_RESULTS: [&str; 3] = ["match", "diverged", "skipped"];
-/// Divergence categories: the `category` label.
-pub const DIVERGENCE_CATEGORIES: [&str; 6] =
-    ["missing", "extra", "duplicate", "aggregate", "timing", "body"];
+/// Divergence categories: the `category` label, in `reconcile::Category` order
+/// (`status`, different status codes, is cutover's addition to SPEC's six).
+pub const DIVERGENCE_CATEGORIES: [&str; 7] = [
+    "missing",
+    "extra",
+    "duplicate",
+    "aggregate",
+    "timing",
+    "body",
+    "status",
+];
+/// Why a comparison was skipped: the `reason` label of
+/// `cutover_reconcile_skipped_total`, in `reconcile::Skip` order.
+pub const SKIP_REASONS: [&str; 5] = ["inflight", "too_large", "unbuffered", "aborted", "upstream_error"];
+/// Comparisons skipped, by reason (an addition to SPEC's metrics).
+pub const RECONCILE_SKIPPED_TOTAL: &str = "cutover_reconcile_skipped_total";
 
 /// The process's metrics: a recorder of its own (not the global one, so that
 /// several proxies can live in one test process) and the handle that renders it.
@@ -135,6 +148,7 @@ impl Metrics {
         c(FALLBACKS_TOTAL, None, "Reads served by batch after streaming was chosen, by reason.");
         c(RECONCILE_TOTAL, None, "Comparisons of the two sides' answers, by result.");
         c(RECONCILE_DIVERGENCES_TOTAL, None, "Diverging records, by category.");
+        c(RECONCILE_SKIPPED_TOTAL, None, "Comparisons skipped to bound cost, by reason.");
         c(CONFIG_RELOADS_TOTAL, None, "Config reload attempts, by result.");
         let h = |name: &'static str, text: &'static str| {
             r.describe_histogram(name.into(), Some(Unit::Seconds), text.into())
@@ -211,7 +225,8 @@ pub struct RouteMetrics {
     pub error_ratio_delta: Gauge,
     /// [match, diverged, skipped]
     pub reconcile: [Counter; 3],
-    pub divergences: [Counter; 6],
+    pub divergences: [Counter; 7],
+    pub reconcile_skipped: [Counter; 5],
     pub divergence_ratio: Gauge,
     pub route_mode: [Gauge; 5],
     pub circuit_open: Gauge,
@@ -256,6 +271,8 @@ impl RouteMetrics {
                 .map(|r| m.counter(RECONCILE_TOTAL, with(&[("result", r)]))),
             divergences: DIVERGENCE_CATEGORIES
                 .map(|c| m.counter(RECONCILE_DIVERGENCES_TOTAL, with(&[("category", c)]))),
+            reconcile_skipped: SKIP_REASONS
+                .map(|r| m.counter(RECONCILE_SKIPPED_TOTAL, with(&[("reason", r)]))),
             divergence_ratio: m.gauge(DIVERGENCE_RATIO, base()),
             route_mode: Mode::ALL.map(|md| m.gauge(ROUTE_MODE, with(&[("mode", md.as_str())]))),
             circuit_open: m.gauge(CIRCUIT_OPEN, base()),

@@ -20,17 +20,22 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::config::{FallbackReason, Mode, Route, Side, SideName};
 use crate::fallback::{self, Admission, StreamingOutcome};
 use crate::freshness::{now_unix_ms, watermark_of};
 use crate::metrics::{RouteMetrics, UpstreamResult};
+use crate::reconcile::run::{self as reconcile, Read, Served, Skip};
+use crate::reconcile::tee::Tee;
+use crate::state::{ReconcileSlot, try_reconcile_slot};
 use crate::upstream::{self, AttemptError, RequestBody, UpstreamClient};
 use crate::{App, Snapshot};
 
-/// What the consumer receives: an upstream body streamed through untouched,
-/// or a short local answer (404, 405, 502, ...).
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+/// What the consumer receives: an upstream body streamed through untouched
+/// (copied on the side when a comparison needs it), or a short local answer
+/// (404, 405, 502, ...).
+pub type ProxyBody = Either<Tee, Full<Bytes>>;
 
 pub const SERVED_BY: HeaderName = HeaderName::from_static("x-cutover-served-by");
 pub const FALLBACK: HeaderName = HeaderName::from_static("x-cutover-fallback");
@@ -132,6 +137,10 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
         .and_then(|h| parts.headers.get(h))
         .map(HeaderValue::as_bytes);
     let chosen = crate::routing::choose_side(route, sticky);
+    // Compared against the other side? Decided up front, costs nothing when not.
+    let compare = route.mode != Mode::Batch
+        && route.mode != Mode::StreamingOnly
+        && reconcile::sampled(route, sticky);
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::HOST);
     add_forwarded(&mut parts.headers, peer);
@@ -140,7 +149,8 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
         Err(_) => return local(StatusCode::BAD_REQUEST, "could not read the request body\n"),
     };
 
-    let (served_by, fallback, result) = forward(&snap, idx, parts, body, chosen).await;
+    let request_path = compare.then(|| parts.uri.path_and_query().map_or_else(String::new, |p| p.to_string()));
+    let (served_by, fallback, result, other) = forward(&snap, idx, parts, body, chosen, compare).await;
 
     // response_filter + logging
     let m = &route.state.metrics;
@@ -148,7 +158,17 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
         Ok(resp) => {
             let (mut head, body) = resp.into_parts();
             strip_hop_by_hop(&mut head.headers);
-            Response::from_parts(head, Either::Left(body))
+            // A comparison copies the served body as it streams to the consumer.
+            let capture = other.map(|(other, slot)| {
+                let served = Served {
+                    side: served_by,
+                    status: head.status.as_u16(),
+                    watermark_ms: watermark_of(&head.headers, &route.freshness.header, route.freshness.last_modified_fallback),
+                    request: request_path.unwrap_or_default(),
+                };
+                reconcile::start(snap.clone(), idx, served, other, slot, app.divergence_logs.clone())
+            });
+            Response::from_parts(head, Either::Left(Tee::new(body, capture)))
         }
         Err(status) => local(status, status.canonical_reason().unwrap_or("upstream failed")),
     };
@@ -164,20 +184,41 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
     resp
 }
 
+/// The other side's read for a comparison, already running, and the slot it holds.
+type OtherRead = (JoinHandle<Result<Read, Skip>>, ReconcileSlot);
+
+/// What `forward` hands back: who served, the fallback reason if any, the
+/// upstream response head (or the status to answer with), and the other
+/// side's read when this read is compared.
+type Forwarded = (
+    SideName,
+    Option<FallbackReason>,
+    Result<Response<Incoming>, StatusCode>,
+    Option<OtherRead>,
+);
+
 /// Forwards the read to the chosen side and falls back to batch when allowed.
-/// Returns who served it, the fallback reason if any, and the upstream
-/// response head or the status to answer with.
+/// In shadow mode (and for a compared streaming read) it also starts the
+/// other side's read, in its own task, so it never delays this one.
 async fn forward(
-    snap: &Snapshot,
+    snap: &Arc<Snapshot>,
     idx: usize,
     mut parts: Parts,
     body: RequestBody,
     chosen: SideName,
-) -> (SideName, Option<FallbackReason>, Result<Response<Incoming>, StatusCode>) {
+    compare: bool,
+) -> Forwarded {
     let route = &snap.config.routes[idx];
     let clients = &snap.clients[idx];
     let mut body = Some(body);
     let mut fallback_reason = None;
+    let mut other = None;
+
+    if compare && route.mode == Mode::Shadow {
+        // Phase 1: the same read goes to streaming beside batch; streaming's
+        // answer never reaches the consumer.
+        other = start_other_read(snap, idx, SideName::Streaming, &parts, parts.headers.clone(), body.as_ref());
+    }
 
     if chosen == SideName::Streaming {
         let may_fall_back = route.mode != Mode::StreamingOnly;
@@ -210,7 +251,22 @@ async fn forward(
         };
         let replayable = replay.is_some() || body.is_some();
         match fallback::decide(route.mode, &route.fallback, outcome, replayable) {
-            None => return (SideName::Streaming, None, answer),
+            None => {
+                // Served by streaming: a sampled read is also read from batch
+                // and compared (the safety net of phases 2-3).
+                if compare && answer.is_ok() {
+                    other = match &replay {
+                        Some((headers, b)) => {
+                            start_other_read(snap, idx, SideName::Batch, &parts, headers.clone(), Some(b))
+                        }
+                        None => {
+                            reconcile::skip(route, Skip::Unbuffered);
+                            None
+                        }
+                    };
+                }
+                return (SideName::Streaming, None, answer, other);
+            }
             Some(reason) => {
                 route.state.metrics.fallbacks[reason.index()].increment(1);
                 route.state.fallbacks.fetch_add(1, Ordering::Relaxed);
@@ -227,7 +283,39 @@ async fn forward(
     let headers = std::mem::take(&mut parts.headers);
     let req = upstream_request(&parts, headers, route, &route.batch, body.take().unwrap_or_else(RequestBody::empty));
     let (_, answer) = call(route, SideName::Batch, &clients[SideName::Batch.index()], req).await;
-    (SideName::Batch, fallback_reason, answer)
+    if answer.is_err() && other.take().is_some() {
+        // Batch gave nothing to compare with. The shadow read still runs to
+        // its end (its figures count), detached.
+        reconcile::skip(route, Skip::UpstreamError);
+    }
+    (SideName::Batch, fallback_reason, answer, other)
+}
+
+/// Starts the other side's read for a comparison, if a slot is free and the
+/// request can be sent twice; otherwise counts the skip.
+fn start_other_read(
+    snap: &Arc<Snapshot>,
+    idx: usize,
+    side: SideName,
+    parts: &Parts,
+    headers: HeaderMap,
+    body: Option<&RequestBody>,
+) -> Option<OtherRead> {
+    let route = &snap.config.routes[idx];
+    let Some(body) = body.and_then(RequestBody::replay) else {
+        reconcile::skip(route, Skip::Unbuffered);
+        return None;
+    };
+    let Some(slot) = try_reconcile_slot(&route.state, route.reconcile.max_inflight) else {
+        reconcile::skip(route, Skip::Inflight);
+        return None;
+    };
+    let side_cfg = match side {
+        SideName::Batch => &route.batch,
+        SideName::Streaming => &route.streaming,
+    };
+    let req = upstream_request(parts, headers, route, side_cfg, body);
+    Some((reconcile::spawn_other_read(snap.clone(), idx, side, req), slot))
 }
 
 /// One upstream attempt, recorded: result, latency, watermark, error window.

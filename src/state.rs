@@ -33,6 +33,10 @@ pub struct RouteState {
     /// (metric handles cannot be read back).
     pub reads: [AtomicU64; 2],
     pub fallbacks: AtomicU64,
+    /// Comparisons (shadow or sampled) in flight, for `reconcile.max_inflight`.
+    pub reconcile_inflight: AtomicUsize,
+    /// Comparisons by result: [match, diverged, skipped], for `/status`.
+    pub reconciled: [AtomicU64; 3],
 }
 
 impl RouteState {
@@ -47,6 +51,8 @@ impl RouteState {
             probed_at: Default::default(),
             reads: Default::default(),
             fallbacks: AtomicU64::new(0),
+            reconcile_inflight: AtomicUsize::new(0),
+            reconciled: Default::default(),
         }
     }
 
@@ -71,6 +77,24 @@ impl RouteState {
             Some(max) if n >= max => None, // guard drops, giving the slot back
             _ => Some(guard),
         }
+    }
+}
+
+/// Takes a comparison slot unless `max` are taken; the slot is owned so it
+/// can travel with the comparison task.
+pub fn try_reconcile_slot(state: &Arc<RouteState>, max: usize) -> Option<ReconcileSlot> {
+    let n = state.reconcile_inflight.fetch_add(1, Ordering::AcqRel);
+    let slot = ReconcileSlot(state.clone());
+    (n < max).then_some(slot)
+}
+
+/// Gives back a comparison slot when dropped.
+#[derive(Debug)]
+pub struct ReconcileSlot(Arc<RouteState>);
+
+impl Drop for ReconcileSlot {
+    fn drop(&mut self) {
+        self.0.reconcile_inflight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -1,7 +1,1321 @@
-//! stub (being written)
-use std::path::Path;
-use super::{Compiled, ConfigErrors, ConfigError};
+//! Compiles the raw config into typed values, collecting every problem in
+//! the file (not just the first) and placing each at its line and column.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::uri::{Authority, Scheme};
+use http::{Method, Uri};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use super::locate::{Problems, Target, YamlPath, locate};
+use super::model::*;
+use super::raw::{self, RawConfig, RawDefaults, RawRoute, RawSide, RawSideMap};
+use super::{ConfigError, ConfigErrors};
 use crate::state::StateRegistry;
-pub fn compile(path: &Path, _text: &str, _registry: &StateRegistry, _generation: u64) -> Result<Compiled, ConfigErrors> {
-    Err(ConfigErrors(vec![ConfigError { file: path.to_owned(), line: 1, column: 1, message: "stub".into() }]))
+
+pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub(super) const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+pub(super) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub(super) const DEFAULT_MAX_BUFFERED_BODY: usize = 64 * 1024;
+pub(super) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const DEFAULT_CIRCUIT_FAILURES: u32 = 5;
+pub(super) const DEFAULT_CIRCUIT_COOLDOWN: Duration = Duration::from_secs(30);
+pub(super) const DEFAULT_WATERMARK_HEADER: &str = "x-data-watermark";
+pub(super) const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(30);
+pub(super) const DEFAULT_WINDOW: Duration = Duration::from_secs(5 * 60);
+pub(super) const MIN_WINDOW: Duration = Duration::from_secs(30);
+pub(super) const DEFAULT_SHADOW_SAMPLE: f64 = 1.0;
+pub(super) const DEFAULT_SAMPLE: f64 = 0.01;
+pub(super) const DEFAULT_RECONCILE_INFLIGHT: usize = 32;
+pub(super) const DEFAULT_RECONCILE_BODY: usize = 8 * 1024 * 1024;
+
+/// Parses, validates and compiles `text` (the file at `path`). On failure,
+/// every problem found, each with its line and column, in file order. Route
+/// state is taken from `registry` only when the whole file is valid.
+pub(super) fn compile(
+    path: &Path,
+    text: &str,
+    registry: &StateRegistry,
+    generation: u64,
+) -> Result<Compiled, ConfigErrors> {
+    let value: serde_yaml::Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return Err(ConfigErrors(vec![syntax_error(path, text, &e)])),
+    };
+    let mut cx = Cx {
+        text,
+        dir: path.parent().map(Path::to_owned).unwrap_or_default(),
+        problems: Problems::default(),
+    };
+    let draft = raw::parse(value, &mut cx.problems).and_then(|raw| cx.config(&raw));
+    match draft {
+        Some(draft) if cx.problems.is_empty() => Ok(draft.finish(registry, generation)),
+        _ => Err(ConfigErrors(cx.problems.into_errors(path, text))),
+    }
+}
+
+fn syntax_error(path: &Path, text: &str, e: &serde_yaml::Error) -> ConfigError {
+    let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+    // serde_yaml repeats the position in its message; it is already in front.
+    let message = e
+        .to_string()
+        .replacen(&format!(" at line {line} column {column}"), "", 1);
+    // serde_yaml places a repeated key at the start of its map; point at the key.
+    let (line, column) = if message.starts_with("duplicate entry") {
+        super::locate::duplicate_key(text).unwrap_or((line, column))
+    } else {
+        (line, column)
+    };
+    ConfigError {
+        file: path.to_owned(),
+        line,
+        column,
+        message: format!("YAML syntax error: {message}"),
+    }
+}
+
+/// A compiled config still without route state.
+struct Draft {
+    consumer: String,
+    risk: Risk,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    runtime: RuntimeSettings,
+    routes: Vec<DraftRoute>,
+}
+
+struct DraftRoute {
+    name: String,
+    prefix: String,
+    methods: MethodSet,
+    batch: Side,
+    streaming: Side,
+    mode: Mode,
+    canary: Canary,
+    fallback: FallbackPolicy,
+    freshness: Freshness,
+    reconcile: Reconcile,
+}
+
+impl Draft {
+    fn finish(self, registry: &StateRegistry, generation: u64) -> Compiled {
+        let consumer = self.consumer;
+        let mut routes: Vec<Route> = self
+            .routes
+            .into_iter()
+            .map(|r| Route {
+                state: registry.route_state(&consumer, &r.name, r.freshness.window),
+                name: r.name,
+                prefix: r.prefix,
+                methods: r.methods,
+                batch: r.batch,
+                streaming: r.streaming,
+                mode: r.mode,
+                canary: r.canary,
+                fallback: r.fallback,
+                freshness: r.freshness,
+                reconcile: r.reconcile,
+            })
+            .collect();
+        // Stable: equal lengths keep file order (equal prefixes are rejected).
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        Compiled {
+            generation,
+            consumer,
+            risk: self.risk,
+            listen: self.listen,
+            admin: self.admin,
+            runtime: self.runtime,
+            routes,
+        }
+    }
+}
+
+/// Side settings from `defaults`, already parsed.
+#[derive(Default)]
+struct SideDefaults {
+    connect_timeout: Option<Duration>,
+    timeout: Option<Duration>,
+    max_inflight: Option<usize>,
+    ca_file: Option<PathBuf>,
+}
+
+/// The compile pass: where the file is, and what is wrong with it so far.
+struct Cx<'a> {
+    text: &'a str,
+    /// Relative paths in the file (`ca_file`, `divergence_log`) start here.
+    dir: PathBuf,
+    problems: Problems,
+}
+
+impl Cx<'_> {
+    fn error(&mut self, at: &YamlPath, message: impl Into<String>) {
+        self.problems.push(at, Target::Value, message);
+    }
+
+    /// Reports a required key as missing, unless its value was already
+    /// reported (and dropped) for being the wrong kind.
+    fn missing(&mut self, at: &YamlPath, message: impl Into<String>) {
+        if !self.problems.reported_at(at) {
+            self.problems.push(at, Target::Key, message);
+        }
+    }
+
+    /// Parses an optional leaf: `None` when absent or bad (bad is reported).
+    fn parse<T>(
+        &mut self,
+        value: &Option<String>,
+        at: &YamlPath,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let text = value.as_deref()?;
+        match parse(text) {
+            Ok(v) => Some(v),
+            Err(message) => {
+                self.error(at, message);
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, raw: &RawConfig) -> Option<Draft> {
+        let top = YamlPath::root();
+        match raw.version.as_deref() {
+            None => self.missing(&top.key("version"), "missing `version: 1`"),
+            Some("1") => {}
+            Some(v) => self.error(
+                &top.key("version"),
+                format!("unsupported version `{v}`: this cutover reads version 1"),
+            ),
+        }
+        let consumer = match raw.consumer.as_deref().map(str::trim) {
+            None => {
+                self.missing(
+                    &top.key("consumer"),
+                    "missing `consumer`: name the consumer behind this sidecar",
+                );
+                None
+            }
+            Some("") => {
+                self.error(&top.key("consumer"), "`consumer` is empty");
+                None
+            }
+            Some(c) => Some(c.to_owned()),
+        };
+        let risk = self.parse(&raw.risk, &top.key("risk"), parse_risk);
+        let listen = self.parse(&raw.listen, &top.key("listen"), parse_addr);
+        let admin = self.parse(&raw.admin, &top.key("admin"), parse_addr);
+        let listen = listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+        let admin = admin.unwrap_or_else(|| DEFAULT_ADMIN.parse().expect("valid default"));
+        if same_socket(listen, admin) {
+            let at = if raw.admin.is_some() {
+                top.key("admin")
+            } else {
+                top.key("listen")
+            };
+            self.error(
+                &at,
+                format!("admin and listen are both {admin}: give admin another port"),
+            );
+        }
+        let shutdown_grace = self
+            .parse(
+                &raw.shutdown_grace,
+                &top.key("shutdown_grace"),
+                parse_duration,
+            )
+            .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
+        let max_buffered_body = self
+            .parse(&raw.max_buffered_body, &top.key("max_buffered_body"), |s| {
+                parse_count(s, 0)
+            })
+            .unwrap_or(DEFAULT_MAX_BUFFERED_BODY);
+        let defaults = match &raw.defaults {
+            Some(d) => self.defaults(d, &top.key("defaults")),
+            None => SideDefaults::default(),
+        };
+
+        let routes_at = top.key("routes");
+        let mut routes = Vec::new();
+        match &raw.routes {
+            None => self.missing(&routes_at, "missing `routes`: add at least one route"),
+            Some(list) if list.is_empty() => {
+                self.error(&routes_at, "`routes` is empty: add at least one route")
+            }
+            Some(list) => {
+                let mut names: HashMap<String, YamlPath> = HashMap::new();
+                let mut prefixes: HashMap<String, (String, YamlPath)> = HashMap::new();
+                for (i, route) in list.iter().enumerate() {
+                    let Some(route) = route else { continue };
+                    let at = routes_at.index(i);
+                    let draft = self.route(route, &at, &defaults);
+                    self.check_unique(route, &at, &mut names, &mut prefixes);
+                    routes.extend(draft);
+                }
+            }
+        }
+
+        Some(Draft {
+            consumer: consumer?,
+            risk: risk.unwrap_or(Risk::Low),
+            listen,
+            admin,
+            runtime: RuntimeSettings {
+                shutdown_grace,
+                max_buffered_body,
+            },
+            routes,
+        })
+    }
+
+    fn check_unique(
+        &mut self,
+        route: &RawRoute,
+        at: &YamlPath,
+        names: &mut HashMap<String, YamlPath>,
+        prefixes: &mut HashMap<String, (String, YamlPath)>,
+    ) {
+        let name = route.name.as_deref().map(str::trim).unwrap_or("");
+        if !name.is_empty() {
+            let here = at.key("name");
+            match names.get(name) {
+                Some(first) => {
+                    let (line, column) = locate(self.text, first, Target::Value);
+                    self.error(
+                        &here,
+                        format!("duplicate route name `{name}` (first defined at {line}:{column})"),
+                    );
+                }
+                None => {
+                    names.insert(name.to_owned(), here);
+                }
+            }
+        }
+        let raw_prefix = route
+            .matcher
+            .as_ref()
+            .and_then(|m| m.path_prefix.as_deref());
+        if let Some(prefix) = raw_prefix.and_then(|p| parse_prefix(p).ok()) {
+            let here = at.key("match").key("path_prefix");
+            match prefixes.get(&prefix) {
+                Some((other, first)) => {
+                    let (line, column) = locate(self.text, first, Target::Value);
+                    self.error(
+                        &here,
+                        format!(
+                            "path_prefix `{prefix}` is already used by route `{other}` \
+                             (at {line}:{column}); each route needs its own prefix"
+                        ),
+                    );
+                }
+                None => {
+                    prefixes.insert(prefix, (name.to_owned(), here));
+                }
+            }
+        }
+    }
+
+    fn defaults(&mut self, raw: &RawDefaults, at: &YamlPath) -> SideDefaults {
+        SideDefaults {
+            connect_timeout: self.parse(
+                &raw.connect_timeout,
+                &at.key("connect_timeout"),
+                parse_timeout,
+            ),
+            timeout: self.parse(&raw.timeout, &at.key("timeout"), parse_timeout),
+            max_inflight: self.parse(&raw.max_inflight, &at.key("max_inflight"), |s| {
+                parse_count(s, 1)
+            }),
+            ca_file: self.ca_file(&raw.ca_file, &at.key("ca_file")),
+        }
+    }
+
+    fn ca_file(&mut self, raw: &Option<String>, at: &YamlPath) -> Option<PathBuf> {
+        let dir = self.dir.clone();
+        self.parse(raw, at, |s| check_ca_file(&dir, s))
+    }
+
+    fn route(
+        &mut self,
+        raw: &RawRoute,
+        at: &YamlPath,
+        defaults: &SideDefaults,
+    ) -> Option<DraftRoute> {
+        let name = match raw.name.as_deref().map(str::trim) {
+            None => {
+                self.missing(&at.key("name"), "route has no `name`");
+                None
+            }
+            Some("") => {
+                self.error(&at.key("name"), "route `name` is empty");
+                None
+            }
+            Some(n) => Some(n.to_owned()),
+        };
+
+        let match_at = at.key("match");
+        let (prefix, methods) = match &raw.matcher {
+            None => {
+                self.missing(
+                    &match_at,
+                    "route has no `match` (e.g. match: { path_prefix: /v1/orders })",
+                );
+                (None, None)
+            }
+            Some(m) => {
+                let prefix = match &m.path_prefix {
+                    None => {
+                        self.missing(
+                            &match_at.key("path_prefix"),
+                            "`match` has no `path_prefix` (e.g. path_prefix: /v1/orders)",
+                        );
+                        None
+                    }
+                    some => self.parse(some, &match_at.key("path_prefix"), parse_prefix),
+                };
+                (prefix, self.methods(&m.methods, &match_at.key("methods")))
+            }
+        };
+
+        let batch = self.side(&raw.batch, &at.key("batch"), "batch", defaults);
+        let streaming = self.side(&raw.streaming, &at.key("streaming"), "streaming", defaults);
+
+        let mode_at = at.key("mode");
+        let mode = self.parse(&raw.mode, &mode_at, parse_mode);
+        let canary = self.canary(raw, at, mode);
+        let mode = mode.unwrap_or(Mode::Batch);
+        let fallback = self.fallback(raw, &at.key("fallback"));
+        let freshness = self.freshness(raw, &at.key("freshness"));
+        let reconcile = self.reconcile(raw, &at.key("reconcile"), mode);
+
+        Some(DraftRoute {
+            name: name?,
+            prefix: prefix?,
+            methods: methods?,
+            batch: batch?,
+            streaming: streaming?,
+            mode,
+            canary: canary?,
+            fallback: fallback?,
+            freshness: freshness?,
+            reconcile: reconcile?,
+        })
+    }
+
+    fn methods(&mut self, raw: &Option<Vec<Option<String>>>, at: &YamlPath) -> Option<MethodSet> {
+        let Some(list) = raw else {
+            return Some(MethodSet::new(vec![Method::GET, Method::HEAD]));
+        };
+        if list.is_empty() {
+            self.error(
+                at,
+                "`methods` is empty: list at least one, e.g. [GET, HEAD]",
+            );
+            return None;
+        }
+        let mut methods: Vec<Method> = Vec::new();
+        let mut ok = true;
+        for (i, m) in list.iter().enumerate() {
+            match self.parse(m, &at.index(i), parse_method) {
+                Some(m) if !methods.contains(&m) => methods.push(m),
+                Some(_) => {}
+                None => ok = m.is_none() && ok,
+            }
+        }
+        (ok && !methods.is_empty()).then(|| MethodSet::new(methods))
+    }
+
+    fn side(
+        &mut self,
+        raw: &Option<RawSide>,
+        at: &YamlPath,
+        which: &str,
+        defaults: &SideDefaults,
+    ) -> Option<Side> {
+        let empty = RawSideMap::default();
+        let (url, url_at, over) = match raw {
+            None => {
+                self.missing(
+                    at,
+                    format!("route has no `{which}` side (a URL, e.g. {which}: http://127.0.0.1:7001/path)"),
+                );
+                return None;
+            }
+            Some(RawSide::Url(u)) => (Some(u.clone()), at.clone(), &empty),
+            Some(RawSide::Full(m)) => (m.url.clone(), at.key("url"), m),
+        };
+        let url = match url {
+            None => {
+                self.missing(&url_at, format!("`{which}` has no `url`"));
+                None
+            }
+            some => self.parse(&some, &url_at, parse_url),
+        };
+        let connect_timeout = self.parse(
+            &over.connect_timeout,
+            &at.key("connect_timeout"),
+            parse_timeout,
+        );
+        let timeout = self.parse(&over.timeout, &at.key("timeout"), parse_timeout);
+        let max_inflight = self.parse(&over.max_inflight, &at.key("max_inflight"), |s| {
+            parse_count(s, 1)
+        });
+        let ca_file = self.ca_file(&over.ca_file, &at.key("ca_file"));
+        let url = url?;
+        Some(Side {
+            scheme: url.scheme,
+            authority: url.authority,
+            base_path: url.base_path,
+            base_query: url.base_query,
+            connect_timeout: connect_timeout
+                .or(defaults.connect_timeout)
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            timeout: timeout.or(defaults.timeout).unwrap_or(DEFAULT_TIMEOUT),
+            max_inflight: max_inflight.or(defaults.max_inflight),
+            ca_file: ca_file.or_else(|| defaults.ca_file.clone()),
+        })
+    }
+
+    fn canary(&mut self, route: &RawRoute, at: &YamlPath, mode: Option<Mode>) -> Option<Canary> {
+        let empty = Default::default();
+        let raw = route.canary.as_ref().unwrap_or(&empty);
+        let route_at = at;
+        let at = route_at.key("canary");
+        let percent = self.parse(&raw.percent, &at.key("percent"), parse_percent);
+        if mode == Some(Mode::Canary) && raw.percent.is_none() && !self.problems.reported_at(&at) {
+            self.error(
+                &route_at.key("mode"),
+                "mode `canary` needs `canary.percent` (the share of reads sent to streaming, e.g. 10)",
+            );
+        }
+        let sticky_header = self.parse(
+            &raw.sticky_header,
+            &at.key("sticky_header"),
+            parse_header_name,
+        );
+        if raw.percent.is_some() && percent.is_none() {
+            return None;
+        }
+        if raw.sticky_header.is_some() && sticky_header.is_none() {
+            return None;
+        }
+        Some(Canary {
+            percent: percent.unwrap_or(0.0),
+            sticky_header,
+        })
+    }
+
+    fn fallback(&mut self, route: &RawRoute, at: &YamlPath) -> Option<FallbackPolicy> {
+        let empty = Default::default();
+        let raw = route.fallback.as_ref().unwrap_or(&empty);
+        let mut ok = true;
+        let on = match &raw.on {
+            None => ReasonSet::all(),
+            Some(list) => {
+                let mut set = ReasonSet::empty();
+                for (i, r) in list.iter().enumerate() {
+                    match self.parse(r, &at.key("on").index(i), parse_reason) {
+                        Some(r) => set.insert(r),
+                        None => ok &= r.is_none(),
+                    }
+                }
+                set
+            }
+        };
+        let max_staleness = self.parse(&raw.max_staleness, &at.key("max_staleness"), parse_nonzero);
+        ok &= raw.max_staleness.is_none() || max_staleness.is_some();
+        let circuit_empty = Default::default();
+        let circuit = raw.circuit.as_ref().unwrap_or(&circuit_empty);
+        let circuit_at = at.key("circuit");
+        let failures = self.parse(&circuit.failures, &circuit_at.key("failures"), parse_u32);
+        let cooldown = self.parse(
+            &circuit.cooldown,
+            &circuit_at.key("cooldown"),
+            parse_nonzero,
+        );
+        ok &= circuit.failures.is_none() || failures.is_some();
+        ok &= circuit.cooldown.is_none() || cooldown.is_some();
+        ok.then(|| FallbackPolicy {
+            on,
+            max_staleness,
+            circuit: CircuitPolicy {
+                failures: failures.unwrap_or(DEFAULT_CIRCUIT_FAILURES),
+                cooldown: cooldown.unwrap_or(DEFAULT_CIRCUIT_COOLDOWN),
+            },
+        })
+    }
+
+    fn freshness(&mut self, route: &RawRoute, at: &YamlPath) -> Option<Freshness> {
+        let empty = Default::default();
+        let raw = route.freshness.as_ref().unwrap_or(&empty);
+        let header = self.parse(&raw.header, &at.key("header"), parse_header_name);
+        let last_modified = self.parse(&raw.last_modified, &at.key("last_modified"), parse_bool);
+        let probe_interval = self.parse(
+            &raw.probe_interval,
+            &at.key("probe_interval"),
+            parse_interval,
+        );
+        let probe_method = self.parse(&raw.probe_method, &at.key("probe_method"), |s| match s {
+            "HEAD" => Ok(Method::HEAD),
+            "GET" => Ok(Method::GET),
+            _ => Err(format!("bad probe_method `{s}` (expected HEAD or GET)")),
+        });
+        let window = self.parse(&raw.window, &at.key("window"), |s| {
+            let d = parse_duration(s)?;
+            if d < MIN_WINDOW {
+                return Err(format!("window `{s}` is too short: use at least 30s"));
+            }
+            Ok(d)
+        });
+        let bad = (raw.header.is_some() && header.is_none())
+            || (raw.last_modified.is_some() && last_modified.is_none())
+            || (raw.probe_interval.is_some() && probe_interval.is_none())
+            || (raw.probe_method.is_some() && probe_method.is_none())
+            || (raw.window.is_some() && window.is_none());
+        if bad {
+            return None;
+        }
+        Some(Freshness {
+            header: header.unwrap_or(HeaderName::from_static(DEFAULT_WATERMARK_HEADER)),
+            last_modified_fallback: last_modified.unwrap_or(true),
+            probe_interval: probe_interval.unwrap_or(Some(DEFAULT_PROBE_INTERVAL)),
+            probe_method: probe_method.unwrap_or(Method::HEAD),
+            window: window.unwrap_or(DEFAULT_WINDOW),
+        })
+    }
+
+    fn reconcile(&mut self, route: &RawRoute, at: &YamlPath, mode: Mode) -> Option<Reconcile> {
+        let empty = Default::default();
+        let raw = route.reconcile.as_ref().unwrap_or(&empty);
+        let sample = self.parse(&raw.sample, &at.key("sample"), |s| {
+            let v = parse_number(s)?;
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!(
+                    "sample `{s}` is out of range: use 0 to 1 (0.05 = 5% of reads)"
+                ));
+            }
+            Ok(v)
+        });
+        let records = self.parse(&raw.records, &at.key("records"), parse_json_pointer);
+        let key = self.parse(&raw.key, &at.key("key"), |s| non_empty("key", s));
+        let mut ignore = Vec::new();
+        let mut ok = true;
+        for (i, f) in raw.ignore.iter().flatten().enumerate() {
+            match self.parse(f, &at.key("ignore").index(i), |s| non_empty("ignore", s)) {
+                Some(f) => ignore.push(f),
+                None => ok &= f.is_none(),
+            }
+        }
+        let numeric_tolerance = self.parse(&raw.numeric_tolerance, &at.key("numeric_tolerance"), |s| {
+            let v = parse_number(s)?;
+            if v < 0.0 {
+                return Err(format!("numeric_tolerance `{s}` is negative: use 0 or more (relative, 0.0001 = 0.01%)"));
+            }
+            Ok(v)
+        });
+        let event_time = self.parse(&raw.event_time, &at.key("event_time"), |s| {
+            non_empty("event_time", s)
+        });
+        let dir = self.dir.clone();
+        let divergence_log = self.parse(&raw.divergence_log, &at.key("divergence_log"), |s| {
+            non_empty("divergence_log", s).map(|s| dir.join(s))
+        });
+        let max_inflight = self.parse(&raw.max_inflight, &at.key("max_inflight"), |s| {
+            parse_count(s, 1)
+        });
+        let max_body_bytes = self.parse(&raw.max_body_bytes, &at.key("max_body_bytes"), |s| {
+            parse_count(s, 1)
+        });
+        ok &= (raw.sample.is_none() || sample.is_some())
+            && (raw.records.is_none() || records.is_some())
+            && (raw.key.is_none() || key.is_some())
+            && (raw.numeric_tolerance.is_none() || numeric_tolerance.is_some())
+            && (raw.event_time.is_none() || event_time.is_some())
+            && (raw.divergence_log.is_none() || divergence_log.is_some())
+            && (raw.max_inflight.is_none() || max_inflight.is_some())
+            && (raw.max_body_bytes.is_none() || max_body_bytes.is_some());
+        let default_sample = if mode == Mode::Shadow {
+            DEFAULT_SHADOW_SAMPLE
+        } else {
+            DEFAULT_SAMPLE
+        };
+        ok.then(|| Reconcile {
+            sample: sample.unwrap_or(default_sample),
+            sample_explicit: raw.sample.is_some(),
+            records: records.unwrap_or_default(),
+            key,
+            ignore,
+            numeric_tolerance: numeric_tolerance.unwrap_or(0.0),
+            event_time_field: event_time,
+            divergence_log,
+            max_inflight: max_inflight.unwrap_or(DEFAULT_RECONCILE_INFLIGHT),
+            max_body_bytes: max_body_bytes.unwrap_or(DEFAULT_RECONCILE_BODY),
+        })
+    }
+}
+
+/// Whether two addresses would collide: the same port (other than 0, which
+/// picks a free one) on the same or an unspecified IP.
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// `250ms`, `2s`, `5m`, `1h`: a whole number and a unit.
+pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad =
+        || format!("bad duration `{s}`: expected a number and a unit (ms, s, m, h), e.g. 250ms");
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    if number.is_empty() {
+        return Err(bad());
+    }
+    if unit.is_empty() {
+        return Err(format!(
+            "bad duration `{s}`: add a unit (ms, s, m, h), e.g. {s}s or {s}ms"
+        ));
+    }
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let millis = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(bad()),
+    };
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("bad duration `{s}`: too long"))
+}
+
+/// A duration that must be more than zero (timeouts, cooldowns).
+fn parse_nonzero(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("`{s}` must be more than 0"));
+    }
+    Ok(d)
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    parse_nonzero(s).map_err(|e| {
+        if e.ends_with("more than 0") {
+            format!("timeout `{s}` must be more than 0")
+        } else {
+            e
+        }
+    })
+}
+
+/// A probe interval: a duration, or `off` (`0s` means off too).
+fn parse_interval(s: &str) -> Result<Option<Duration>, String> {
+    if s == "off" {
+        return Ok(None);
+    }
+    let d = parse_duration(s).map_err(|e| format!("{e}, or off"))?;
+    Ok((!d.is_zero()).then_some(d))
+}
+
+/// The parts of an upstream URL that a side keeps.
+#[derive(Debug)]
+pub(super) struct SideUrl {
+    scheme: Scheme,
+    authority: Authority,
+    base_path: String,
+    base_query: Option<String>,
+}
+
+pub(super) fn parse_url(s: &str) -> Result<SideUrl, String> {
+    let hint = "e.g. http://127.0.0.1:7001/tables/orders";
+    let uri: Uri = s
+        .parse()
+        .map_err(|e| format!("bad URL `{s}`: {e} ({hint})"))?;
+    let scheme = match uri.scheme() {
+        Some(sc) if *sc == Scheme::HTTP || *sc == Scheme::HTTPS => sc.clone(),
+        Some(sc) => {
+            return Err(format!("bad URL `{s}`: scheme `{sc}` is not http or https"));
+        }
+        None => {
+            return Err(format!(
+                "bad URL `{s}`: expected http:// or https:// and a host ({hint})"
+            ));
+        }
+    };
+    let authority = match uri.authority() {
+        Some(a) if a.as_str().contains('@') => {
+            return Err(format!(
+                "bad URL `{s}`: credentials (user@) are not allowed in a URL"
+            ));
+        }
+        Some(a) if a.as_str() != a.host() && a.port_u16().is_none() => {
+            return Err(format!("bad URL `{s}`: bad port (expected 1 to 65535)"));
+        }
+        Some(a) if !a.host().is_empty() => a.clone(),
+        _ => return Err(format!("bad URL `{s}`: no host ({hint})")),
+    };
+    if s.contains('#') {
+        return Err(format!(
+            "bad URL `{s}`: a fragment (#...) is never sent upstream; remove it"
+        ));
+    }
+    Ok(SideUrl {
+        scheme,
+        authority,
+        base_path: uri.path().trim_end_matches('/').to_owned(),
+        base_query: uri.query().map(str::to_owned),
+    })
+}
+
+/// A route's path prefix, without its trailing slash (except the root `/`).
+pub(super) fn parse_prefix(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') {
+        return Err(format!("path_prefix `{s}` must start with `/`"));
+    }
+    if s.contains(['?', '#']) {
+        return Err(format!(
+            "path_prefix `{s}` must be a path only, without `?` or `#`"
+        ));
+    }
+    if s.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "path_prefix `{s}` contains a space or control character"
+        ));
+    }
+    let trimmed = s.trim_end_matches('/');
+    Ok(if trimmed.is_empty() { "/" } else { trimmed }.to_owned())
+}
+
+fn parse_method(s: &str) -> Result<Method, String> {
+    if s != s.to_ascii_uppercase() {
+        return Err(format!(
+            "method `{s}` must be uppercase: {}",
+            s.to_ascii_uppercase()
+        ));
+    }
+    Method::from_bytes(s.as_bytes()).map_err(|_| format!("bad method `{s}` (e.g. GET, HEAD, POST)"))
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    Mode::parse(s).ok_or_else(|| {
+        format!("unknown mode `{s}` (expected batch, shadow, canary, streaming or streaming_only)")
+    })
+}
+
+fn parse_risk(s: &str) -> Result<Risk, String> {
+    match s {
+        "low" => Ok(Risk::Low),
+        "medium" => Ok(Risk::Medium),
+        "high" => Ok(Risk::High),
+        _ => Err(format!("unknown risk `{s}` (expected low, medium or high)")),
+    }
+}
+
+fn parse_reason(s: &str) -> Result<FallbackReason, String> {
+    FallbackReason::parse(s).ok_or_else(|| {
+        format!("unknown fallback reason `{s}` (expected connect, timeout, 5xx, stale, overflow or circuit)")
+    })
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("bad address `{s}`: expected IP:PORT, e.g. 127.0.0.1:8080"))
+}
+
+fn parse_header_name(s: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(s.to_ascii_lowercase().as_bytes())
+        .map_err(|_| format!("bad header name `{s}` (e.g. x-customer-id)"))
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("expected true or false, found `{s}`")),
+    }
+}
+
+fn parse_number(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("expected a number, found `{s}`")),
+    }
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let v = parse_number(s)?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err(format!("percent `{s}` is out of range: use 0 to 100"));
+    }
+    Ok(v)
+}
+
+/// A whole number of at least `min`.
+fn parse_count(s: &str, min: usize) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= min => Ok(n),
+        _ if min == 0 => Err(format!("expected a whole number, 0 or more, found `{s}`")),
+        _ => Err(format!(
+            "expected a whole number, {min} or more, found `{s}`"
+        )),
+    }
+}
+
+fn parse_u32(s: &str) -> Result<u32, String> {
+    s.parse()
+        .map_err(|_| format!("expected a whole number, 0 or more, found `{s}`"))
+}
+
+/// A JSON pointer (RFC 6901): empty for the whole body, or `/a/b`.
+fn parse_json_pointer(s: &str) -> Result<String, String> {
+    if !s.is_empty() && !s.starts_with('/') {
+        return Err(format!(
+            "records `{s}` is not a JSON pointer: start it with `/`, e.g. /data"
+        ));
+    }
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
+            return Err(format!(
+                "records `{s}`: `~` must be followed by 0 or 1 (~0 is ~, ~1 is /)"
+            ));
+        }
+    }
+    Ok(s.to_owned())
+}
+
+fn non_empty(what: &str, s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err(format!("`{what}` is empty"))
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+/// Resolves `s` against the config's directory and checks it holds at
+/// least one PEM certificate.
+fn check_ca_file(dir: &Path, s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("`ca_file` is empty".to_owned());
+    }
+    let path = dir.join(s);
+    let pem = std::fs::read(&path)
+        .map_err(|e| format!("cannot read ca_file `{}`: {e}", path.display()))?;
+    let mut certs = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        cert.map_err(|e| format!("bad PEM in ca_file `{}`: {e}", path.display()))?;
+        certs += 1;
+    }
+    if certs == 0 {
+        return Err(format!(
+            "ca_file `{}` holds no PEM certificate",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile_text(text: &str) -> Result<Compiled, ConfigErrors> {
+        compile(
+            Path::new("/etc/cutover/c.yaml"),
+            text,
+            &StateRegistry::detached(),
+            7,
+        )
+    }
+
+    fn ok(text: &str) -> Compiled {
+        compile_text(text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Each error as `LINE:COLUMN: message`.
+    fn errors(text: &str) -> Vec<String> {
+        match compile_text(text) {
+            Ok(_) => panic!("config was accepted"),
+            Err(e) => {
+                e.0.iter()
+                    .map(|e| format!("{}:{}: {}", e.line, e.column, e.message))
+                    .collect()
+            }
+        }
+    }
+
+    const MINIMAL: &str = "\
+version: 1
+consumer: dash
+routes:
+  - name: orders
+    match: { path_prefix: /v1/orders/ }
+    batch: http://127.0.0.1:7001/tables/orders/
+    streaming: https://stream.internal:8443/v1/orders?fmt=json
+";
+
+    #[test]
+    fn durations_need_a_whole_number_and_a_unit() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(
+            parse_duration("2 secs").unwrap_err(),
+            "bad duration `2 secs`: expected a number and a unit (ms, s, m, h), e.g. 250ms"
+        );
+        assert!(parse_duration("5").unwrap_err().contains("add a unit"));
+        for bad in [
+            "",
+            "s",
+            "1.5s",
+            "-1s",
+            "2d",
+            "2S",
+            " 2s",
+            "99999999999999999999h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert!(parse_timeout("0ms").unwrap_err().contains("more than 0"));
+        assert_eq!(parse_interval("off"), Ok(None));
+        assert_eq!(parse_interval("0s"), Ok(None));
+        assert_eq!(parse_interval("10s"), Ok(Some(Duration::from_secs(10))));
+    }
+
+    #[test]
+    fn urls_are_http_or_https_with_a_host_and_nothing_secret() {
+        let u = parse_url("http://127.0.0.1:7001/tables/orders/").unwrap();
+        assert_eq!(u.scheme, Scheme::HTTP);
+        assert_eq!(u.authority.as_str(), "127.0.0.1:7001");
+        assert_eq!(u.base_path, "/tables/orders");
+        assert_eq!(u.base_query, None);
+        let u = parse_url("https://h/?a=1").unwrap();
+        assert_eq!(
+            (u.base_path.as_str(), u.base_query.as_deref()),
+            ("", Some("a=1"))
+        );
+        assert_eq!(parse_url("http://h").unwrap().base_path, "");
+        for bad in [
+            "ftp://h/x",
+            "/just/a/path",
+            "127.0.0.1:7001",
+            "http://user:pw@h/x",
+            "http://h/x#frag",
+            "http:///x",
+            "http://h:99999/",
+            "not a url",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn prefixes_are_paths_without_trailing_slash() {
+        assert_eq!(parse_prefix("/v1/orders/").unwrap(), "/v1/orders");
+        assert_eq!(parse_prefix("/").unwrap(), "/");
+        assert_eq!(parse_prefix("//").unwrap(), "/");
+        for bad in ["v1", "/a?b", "/a#b", "/a b", ""] {
+            assert!(parse_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let c = ok(MINIMAL);
+        assert_eq!(c.generation, 7);
+        assert_eq!(c.consumer, "dash");
+        assert_eq!(c.risk, Risk::Low);
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.admin, "127.0.0.1:9901".parse().unwrap());
+        assert_eq!(c.runtime.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(c.runtime.max_buffered_body, 65536);
+        let r = &c.routes[0];
+        assert_eq!(r.prefix, "/v1/orders");
+        assert!(r.methods.contains(&Method::GET) && r.methods.contains(&Method::HEAD));
+        assert!(!r.methods.contains(&Method::POST));
+        assert_eq!(r.mode, Mode::Batch);
+        assert_eq!(r.batch.connect_timeout, Duration::from_millis(250));
+        assert_eq!(r.batch.timeout, Duration::from_secs(2));
+        assert_eq!(r.batch.max_inflight, None);
+        assert_eq!(r.batch.ca_file, None);
+        assert_eq!(r.batch.base_url(), "http://127.0.0.1:7001/tables/orders");
+        assert_eq!(r.streaming.base_path, "/v1/orders");
+        assert_eq!(r.streaming.base_query.as_deref(), Some("fmt=json"));
+        assert_eq!(r.canary.percent, 0.0);
+        assert!(r.canary.sticky_header.is_none());
+        assert_eq!(r.fallback.on, ReasonSet::all());
+        assert_eq!(r.fallback.max_staleness, None);
+        assert_eq!(r.fallback.circuit.failures, 5);
+        assert_eq!(r.fallback.circuit.cooldown, Duration::from_secs(30));
+        assert_eq!(r.freshness.header.as_str(), "x-data-watermark");
+        assert!(r.freshness.last_modified_fallback);
+        assert_eq!(r.freshness.probe_interval, Some(Duration::from_secs(30)));
+        assert_eq!(r.freshness.probe_method, Method::HEAD);
+        assert_eq!(r.freshness.window, Duration::from_secs(300));
+        assert_eq!(r.reconcile.sample, 0.01);
+        assert!(!r.reconcile.sample_explicit);
+        assert_eq!(r.reconcile.records, "");
+        assert_eq!(r.reconcile.key, None);
+        assert!(r.reconcile.ignore.is_empty());
+        assert_eq!(r.reconcile.numeric_tolerance, 0.0);
+        assert_eq!(r.reconcile.event_time_field, None);
+        assert_eq!(r.reconcile.divergence_log, None);
+        assert_eq!(r.reconcile.max_inflight, 32);
+        assert_eq!(r.reconcile.max_body_bytes, 8 * 1024 * 1024);
+    }
+
+    #[test]
+    fn shadow_mode_compares_every_read_by_default() {
+        let c = ok(&format!("{MINIMAL}    mode: shadow\n"));
+        assert_eq!(c.routes[0].reconcile.sample, 1.0);
+        let c = ok(&format!(
+            "{MINIMAL}    mode: shadow\n    reconcile: {{ sample: 0.5 }}\n"
+        ));
+        assert_eq!(c.routes[0].reconcile.sample, 0.5);
+        assert!(c.routes[0].reconcile.sample_explicit);
+    }
+
+    #[test]
+    fn sides_override_defaults() {
+        let c = ok("\
+version: 1
+consumer: dash
+risk: high
+listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+shutdown_grace: 3s
+max_buffered_body: 1024
+defaults: { connect_timeout: 100ms, timeout: 1s, max_inflight: 64 }
+routes:
+  - name: orders
+    match: { path_prefix: /v1/orders, methods: [GET, POST] }
+    batch: { url: 'http://127.0.0.1:7001/t', timeout: 5s }
+    streaming: { url: 'http://127.0.0.1:7002/s', connect_timeout: 50ms, max_inflight: 512 }
+    mode: canary
+    canary: { percent: 12.5, sticky_header: X-Customer-Id }
+    fallback: { on: [connect, 5xx], max_staleness: 10m, circuit: { failures: 0, cooldown: 1m } }
+    freshness: { header: X-Watermark, last_modified: false, probe_interval: off, probe_method: GET, window: 1m }
+    reconcile:
+      records: /data
+      key: id
+      ignore: [ingested_at]
+      numeric_tolerance: 0.0001
+      event_time: ts
+      divergence_log: logs/div.jsonl
+      max_inflight: 4
+      max_body_bytes: 1000
+");
+        assert_eq!(c.risk, Risk::High);
+        assert_eq!(c.runtime.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(c.runtime.max_buffered_body, 1024);
+        let r = &c.routes[0];
+        assert!(r.methods.contains(&Method::POST) && !r.methods.contains(&Method::HEAD));
+        assert_eq!(r.batch.connect_timeout, Duration::from_millis(100));
+        assert_eq!(r.batch.timeout, Duration::from_secs(5));
+        assert_eq!(r.batch.max_inflight, Some(64));
+        assert_eq!(r.streaming.connect_timeout, Duration::from_millis(50));
+        assert_eq!(r.streaming.timeout, Duration::from_secs(1));
+        assert_eq!(r.streaming.max_inflight, Some(512));
+        assert_eq!(r.mode, Mode::Canary);
+        assert_eq!(r.canary.percent, 12.5);
+        assert_eq!(
+            r.canary.sticky_header.as_ref().unwrap().as_str(),
+            "x-customer-id"
+        );
+        assert!(r.fallback.on.contains(FallbackReason::Status5xx));
+        assert!(!r.fallback.on.contains(FallbackReason::Stale));
+        assert_eq!(r.fallback.max_staleness, Some(Duration::from_secs(600)));
+        assert_eq!(r.fallback.circuit.failures, 0);
+        assert_eq!(r.fallback.circuit.cooldown, Duration::from_secs(60));
+        assert_eq!(r.freshness.header.as_str(), "x-watermark");
+        assert!(!r.freshness.last_modified_fallback);
+        assert_eq!(r.freshness.probe_interval, None);
+        assert_eq!(r.freshness.probe_method, Method::GET);
+        assert_eq!(r.freshness.window, Duration::from_secs(60));
+        assert_eq!(r.reconcile.records, "/data");
+        assert_eq!(r.reconcile.key.as_deref(), Some("id"));
+        assert_eq!(r.reconcile.ignore, vec!["ingested_at".to_owned()]);
+        assert_eq!(r.reconcile.numeric_tolerance, 0.0001);
+        assert_eq!(r.reconcile.event_time_field.as_deref(), Some("ts"));
+        assert_eq!(
+            r.reconcile.divergence_log.as_deref(),
+            Some(Path::new("/etc/cutover/logs/div.jsonl"))
+        );
+        assert_eq!(r.reconcile.max_inflight, 4);
+        assert_eq!(r.reconcile.max_body_bytes, 1000);
+    }
+
+    #[test]
+    fn routes_are_sorted_longest_prefix_first() {
+        let c = ok("\
+version: 1
+consumer: dash
+routes:
+  - { name: root, match: { path_prefix: / }, batch: 'http://b/', streaming: 'http://s/' }
+  - { name: orders, match: { path_prefix: /v1/orders }, batch: 'http://b/', streaming: 'http://s/' }
+  - { name: v1, match: { path_prefix: /v1 }, batch: 'http://b/', streaming: 'http://s/' }
+  - { name: late, match: { path_prefix: /v1/orders/late }, batch: 'http://b/', streaming: 'http://s/' }
+");
+        let names: Vec<_> = c.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["late", "orders", "v1", "root"]);
+        assert_eq!(c.route_for("/v1/orders/7").unwrap().name, "orders");
+    }
+
+    #[test]
+    fn every_error_is_reported_at_its_place() {
+        let text = "\
+version: 1
+consumer: dash
+routes:
+  - name: orders
+    match:
+      path_prefix: /v1/orders
+    batch: http://127.0.0.1:7001/t
+    streaming:
+      url: http://127.0.0.1:7002/s
+      timout: 300ms
+    mode: stream
+  - name: orders
+    match: { path_prefix: /v1/refunds }
+    batch:
+      url: ftp://127.0.0.1/x
+      timeout: 2 secs
+    streaming: http://127.0.0.1:7002/r
+  - name: payments
+    batch: http://127.0.0.1:7001/p
+    streaming: http://127.0.0.1:7002/p
+    canary: { percent: abc }
+";
+        assert_eq!(
+            errors(text),
+            [
+                "10:7: unknown key `timout` (expected one of: url, connect_timeout, timeout, max_inflight, ca_file)",
+                "11:11: unknown mode `stream` (expected batch, shadow, canary, streaming or streaming_only)",
+                "12:11: duplicate route name `orders` (first defined at 4:11)",
+                "15:12: bad URL `ftp://127.0.0.1/x`: scheme `ftp` is not http or https",
+                "16:16: bad duration `2 secs`: expected a number and a unit (ms, s, m, h), e.g. 250ms",
+                "18:5: route has no `match` (e.g. match: { path_prefix: /v1/orders })",
+                "21:24: expected a number, found `abc`",
+            ]
+        );
+    }
+
+    #[test]
+    fn top_level_problems_are_reported_together() {
+        assert_eq!(
+            errors("version: 2\nlisten: 127.0.0.1:9901\nrisk: huge\nroutes: []\nextra: 1\n"),
+            [
+                "1:1: missing `consumer`: name the consumer behind this sidecar",
+                "1:10: unsupported version `2`: this cutover reads version 1",
+                "2:9: admin and listen are both 127.0.0.1:9901: give admin another port",
+                "3:7: unknown risk `huge` (expected low, medium or high)",
+                "4:9: `routes` is empty: add at least one route",
+                "5:1: unknown key `extra` (expected one of: version, consumer, risk, listen, admin, shutdown_grace, max_buffered_body, defaults, routes)",
+            ]
+        );
+        assert_eq!(
+            errors(""),
+            ["1:1: the config is empty: expected `version: 1`, `consumer` and `routes`"]
+        );
+    }
+
+    #[test]
+    fn route_rules() {
+        let base = "version: 1\nconsumer: c\nroutes:\n";
+        let errs = errors(&format!(
+            "{base}  - name: a
+    match: {{ path_prefix: /x, methods: [get, 'B@D'] }}
+    batch: {{ timeout: 5 }}
+    streaming: http://s/
+    mode: canary
+    fallback: {{ on: [connect, later] }}
+    freshness: {{ window: 10s, last_modified: yes }}
+    reconcile: {{ sample: 2, records: data }}
+  - name: b
+    match: {{ path_prefix: /x/ }}
+    batch: http://b/
+"
+        ));
+        assert_eq!(
+            errs,
+            [
+                "5:41: method `get` must be uppercase: GET",
+                "5:46: bad method `B@D` (e.g. GET, HEAD, POST)",
+                "6:12: `batch` has no `url`",
+                "6:23: bad duration `5`: add a unit (ms, s, m, h), e.g. 5s or 5ms",
+                "8:11: mode `canary` needs `canary.percent` (the share of reads sent to streaming, e.g. 10)",
+                "9:31: unknown fallback reason `later` (expected connect, timeout, 5xx, stale, overflow or circuit)",
+                "10:26: window `10s` is too short: use at least 30s",
+                "10:46: expected true or false, found `yes`",
+                "11:26: sample `2` is out of range: use 0 to 1 (0.05 = 5% of reads)",
+                "11:38: records `data` is not a JSON pointer: start it with `/`, e.g. /data",
+                "12:5: route has no `streaming` side (a URL, e.g. streaming: http://127.0.0.1:7001/path)",
+                "13:27: path_prefix `/x` is already used by route `a` (at 5:27); each route needs its own prefix",
+            ]
+        );
+    }
+
+    #[test]
+    fn yaml_syntax_errors_are_located() {
+        let errs = errors("version: 1\nroutes:\n  - name: [a\n");
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].contains("YAML syntax error"), "{errs:?}");
+        assert!(!errs[0].starts_with("1:1:"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_repeated_key_is_placed_at_its_second_use() {
+        assert_eq!(
+            errors("version: 1\nconsumer: a\nroutes: []\nconsumer: b\n"),
+            ["4:1: YAML syntax error: duplicate entry with key \"consumer\""]
+        );
+    }
+
+    #[test]
+    fn ca_file_is_relative_to_the_config_and_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), cert.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("empty.pem"), "not a certificate\n").unwrap();
+        let config = dir.path().join("c.yaml");
+        let text = format!(
+            "{MINIMAL}    batch: {{ url: 'https://b/', ca_file: empty.pem }}\ndefaults: {{ ca_file: ca.pem }}\n"
+        )
+        .replace("    batch: http://127.0.0.1:7001/tables/orders/\n", "");
+        let err = compile(&config, &text, &StateRegistry::detached(), 1).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert!(
+            err.0[0].message.contains("holds no PEM certificate"),
+            "{err}"
+        );
+        let text = text.replace("empty.pem", "ca.pem");
+        let c = compile(&config, &text, &StateRegistry::detached(), 1).unwrap();
+        assert_eq!(c.routes[0].batch.ca_file, Some(dir.path().join("ca.pem")));
+        assert_eq!(
+            c.routes[0].streaming.ca_file,
+            Some(dir.path().join("ca.pem"))
+        );
+        let text = text.replace("ca_file: ca.pem }\n", "ca_file: nope.pem }\n");
+        let err = compile(&config, &text, &StateRegistry::detached(), 1).unwrap_err();
+        assert!(err.0[0].message.starts_with("cannot read ca_file"), "{err}");
+    }
+
+    #[test]
+    fn route_state_survives_recompiles() {
+        let registry = StateRegistry::detached();
+        let a = compile(Path::new("c.yaml"), MINIMAL, &registry, 1).unwrap();
+        let b = compile(Path::new("c.yaml"), MINIMAL, &registry, 2).unwrap();
+        assert!(std::sync::Arc::ptr_eq(
+            &a.routes[0].state,
+            &b.routes[0].state
+        ));
+    }
 }

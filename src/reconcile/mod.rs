@@ -1,6 +1,10 @@
-//! Reconciliation: comparing batch's and streaming's answers to the same read.
+//! Reconciliation: comparing batch's and streaming's answers to the same
+//! read (the comparator), at run time off the consumer's path (`run`, `tee`),
+//! with a bounded divergence log.
 
 pub mod compare;
 pub mod log;
+pub mod run;
+pub mod tee;
 
 pub use compare::{Answer, Category, Divergence, Report, Spec, compare};

@@ -529,3 +529,201 @@ impl Drop for Binary {
         let _ = self.child.wait();
     }
 }
+
+// Helpers for the reload and signal tests.
+
+impl Proxy {
+    /// Starts `cutover::start` on `path`, a config already laid out under
+    /// `dir` in any shape (symlinks, nested directories); the proxy keeps
+    /// `dir` alive. Addresses in the file should be `127.0.0.1:0`.
+    pub async fn start_at(dir: tempfile::TempDir, path: PathBuf) -> Proxy {
+        let running = within(cutover::start(&path)).await.expect("proxy starts");
+        Proxy {
+            listen: running.listen_addr(),
+            admin: running.admin_addr(),
+            running: Some(running),
+            dir,
+            path,
+        }
+    }
+}
+
+/// Polls the async `cond` every 20 ms until it holds, failing after `WAIT`.
+pub async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if let Ok(true) = tokio::time::timeout(left, cond()).await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// GET `url` on a fresh connection; `Err` instead of a panic when no answer
+/// arrives (refused, reset, closed mid-read). Bounded by `WAIT`.
+pub async fn try_get(url: &str) -> Result<Answer, String> {
+    within(async {
+        let req = Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let resp = client().request(req).await.map_err(|e| format!("{e:?}"))?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Answer {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
+    })
+    .await
+}
+
+/// Writes `yaml` (with `LISTEN`/`ADMIN` filled in) to `cutover.yaml` in a
+/// new temp dir.
+pub fn config_file(yaml: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cutover.yaml");
+    std::fs::write(&path, fill(yaml)).expect("write config");
+    (dir, path)
+}
+
+/// Runs the real binary with `args` until it exits (within `WAIT`) and
+/// returns its exit code and stderr.
+pub fn run_to_exit(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn cutover");
+    let mut pipe = child.stderr.take().expect("stderr piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = pipe.read_to_string(&mut s);
+        s
+    });
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("cutover {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.code(), reader.join().expect("stderr reader"))
+}
+
+// Helpers for the proxy, fallback and TLS tests.
+
+/// A response body a custom backend may stream.
+pub type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// `bytes` as a whole `TestBody`.
+pub fn full_body(bytes: impl Into<Bytes>) -> TestBody {
+    Full::new(bytes.into()).boxed()
+}
+
+/// A fake upstream on 127.0.0.1:0 whose answers come from `answer`, given
+/// the whole request (version and body included). Requests are recorded in
+/// `hits` and `seen` like `Backend::start`; `Backend::set` has no effect.
+pub async fn backend_fn<F, Fut>(answer: F) -> Backend
+where
+    F: Fn(Request<Bytes>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<TestBody>> + Send + 'static,
+{
+    backend_on(None, answer).await
+}
+
+/// As `backend_fn`, behind TLS: every accepted connection goes through
+/// `tls` first (ALPN as the acceptor's config says).
+pub async fn tls_backend_fn<F, Fut>(tls: tokio_rustls::TlsAcceptor, answer: F) -> Backend
+where
+    F: Fn(Request<Bytes>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<TestBody>> + Send + 'static,
+{
+    backend_on(Some(tls), answer).await
+}
+
+async fn backend_on<F, Fut>(tls: Option<tokio_rustls::TlsAcceptor>, answer: F) -> Backend
+where
+    F: Fn(Request<Bytes>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<TestBody>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+    let addr = listener.local_addr().expect("backend addr");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let answer = Arc::new(answer);
+    let (h, s) = (hits.clone(), seen.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let (h, s, answer, tls) = (h.clone(), s.clone(), answer.clone(), tls.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let (h, s, answer) = (h.clone(), s.clone(), answer.clone());
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        s.lock().unwrap().push(Seen {
+                            method: parts.method.to_string(),
+                            uri: parts.uri.to_string(),
+                            headers: parts.headers.clone(),
+                            body: body.clone(),
+                        });
+                        h.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, Infallible>(answer(Request::from_parts(parts, body)).await)
+                    }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                match tls {
+                    None => {
+                        let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                    Some(tls) => {
+                        // A failed handshake (an untrusting client) is part of some tests.
+                        if let Ok(stream) = tls.accept(stream).await {
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Backend {
+        addr,
+        hits,
+        seen,
+        behaviour: Arc::new(Mutex::new(Behaviour::Hang)),
+        task,
+    }
+}
+
+/// POST `body` to `url` and read the whole answer.
+pub async fn post(url: &str, body: impl Into<Bytes>) -> Answer {
+    send(Request::post(url).body(Full::new(body.into())).expect("request")).await
+}
+
+impl Metrics {
+    /// Every sample: name, labels, value.
+    pub fn samples(&self) -> impl Iterator<Item = (&str, &[(String, String)], f64)> {
+        self.samples
+            .iter()
+            .map(|(n, l, v)| (n.as_str(), l.as_slice(), *v))
+    }
+}

@@ -1,0 +1,290 @@
+//! Comparisons at run time, off the consumer's path: the other side's read
+//! (streaming in shadow mode, batch for a sampled streaming read) runs in its
+//! own task; the served body is copied as it streams (`tee`); when both are
+//! in, the comparator runs on a blocking thread and the result is counted,
+//! windowed and logged. Every step is bounded: slots in flight, bytes kept,
+//! and time waited.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::Request;
+use http_body_util::BodyExt;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::compare::{self, Answer, Category, Spec};
+use super::log::DivergenceLogs;
+use super::tee::{Capture, Copied};
+use crate::Snapshot;
+use crate::config::{Route, SideName};
+use crate::freshness::{now_unix_ms, watermark_of};
+use crate::state::ReconcileSlot;
+use crate::upstream::RequestBody;
+
+/// Longest a comparison waits for either body before giving up.
+const BODY_WAIT: Duration = Duration::from_secs(60);
+/// Divergences written to the log per comparison.
+const LOGGED_PER_COMPARISON: usize = 5;
+
+/// Why a comparison did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// `reconcile.max_inflight` comparisons were already running.
+    Inflight,
+    /// An answer was larger than `reconcile.max_body_bytes`.
+    TooLarge,
+    /// The request body was too large to buffer, so it cannot be sent twice.
+    Unbuffered,
+    /// The consumer went away (or a body broke) before the answer was whole.
+    Aborted,
+    /// The other side gave no answer (refused, timed out).
+    UpstreamError,
+}
+
+impl Skip {
+    /// The `reason` label; index into `metrics::SKIP_REASONS`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One side's answer, read for comparison.
+#[derive(Debug)]
+pub struct Read {
+    pub status: u16,
+    pub watermark_ms: Option<i64>,
+    pub body: Bytes,
+}
+
+/// Whether this read is compared: `reconcile.sample` of reads, decided by
+/// the sticky header's hash when the read has one (the same customer is
+/// always or never compared), at random otherwise.
+pub fn sampled(route: &Route, sticky: Option<&[u8]>) -> bool {
+    let sample = route.reconcile.sample;
+    if sample >= 1.0 {
+        return true;
+    }
+    if sample <= 0.0 {
+        return false;
+    }
+    let point = match sticky {
+        // Salted so canary membership and sampling are independent.
+        Some(v) => (crate::routing::fnv1a(&[b"reconcile:", v].concat()) % 1_000_000) as f64 / 1e6,
+        None => fastrand::f64(),
+    };
+    point < sample
+}
+
+/// Counts a skipped comparison.
+pub fn skip(route: &Route, why: Skip) {
+    let st = &route.state;
+    st.metrics.reconcile[2].increment(1);
+    st.metrics.reconcile_skipped[why.index()].increment(1);
+    st.reconciled[2].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Starts the other side's read in its own task: recorded like any upstream
+/// attempt, its body read up to `max_body_bytes`.
+pub fn spawn_other_read(
+    snap: Arc<Snapshot>,
+    idx: usize,
+    side: SideName,
+    req: Request<RequestBody>,
+) -> JoinHandle<Result<Read, Skip>> {
+    tokio::spawn(async move {
+        let route = &snap.config.routes[idx];
+        let client = &snap.clients[idx][side.index()];
+        let (_, answer) = crate::proxy::call(route, side, client, req).await;
+        let resp = answer.map_err(|_| Skip::UpstreamError)?;
+        let status = resp.status().as_u16();
+        let watermark_ms = watermark_of(
+            resp.headers(),
+            &route.freshness.header,
+            route.freshness.last_modified_fallback,
+        );
+        let limit = route.reconcile.max_body_bytes;
+        let mut body = resp.into_body();
+        let mut buf = BytesMut::new();
+        let read = async {
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|_| Skip::Aborted)?;
+                if let Some(d) = frame.data_ref() {
+                    if buf.len() + d.len() > limit {
+                        return Err(Skip::TooLarge);
+                    }
+                    buf.extend_from_slice(d);
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(BODY_WAIT, read)
+            .await
+            .map_err(|_| Skip::Aborted)??;
+        Ok(Read {
+            status,
+            watermark_ms,
+            body: buf.freeze(),
+        })
+    })
+}
+
+/// What a comparison needs from the read that was served.
+pub struct Served {
+    pub side: SideName,
+    pub status: u16,
+    pub watermark_ms: Option<i64>,
+    /// Path and query, for the divergence log.
+    pub request: String,
+}
+
+/// Starts the comparison of the served answer (copied through the returned
+/// `Capture`) with the other side's read. Returns the capture to attach to
+/// the consumer's body.
+pub fn start(
+    snap: Arc<Snapshot>,
+    idx: usize,
+    served: Served,
+    other: JoinHandle<Result<Read, Skip>>,
+    slot: ReconcileSlot,
+    logs: DivergenceLogs,
+) -> Capture {
+    let limit = snap.config.routes[idx].reconcile.max_body_bytes;
+    let (capture, copied) = Capture::new(limit);
+    tokio::spawn(async move {
+        let _slot = slot;
+        let route = &snap.config.routes[idx];
+        match collect(served.status, served.watermark_ms, copied, other).await {
+            Err(why) => skip(route, why),
+            Ok((served_read, other_read)) => {
+                let (batch, streaming) = match served.side {
+                    SideName::Batch => (served_read, other_read),
+                    SideName::Streaming => (other_read, served_read),
+                };
+                let snap2 = snap.clone();
+                let report = tokio::task::spawn_blocking(move || {
+                    let r = &snap2.config.routes[idx].reconcile;
+                    let spec = Spec {
+                        records: &r.records,
+                        key: r.key.as_deref(),
+                        ignore: &r.ignore,
+                        numeric_tolerance: r.numeric_tolerance,
+                        event_time: r.event_time_field.as_deref(),
+                    };
+                    let report = compare::compare(
+                        &spec,
+                        Answer {
+                            status: batch.status,
+                            body: &batch.body,
+                            watermark_ms: batch.watermark_ms,
+                        },
+                        Answer {
+                            status: streaming.status,
+                            body: &streaming.body,
+                            watermark_ms: streaming.watermark_ms,
+                        },
+                    );
+                    (report, batch.watermark_ms, streaming.watermark_ms)
+                })
+                .await;
+                match report {
+                    Ok((report, bwm, swm)) => record(route, &served.request, &report, bwm, swm, &logs),
+                    Err(_) => skip(route, Skip::Aborted),
+                }
+            }
+        }
+    });
+    capture
+}
+
+async fn collect(
+    status: u16,
+    watermark_ms: Option<i64>,
+    copied: oneshot::Receiver<Copied>,
+    other: JoinHandle<Result<Read, Skip>>,
+) -> Result<(Read, Read), Skip> {
+    let served = match tokio::time::timeout(BODY_WAIT, copied).await {
+        Ok(Ok(Copied::Complete(chunks))) => {
+            let mut b = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+            for c in chunks {
+                b.extend_from_slice(&c);
+            }
+            b.freeze()
+        }
+        Ok(Ok(Copied::TooLarge)) => {
+            other.abort();
+            return Err(Skip::TooLarge);
+        }
+        _ => {
+            other.abort();
+            return Err(Skip::Aborted);
+        }
+    };
+    let other = match tokio::time::timeout(BODY_WAIT, other).await {
+        Ok(Ok(r)) => r?,
+        _ => return Err(Skip::Aborted),
+    };
+    Ok((
+        Read {
+            status,
+            watermark_ms,
+            body: served,
+        },
+        other,
+    ))
+}
+
+fn rfc3339_ms(ms: Option<i64>) -> Option<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms?) * 1_000_000).ok()?;
+    t.format(&time::format_description::well_known::Rfc3339).ok()
+}
+
+/// Counts a finished comparison, feeds the divergence window, logs a sample.
+fn record(
+    route: &Route,
+    request: &str,
+    report: &compare::Report,
+    batch_wm: Option<i64>,
+    streaming_wm: Option<i64>,
+    logs: &DivergenceLogs,
+) {
+    let st = &route.state;
+    let diverged = report.diverged();
+    let result = usize::from(diverged);
+    st.metrics.reconcile[result].increment(1);
+    st.reconciled[result].fetch_add(1, Ordering::Relaxed);
+    st.divergence.load().record(diverged, now_unix_ms());
+    for c in Category::ALL {
+        let n = report.count(c);
+        if n > 0 {
+            st.metrics.divergences[c.index()].increment(n);
+        }
+    }
+    let Some(path) = route.reconcile.divergence_log.as_ref() else {
+        return;
+    };
+    if report.samples.is_empty() {
+        return;
+    }
+    let log = logs.get(path);
+    let now = rfc3339_ms(Some(now_unix_ms()));
+    for d in report.samples.iter().take(LOGGED_PER_COMPARISON) {
+        log.record(&serde_json::json!({
+            "time": now,
+            "route": route.name,
+            "request": request,
+            "category": d.category.as_str(),
+            "key": d.key,
+            "field": d.field,
+            "side": d.side,
+            "batch": d.batch,
+            "streaming": d.streaming,
+            "batch_watermark": rfc3339_ms(batch_wm),
+            "streaming_watermark": rfc3339_ms(streaming_wm),
+            "batch_rows": report.batch_rows,
+            "streaming_rows": report.streaming_rows,
+        }));
+    }
+}

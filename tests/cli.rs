@@ -1,0 +1,301 @@
+//! The command line as a user meets it: `--help` everywhere, `cutover status`
+//! against a live proxy and against nothing, and `cutover demo` as a real
+//! process from its printed guide to Ctrl-C. Every wait is bounded.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use support::{Backend, Behaviour, Proxy, WAIT, get, one_route};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cutover");
+
+/// A finished command.
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `cutover args`, killing it if it outlives `WAIT`.
+fn cutover(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cutover");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = pipe.read_to_string(&mut s);
+            s
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout piped")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr piped")));
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("cutover {args:?} did not exit within {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        code: status.code(),
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+#[test]
+fn help_works_everywhere() {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["check", "--help"],
+        &["demo", "--help"],
+        &["status", "--help"],
+        &["help", "status"],
+    ] {
+        let out = cutover(args);
+        assert_eq!(out.code, Some(0), "cutover {args:?}: {}", out.stderr);
+        assert!(out.stdout.contains("Usage:"), "cutover {args:?}:\n{}", out.stdout);
+    }
+    let top = cutover(&["--help"]).stdout;
+    for sub in ["run", "check", "demo", "status"] {
+        assert!(top.contains(sub), "--help lists {sub}:\n{top}");
+    }
+    assert!(cutover(&["status", "--help"]).stdout.contains("--admin"));
+}
+
+#[test]
+fn status_says_clearly_when_nothing_answers() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let admin = format!("http://127.0.0.1:{port}");
+    let out = cutover(&["status", "--admin", &admin]);
+    assert_eq!(out.code, Some(1), "stdout: {}\nstderr: {}", out.stdout, out.stderr);
+    assert!(out.stdout.is_empty(), "no table without a document: {}", out.stdout);
+    assert!(
+        out.stderr.contains("cannot reach the admin listener")
+            && out.stderr.contains(&format!("127.0.0.1:{port}/status")),
+        "names what failed and where: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.to_lowercase().contains("refused"),
+        "says why: {}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "one line: {}", out.stderr);
+
+    let out = cutover(&["status", "--admin", "https://127.0.0.1:9901"]);
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("not an admin URL"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_prints_a_row_per_route_from_a_live_proxy() {
+    let batch = Backend::start(Behaviour::Ok {
+        body: r#"{"data":[{"id":1}]}"#,
+        age: Some(Duration::from_secs(3 * 3600)),
+    })
+    .await;
+    let streaming = Backend::start(Behaviour::Ok {
+        body: r#"{"data":[{"id":1}]}"#,
+        age: Some(Duration::from_secs(5)),
+    })
+    .await;
+    let proxy = Proxy::start(&one_route(
+        &batch.url("/tables/orders"),
+        &streaming.url("/v1/orders"),
+        "mode: streaming",
+    ))
+    .await;
+    for _ in 0..3 {
+        let r = get(&proxy.url("/v1/orders")).await;
+        assert_eq!(r.status, 200);
+    }
+    let admin = proxy.admin_url("");
+    let out = tokio::task::spawn_blocking(move || cutover(&["status", "--admin", &admin]))
+        .await
+        .expect("status runs");
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    let table = &out.stdout;
+    assert!(table.contains("consumer test"), "{table}");
+    assert!(table.contains(&proxy.path.display().to_string()), "{table}");
+    let header = table
+        .lines()
+        .find(|l| l.starts_with("ROUTE"))
+        .unwrap_or_else(|| panic!("a heading row:\n{table}"));
+    for column in ["MODE", "EFFECTIVE", "CIRCUIT", "READS B/S", "FALLBACK", "FRESH Δ", "ERR Δ", "DIVERG"] {
+        assert!(header.contains(column), "{column} in {header}");
+    }
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("orders "))
+        .unwrap_or_else(|| panic!("a row for orders:\n{table}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[1], "streaming", "configured mode: {row}");
+    assert_eq!(cells[2], "streaming", "effective mode: {row}");
+    assert_eq!(cells[4], "0/3", "reads batch/streaming: {row}");
+    assert!(cells[6].starts_with("+3h") || cells[6].starts_with("+2h59m"), "freshness: {row}");
+    proxy.stop().await;
+}
+
+/// `cutover demo` as a user runs it, on ports the OS picks.
+struct Demo {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    stdout: Vec<String>,
+}
+
+impl Demo {
+    fn start() -> Demo {
+        let mut child = Command::new(BIN)
+            .arg("demo")
+            .env("CUTOVER_DEMO_PORTS", "ephemeral")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn cutover demo");
+        let (tx, lines) = mpsc::channel();
+        let pipe = child.stdout.take().expect("stdout piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Demo {
+            child,
+            lines,
+            stdout: Vec::new(),
+        }
+    }
+
+    /// Reads stdout until a line contains `marker`, within `WAIT`.
+    fn read_until(&mut self, marker: &str) {
+        let deadline = Instant::now() + WAIT;
+        while !self.stdout.last().is_some_and(|l| l.contains(marker)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.stdout.push(line),
+                Err(_) => panic!(
+                    "no line with {marker:?} within {WAIT:?}; stdout so far:\n{}",
+                    self.stdout.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The first word after `prefix` on a guide line.
+    fn guide_word(&self, prefix: &str) -> String {
+        self.stdout
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("a guide line starting {prefix:?}:\n{}", self.stdout.join("\n")))
+            .to_owned()
+    }
+
+    fn interrupt(&self) {
+        let ok = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -INT");
+    }
+
+    fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "cutover demo did not exit within {WAIT:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_what_its_guide_says_and_stops_on_ctrl_c() {
+    let mut demo = Demo::start();
+    demo.read_until("Ctrl-C stops the demo");
+    let config = std::path::PathBuf::from(demo.guide_word("config"));
+    let orders = demo.guide_word("curl -i");
+    let admin = demo.guide_word("cutover status --admin");
+    assert!(orders.ends_with("/v1/orders"), "{orders}");
+    assert!(config.is_file(), "the printed config exists: {}", config.display());
+    let text = std::fs::read_to_string(&config).expect("read demo config");
+    let listen = orders
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1/orders");
+    assert!(
+        text.contains(&format!("listen: {listen} ")),
+        "the config names the port the guide prints"
+    );
+
+    // The printed curl line answers, and says which side served it. Streaming
+    // fails now and then on purpose; batch answers those, so every read is 200.
+    for _ in 0..5 {
+        let r = get(&orders).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let side = r.header("x-cutover-served-by");
+        assert!(matches!(side, Some("streaming" | "batch")), "served by {side:?}");
+        assert!(r.json()["data"][0]["id"].is_u64(), "{}", r.text());
+    }
+    let metrics = get(&format!("{admin}/metrics")).await;
+    assert!(metrics.text().contains("cutover_freshness_delta_seconds{"));
+
+    // The guide's `cutover status` line works against the demo.
+    let admin_arg = admin.clone();
+    let out = tokio::task::spawn_blocking(move || cutover(&["status", "--admin", &admin_arg]))
+        .await
+        .expect("status runs");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("orders ") && out.stdout.contains("customers "), "{}", out.stdout);
+
+    // The guide's edit: streaming -> batch, live within a second or so.
+    let edited = text.replacen("mode: streaming ", "mode: batch ", 1);
+    assert_ne!(edited, text, "the config has the line the guide says to edit");
+    std::fs::write(&config, edited).expect("edit demo config");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = get(&orders).await;
+        if r.header("x-cutover-served-by") == Some("batch") && r.header("x-cutover-fallback").is_none() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the edit did not take effect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    demo.interrupt();
+    assert_eq!(demo.wait_exit(), Some(0), "Ctrl-C exits 0");
+    assert!(!config.exists(), "the demo removes its temp dir on exit");
+}

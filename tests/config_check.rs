@@ -1,0 +1,171 @@
+//! `cutover check -c FILE` run as a user runs it: the real binary on real files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Runs `cutover check -c path`, giving up (and failing the test) after 30s.
+fn check(path: &Path) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cutover"));
+    command.arg("check").arg("-c").arg(path);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(command.output());
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("cutover check did not finish within 30s")
+        .expect("cutover binary runs")
+}
+
+fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write temp config");
+    path
+}
+
+const GOOD: &str = "\
+version: 1
+consumer: billing-dashboard
+routes:
+  - name: orders
+    match: { path_prefix: /v1/orders }
+    batch: http://127.0.0.1:7001/tables/orders
+    streaming: http://127.0.0.1:7002/v1/orders
+    mode: shadow
+  - name: refunds
+    match: { path_prefix: /v1/refunds }
+    batch: http://127.0.0.1:7001/tables/refunds
+    streaming: http://127.0.0.1:7002/v1/refunds
+";
+
+#[test]
+fn a_good_config_passes_with_a_one_line_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "good.yaml", GOOD);
+    let out = check(&path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert_eq!(
+        stdout.trim_end(),
+        format!(
+            "{}: ok: 2 routes (refunds batch, orders shadow), consumer billing-dashboard",
+            path.display()
+        )
+    );
+}
+
+/// Every kind of mistake at once, each reported at its own line and column.
+const BAD: &str = "\
+version: 1
+consumer: billing-dashboard
+routes:
+  - name: orders
+    match:
+      path_prefix: /v1/orders
+    batch: http://127.0.0.1:7001/tables/orders
+    streaming:
+      url: http://127.0.0.1:7002/v1/orders
+      timout: 300ms
+    mode: stream
+  - name: orders
+    match: { path_prefix: /v1/refunds }
+    batch:
+      url: ftp://127.0.0.1/tables/refunds
+      timeout: 2 secs
+    streaming: http://127.0.0.1:7002/v1/refunds
+  - name: payments
+    batch: http://127.0.0.1:7001/tables/payments
+    streaming: http://127.0.0.1:7002/v1/payments
+";
+
+#[test]
+fn a_bad_config_fails_with_every_error_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "bad.yaml", BAD);
+    let out = check(&path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    let file = path.display();
+    let expected = [
+        format!(
+            "{file}:10:7: unknown key `timout` (expected one of: url, connect_timeout, timeout, max_inflight, ca_file)"
+        ),
+        format!(
+            "{file}:11:11: unknown mode `stream` (expected batch, shadow, canary, streaming or streaming_only)"
+        ),
+        format!("{file}:12:11: duplicate route name `orders` (first defined at 4:11)"),
+        format!(
+            "{file}:15:12: bad URL `ftp://127.0.0.1/tables/refunds`: scheme `ftp` is not http or https"
+        ),
+        format!(
+            "{file}:16:16: bad duration `2 secs`: expected a number and a unit (ms, s, m, h), e.g. 250ms"
+        ),
+        format!("{file}:18:5: route has no `match` (e.g. match: {{ path_prefix: /v1/orders }})"),
+    ];
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines, expected, "stderr: {stderr}");
+}
+
+#[test]
+fn a_yaml_syntax_error_is_one_located_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "broken.yaml",
+        "version: 1\nroutes:\n  - name: [a\n",
+    );
+    let out = check(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    let prefix = format!("{}:", path.display());
+    let rest = lines[0]
+        .strip_prefix(&prefix)
+        .expect("starts with the file");
+    let mut parts = rest.splitn(3, ':');
+    let line: usize = parts.next().unwrap().parse().expect("a line number");
+    let column: usize = parts.next().unwrap().parse().expect("a column number");
+    assert!(line >= 3 && column >= 1, "{stderr}");
+    assert!(
+        parts.next().unwrap().contains("YAML syntax error"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn every_example_config_passes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("config/ exists") {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let out = check(&path);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{} failed:\n{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 6,
+        "expected the reference and five phase examples"
+    );
+}

@@ -1,0 +1,562 @@
+//! Hot reload end to end: the config file edited the way editors, people and
+//! kubelet edit it, the real directory watcher, the real proxy. A change is
+//! seen through reads (`x-cutover-served-by` flips) and through `/status`.
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use cutover::ReloadOutcome;
+use support::*;
+
+/// A loose bound on how soon an edit must be live: the watcher debounces for
+/// 100 ms, so about 0.1-0.2 s is expected, but a busy CI machine gets slack.
+const APPLY_BOUND: Duration = Duration::from_secs(3);
+
+const ROUTE_PATH: &str = "/v1/orders/7";
+
+/// A healthy batch backend and a healthy streaming backend, told apart by body.
+async fn both_sides() -> (Backend, Backend) {
+    (
+        Backend::start(Behaviour::Ok { body: "batch", age: None }).await,
+        Backend::start(Behaviour::Ok { body: "streaming", age: None }).await,
+    )
+}
+
+/// One route `orders` in `mode`, probes off so backends only see reads.
+/// Keeps the `LISTEN`/`ADMIN` placeholders; `fill` before writing an edit.
+fn config(batch: &Backend, streaming: &Backend, mode: &str) -> String {
+    one_route(
+        &batch.url("/tables/orders"),
+        &streaming.url("/v1/orders"),
+        &format!("mode: {mode}\n    freshness: {{ probe_interval: off }}"),
+    )
+}
+
+/// Who served one read, failing the test if the read failed.
+async fn served_by(p: &Proxy) -> String {
+    let r = get(&p.url(ROUTE_PATH)).await;
+    assert_eq!(r.status, 200, "read failed: {}", r.text());
+    r.header("x-cutover-served-by").unwrap_or("").to_owned()
+}
+
+/// Reads every 5 ms until `side` serves one; returns the time since `since`.
+async fn until_served_by(p: &Proxy, side: &str, since: Instant) -> Duration {
+    within(async {
+        while served_by(p).await != side {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    since.elapsed()
+}
+
+async fn generation(p: &Proxy) -> u64 {
+    p.status_json().await["config"]["generation"]
+        .as_u64()
+        .expect("/status config.generation")
+}
+
+async fn reloads(p: &Proxy, result: &str) -> f64 {
+    p.scrape()
+        .await
+        .value("cutover_config_reloads_total", &[("result", result)])
+}
+
+/// Opens the file in place with truncation and writes: same inode.
+fn write_in_place(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .expect("open config for writing");
+    f.write_all(text.as_bytes()).expect("write config");
+}
+
+/// Writes a sibling temp file and renames it over the config (most editors).
+fn rename_over(path: &Path, text: &str) {
+    let tmp = path.with_file_name("cutover.yaml.tmp");
+    std::fs::write(&tmp, text).expect("write temp file");
+    std::fs::rename(&tmp, path).expect("rename over config");
+}
+
+/// vim's `backupcopy=no` save: move the original aside, write a new file,
+/// delete the backup. `gap` is how long the config is missing.
+async fn vim_save(path: &Path, text: &str, gap: Duration) {
+    let backup = path.with_file_name("cutover.yaml~");
+    std::fs::rename(path, &backup).expect("move original to backup");
+    tokio::time::sleep(gap).await;
+    std::fs::write(path, text).expect("write new config");
+    std::fs::remove_file(&backup).expect("delete backup");
+}
+
+/// Starts a batch-mode proxy, applies `edit` switching to streaming, and
+/// checks the switch is served, counted and shown. Returns the latency.
+async fn edit_applies<F, Fut>(style: &str, edit: F) -> Duration
+where
+    F: FnOnce(std::path::PathBuf, String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (b, s) = both_sides().await;
+    let p = Proxy::start(&config(&b, &s, "batch")).await;
+    assert_eq!(served_by(&p).await, "batch");
+    assert_eq!(generation(&p).await, 1);
+
+    let t0 = Instant::now();
+    edit(p.path.clone(), fill(&config(&b, &s, "streaming"))).await;
+    let took = until_served_by(&p, "streaming", t0).await;
+    eprintln!("reload latency ({style}): {} ms", took.as_millis());
+    assert!(took < APPLY_BOUND, "{style}: took {took:?}");
+
+    let st = p.status_json().await;
+    assert_eq!(st["config"]["generation"], 2, "{st:#}");
+    assert_eq!(st["last_reload"]["result"], "ok", "{st:#}");
+    assert_eq!(st["routes"][0]["configured_mode"], "streaming", "{st:#}");
+    let m = p.scrape().await;
+    assert_eq!(m.value("cutover_config_reloads_total", &[("result", "ok")]), 1.0);
+    assert_eq!(m.value("cutover_config_reloads_total", &[("result", "error")]), 0.0, "{style}: a save must not count as a failed reload");
+    assert_eq!(m.value("cutover_config_generation", &[]), 2.0);
+    p.stop().await;
+    took
+}
+
+#[tokio::test]
+async fn in_place_write_is_applied() {
+    edit_applies("in-place write", |path, text| async move { write_in_place(&path, &text) }).await;
+}
+
+#[tokio::test]
+async fn editor_rename_over_save_is_applied() {
+    edit_applies("rename over", |path, text| async move { rename_over(&path, &text) }).await;
+}
+
+#[tokio::test]
+async fn vim_backup_and_write_save_is_applied_without_an_error() {
+    edit_applies("vim backup-and-write", |path, text| async move {
+        vim_save(&path, &text, Duration::ZERO).await
+    })
+    .await;
+}
+
+/// A slow save: the config is missing for longer than the debounce, then
+/// the new file is created and written in two steps. The watcher must wait
+/// for the file and let the writes settle, not read it missing or empty.
+#[tokio::test]
+async fn slow_backup_and_write_save_is_applied_without_an_error() {
+    edit_applies("slow backup-and-write", |path, text| async move {
+        let backup = path.with_file_name("cutover.yaml~");
+        std::fs::rename(&path, &backup).expect("move original to backup");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut f = std::fs::File::create(&path).expect("create new config");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        f.write_all(text.as_bytes()).expect("write new config");
+        drop(f);
+        std::fs::remove_file(&backup).expect("delete backup");
+    })
+    .await;
+}
+
+/// Lays out `dir` the way kubelet's AtomicWriter projects a ConfigMap:
+/// `..TS/cutover.yaml`, `..data -> ..TS`, `cutover.yaml -> ..data/cutover.yaml`.
+fn configmap_initial(dir: &Path, ts: &str, text: &str) {
+    std::fs::create_dir(dir.join(ts)).expect("timestamp dir");
+    std::fs::write(dir.join(ts).join("cutover.yaml"), text).expect("payload");
+    std::os::unix::fs::symlink(ts, dir.join("..data")).expect("..data link");
+    std::os::unix::fs::symlink("..data/cutover.yaml", dir.join("cutover.yaml")).expect("user-visible link");
+}
+
+/// kubelet's update: write a new timestamp dir, point `..data_tmp` at it,
+/// rename `..data_tmp` over `..data` (the atomic step), remove the old dir.
+fn configmap_update(dir: &Path, old_ts: &str, new_ts: &str, text: &str) {
+    std::fs::create_dir(dir.join(new_ts)).expect("timestamp dir");
+    std::fs::write(dir.join(new_ts).join("cutover.yaml"), text).expect("payload");
+    std::os::unix::fs::symlink(new_ts, dir.join("..data_tmp")).expect("..data_tmp link");
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swap ..data");
+    std::fs::remove_dir_all(dir.join(old_ts)).expect("remove old payload");
+}
+
+#[tokio::test]
+async fn kubernetes_configmap_symlink_swap_is_applied() {
+    let (b, s) = both_sides().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().to_owned();
+    configmap_initial(&root, "..2026_01", &fill(&config(&b, &s, "batch")));
+    let p = Proxy::start_at(dir, root.join("cutover.yaml")).await;
+    assert_eq!(served_by(&p).await, "batch");
+
+    let t0 = Instant::now();
+    configmap_update(&root, "..2026_01", "..2026_02", &fill(&config(&b, &s, "streaming")));
+    let took = until_served_by(&p, "streaming", t0).await;
+    eprintln!("reload latency (configmap swap): {} ms", took.as_millis());
+    assert!(took < APPLY_BOUND, "took {took:?}");
+    assert_eq!(generation(&p).await, 2);
+
+    // The watch survives the swap: the next update is seen too.
+    let t0 = Instant::now();
+    configmap_update(&root, "..2026_02", "..2026_03", &fill(&config(&b, &s, "batch")));
+    until_served_by(&p, "batch", t0).await;
+    let st = p.status_json().await;
+    assert_eq!(st["config"]["generation"], 3, "{st:#}");
+    assert_eq!(st["last_reload"]["result"], "ok", "{st:#}");
+    assert_eq!(reloads(&p, "error").await, 0.0);
+    p.stop().await;
+}
+
+/// Extracts `LINE:COLUMN` following `FILE:` in an error message.
+fn location(message: &str, file: &Path) -> (usize, usize) {
+    let prefix = format!("{}:", file.display());
+    let at = message
+        .find(&prefix)
+        .unwrap_or_else(|| panic!("no {prefix} in {message:?}"))
+        + prefix.len();
+    let mut parts = message[at..].splitn(3, ':');
+    let mut number = |what: &str| -> usize {
+        parts
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {what} after {prefix} in {message:?}"))
+    };
+    let line = number("line");
+    let column = number("column");
+    assert!(line >= 1 && column >= 1, "{message:?}");
+    (line, column)
+}
+
+/// A rejected edit leaves the old config serving and says why, where; the
+/// next good edit is applied as usual. Returns the error message and the
+/// config's path.
+async fn bad_edit_is_rejected_then_fixed(
+    bad_edit: impl FnOnce(&Backend, &Backend) -> String,
+) -> (String, std::path::PathBuf) {
+    let (b, s) = both_sides().await;
+    let p = Proxy::start(&config(&b, &s, "batch")).await;
+    rename_over(&p.path, &bad_edit(&b, &s));
+
+    let admin = p.admin_url("/status");
+    eventually("the bad edit is rejected", || {
+        let admin = admin.clone();
+        async move {
+            let st = get(&admin).await.json();
+            st["last_reload"]["result"] == "error"
+        }
+    })
+    .await;
+    let st = p.status_json().await;
+    let error = st["last_reload"]["error"].as_str().expect("error message").to_owned();
+    assert_eq!(st["config"]["generation"], 1, "{st:#}");
+    assert_eq!(st["routes"][0]["configured_mode"], "batch", "{st:#}");
+    // The old config keeps serving.
+    for _ in 0..3 {
+        assert_eq!(served_by(&p).await, "batch");
+    }
+    let m = p.scrape().await;
+    assert_eq!(m.value("cutover_config_reloads_total", &[("result", "error")]), 1.0, "{error}");
+    assert_eq!(m.value("cutover_config_reloads_total", &[("result", "ok")]), 0.0);
+    assert_eq!(m.value("cutover_config_generation", &[]), 1.0);
+
+    // Fixed.
+    let t0 = Instant::now();
+    rename_over(&p.path, &fill(&config(&b, &s, "streaming")));
+    until_served_by(&p, "streaming", t0).await;
+    let st = p.status_json().await;
+    assert_eq!(st["config"]["generation"], 2, "{st:#}");
+    assert_eq!(st["last_reload"]["result"], "ok", "{st:#}");
+    assert!(st["last_reload"]["error"].is_null(), "{st:#}");
+    let m = p.scrape().await;
+    assert_eq!(m.value("cutover_config_reloads_total", &[("result", "error")]), 1.0);
+    assert_eq!(m.value("cutover_config_reloads_total", &[("result", "ok")]), 1.0);
+    let path = p.path.clone();
+    p.stop().await;
+    (error, path)
+}
+
+#[tokio::test]
+async fn broken_yaml_keeps_the_old_config_until_fixed() {
+    // Written by a buggy tool: an unterminated flow mapping.
+    let (error, path) = bad_edit_is_rejected_then_fixed(|b, s| {
+        let good = fill(&config(b, s, "streaming"));
+        let bad = good.replace("{ path_prefix: /v1/orders }", "{ path_prefix: /v1/orders");
+        assert_ne!(good, bad);
+        bad
+    })
+    .await;
+    location(&error, &path);
+}
+
+#[tokio::test]
+async fn invalid_mode_keeps_the_old_config_until_fixed() {
+    let mut line = 0;
+    let (error, path) = bad_edit_is_rejected_then_fixed(|b, s| {
+        let bad = fill(&config(b, s, "stream"));
+        line = 1 + bad.lines().position(|l| l.contains("mode: stream")).expect("mode line");
+        bad
+    })
+    .await;
+    assert!(error.contains("stream"), "{error}");
+    let (l, _) = location(&error, &path);
+    assert_eq!(l, line, "{error}");
+}
+
+#[tokio::test]
+async fn identical_rewrite_or_touch_does_not_bump_the_generation() {
+    let (b, s) = both_sides().await;
+    let p = Proxy::start(&config(&b, &s, "batch")).await;
+    let text = std::fs::read_to_string(&p.path).expect("read config");
+
+    write_in_place(&p.path, &text);
+    rename_over(&p.path, &text);
+    let f = std::fs::File::options().write(true).open(&p.path).expect("open");
+    f.set_modified(std::time::SystemTime::now()).expect("touch");
+    drop(f);
+    let app = p.running.as_ref().expect("running").app.clone();
+    assert_eq!(
+        tokio::task::spawn_blocking(move || app.reload(false)).await.expect("reload"),
+        ReloadOutcome::Unchanged
+    );
+    // Nothing to wait for: give the watcher well past its debounce to act.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let st = p.status_json().await;
+    assert_eq!(st["config"]["generation"], 1, "{st:#}");
+    assert!(st["last_reload"]["result"].is_null(), "{st:#}");
+    let m = p.scrape().await;
+    assert_eq!(m.value("cutover_config_reloads_total", &[("result", "ok")]), 0.0);
+    assert_eq!(m.value("cutover_config_reloads_total", &[("result", "error")]), 0.0);
+
+    // A real change afterwards is one generation, not two.
+    let t0 = Instant::now();
+    write_in_place(&p.path, &fill(&config(&b, &s, "streaming")));
+    until_served_by(&p, "streaming", t0).await;
+    assert_eq!(generation(&p).await, 2);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn sighup_forces_a_reload_in_the_real_binary() {
+    let (b, s) = both_sides().await;
+    let (_dir, path) = config_file(&config(&b, &s, "batch"));
+    let bin = Binary::run(&path);
+    let status = format!("http://{}/status", bin.admin);
+    let metrics = format!("http://{}/metrics", bin.admin);
+    let st = get(&status).await.json();
+    assert_eq!(st["config"]["generation"], 1, "{st:#}");
+    let ok_before = Metrics::parse(&get(&metrics).await.text())
+        .value("cutover_config_reloads_total", &[("result", "ok")]);
+    assert_eq!(ok_before, 0.0);
+
+    // Same content: only the signal can cause this reload.
+    bin.signal("HUP");
+    eventually("SIGHUP reloads", || {
+        let status = status.clone();
+        async move { get(&status).await.json()["config"]["generation"] == 2 }
+    })
+    .await;
+    let m = Metrics::parse(&get(&metrics).await.text());
+    assert_eq!(m.value("cutover_config_reloads_total", &[("result", "ok")]), 1.0);
+    assert_eq!(m.value("cutover_config_generation", &[]), 2.0);
+    let st = get(&status).await.json();
+    assert_eq!(st["last_reload"]["result"], "ok", "{st:#}");
+
+    // A second signal, a second reload; the process is still serving.
+    bin.signal("HUP");
+    eventually("a second SIGHUP reloads", || {
+        let status = status.clone();
+        async move { get(&status).await.json()["config"]["generation"] == 3 }
+    })
+    .await;
+    let r = get(&format!("http://{}{ROUTE_PATH}", bin.listen)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-cutover-served-by"), Some("batch"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reload_storm_under_concurrent_reads_loses_no_read() {
+    let (b, s) = both_sides().await;
+    let p = Proxy::start(&config(&b, &s, "batch")).await;
+    let url = p.url(ROUTE_PATH);
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, stop, served, failures) = (url.clone(), stop.clone(), served.clone(), failures.clone());
+            tokio::spawn(async move {
+                // One keep-alive client per reader, like a real consumer.
+                let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<http_body_util::Full<bytes::Bytes>>();
+                while !stop.load(Ordering::Relaxed) {
+                    let req = http::Request::get(&url).body(Default::default()).expect("request");
+                    let outcome = tokio::time::timeout(WAIT, async {
+                        let resp = client.request(req).await.map_err(|e| format!("{e:?}"))?;
+                        let status = resp.status();
+                        let side = resp
+                            .headers()
+                            .get("x-cutover-served-by")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned();
+                        http_body_util::BodyExt::collect(resp.into_body())
+                            .await
+                            .map_err(|e| format!("body: {e:?}"))?;
+                        Ok::<_, String>((status, side))
+                    })
+                    .await
+                    .unwrap_or_else(|_| Err("timed out".into()));
+                    match outcome {
+                        Ok((status, side)) if status == 200 && side == "batch" => {
+                            served[0].fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok((status, side)) if status == 200 && side == "streaming" => {
+                            served[1].fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok((status, side)) => failures.lock().unwrap().push(format!("{status} served by {side:?}")),
+                        Err(e) => failures.lock().unwrap().push(e),
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_until("every reader is reading", || served[0].load(Ordering::Relaxed) >= 8).await;
+
+    // 61 edits over ~3 s, alternating modes and save styles; the last is streaming.
+    let started = Instant::now();
+    let edits = 61;
+    for i in 0..edits {
+        let mode = if i % 2 == 0 { "streaming" } else { "batch" };
+        let text = fill(&config(&b, &s, mode));
+        match i % 3 {
+            0 => write_in_place(&p.path, &text),
+            1 => rename_over(&p.path, &text),
+            _ => vim_save(&p.path, &text, Duration::ZERO).await,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let storm = started.elapsed();
+    wait_until("the last edit (streaming) is served", || served[1].load(Ordering::Relaxed) > 0).await;
+    let admin = p.admin_url("/status");
+    eventually("the last edit is live", || {
+        let admin = admin.clone();
+        async move { get(&admin).await.json()["routes"][0]["configured_mode"] == "streaming" }
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        within(r).await.expect("reader task");
+    }
+
+    let failures = failures.lock().unwrap();
+    let (batch, streaming) = (served[0].load(Ordering::Relaxed), served[1].load(Ordering::Relaxed));
+    let m = p.scrape().await;
+    eprintln!(
+        "storm: {edits} edits in {} ms; {} reloads applied, {} rejected; reads: {batch} batch, {streaming} streaming, {} failed",
+        storm.as_millis(),
+        m.value("cutover_config_reloads_total", &[("result", "ok")]),
+        m.value("cutover_config_reloads_total", &[("result", "error")]),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "failed reads: {:?}", &failures[..failures.len().min(10)]);
+    assert!(batch > 0 && streaming > 0, "batch {batch}, streaming {streaming}");
+    assert!(m.value("cutover_config_reloads_total", &[("result", "ok")]) >= 2.0);
+    assert!(generation(&p).await >= 3);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn circuit_and_counters_survive_an_unrelated_reload() {
+    let batch = Backend::start(Behaviour::Ok { body: "batch", age: None }).await;
+    let streaming = Backend::start(Behaviour::Status(503)).await;
+    let route = one_route(
+        &batch.url("/tables/orders"),
+        &streaming.url("/v1/orders"),
+        "mode: streaming\n    fallback: { circuit: { failures: 2, cooldown: 30s } }\n    freshness: { probe_interval: off }",
+    );
+    let p = Proxy::start(&route).await;
+    for _ in 0..2 {
+        let r = get(&p.url(ROUTE_PATH)).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-cutover-fallback"), Some("5xx"));
+    }
+    let st = p.status_json().await;
+    assert_eq!(st["routes"][0]["circuit"], "open", "{st:#}");
+    let orders = |extra: &[(&'static str, &'static str)]| {
+        let mut l = vec![("route", "orders")];
+        l.extend_from_slice(extra);
+        l
+    };
+    let m = p.scrape().await;
+    let served_batch = orders(&[("side", "batch"), ("code_class", "2xx")]);
+    assert_eq!(m.value("cutover_requests_total", &served_batch), 2.0);
+    assert_eq!(m.value("cutover_fallbacks_total", &orders(&[("reason", "5xx")])), 2.0);
+
+    // An unrelated change: a second route.
+    let two_routes = format!(
+        "{route}  - name: refunds\n    match: {{ path_prefix: /v1/refunds }}\n    batch: {}\n    streaming: {}\n    mode: batch\n    freshness: {{ probe_interval: off }}\n",
+        batch.url("/tables/refunds"),
+        streaming.url("/v1/refunds"),
+    );
+    rename_over(&p.path, &fill(&two_routes));
+    let refunds = p.url("/v1/refunds/1");
+    eventually("the second route is served", || {
+        let refunds = refunds.clone();
+        async move { get(&refunds).await.status == 200 }
+    })
+    .await;
+    let st = p.status_json().await;
+    assert_eq!(st["config"]["generation"], 2, "{st:#}");
+    let orders_status = st["routes"]
+        .as_array()
+        .expect("routes")
+        .iter()
+        .find(|r| r["name"] == "orders")
+        .expect("orders route")
+        .clone();
+    assert_eq!(orders_status["circuit"], "open", "{st:#}");
+    assert_eq!(orders_status["effective_mode"], "batch", "{st:#}");
+    assert_eq!(orders_status["fallbacks"], 2, "{st:#}");
+
+    let streaming_hits = streaming.hits();
+    let r = get(&p.url(ROUTE_PATH)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-cutover-served-by"), Some("batch"));
+    assert_eq!(r.header("x-cutover-fallback"), Some("circuit"));
+    assert_eq!(streaming.hits(), streaming_hits, "an open circuit sends nothing to streaming");
+
+    let m = p.scrape().await;
+    assert_eq!(m.value("cutover_requests_total", &served_batch), 3.0, "counters keep counting across a reload");
+    assert_eq!(m.value("cutover_fallbacks_total", &orders(&[("reason", "5xx")])), 2.0);
+    assert_eq!(m.value("cutover_fallbacks_total", &orders(&[("reason", "circuit")])), 1.0);
+    assert_eq!(m.value("cutover_upstream_requests_total", &orders(&[("side", "streaming"), ("result", "5xx")])), 2.0);
+    assert_eq!(m.value("cutover_circuit_open", &orders(&[])), 1.0);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn listen_change_keeps_the_old_address_and_says_restart_needed() {
+    let (b, s) = both_sides().await;
+    let p = Proxy::start(&config(&b, &s, "batch")).await;
+    let new_listen = refusing_addr().await;
+    let new_admin = refusing_addr().await;
+    let edit = config(&b, &s, "streaming")
+        .replace("LISTEN", &new_listen.to_string())
+        .replace("ADMIN", &new_admin.to_string());
+    let t0 = Instant::now();
+    rename_over(&p.path, &edit);
+    // The rest of the edit applies, on the old address.
+    until_served_by(&p, "streaming", t0).await;
+    let st = p.status_json().await;
+    assert_eq!(st["config"]["generation"], 2, "{st:#}");
+    assert_eq!(st["last_reload"]["result"], "ok", "{st:#}");
+    let restart = st["last_reload"]["restart_needed"]
+        .as_str()
+        .unwrap_or_else(|| panic!("restart_needed set: {st:#}"));
+    assert!(restart.contains("listen") && restart.contains(&new_listen.to_string()), "{restart}");
+    assert!(restart.contains("admin") && restart.contains(&new_admin.to_string()), "{restart}");
+    for _ in 0..3 {
+        assert_eq!(served_by(&p).await, "streaming");
+    }
+    p.stop().await;
+}
