@@ -41,6 +41,38 @@ enum Command {
     },
     /// Run a self-contained demo: sample batch and streaming services, a config to edit live.
     Demo,
+    /// Compare two saved answers (batch's and streaming's) offline: exit 0 when
+    /// they match within tolerance, 1 when they diverge, 2 on bad input.
+    Diff {
+        /// Batch's answer (JSON, or any bytes).
+        batch_file: PathBuf,
+        /// Streaming's answer.
+        streaming_file: PathBuf,
+        /// JSON pointer to the record array (default: the whole body).
+        #[arg(long, default_value = "")]
+        records: String,
+        /// Field that identifies a record; without it records compare in order.
+        #[arg(long)]
+        key: Option<String>,
+        /// Fields left out of the comparison (repeat or comma-separate).
+        #[arg(long, value_delimiter = ',')]
+        ignore: Vec<String>,
+        /// Relative tolerance for numbers.
+        #[arg(long, default_value_t = 0.0)]
+        numeric_tolerance: f64,
+        /// Field holding a record's event time, for `timing`.
+        #[arg(long)]
+        event_time: Option<String>,
+        /// Batch's watermark (RFC 3339 or Unix s/ms).
+        #[arg(long)]
+        batch_watermark: Option<String>,
+        /// Streaming's watermark.
+        #[arg(long)]
+        streaming_watermark: Option<String>,
+        /// How many divergences to print.
+        #[arg(long, default_value_t = 10)]
+        show: usize,
+    },
     /// Print a table of every route from a running cutover's /status.
     Status {
         /// The admin address of the running cutover.
@@ -63,6 +95,27 @@ fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
         }),
         Command::Status { admin } => status(&admin),
+        Command::Diff {
+            batch_file,
+            streaming_file,
+            records,
+            key,
+            ignore,
+            numeric_tolerance,
+            event_time,
+            batch_watermark,
+            streaming_watermark,
+            show,
+        } => {
+            let spec = cutover::reconcile::Spec {
+                records: &records,
+                key: key.as_deref(),
+                ignore: &ignore,
+                numeric_tolerance,
+                event_time: event_time.as_deref(),
+            };
+            diff(&spec, (&batch_file, batch_watermark), (&streaming_file, streaming_watermark), show)
+        }
     }
 }
 
@@ -139,6 +192,50 @@ fn serve(
     }
 }
 
+fn diff(
+    spec: &cutover::reconcile::Spec<'_>,
+    batch: (&std::path::Path, Option<String>),
+    streaming: (&std::path::Path, Option<String>),
+    show: usize,
+) -> ExitCode {
+    let read = |(path, wm): (&std::path::Path, Option<String>)| -> Result<(Vec<u8>, Option<i64>), String> {
+        let body = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let wm = match wm {
+            Some(w) => Some(
+                cutover::freshness::parse_watermark(w.as_bytes())
+                    .ok_or_else(|| format!("bad watermark `{w}`: expected RFC 3339 or Unix seconds/milliseconds"))?,
+            ),
+            None => None,
+        };
+        Ok((body, wm))
+    };
+    if spec.numeric_tolerance < 0.0 || !spec.numeric_tolerance.is_finite() {
+        eprintln!("cutover diff: --numeric-tolerance must be a non-negative number");
+        return ExitCode::from(2);
+    }
+    let (b, s) = match (read(batch), read(streaming)) {
+        (Ok(b), Ok(s)) => (b, s),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("cutover diff: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    fn answer((body, wm): &(Vec<u8>, Option<i64>)) -> cutover::reconcile::Answer<'_> {
+        cutover::reconcile::Answer {
+            status: 200,
+            body,
+            watermark_ms: *wm,
+        }
+    }
+    let report = cutover::reconcile::compare(spec, answer(&b), answer(&s));
+    print!("{}", cutover::reconcile::diff::render(&report, show));
+    if report.diverged() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// Completes on SIGTERM or SIGINT.
 async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -166,7 +263,11 @@ fn status(admin: &str) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
+            let hint = e.hint();
             eprintln!("cutover status: {:#}", anyhow::Error::from(e));
+            if let Some(hint) = hint {
+                eprintln!("  {hint}");
+            }
             ExitCode::FAILURE
         }
     }

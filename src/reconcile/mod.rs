@@ -3,6 +3,7 @@
 //! with a bounded divergence log.
 
 pub mod compare;
+pub mod diff;
 pub mod log;
 pub mod run;
 pub mod tee;
