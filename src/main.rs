@@ -163,19 +163,20 @@ fn serve(
     threads: Option<usize>,
     body: impl FnOnce(&tokio::runtime::Runtime) -> anyhow::Result<()>,
 ) -> ExitCode {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let threads = threads
+        .or_else(|| std::env::var("TOKIO_WORKER_THREADS").ok()?.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(2))
+        .max(1);
+    // One thread: the current-thread scheduler, which skips work-stealing
+    // bookkeeping a single worker never needs.
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
     builder.enable_all();
-    let from_env = std::env::var("TOKIO_WORKER_THREADS").is_ok();
-    match threads {
-        Some(n) => {
-            builder.worker_threads(n.max(1));
-        }
-        None if !from_env => {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            builder.worker_threads(cores.min(2));
-        }
-        None => {}
-    }
     let rt = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -78,9 +78,11 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let app = app.clone();
+                let consumer = Arc::new(Peer::new(peer));
                 let service = service_fn(move |req| {
                     let app = app.clone();
-                    async move { Ok::<_, Infallible>(handle(&app, req, peer).await) }
+                    let consumer = consumer.clone();
+                    async move { Ok::<_, Infallible>(handle(&app, req, &consumer).await) }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
@@ -101,7 +103,7 @@ pub async fn serve(
 }
 
 /// Answers one read. Never fails: every problem becomes an HTTP answer.
-pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<ProxyBody> {
     let started = Instant::now();
     // One snapshot per read: a reload mid-read does not change this read.
     let snap = app.snapshot.load_full();
@@ -430,23 +432,40 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+/// The consumer's address and the header values derived from it, built once
+/// per connection rather than per read.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    ip: HeaderValue,
+    forwarded: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Peer {
+        let ip = addr.ip();
+        let forwarded = match ip {
+            std::net::IpAddr::V4(v4) => format!("for={v4};proto=http"),
+            std::net::IpAddr::V6(v6) => format!("for=\"[{v6}]\";proto=http"),
+        };
+        Peer {
+            addr,
+            ip: HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value"),
+            forwarded: HeaderValue::from_str(&forwarded).expect("ASCII without control characters"),
+        }
+    }
+}
+
 /// Appends the consumer's address to `x-forwarded-for` and `forwarded`.
-fn add_forwarded(h: &mut HeaderMap, peer: SocketAddr) {
-    let ip = peer.ip();
+fn add_forwarded(h: &mut HeaderMap, peer: &Peer) {
     let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip.to_string(),
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", peer.addr.ip())).ok(),
+        None => Some(peer.ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         h.insert(X_FORWARDED_FOR, v);
     }
-    let fwd = match ip {
-        std::net::IpAddr::V4(v4) => format!("for={v4};proto=http"),
-        std::net::IpAddr::V6(v6) => format!("for=\"[{v6}]\";proto=http"),
-    };
-    if let Ok(v) = HeaderValue::from_str(&fwd) {
-        h.append(header::FORWARDED, v);
-    }
+    h.append(header::FORWARDED, peer.forwarded.clone());
 }
 
 /// A short plain-text answer from cutover itself.
@@ -480,11 +499,11 @@ mod tests {
     fn forwarded_headers_append() {
         let mut h = HeaderMap::new();
         h.insert(X_FORWARDED_FOR, "10.0.0.1".parse().unwrap());
-        add_forwarded(&mut h, "127.0.0.1:5000".parse().unwrap());
+        add_forwarded(&mut h, &Peer::new("127.0.0.1:5000".parse().unwrap()));
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
         assert_eq!(h[header::FORWARDED], "for=127.0.0.1;proto=http");
         let mut h = HeaderMap::new();
-        add_forwarded(&mut h, "[::1]:5000".parse().unwrap());
+        add_forwarded(&mut h, &Peer::new("[::1]:5000".parse().unwrap()));
         assert_eq!(h[&X_FORWARDED_FOR], "::1");
         assert_eq!(h[header::FORWARDED], "for=\"[::1]\";proto=http");
     }
