@@ -221,7 +221,7 @@ impl Cx<'_> {
             };
             self.error(
                 &at,
-                format!("admin and listen are both {admin}: give admin another port"),
+                format!("admin {admin} and listen {listen} share a port: give admin another port"),
             );
         }
         let shutdown_grace = self
@@ -366,7 +366,7 @@ impl Cx<'_> {
                     &match_at,
                     "route has no `match` (e.g. match: { path_prefix: /v1/orders })",
                 );
-                (None, None)
+                (None, MethodSet::new(Vec::new()))
             }
             Some(m) => {
                 let prefix = match &m.path_prefix {
@@ -397,38 +397,35 @@ impl Cx<'_> {
         Some(DraftRoute {
             name: name?,
             prefix: prefix?,
-            methods: methods?,
+            methods,
             batch: batch?,
             streaming: streaming?,
             mode,
-            canary: canary?,
-            fallback: fallback?,
-            freshness: freshness?,
-            reconcile: reconcile?,
+            canary,
+            fallback,
+            freshness,
+            reconcile,
         })
     }
 
-    fn methods(&mut self, raw: &Option<Vec<Option<String>>>, at: &YamlPath) -> Option<MethodSet> {
+    fn methods(&mut self, raw: &Option<Vec<Option<String>>>, at: &YamlPath) -> MethodSet {
         let Some(list) = raw else {
-            return Some(MethodSet::new(vec![Method::GET, Method::HEAD]));
+            return MethodSet::new(vec![Method::GET, Method::HEAD]);
         };
         if list.is_empty() {
             self.error(
                 at,
                 "`methods` is empty: list at least one, e.g. [GET, HEAD]",
             );
-            return None;
         }
         let mut methods: Vec<Method> = Vec::new();
-        let mut ok = true;
         for (i, m) in list.iter().enumerate() {
             match self.parse(m, &at.index(i), parse_method) {
                 Some(m) if !methods.contains(&m) => methods.push(m),
-                Some(_) => {}
-                None => ok = m.is_none() && ok,
+                _ => {}
             }
         }
-        (ok && !methods.is_empty()).then(|| MethodSet::new(methods))
+        MethodSet::new(methods)
     }
 
     fn side(
@@ -482,7 +479,7 @@ impl Cx<'_> {
         })
     }
 
-    fn canary(&mut self, route: &RawRoute, at: &YamlPath, mode: Option<Mode>) -> Option<Canary> {
+    fn canary(&mut self, route: &RawRoute, at: &YamlPath, mode: Option<Mode>) -> Canary {
         let empty = Default::default();
         let raw = route.canary.as_ref().unwrap_or(&empty);
         let route_at = at;
@@ -499,37 +496,28 @@ impl Cx<'_> {
             &at.key("sticky_header"),
             parse_header_name,
         );
-        if raw.percent.is_some() && percent.is_none() {
-            return None;
-        }
-        if raw.sticky_header.is_some() && sticky_header.is_none() {
-            return None;
-        }
-        Some(Canary {
+        Canary {
             percent: percent.unwrap_or(0.0),
             sticky_header,
-        })
+        }
     }
 
-    fn fallback(&mut self, route: &RawRoute, at: &YamlPath) -> Option<FallbackPolicy> {
+    fn fallback(&mut self, route: &RawRoute, at: &YamlPath) -> FallbackPolicy {
         let empty = Default::default();
         let raw = route.fallback.as_ref().unwrap_or(&empty);
-        let mut ok = true;
         let on = match &raw.on {
             None => ReasonSet::all(),
             Some(list) => {
                 let mut set = ReasonSet::empty();
                 for (i, r) in list.iter().enumerate() {
-                    match self.parse(r, &at.key("on").index(i), parse_reason) {
-                        Some(r) => set.insert(r),
-                        None => ok &= r.is_none(),
+                    if let Some(r) = self.parse(r, &at.key("on").index(i), parse_reason) {
+                        set.insert(r);
                     }
                 }
                 set
             }
         };
         let max_staleness = self.parse(&raw.max_staleness, &at.key("max_staleness"), parse_nonzero);
-        ok &= raw.max_staleness.is_none() || max_staleness.is_some();
         let circuit_empty = Default::default();
         let circuit = raw.circuit.as_ref().unwrap_or(&circuit_empty);
         let circuit_at = at.key("circuit");
@@ -539,19 +527,17 @@ impl Cx<'_> {
             &circuit_at.key("cooldown"),
             parse_nonzero,
         );
-        ok &= circuit.failures.is_none() || failures.is_some();
-        ok &= circuit.cooldown.is_none() || cooldown.is_some();
-        ok.then(|| FallbackPolicy {
+        FallbackPolicy {
             on,
             max_staleness,
             circuit: CircuitPolicy {
                 failures: failures.unwrap_or(DEFAULT_CIRCUIT_FAILURES),
                 cooldown: cooldown.unwrap_or(DEFAULT_CIRCUIT_COOLDOWN),
             },
-        })
+        }
     }
 
-    fn freshness(&mut self, route: &RawRoute, at: &YamlPath) -> Option<Freshness> {
+    fn freshness(&mut self, route: &RawRoute, at: &YamlPath) -> Freshness {
         let empty = Default::default();
         let raw = route.freshness.as_ref().unwrap_or(&empty);
         let header = self.parse(&raw.header, &at.key("header"), parse_header_name);
@@ -573,24 +559,16 @@ impl Cx<'_> {
             }
             Ok(d)
         });
-        let bad = (raw.header.is_some() && header.is_none())
-            || (raw.last_modified.is_some() && last_modified.is_none())
-            || (raw.probe_interval.is_some() && probe_interval.is_none())
-            || (raw.probe_method.is_some() && probe_method.is_none())
-            || (raw.window.is_some() && window.is_none());
-        if bad {
-            return None;
-        }
-        Some(Freshness {
+        Freshness {
             header: header.unwrap_or(HeaderName::from_static(DEFAULT_WATERMARK_HEADER)),
             last_modified_fallback: last_modified.unwrap_or(true),
             probe_interval: probe_interval.unwrap_or(Some(DEFAULT_PROBE_INTERVAL)),
             probe_method: probe_method.unwrap_or(Method::HEAD),
             window: window.unwrap_or(DEFAULT_WINDOW),
-        })
+        }
     }
 
-    fn reconcile(&mut self, route: &RawRoute, at: &YamlPath, mode: Mode) -> Option<Reconcile> {
+    fn reconcile(&mut self, route: &RawRoute, at: &YamlPath, mode: Mode) -> Reconcile {
         let empty = Default::default();
         let raw = route.reconcile.as_ref().unwrap_or(&empty);
         let sample = self.parse(&raw.sample, &at.key("sample"), |s| {
@@ -605,12 +583,8 @@ impl Cx<'_> {
         let records = self.parse(&raw.records, &at.key("records"), parse_json_pointer);
         let key = self.parse(&raw.key, &at.key("key"), |s| non_empty("key", s));
         let mut ignore = Vec::new();
-        let mut ok = true;
         for (i, f) in raw.ignore.iter().flatten().enumerate() {
-            match self.parse(f, &at.key("ignore").index(i), |s| non_empty("ignore", s)) {
-                Some(f) => ignore.push(f),
-                None => ok &= f.is_none(),
-            }
+            ignore.extend(self.parse(f, &at.key("ignore").index(i), |s| non_empty("ignore", s)));
         }
         let numeric_tolerance = self.parse(&raw.numeric_tolerance, &at.key("numeric_tolerance"), |s| {
             let v = parse_number(s)?;
@@ -632,20 +606,12 @@ impl Cx<'_> {
         let max_body_bytes = self.parse(&raw.max_body_bytes, &at.key("max_body_bytes"), |s| {
             parse_count(s, 1)
         });
-        ok &= (raw.sample.is_none() || sample.is_some())
-            && (raw.records.is_none() || records.is_some())
-            && (raw.key.is_none() || key.is_some())
-            && (raw.numeric_tolerance.is_none() || numeric_tolerance.is_some())
-            && (raw.event_time.is_none() || event_time.is_some())
-            && (raw.divergence_log.is_none() || divergence_log.is_some())
-            && (raw.max_inflight.is_none() || max_inflight.is_some())
-            && (raw.max_body_bytes.is_none() || max_body_bytes.is_some());
         let default_sample = if mode == Mode::Shadow {
             DEFAULT_SHADOW_SAMPLE
         } else {
             DEFAULT_SAMPLE
         };
-        ok.then(|| Reconcile {
+        Reconcile {
             sample: sample.unwrap_or(default_sample),
             sample_explicit: raw.sample.is_some(),
             records: records.unwrap_or_default(),
@@ -656,7 +622,7 @@ impl Cx<'_> {
             divergence_log,
             max_inflight: max_inflight.unwrap_or(DEFAULT_RECONCILE_INFLIGHT),
             max_body_bytes: max_body_bytes.unwrap_or(DEFAULT_RECONCILE_BODY),
-        })
+        }
     }
 }
 
@@ -1215,7 +1181,7 @@ routes:
             [
                 "1:1: missing `consumer`: name the consumer behind this sidecar",
                 "1:10: unsupported version `2`: this cutover reads version 1",
-                "2:9: admin and listen are both 127.0.0.1:9901: give admin another port",
+                "2:9: admin 127.0.0.1:9901 and listen 127.0.0.1:9901 share a port: give admin another port",
                 "3:7: unknown risk `huge` (expected low, medium or high)",
                 "4:9: `routes` is empty: add at least one route",
                 "5:1: unknown key `extra` (expected one of: version, consumer, risk, listen, admin, shutdown_grace, max_buffered_body, defaults, routes)",

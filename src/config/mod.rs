@@ -59,7 +59,11 @@ impl std::error::Error for ConfigErrors {}
 
 /// Reads, parses, validates and compiles the config at `path`. Route state
 /// comes from `registry`, so a reload keeps what the last generation had.
-pub fn load(path: &Path, registry: &StateRegistry, generation: u64) -> Result<Compiled, ConfigErrors> {
+pub fn load(
+    path: &Path,
+    registry: &StateRegistry,
+    generation: u64,
+) -> Result<Compiled, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: path.to_owned(),

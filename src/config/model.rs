@@ -31,7 +31,9 @@ impl Compiled {
     /// A prefix matches on a segment boundary: `/v1/orders` matches
     /// `/v1/orders`, `/v1/orders/7` and `/v1/orders?x`, not `/v1/ordersX`.
     pub fn route_for(&self, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| crate::routing::prefix_matches(&r.prefix, path))
+        self.routes
+            .iter()
+            .find(|r| crate::routing::prefix_matches(&r.prefix, path))
     }
 }
 

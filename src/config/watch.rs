@@ -52,7 +52,10 @@ fn watched_dirs(path: &Path) -> Vec<PathBuf> {
 }
 
 /// Starts watching `app.config_path` and listening for SIGHUP.
-pub fn spawn(app: Arc<App>, mut shutdown: watch::Receiver<bool>) -> Result<WatchHandle, notify::Error> {
+pub fn spawn(
+    app: Arc<App>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<WatchHandle, notify::Error> {
     let changed = Arc::new(Notify::new());
     let signal = changed.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
@@ -76,13 +79,18 @@ pub fn spawn(app: Arc<App>, mut shutdown: watch::Receiver<bool>) -> Result<Watch
             };
             if !force {
                 settle(&changed).await;
-                wait_for_file(&app.config_path).await;
+                // A file that was missing is being written anew: let that settle too.
+                if wait_for_file(&app.config_path).await {
+                    settle(&changed).await;
+                }
             } else {
                 tracing::info!("SIGHUP: reloading config");
             }
             let app2 = app.clone();
             match tokio::task::spawn_blocking(move || app2.reload(force)).await {
-                Ok(ReloadOutcome::Unchanged) => tracing::debug!("config file touched, content unchanged"),
+                Ok(ReloadOutcome::Unchanged) => {
+                    tracing::debug!("config file touched, content unchanged")
+                }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "config reload task failed"),
             }
@@ -109,10 +117,14 @@ async fn settle(changed: &Notify) {
     }
 }
 
-/// Gives a save that deletes before it writes a moment to finish.
-async fn wait_for_file(path: &Path) {
+/// Gives a save that deletes before it writes a moment to finish. Returns
+/// whether the file was missing: then it has only just been created and
+/// may not be fully written yet.
+async fn wait_for_file(path: &Path) -> bool {
     let deadline = tokio::time::Instant::now() + MISSING_GRACE;
+    let missing = !path.exists();
     while !path.exists() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    missing
 }
