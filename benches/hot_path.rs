@@ -45,7 +45,8 @@ routes:
 
 fn routing(c: &mut Criterion) {
     let registry = StateRegistry::detached();
-    let cfg = compile_str(Path::new("bench.yaml"), CONFIG, &registry, 1).expect("bench config compiles");
+    let cfg =
+        compile_str(Path::new("bench.yaml"), CONFIG, &registry, 1).expect("bench config compiles");
     let path = "/v1/orders/2026-11-23/items";
     c.bench_function("route_match_and_decide", |b| {
         b.iter(|| {
@@ -59,7 +60,14 @@ fn routing(c: &mut Criterion) {
     });
     let route = cfg.route_for(path).expect("orders route");
     c.bench_function("rewrite_path", |b| {
-        b.iter(|| black_box(rewrite(&route.prefix, &route.streaming, black_box(path), Some("limit=100"))))
+        b.iter(|| {
+            black_box(rewrite(
+                &route.prefix,
+                &route.streaming,
+                black_box(path),
+                Some("limit=100"),
+            ))
+        })
     });
 }
 
@@ -94,7 +102,9 @@ fn freshness(c: &mut Criterion) {
         ("unix_seconds", b"1795000000"),
         ("unix_millis", b"1795000000123"),
     ] {
-        g.bench_function(name, |b| b.iter(|| black_box(parse_watermark(black_box(v)))));
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(parse_watermark(black_box(v))))
+        });
     }
     g.finish();
 }
@@ -128,8 +138,16 @@ fn reconcile(c: &mut Criterion) {
             bench.iter(|| {
                 let r = compare(
                     &spec,
-                    Answer { status: 200, body: &b_body, watermark_ms: None },
-                    Answer { status: 200, body: &s_body, watermark_ms: None },
+                    Answer {
+                        status: 200,
+                        body: &b_body,
+                        watermark_ms: None,
+                    },
+                    Answer {
+                        status: 200,
+                        body: &s_body,
+                        watermark_ms: None,
+                    },
                 );
                 assert!(!r.diverged());
                 black_box(r)

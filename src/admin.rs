@@ -149,8 +149,11 @@ fn refresh_gauges(app: &App) {
         for mode in Mode::ALL {
             m.route_mode[mode.index()].set(if mode == effective { 1.0 } else { 0.0 });
         }
-        m.circuit_open
-            .set(if route.state.circuit.is_open() { 1.0 } else { 0.0 });
+        m.circuit_open.set(if route.state.circuit.is_open() {
+            1.0
+        } else {
+            0.0
+        });
     }
 }
 

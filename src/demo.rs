@@ -42,6 +42,9 @@ const BATCH_LAG: Duration = Duration::from_secs(3 * 3600);
 const STREAMING_FAILURES: f64 = 0.05;
 /// Share of streaming reads that stall past the demo's 300 ms streaming timeout.
 const STREAMING_STALLS: f64 = 0.03;
+/// Share of streaming reads that carry one record twice, as an at-least-once
+/// pipeline does after a retry: reconcile reports it as a `duplicate`.
+const STREAMING_DUPLICATES: f64 = 0.1;
 const STALL: Duration = Duration::from_millis(450);
 /// Bind attempts before giving up when a picked port is taken in between.
 const BIND_ATTEMPTS: usize = 3;
@@ -105,8 +108,11 @@ fn guide(
 cutover demo is running.
 
   config     {path}
-  batch      http://{batch_addr}/tables/orders   sample batch output, watermark {batch_wm}
-  streaming  http://{streaming_addr}/v1/orders       sample streaming output, seconds old; ~5% of reads fail (503), ~3% stall
+  batch      http://{batch_addr}/tables/orders
+             sample batch output: its data is hours old (watermark {batch_wm})
+  streaming  http://{streaming_addr}/v1/orders
+             sample streaming output: its data is seconds old, but ~5% of reads fail (503),
+             ~3% stall past the 300ms timeout and ~10% repeat a record (at-least-once delivery)
 
 Try:
   curl -i http://{listen}/v1/orders
@@ -115,11 +121,13 @@ Try:
   for i in $(seq 40); do curl -s -o /dev/null -D - http://{listen}/v1/orders | grep -i x-cutover-fallback; done
   curl -i http://{listen}/v1/customers
   curl -s http://{admin}/metrics | grep cutover_freshness_delta_seconds
+  curl -s http://{admin}/metrics | grep cutover_reconcile_divergences_total
   curl -s http://{admin}/status
   cutover status --admin http://{admin}
 
 Then edit {path}: change `mode: streaming` to `mode: batch` and curl again
-— the change is live within a second. Rollback is one line; so is the next step.
+— the change is live within a second, no restart. Every phase of the migration
+is an edit of that line: batch, shadow, canary, streaming, streaming_only.
 
 Ctrl-C stops the demo and removes {dir}.",
         batch_addr = batch.addr,
@@ -175,6 +183,7 @@ routes:
       records: /data # JSON pointer to the record array in each answer
       key: id # the field that identifies a record
       ignore: [ingested_at] # fields expected to differ between the sides
+      event_time: created_at # a record newer than the other side's watermark is \"timing\", not a defect
 
   # customers: not migrated yet. Batch serves; try shadow, then streaming.
   - name: customers # a second route, with the short form of a side
@@ -182,6 +191,7 @@ routes:
     batch: http://{batch}/tables/customers # a side can be a bare URL
     streaming: http://{streaming}/v1/customers # probed for freshness, not read in batch mode
     mode: batch # edit me: shadow compares without serving streaming
+    reconcile: {{ records: /data, key: id, ignore: [ingested_at] }} # how shadow compares
 "
     );
     align_comments(&text, COMMENT_COLUMN)
@@ -222,9 +232,7 @@ fn pick_port(preferred: u16, ephemeral: bool) -> u16 {
     }
     // If even this fails, port 0 in the config makes the proxy pick, and the
     // guide prints the real address anyway.
-    bind(0)
-        .and_then(|l| l.local_addr())
-        .map_or(0, |a| a.port())
+    bind(0).and_then(|l| l.local_addr()).map_or(0, |a| a.port())
 }
 
 /// The demo's temp dir, removed when dropped (normal exit and start-up errors alike).
@@ -367,9 +375,10 @@ impl Dataset {
     /// `/…/orders/{id}`, `/…/customers`, `/…/customers/{id}`.
     fn answer(&self, kind: Kind, path: &str, now: SystemTime) -> Response<Full<Bytes>> {
         let (collection, id) = match path.trim_end_matches('/').rsplit_once('/') {
-            Some((rest, last)) if last.parse::<u64>().is_ok() => {
-                (rest.rsplit('/').next().unwrap_or(""), last.parse::<u64>().ok())
-            }
+            Some((rest, last)) if last.parse::<u64>().is_ok() => (
+                rest.rsplit('/').next().unwrap_or(""),
+                last.parse::<u64>().ok(),
+            ),
             Some((_, last)) => (last, None),
             None => ("", None),
         };
@@ -391,13 +400,17 @@ impl Dataset {
             ("customers", _) => self.customers.iter().collect(),
             _ => return plain(StatusCode::NOT_FOUND, "try /…/orders or /…/customers\n"),
         };
-        let data: Vec<Record> = records
+        let mut data: Vec<Record> = records
             .into_iter()
             .filter(|r| id.is_none_or(|id| r.id() == id))
             .map(|r| r.clone().ingested(ingested_at))
             .collect();
         if id.is_some() && data.is_empty() {
             return plain(StatusCode::NOT_FOUND, "no such record\n");
+        }
+        if kind == Kind::Streaming && fastrand::f64() < STREAMING_DUPLICATES {
+            let redelivered = data[fastrand::usize(..data.len())].clone();
+            data.push(redelivered);
         }
         let body = serde_json::to_vec(&Page { data }).unwrap_or_default();
         let mut resp = Response::new(Full::new(Bytes::from(body)));
@@ -489,8 +502,10 @@ async fn serve_read(kind: Kind, data: &Dataset, req: &Request<Incoming>) -> Resp
 fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -499,7 +514,10 @@ fn rfc3339(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     time::OffsetDateTime::from_unix_timestamp(secs as i64)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -523,7 +541,11 @@ mod tests {
             .block_on(resp.into_body().collect())
             .map(|c| c.to_bytes())
             .unwrap_or_default();
-        (status, wm, serde_json::from_slice(&body).unwrap_or(Value::Null))
+        (
+            status,
+            wm,
+            serde_json::from_slice(&body).unwrap_or(Value::Null),
+        )
     }
 
     #[test]
@@ -534,13 +556,15 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(wm.as_deref(), Some(rfc3339(d.batch_watermark).as_str()));
         let (_, swm, streaming) = records(d.answer(Kind::Streaming, "/v1/orders", now));
+        // Distinct ids: streaming repeats a record now and then, on purpose.
         let ids = |v: &Value| -> Vec<u64> {
-            v["data"]
+            let ids: std::collections::BTreeSet<u64> = v["data"]
                 .as_array()
                 .expect("data array")
                 .iter()
                 .filter_map(|r| r["id"].as_u64())
-                .collect()
+                .collect();
+            ids.into_iter().collect()
         };
         assert_eq!(ids(&batch), [1, 2, 3, 4, 5, 6]);
         assert_eq!(ids(&streaming), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
@@ -569,7 +593,9 @@ mod tests {
             .unwrap_or_default();
         let text = String::from_utf8_lossy(&body);
         assert!(
-            text.starts_with(r#"{"data":[{"id":1,"customer_id":101,"amount":12.5,"currency":"EUR""#),
+            text.starts_with(
+                r#"{"data":[{"id":1,"customer_id":101,"amount":12.5,"currency":"EUR""#
+            ),
             "{text}"
         );
     }
@@ -582,7 +608,11 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(one["data"][0]["name"], "Cedar Books");
         let (status, _, _) = records(d.answer(Kind::Batch, "/tables/orders/9", now));
-        assert_eq!(status, StatusCode::NOT_FOUND, "batch does not have order 9 yet");
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "batch does not have order 9 yet"
+        );
         let (status, _, _) = records(d.answer(Kind::Streaming, "/v1/orders/9", now));
         assert_eq!(status, StatusCode::OK);
         let (status, _, _) = records(d.answer(Kind::Streaming, "/v1/invoices", now));
@@ -608,7 +638,10 @@ mod tests {
             .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
             .filter(|l| !l.contains("  # ") && l.trim() != "routes:")
             .collect();
-        assert!(unexplained.is_empty(), "settings without a comment: {unexplained:#?}");
+        assert!(
+            unexplained.is_empty(),
+            "settings without a comment: {unexplained:#?}"
+        );
         let comment_columns: Vec<usize> = text
             .lines()
             .filter(|l| !l.trim_start().starts_with('#'))

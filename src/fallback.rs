@@ -108,10 +108,12 @@ impl Circuit {
         if now_ms < until {
             return Admission::Open;
         }
-        match self
-            .trial_in_flight
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-        {
+        match self.trial_in_flight.compare_exchange(
+            false,
+            true,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
             Ok(_) => Admission::Trial,
             Err(_) => Admission::Open,
         }
@@ -119,7 +121,13 @@ impl Circuit {
 
     /// Records a streaming attempt's outcome. Returns true if this call opened
     /// (or re-opened) the circuit.
-    pub fn record(&self, policy: &CircuitPolicy, admission: Admission, failed: bool, now_ms: i64) -> bool {
+    pub fn record(
+        &self,
+        policy: &CircuitPolicy,
+        admission: Admission,
+        failed: bool,
+        now_ms: i64,
+    ) -> bool {
         if !failed {
             self.consecutive_failures.store(0, Ordering::Release);
             if admission == Admission::Trial || self.open_until_ms.load(Ordering::Acquire) != 0 {
@@ -205,7 +213,10 @@ mod tests {
             assert_eq!(decide(Mode::Canary, &p, o, true), Some(r));
             assert_eq!(decide(Mode::StreamingOnly, &p, o, true), None);
         }
-        assert_eq!(decide(Mode::Streaming, &p, StreamingOutcome::Answered, true), None);
+        assert_eq!(
+            decide(Mode::Streaming, &p, StreamingOutcome::Answered, true),
+            None
+        );
     }
 
     #[test]
@@ -217,14 +228,23 @@ mod tests {
             decide(Mode::Streaming, &p, StreamingOutcome::Connect, true),
             Some(FallbackReason::Connect)
         );
-        assert_eq!(decide(Mode::Streaming, &p, StreamingOutcome::ServerError, true), None);
+        assert_eq!(
+            decide(Mode::Streaming, &p, StreamingOutcome::ServerError, true),
+            None
+        );
     }
 
     #[test]
     fn an_unbuffered_body_blocks_fallback_once_sent() {
         let p = policy(ReasonSet::all());
-        assert_eq!(decide(Mode::Streaming, &p, StreamingOutcome::ServerError, false), None);
-        assert_eq!(decide(Mode::Streaming, &p, StreamingOutcome::Timeout, false), None);
+        assert_eq!(
+            decide(Mode::Streaming, &p, StreamingOutcome::ServerError, false),
+            None
+        );
+        assert_eq!(
+            decide(Mode::Streaming, &p, StreamingOutcome::Timeout, false),
+            None
+        );
         assert_eq!(
             decide(Mode::Streaming, &p, StreamingOutcome::Overflow, false),
             Some(FallbackReason::Overflow)

@@ -30,9 +30,15 @@ pub fn parse_watermark(value: &[u8]) -> Option<i64> {
     let b = s.as_bytes();
     if b.iter().all(|c| c.is_ascii_digit()) {
         let n: i64 = s.parse().ok()?;
-        return Some(if b.len() >= 12 { n } else { n.checked_mul(1000)? });
+        return Some(if b.len() >= 12 {
+            n
+        } else {
+            n.checked_mul(1000)?
+        });
     }
-    if b.iter().all(|c| c.is_ascii_digit() || *c == b'.') && b.iter().filter(|c| **c == b'.').count() == 1 {
+    if b.iter().all(|c| c.is_ascii_digit() || *c == b'.')
+        && b.iter().filter(|c| **c == b'.').count() == 1
+    {
         let secs: f64 = s.parse().ok()?;
         if secs.is_finite() && secs >= 0.0 {
             return Some((secs * 1000.0).round() as i64);
@@ -194,7 +200,10 @@ mod tests {
     fn last_modified_is_used_only_when_allowed_and_header_absent() {
         let name = HeaderName::from_static("x-data-watermark");
         let mut h = HeaderMap::new();
-        h.insert(LAST_MODIFIED, "Tue, 14 Nov 2023 22:13:20 GMT".parse().unwrap());
+        h.insert(
+            LAST_MODIFIED,
+            "Tue, 14 Nov 2023 22:13:20 GMT".parse().unwrap(),
+        );
         assert_eq!(watermark_of(&h, &name, true), Some(1_700_000_000_000));
         assert_eq!(watermark_of(&h, &name, false), None);
         h.insert(&name, "1600000000".parse().unwrap());

@@ -12,8 +12,8 @@ pub mod fallback;
 pub mod freshness;
 pub mod metrics;
 pub mod probe;
-pub mod reconcile;
 pub mod proxy;
+pub mod reconcile;
 pub mod routing;
 pub mod state;
 pub mod status_table;
@@ -48,7 +48,9 @@ pub struct Snapshot {
 
 impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Snapshot").field("config", &self.config).finish()
+        f.debug_struct("Snapshot")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -80,7 +82,9 @@ pub struct App {
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App").field("config_path", &self.config_path).finish()
+        f.debug_struct("App")
+            .field("config_path", &self.config_path)
+            .finish()
     }
 }
 
@@ -125,7 +129,11 @@ pub enum ReloadOutcome {
 
 impl Snapshot {
     /// Pairs a compiled config with pooled clients for every side.
-    fn new(config: Compiled, upstreams: &Upstreams, source_hash: u64) -> Result<Snapshot, upstream::CaFileError> {
+    fn new(
+        config: Compiled,
+        upstreams: &Upstreams,
+        source_hash: u64,
+    ) -> Result<Snapshot, upstream::CaFileError> {
         let mut clients = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
             clients.push([
@@ -154,7 +162,10 @@ impl App {
         let text = match std::fs::read_to_string(&self.config_path) {
             Ok(t) => t,
             Err(e) => {
-                return self.reject(format!("{}: cannot read config: {e}", self.config_path.display()));
+                return self.reject(format!(
+                    "{}: cannot read config: {e}",
+                    self.config_path.display()
+                ));
             }
         };
         let text_hash = routing::fnv1a(text.as_bytes());
@@ -162,17 +173,23 @@ impl App {
             return ReloadOutcome::Unchanged;
         }
         let generation = current.config.generation + 1;
-        let compiled = match config::compile_str(&self.config_path, &text, &self.registry, generation)
-        {
-            Ok(c) => c,
-            Err(e) => return self.reject(e.to_string()),
-        };
+        let compiled =
+            match config::compile_str(&self.config_path, &text, &self.registry, generation) {
+                Ok(c) => c,
+                Err(e) => return self.reject(e.to_string()),
+            };
         let mut restart = Vec::new();
         if compiled.listen != current.config.listen {
-            restart.push(format!("listen {} -> {}", current.config.listen, compiled.listen));
+            restart.push(format!(
+                "listen {} -> {}",
+                current.config.listen, compiled.listen
+            ));
         }
         if compiled.admin != current.config.admin {
-            restart.push(format!("admin {} -> {}", current.config.admin, compiled.admin));
+            restart.push(format!(
+                "admin {} -> {}",
+                current.config.admin, compiled.admin
+            ));
         }
         let snapshot = match Snapshot::new(compiled, &self.upstreams, text_hash) {
             Ok(s) => s,
@@ -291,16 +308,20 @@ async fn start_with_metrics(config_path: &Path, metrics: Metrics) -> Result<Runn
     };
     let proxy_listener = bind("listen", listen).await?;
     let admin_listener = bind("admin", admin).await?;
-    let listen_addr = proxy_listener.local_addr().map_err(|source| StartError::Bind {
-        what: "listen",
-        addr: listen,
-        source,
-    })?;
-    let admin_addr = admin_listener.local_addr().map_err(|source| StartError::Bind {
-        what: "admin",
-        addr: admin,
-        source,
-    })?;
+    let listen_addr = proxy_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            what: "listen",
+            addr: listen,
+            source,
+        })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            what: "admin",
+            addr: admin,
+            source,
+        })?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let watcher = config::watch::spawn(app.clone(), shutdown_rx.clone()).map_err(|source| {
@@ -311,8 +332,17 @@ async fn start_with_metrics(config_path: &Path, metrics: Metrics) -> Result<Runn
     })?;
     let probe = tokio::spawn(probe::run(app.clone(), shutdown_rx.clone()));
     let upkeep = tokio::spawn(upkeep(app.clone(), shutdown_rx.clone()));
-    let admin_task = tokio::spawn(admin::serve(app.clone(), admin_listener, shutdown_rx.clone()));
-    let proxy_task = tokio::spawn(proxy::serve(app.clone(), proxy_listener, shutdown_rx, grace));
+    let admin_task = tokio::spawn(admin::serve(
+        app.clone(),
+        admin_listener,
+        shutdown_rx.clone(),
+    ));
+    let proxy_task = tokio::spawn(proxy::serve(
+        app.clone(),
+        proxy_listener,
+        shutdown_rx,
+        grace,
+    ));
     app.ready.store(true, Ordering::Release);
     tracing::info!(%listen_addr, %admin_addr, config = %config_path.display(), "cutover serving");
 

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use cutover::state::StateRegistry;
 
 #[derive(Parser)]
-#[command(name = "cutover", version, about = "A sidecar proxy that makes a batch-to-streaming migration safe, one config edit at a time")]
+#[command(
+    name = "cutover",
+    version,
+    about = "A sidecar proxy that makes a batch-to-streaming migration safe, one config edit at a time"
+)]
 struct Cli {
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -87,11 +91,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config, threads } => serve(threads, |rt| {
-            rt.block_on(cutover::run(&config, stop_signal()))
+            rt.block_on(async { cutover::run(&config, stop_signal()).await })
                 .map_err(anyhow::Error::from)
         }),
         Command::Demo => serve(None, |rt| {
-            rt.block_on(cutover::demo::run(stop_signal()))
+            rt.block_on(async { cutover::demo::run(stop_signal()).await })
                 .map_err(anyhow::Error::from)
         }),
         Command::Status { admin } => status(&admin),
@@ -114,7 +118,12 @@ fn main() -> ExitCode {
                 numeric_tolerance,
                 event_time: event_time.as_deref(),
             };
-            diff(&spec, (&batch_file, batch_watermark), (&streaming_file, streaming_watermark), show)
+            diff(
+                &spec,
+                (&batch_file, batch_watermark),
+                (&streaming_file, streaming_watermark),
+                show,
+            )
         }
     }
 }
@@ -165,7 +174,11 @@ fn serve(
 ) -> ExitCode {
     let threads = threads
         .or_else(|| std::env::var("TOKIO_WORKER_THREADS").ok()?.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(2))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(2)
+        })
         .max(1);
     // One thread: the current-thread scheduler, which skips work-stealing
     // bookkeeping a single worker never needs.
@@ -199,17 +212,21 @@ fn diff(
     streaming: (&std::path::Path, Option<String>),
     show: usize,
 ) -> ExitCode {
-    let read = |(path, wm): (&std::path::Path, Option<String>)| -> Result<(Vec<u8>, Option<i64>), String> {
-        let body = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let wm = match wm {
-            Some(w) => Some(
-                cutover::freshness::parse_watermark(w.as_bytes())
-                    .ok_or_else(|| format!("bad watermark `{w}`: expected RFC 3339 or Unix seconds/milliseconds"))?,
-            ),
-            None => None,
+    let read =
+        |(path, wm): (&std::path::Path, Option<String>)| -> Result<(Vec<u8>, Option<i64>), String> {
+            let body = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let wm = match wm {
+                Some(w) => Some(
+                    cutover::freshness::parse_watermark(w.as_bytes()).ok_or_else(|| {
+                        format!(
+                            "bad watermark `{w}`: expected RFC 3339 or Unix seconds/milliseconds"
+                        )
+                    })?,
+                ),
+                None => None,
+            };
+            Ok((body, wm))
         };
-        Ok((body, wm))
-    };
     if spec.numeric_tolerance < 0.0 || !spec.numeric_tolerance.is_finite() {
         eprintln!("cutover diff: --numeric-tolerance must be a non-negative number");
         return ExitCode::from(2);
@@ -237,21 +254,33 @@ fn diff(
     }
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn stop_signal() {
+/// Completes on SIGTERM or SIGINT. The handlers are installed when this is
+/// called (inside the runtime, before start-up), not when first polled: a
+/// signal right after "cutover serving" must drain, not meet the default
+/// disposition and kill the process.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        // Without signal handlers, never stop on our own.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    let handlers = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            // Without signal handlers, never stop on our own.
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = int.recv() => tracing::info!("SIGINT: draining"),
+        }
     }
 }
 
 fn status(admin: &str) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cutover status: cannot start the runtime: {e}");

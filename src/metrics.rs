@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 use crate::config::{FallbackReason, Mode, SideName};
 
@@ -98,7 +100,13 @@ pub const DIVERGENCE_CATEGORIES: [&str; 7] = [
 ];
 /// Why a comparison was skipped: the `reason` label of
 /// `cutover_reconcile_skipped_total`, in `reconcile::Skip` order.
-pub const SKIP_REASONS: [&str; 5] = ["inflight", "too_large", "unbuffered", "aborted", "upstream_error"];
+pub const SKIP_REASONS: [&str; 5] = [
+    "inflight",
+    "too_large",
+    "unbuffered",
+    "aborted",
+    "upstream_error",
+];
 /// Comparisons skipped, by reason (an addition to SPEC's metrics).
 pub const RECONCILE_SKIPPED_TOTAL: &str = "cutover_reconcile_skipped_total";
 
@@ -143,30 +151,100 @@ impl Metrics {
         let c = |name: &'static str, unit: Option<Unit>, text: &'static str| {
             r.describe_counter(name.into(), unit, text.into())
         };
-        c(REQUESTS_TOTAL, None, "Reads answered to the consumer, by the side that served them.");
-        c(UPSTREAM_REQUESTS_TOTAL, None, "Upstream attempts, shadow and probe included, by result.");
-        c(FALLBACKS_TOTAL, None, "Reads served by batch after streaming was chosen, by reason.");
-        c(RECONCILE_TOTAL, None, "Comparisons of the two sides' answers, by result.");
-        c(RECONCILE_DIVERGENCES_TOTAL, None, "Diverging records, by category.");
-        c(RECONCILE_SKIPPED_TOTAL, None, "Comparisons skipped to bound cost, by reason.");
-        c(CONFIG_RELOADS_TOTAL, None, "Config reload attempts, by result.");
+        c(
+            REQUESTS_TOTAL,
+            None,
+            "Reads answered to the consumer, by the side that served them.",
+        );
+        c(
+            UPSTREAM_REQUESTS_TOTAL,
+            None,
+            "Upstream attempts, shadow and probe included, by result.",
+        );
+        c(
+            FALLBACKS_TOTAL,
+            None,
+            "Reads served by batch after streaming was chosen, by reason.",
+        );
+        c(
+            RECONCILE_TOTAL,
+            None,
+            "Comparisons of the two sides' answers, by result.",
+        );
+        c(
+            RECONCILE_DIVERGENCES_TOTAL,
+            None,
+            "Diverging records, by category.",
+        );
+        c(
+            RECONCILE_SKIPPED_TOTAL,
+            None,
+            "Comparisons skipped to bound cost, by reason.",
+        );
+        c(
+            CONFIG_RELOADS_TOTAL,
+            None,
+            "Config reload attempts, by result.",
+        );
         let h = |name: &'static str, text: &'static str| {
             r.describe_histogram(name.into(), Some(Unit::Seconds), text.into())
         };
-        h(REQUEST_DURATION_SECONDS, "Consumer-visible latency to the response head.");
-        h(UPSTREAM_DURATION_SECONDS, "Upstream time to response headers.");
+        h(
+            REQUEST_DURATION_SECONDS,
+            "Consumer-visible latency to the response head.",
+        );
+        h(
+            UPSTREAM_DURATION_SECONDS,
+            "Upstream time to response headers.",
+        );
         let g = |name: &'static str, unit: Option<Unit>, text: &'static str| {
             r.describe_gauge(name.into(), unit, text.into())
         };
-        g(DATA_WATERMARK_TIMESTAMP_SECONDS, Some(Unit::Seconds), "Watermark last seen from the side (Unix seconds).");
-        g(DATA_AGE_SECONDS, Some(Unit::Seconds), "Now minus the side's last watermark, at scrape time.");
-        g(FRESHNESS_DELTA_SECONDS, Some(Unit::Seconds), "Batch age minus streaming age (positive: streaming is fresher).");
-        g(ERROR_RATIO, None, "Failed share of upstream attempts over the recent window.");
-        g(ERROR_RATIO_DELTA, None, "Streaming minus batch error ratio over the recent window.");
-        g(DIVERGENCE_RATIO, None, "Diverged share of comparisons over the recent window.");
-        g(ROUTE_MODE, None, "1 for the route's effective mode, 0 for the others.");
-        g(CIRCUIT_OPEN, None, "1 while the route's streaming circuit is open.");
-        g(CONFIG_GENERATION, None, "Generation of the applied config; increments on each reload.");
+        g(
+            DATA_WATERMARK_TIMESTAMP_SECONDS,
+            Some(Unit::Seconds),
+            "Watermark last seen from the side (Unix seconds).",
+        );
+        g(
+            DATA_AGE_SECONDS,
+            Some(Unit::Seconds),
+            "Now minus the side's last watermark, at scrape time.",
+        );
+        g(
+            FRESHNESS_DELTA_SECONDS,
+            Some(Unit::Seconds),
+            "Batch age minus streaming age (positive: streaming is fresher).",
+        );
+        g(
+            ERROR_RATIO,
+            None,
+            "Failed share of upstream attempts over the recent window.",
+        );
+        g(
+            ERROR_RATIO_DELTA,
+            None,
+            "Streaming minus batch error ratio over the recent window.",
+        );
+        g(
+            DIVERGENCE_RATIO,
+            None,
+            "Diverged share of comparisons over the recent window.",
+        );
+        g(
+            ROUTE_MODE,
+            None,
+            "1 for the route's effective mode, 0 for the others.",
+        );
+        g(
+            CIRCUIT_OPEN,
+            None,
+            "1 while the route's streaming circuit is open.",
+        );
+        g(
+            CONFIG_GENERATION,
+            None,
+            "Generation of the applied config; increments on each reload.",
+        );
     }
 
     /// Prometheus text exposition of everything recorded so far.
@@ -190,7 +268,8 @@ impl Metrics {
     }
 
     pub fn gauge(&self, name: &'static str, labels: Vec<Label>) -> Gauge {
-        self.recorder.register_gauge(&Self::key(name, labels), &metadata())
+        self.recorder
+            .register_gauge(&Self::key(name, labels), &metadata())
     }
 
     pub fn histogram(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
@@ -248,13 +327,17 @@ impl RouteMetrics {
         let sides = SideName::BOTH.map(|s| s.as_str());
         RouteMetrics {
             requests: sides.map(|s| {
-                CODE_CLASSES.map(|c| m.counter(REQUESTS_TOTAL, with(&[("side", s), ("code_class", c)])))
+                CODE_CLASSES
+                    .map(|c| m.counter(REQUESTS_TOTAL, with(&[("side", s), ("code_class", c)])))
             }),
             request_duration: sides
                 .map(|s| m.histogram(REQUEST_DURATION_SECONDS, with(&[("side", s)]))),
             upstream_requests: sides.map(|s| {
                 UpstreamResult::ALL.map(|r| {
-                    m.counter(UPSTREAM_REQUESTS_TOTAL, with(&[("side", s), ("result", r.as_str())]))
+                    m.counter(
+                        UPSTREAM_REQUESTS_TOTAL,
+                        with(&[("side", s), ("result", r.as_str())]),
+                    )
                 })
             }),
             upstream_duration: sides

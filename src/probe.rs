@@ -56,7 +56,10 @@ fn probe_idle_sides(app: &App) {
                 let Ok(req) = Request::builder()
                     .method(route.freshness.probe_method.clone())
                     .uri(cfg.base_url())
-                    .header(header::USER_AGENT, HeaderValue::from_static("cutover-probe"))
+                    .header(
+                        header::USER_AGENT,
+                        HeaderValue::from_static("cutover-probe"),
+                    )
                     .body(RequestBody::empty())
                 else {
                     return;

@@ -126,8 +126,18 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
     };
     let route = &snap.config.routes[idx];
     if !route.methods.contains(&parts.method) {
-        let mut resp = local(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route\n");
-        if let Ok(allow) = HeaderValue::from_str(&route.methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ")) {
+        let mut resp = local(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed on this route\n",
+        );
+        if let Ok(allow) = HeaderValue::from_str(
+            &route
+                .methods
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+        ) {
             resp.headers_mut().insert(header::ALLOW, allow);
         }
         return resp;
@@ -151,8 +161,14 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
         Err(_) => return local(StatusCode::BAD_REQUEST, "could not read the request body\n"),
     };
 
-    let request_path = compare.then(|| parts.uri.path_and_query().map_or_else(String::new, |p| p.to_string()));
-    let (served_by, fallback, result, other) = forward(&snap, idx, parts, body, chosen, compare).await;
+    let request_path = compare.then(|| {
+        parts
+            .uri
+            .path_and_query()
+            .map_or_else(String::new, |p| p.to_string())
+    });
+    let (served_by, fallback, result, other) =
+        forward(&snap, idx, parts, body, chosen, compare).await;
 
     // response_filter + logging
     let m = &route.state.metrics;
@@ -165,17 +181,34 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
                 let served = Served {
                     side: served_by,
                     status: head.status.as_u16(),
-                    watermark_ms: watermark_of(&head.headers, &route.freshness.header, route.freshness.last_modified_fallback),
+                    watermark_ms: watermark_of(
+                        &head.headers,
+                        &route.freshness.header,
+                        route.freshness.last_modified_fallback,
+                    ),
                     request: request_path.unwrap_or_default(),
                 };
-                reconcile::start(snap.clone(), idx, served, other, slot, app.divergence_logs.clone())
+                reconcile::start(
+                    snap.clone(),
+                    idx,
+                    served,
+                    other,
+                    slot,
+                    app.divergence_logs.clone(),
+                )
             });
             Response::from_parts(head, Either::Left(Tee::new(body, capture)))
         }
-        Err(status) => local(status, status.canonical_reason().unwrap_or("upstream failed")),
+        Err(status) => local(
+            status,
+            status.canonical_reason().unwrap_or("upstream failed"),
+        ),
     };
     let h = resp.headers_mut();
     h.insert(SERVED_BY, HeaderValue::from_static(served_by.as_str()));
+    // Only this cutover's fallback may be reported (an upstream may sit
+    // behind a cutover of its own).
+    h.remove(FALLBACK);
     if let Some(reason) = fallback {
         h.insert(FALLBACK, reason.header_value());
     }
@@ -219,7 +252,14 @@ async fn forward(
     if compare && route.mode == Mode::Shadow {
         // Phase 1: the same read goes to streaming beside batch; streaming's
         // answer never reaches the consumer.
-        other = start_other_read(snap, idx, SideName::Streaming, &parts, parts.headers.clone(), body.as_ref());
+        other = start_other_read(
+            snap,
+            idx,
+            SideName::Streaming,
+            &parts,
+            parts.headers.clone(),
+            body.as_ref(),
+        );
     }
 
     if chosen == SideName::Streaming {
@@ -230,23 +270,52 @@ async fn forward(
             // Both refusals below happen before anything is sent, so the
             // original body is still ours for batch.
             let Some(_slot) = state.try_streaming_slot(route.streaming.max_inflight) else {
-                break 'attempt (StreamingOutcome::Overflow, Err(StatusCode::SERVICE_UNAVAILABLE), None);
+                break 'attempt (
+                    StreamingOutcome::Overflow,
+                    Err(StatusCode::SERVICE_UNAVAILABLE),
+                    None,
+                );
             };
             let admission = state.circuit.admit(now_ms);
             if admission == Admission::Open {
-                break 'attempt (StreamingOutcome::CircuitOpen, Err(StatusCode::SERVICE_UNAVAILABLE), None);
+                break 'attempt (
+                    StreamingOutcome::CircuitOpen,
+                    Err(StatusCode::SERVICE_UNAVAILABLE),
+                    None,
+                );
             }
+            // A trial read dropped before its verdict (the consumer went
+            // away) gives the trial back, or the circuit stays half-open.
+            let mut trial = TrialGuard((admission == Admission::Trial).then_some(&state.circuit));
             // Keep what batch would need, only if batch may be asked.
             let replay = if may_fall_back {
-                body.as_ref().and_then(RequestBody::replay).map(|b| (parts.headers.clone(), b))
+                body.as_ref()
+                    .and_then(RequestBody::replay)
+                    .map(|b| (parts.headers.clone(), b))
             } else {
                 None
             };
             let headers = std::mem::take(&mut parts.headers);
-            let req = upstream_request(&parts, headers, route, &route.streaming, body.take().unwrap_or_else(RequestBody::empty));
-            let (outcome, answer) = call(route, SideName::Streaming, &clients[SideName::Streaming.index()], req).await;
+            let req = upstream_request(
+                &parts,
+                headers,
+                route,
+                &route.streaming,
+                body.take().unwrap_or_else(RequestBody::empty),
+            );
+            let (outcome, answer) = call(
+                route,
+                SideName::Streaming,
+                &clients[SideName::Streaming.index()],
+                req,
+            )
+            .await;
+            trial.0 = None;
             let failed = outcome.trips_circuit();
-            if state.circuit.record(&route.fallback.circuit, admission, failed, now_unix_ms()) {
+            if state
+                .circuit
+                .record(&route.fallback.circuit, admission, failed, now_unix_ms())
+            {
                 tracing::warn!(route = %route.name, "streaming circuit opened after {} consecutive failures", route.fallback.circuit.failures);
             }
             (outcome, answer, replay)
@@ -258,9 +327,14 @@ async fn forward(
                 // and compared (the safety net of phases 2-3).
                 if compare && answer.is_ok() {
                     other = match &replay {
-                        Some((headers, b)) => {
-                            start_other_read(snap, idx, SideName::Batch, &parts, headers.clone(), Some(b))
-                        }
+                        Some((headers, b)) => start_other_read(
+                            snap,
+                            idx,
+                            SideName::Batch,
+                            &parts,
+                            headers.clone(),
+                            Some(b),
+                        ),
                         None => {
                             reconcile::skip(route, Skip::Unbuffered);
                             None
@@ -283,8 +357,20 @@ async fn forward(
     }
 
     let headers = std::mem::take(&mut parts.headers);
-    let req = upstream_request(&parts, headers, route, &route.batch, body.take().unwrap_or_else(RequestBody::empty));
-    let (_, answer) = call(route, SideName::Batch, &clients[SideName::Batch.index()], req).await;
+    let req = upstream_request(
+        &parts,
+        headers,
+        route,
+        &route.batch,
+        body.take().unwrap_or_else(RequestBody::empty),
+    );
+    let (_, answer) = call(
+        route,
+        SideName::Batch,
+        &clients[SideName::Batch.index()],
+        req,
+    )
+    .await;
     if answer.is_err() && other.take().is_some() {
         // Batch gave nothing to compare with. The shadow read still runs to
         // its end (its figures count), detached.
@@ -317,7 +403,10 @@ fn start_other_read(
         SideName::Streaming => &route.streaming,
     };
     let req = upstream_request(parts, headers, route, side_cfg, body);
-    Some((reconcile::spawn_other_read(snap.clone(), idx, side, req), slot))
+    Some((
+        reconcile::spawn_other_read(snap.clone(), idx, side, req),
+        slot,
+    ))
 }
 
 /// One upstream attempt, recorded: result, latency, watermark, error window.
@@ -341,7 +430,11 @@ pub(crate) async fn call(
     let (outcome, upstream_result, answer) = match result {
         Ok(resp) => {
             let status = resp.status();
-            let watermark = watermark_of(resp.headers(), &route.freshness.header, route.freshness.last_modified_fallback);
+            let watermark = watermark_of(
+                resp.headers(),
+                &route.freshness.header,
+                route.freshness.last_modified_fallback,
+            );
             if let Some(w) = watermark {
                 route.state.watermark(side).record(w, now_ms);
                 m.watermark[side.index()].set(w as f64 / 1000.0);
@@ -349,20 +442,36 @@ pub(crate) async fn call(
             let stale = side == SideName::Streaming
                 && matches!((watermark, route.fallback.max_staleness), (Some(w), Some(max)) if now_ms - w > max.as_millis() as i64);
             if status.is_server_error() {
-                (StreamingOutcome::ServerError, UpstreamResult::Status5xx, Ok(resp))
+                (
+                    StreamingOutcome::ServerError,
+                    UpstreamResult::Status5xx,
+                    Ok(resp),
+                )
             } else if stale {
                 (StreamingOutcome::Stale, UpstreamResult::Stale, Ok(resp))
             } else if status.is_client_error() {
-                (StreamingOutcome::Answered, UpstreamResult::Status4xx, Ok(resp))
+                (
+                    StreamingOutcome::Answered,
+                    UpstreamResult::Status4xx,
+                    Ok(resp),
+                )
             } else {
                 (StreamingOutcome::Answered, UpstreamResult::Ok, Ok(resp))
             }
         }
         Err(e @ AttemptError::Connect(_)) => {
             tracing::debug!(route = %route.name, side = side.as_str(), error = %e, "upstream attempt failed");
-            (StreamingOutcome::Connect, UpstreamResult::Connect, Err(StatusCode::BAD_GATEWAY))
+            (
+                StreamingOutcome::Connect,
+                UpstreamResult::Connect,
+                Err(StatusCode::BAD_GATEWAY),
+            )
         }
-        Err(AttemptError::Timeout(_)) => (StreamingOutcome::Timeout, UpstreamResult::Timeout, Err(StatusCode::GATEWAY_TIMEOUT)),
+        Err(AttemptError::Timeout(_)) => (
+            StreamingOutcome::Timeout,
+            UpstreamResult::Timeout,
+            Err(StatusCode::GATEWAY_TIMEOUT),
+        ),
     };
     m.upstream_requests[side.index()][upstream_result.index()].increment(1);
     route.state.errors.load()[side.index()].record(upstream_result.is_failure(), now_ms);
@@ -371,7 +480,13 @@ pub(crate) async fn call(
 
 /// The upstream request for `side`: same method, rewritten path, the
 /// consumer's query, cleaned headers, and the body.
-fn upstream_request(parts: &Parts, headers: HeaderMap, route: &Route, side: &Side, body: RequestBody) -> Request<RequestBody> {
+fn upstream_request(
+    parts: &Parts,
+    headers: HeaderMap,
+    route: &Route,
+    side: &Side,
+    body: RequestBody,
+) -> Request<RequestBody> {
     let pq = crate::routing::rewrite(&route.prefix, side, parts.uri.path(), parts.uri.query());
     let mut uri = Uri::builder()
         .scheme(side.scheme.clone())
@@ -450,7 +565,8 @@ impl Peer {
         };
         Peer {
             addr,
-            ip: HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value"),
+            ip: HeaderValue::from_str(&ip.to_string())
+                .expect("an IP address is a valid header value"),
             forwarded: HeaderValue::from_str(&forwarded).expect("ASCII without control characters"),
         }
     }
@@ -468,12 +584,28 @@ fn add_forwarded(h: &mut HeaderMap, peer: &Peer) {
     h.append(header::FORWARDED, peer.forwarded.clone());
 }
 
+/// Holds a circuit's trial slot while the trial read is in flight; gives it
+/// back if the read is dropped before its outcome is recorded.
+struct TrialGuard<'a>(Option<&'a crate::fallback::Circuit>);
+
+impl Drop for TrialGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(circuit) = self.0 {
+            circuit.abandon_trial();
+        }
+    }
+}
+
 /// A short plain-text answer from cutover itself.
 fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
-    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(text.as_bytes()))));
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
+        text.as_bytes(),
+    ))));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 

@@ -27,7 +27,11 @@ pub fn rewrite(route_prefix: &str, side: &Side, path: &str, query: Option<&str>)
         &path[route_prefix.len().min(path.len())..]
     };
     let mut s = String::with_capacity(
-        side.base_path.len() + rest.len() + 2 + query.map_or(0, str::len) + side.base_query.as_ref().map_or(0, String::len),
+        side.base_path.len()
+            + rest.len()
+            + 2
+            + query.map_or(0, str::len)
+            + side.base_query.as_ref().map_or(0, String::len),
     );
     s.push_str(&side.base_path);
     // `prefix_matches` guarantees `rest` is empty or starts with '/'.
@@ -122,17 +126,32 @@ mod tests {
     #[test]
     fn rewrite_replaces_prefix_and_keeps_subpath_and_query() {
         let s = side("/tables/orders", None);
-        assert_eq!(rewrite("/v1/orders", &s, "/v1/orders/x", Some("q=1")), "/tables/orders/x?q=1");
-        assert_eq!(rewrite("/v1/orders", &s, "/v1/orders", None), "/tables/orders");
-        assert_eq!(rewrite("/v1/orders", &s, "/v1/orders/", None), "/tables/orders/");
+        assert_eq!(
+            rewrite("/v1/orders", &s, "/v1/orders/x", Some("q=1")),
+            "/tables/orders/x?q=1"
+        );
+        assert_eq!(
+            rewrite("/v1/orders", &s, "/v1/orders", None),
+            "/tables/orders"
+        );
+        assert_eq!(
+            rewrite("/v1/orders", &s, "/v1/orders/", None),
+            "/tables/orders/"
+        );
         let root = side("", None);
         assert_eq!(rewrite("/v1/orders", &root, "/v1/orders", None), "/");
         assert_eq!(rewrite("/v1/orders", &root, "/v1/orders/a", None), "/a");
-        assert_eq!(rewrite("/", &root, "/v1/orders", Some("a=b")), "/v1/orders?a=b");
+        assert_eq!(
+            rewrite("/", &root, "/v1/orders", Some("a=b")),
+            "/v1/orders?a=b"
+        );
         assert_eq!(rewrite("/", &s, "/x", None), "/tables/orders/x");
         assert_eq!(rewrite("/", &root, "/", None), "/");
         let with_q = side("/t", Some("format=json"));
-        assert_eq!(rewrite("/v1", &with_q, "/v1/a", Some("q=1")), "/t/a?format=json&q=1");
+        assert_eq!(
+            rewrite("/v1", &with_q, "/v1/a", Some("q=1")),
+            "/t/a?format=json&q=1"
+        );
         assert_eq!(rewrite("/v1", &with_q, "/v1/a", None), "/t/a?format=json");
     }
 
@@ -149,8 +168,13 @@ mod tests {
         let hits = (0..20_000)
             .filter(|i| canary_to_streaming(&c, Some(format!("c{i}").as_bytes())))
             .count();
-        assert!((1_600..2_400).contains(&hits), "{hits} of 20000 sticky values");
-        let random = (0..20_000).filter(|_| canary_to_streaming(&c, None)).count();
+        assert!(
+            (1_600..2_400).contains(&hits),
+            "{hits} of 20000 sticky values"
+        );
+        let random = (0..20_000)
+            .filter(|_| canary_to_streaming(&c, None))
+            .count();
         assert!((1_600..2_400).contains(&random), "{random} of 20000 reads");
         let none = Canary {
             percent: 0.0,

@@ -58,8 +58,10 @@ impl RouteState {
 
     fn set_window(&self, window: Duration) {
         if self.errors.load()[0].window() != RatioWindow::new(window).window() {
-            self.errors
-                .store(Arc::new([RatioWindow::new(window), RatioWindow::new(window)]));
+            self.errors.store(Arc::new([
+                RatioWindow::new(window),
+                RatioWindow::new(window),
+            ]));
             self.divergence.store(Arc::new(RatioWindow::new(window)));
         }
     }

@@ -24,7 +24,7 @@ const MAX_DOCUMENT_BYTES: usize = 8 * 1024 * 1024;
 pub enum FetchError {
     #[error("`{admin}` is not an admin URL (expected http://HOST:PORT)")]
     BadUrl { admin: String },
-    #[error("cannot reach the admin listener at {url} (is cutover running, and is this its `admin:` address?)")]
+    #[error("cannot reach the admin listener at {url}")]
     Unreachable {
         url: String,
         #[source]
@@ -50,6 +50,21 @@ pub enum FetchError {
     },
 }
 
+impl FetchError {
+    /// What to check next, for the errors a person can fix by looking elsewhere.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            FetchError::Unreachable { .. } | FetchError::Timeout { .. } => Some(
+                "is cutover running, and is --admin its `admin:` address (default http://127.0.0.1:9901)?",
+            ),
+            FetchError::Status { .. } | FetchError::NotJson { .. } => {
+                Some("is --admin cutover's `admin:` address, not its `listen:` address?")
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The `/status` URL for an `--admin` value: `http://127.0.0.1:9901`,
 /// `http://127.0.0.1:9901/` and `127.0.0.1:9901` all work.
 pub fn status_url(admin: &str) -> Result<Uri, FetchError> {
@@ -69,9 +84,12 @@ pub fn status_url(admin: &str) -> Result<Uri, FetchError> {
         return Err(bad());
     }
     let path = base.path().trim_end_matches('/');
-    format!("http://{}{path}/status", base.authority().expect("checked above"))
-        .parse()
-        .map_err(|_| bad())
+    format!(
+        "http://{}{path}/status",
+        base.authority().expect("checked above")
+    )
+    .parse()
+    .map_err(|_| bad())
 }
 
 /// GETs `{admin}/status` and parses it, within `FETCH_TIMEOUT` in all.
@@ -184,7 +202,9 @@ pub fn render(doc: &Value) -> String {
         out.push_str("* effective mode differs from the config: the streaming circuit is open, batch serves until a trial read succeeds\n");
     }
     out.push_str("FRESH Δ: batch data age minus streaming data age (+: streaming is fresher)\n");
-    out.push_str("ERR Δ: streaming minus batch error rate, in percentage points (-: streaming fails less)\n");
+    out.push_str(
+        "ERR Δ: streaming minus batch error rate, in percentage points (-: streaming fails less)\n",
+    );
     out
 }
 
@@ -206,10 +226,12 @@ const NUMERIC: [bool; 9] = [false, false, false, false, true, true, true, true, 
 fn reload_line(reload: &Value) -> String {
     let at = reload["at"]
         .as_str()
-        .map(|t| format!(" at {t}"))
+        .map(|t| format!(" at {}", to_the_second(t)))
         .unwrap_or_default();
     let mut line = match reload["result"].as_str() {
-        None => "last reload: none since start (the config loaded at start-up is serving)\n".to_owned(),
+        None => {
+            "last reload: none since start (the config loaded at start-up is serving)\n".to_owned()
+        }
         Some("error") => {
             let error = reload["error"].as_str().unwrap_or("(no message)");
             let mut s = format!("last reload: ERROR{at}; the last good config keeps serving:\n");
@@ -226,6 +248,18 @@ fn reload_line(reload: &Value) -> String {
         line.push_str(&format!("restart needed: {restart}\n"));
     }
     line
+}
+
+/// An RFC 3339 time without its fraction of a second, which nobody reads.
+fn to_the_second(t: &str) -> String {
+    let Some(dot) = t.find('.') else {
+        return t.to_owned();
+    };
+    let digits = t[dot + 1..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .count();
+    format!("{}{}", &t[..dot], &t[dot + 1 + digits..])
 }
 
 /// Pads every cell to its column's width, two spaces between columns.
@@ -293,7 +327,12 @@ pub fn signed_duration(seconds: f64) -> String {
         return format!("{sign}{abs:.1}s");
     }
     let total = abs.round() as u64;
-    let (d, h, m, s) = (total / 86_400, total / 3600 % 24, total / 60 % 60, total % 60);
+    let (d, h, m, s) = (
+        total / 86_400,
+        total / 3600 % 24,
+        total / 60 % 60,
+        total % 60,
+    );
     if total < 3600 {
         format!("{sign}{m}m{s:02}s")
     } else if total < 86_400 {
@@ -385,7 +424,7 @@ mod tests {
         doc["last_reload"] = json!({
             "result": "error",
             "error": "/etc/cutover/cutover.yaml:12:11: unknown mode `stream`\n/etc/cutover/cutover.yaml:14:5: unknown key `fallbak`",
-            "at": "2025-06-01T10:05:00Z",
+            "at": "2025-06-01T10:05:00.123456789Z",
             "restart_needed": "listen 127.0.0.1:8080 -> 127.0.0.1:8081 need a restart to take effect"
         });
         let out = render(&doc);
@@ -408,6 +447,22 @@ mod tests {
         assert!(out.ends_with("no routes\n"));
         // A document of the wrong shape still renders instead of panicking.
         assert!(render(&json!("nonsense")).contains("consumer ?"));
+    }
+
+    #[test]
+    fn times_to_the_second() {
+        assert_eq!(
+            to_the_second("2025-06-01T10:05:00.1234Z"),
+            "2025-06-01T10:05:00Z"
+        );
+        assert_eq!(
+            to_the_second("2025-06-01T10:05:00.5+02:00"),
+            "2025-06-01T10:05:00+02:00"
+        );
+        assert_eq!(
+            to_the_second("2025-06-01T10:05:00Z"),
+            "2025-06-01T10:05:00Z"
+        );
     }
 
     #[test]

@@ -149,10 +149,7 @@ fn build_client(
 #[derive(Debug)]
 pub enum RequestBody {
     Buffered(Option<Bytes>),
-    Streaming {
-        head: Option<Bytes>,
-        rest: Incoming,
-    },
+    Streaming { head: Option<Bytes>, rest: Incoming },
 }
 
 impl RequestBody {
@@ -170,7 +167,10 @@ impl RequestBody {
 
     /// Reads the consumer's body: buffered in full up to `limit` bytes,
     /// streaming past it. A read error is the consumer's (answered 400).
-    pub async fn from_incoming(mut body: Incoming, limit: usize) -> Result<RequestBody, hyper::Error> {
+    pub async fn from_incoming(
+        mut body: Incoming,
+        limit: usize,
+    ) -> Result<RequestBody, hyper::Error> {
         use http_body_util::BodyExt;
         if body.is_end_stream() {
             return Ok(RequestBody::empty());
@@ -188,7 +188,9 @@ impl RequestBody {
             }
             // Request trailers are dropped: no data API uses them.
         }
-        Ok(RequestBody::Buffered((!buf.is_empty()).then(|| buf.freeze())))
+        Ok(RequestBody::Buffered(
+            (!buf.is_empty()).then(|| buf.freeze()),
+        ))
     }
 }
 

@@ -69,7 +69,11 @@ fn help_works_everywhere() {
     ] {
         let out = cutover(args);
         assert_eq!(out.code, Some(0), "cutover {args:?}: {}", out.stderr);
-        assert!(out.stdout.contains("Usage:"), "cutover {args:?}:\n{}", out.stdout);
+        assert!(
+            out.stdout.contains("Usage:"),
+            "cutover {args:?}:\n{}",
+            out.stdout
+        );
     }
     let top = cutover(&["--help"]).stdout;
     for sub in ["run", "check", "demo", "status"] {
@@ -86,8 +90,18 @@ fn status_says_clearly_when_nothing_answers() {
     };
     let admin = format!("http://127.0.0.1:{port}");
     let out = cutover(&["status", "--admin", &admin]);
-    assert_eq!(out.code, Some(1), "stdout: {}\nstderr: {}", out.stdout, out.stderr);
-    assert!(out.stdout.is_empty(), "no table without a document: {}", out.stdout);
+    assert_eq!(
+        out.code,
+        Some(1),
+        "stdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no table without a document: {}",
+        out.stdout
+    );
     assert!(
         out.stderr.contains("cannot reach the admin listener")
             && out.stderr.contains(&format!("127.0.0.1:{port}/status")),
@@ -99,7 +113,11 @@ fn status_says_clearly_when_nothing_answers() {
         "says why: {}",
         out.stderr
     );
-    assert_eq!(out.stderr.lines().count(), 1, "one line: {}", out.stderr);
+    assert!(
+        out.stderr.contains("is cutover running"),
+        "says what to check: {}",
+        out.stderr
+    );
 
     let out = cutover(&["status", "--admin", "https://127.0.0.1:9901"]);
     assert_eq!(out.code, Some(1));
@@ -140,7 +158,16 @@ async fn status_prints_a_row_per_route_from_a_live_proxy() {
         .lines()
         .find(|l| l.starts_with("ROUTE"))
         .unwrap_or_else(|| panic!("a heading row:\n{table}"));
-    for column in ["MODE", "EFFECTIVE", "CIRCUIT", "READS B/S", "FALLBACK", "FRESH Δ", "ERR Δ", "DIVERG"] {
+    for column in [
+        "MODE",
+        "EFFECTIVE",
+        "CIRCUIT",
+        "READS B/S",
+        "FALLBACK",
+        "FRESH Δ",
+        "ERR Δ",
+        "DIVERG",
+    ] {
         assert!(header.contains(column), "{column} in {header}");
     }
     let row = table
@@ -151,7 +178,10 @@ async fn status_prints_a_row_per_route_from_a_live_proxy() {
     assert_eq!(cells[1], "streaming", "configured mode: {row}");
     assert_eq!(cells[2], "streaming", "effective mode: {row}");
     assert_eq!(cells[4], "0/3", "reads batch/streaming: {row}");
-    assert!(cells[6].starts_with("+3h") || cells[6].starts_with("+2h59m"), "freshness: {row}");
+    assert!(
+        cells[6].starts_with("+3h") || cells[6].starts_with("+2h59m"),
+        "freshness: {row}"
+    );
     proxy.stop().await;
 }
 
@@ -211,7 +241,12 @@ impl Demo {
             .iter()
             .find_map(|l| l.trim().strip_prefix(prefix))
             .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("a guide line starting {prefix:?}:\n{}", self.stdout.join("\n")))
+            .unwrap_or_else(|| {
+                panic!(
+                    "a guide line starting {prefix:?}:\n{}",
+                    self.stdout.join("\n")
+                )
+            })
             .to_owned()
     }
 
@@ -230,7 +265,10 @@ impl Demo {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status.code();
             }
-            assert!(Instant::now() < deadline, "cutover demo did not exit within {WAIT:?}");
+            assert!(
+                Instant::now() < deadline,
+                "cutover demo did not exit within {WAIT:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -251,7 +289,11 @@ async fn demo_serves_what_its_guide_says_and_stops_on_ctrl_c() {
     let orders = demo.guide_word("curl -i");
     let admin = demo.guide_word("cutover status --admin");
     assert!(orders.ends_with("/v1/orders"), "{orders}");
-    assert!(config.is_file(), "the printed config exists: {}", config.display());
+    assert!(
+        config.is_file(),
+        "the printed config exists: {}",
+        config.display()
+    );
     let text = std::fs::read_to_string(&config).expect("read demo config");
     let listen = orders
         .trim_start_matches("http://")
@@ -267,7 +309,10 @@ async fn demo_serves_what_its_guide_says_and_stops_on_ctrl_c() {
         let r = get(&orders).await;
         assert_eq!(r.status, 200, "{}", r.text());
         let side = r.header("x-cutover-served-by");
-        assert!(matches!(side, Some("streaming" | "batch")), "served by {side:?}");
+        assert!(
+            matches!(side, Some("streaming" | "batch")),
+            "served by {side:?}"
+        );
         assert!(r.json()["data"][0]["id"].is_u64(), "{}", r.text());
     }
     let metrics = get(&format!("{admin}/metrics")).await;
@@ -279,16 +324,25 @@ async fn demo_serves_what_its_guide_says_and_stops_on_ctrl_c() {
         .await
         .expect("status runs");
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(out.stdout.contains("orders ") && out.stdout.contains("customers "), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("orders ") && out.stdout.contains("customers "),
+        "{}",
+        out.stdout
+    );
 
     // The guide's edit: streaming -> batch, live within a second or so.
     let edited = text.replacen("mode: streaming ", "mode: batch ", 1);
-    assert_ne!(edited, text, "the config has the line the guide says to edit");
+    assert_ne!(
+        edited, text,
+        "the config has the line the guide says to edit"
+    );
     std::fs::write(&config, edited).expect("edit demo config");
     let deadline = Instant::now() + WAIT;
     loop {
         let r = get(&orders).await;
-        if r.header("x-cutover-served-by") == Some("batch") && r.header("x-cutover-fallback").is_none() {
+        if r.header("x-cutover-served-by") == Some("batch")
+            && r.header("x-cutover-fallback").is_none()
+        {
             break;
         }
         assert!(Instant::now() < deadline, "the edit did not take effect");

@@ -32,8 +32,15 @@ async fn exit_of(mut bin: Binary, since: Instant) -> (Option<i32>, Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_the_read_in_flight_refuses_new_ones_and_exits_0() {
     let batch = Backend::start(Behaviour::Slow(Duration::from_secs(2))).await;
-    let streaming = Backend::start(Behaviour::Ok { body: "streaming", age: None }).await;
-    let (_dir, path) = config_file(&batch_route(&batch.url("/tables/orders"), &streaming));
+    let streaming = Backend::start(Behaviour::Ok {
+        body: "streaming",
+        age: None,
+    })
+    .await;
+    let (_dir, path) = config_file(&batch_route(
+        &format!("{{ url: '{}', timeout: 10s }}", batch.url("/tables/orders")),
+        &streaming,
+    ));
     let bin = Binary::run(&path);
     let listen = bin.listen;
 
@@ -47,7 +54,10 @@ async fn sigterm_drains_the_read_in_flight_refuses_new_ones_and_exits_0() {
         tokio::net::TcpStream::connect(listen).await.is_err()
     })
     .await;
-    eprintln!("listener closed {} ms after SIGTERM", signalled.elapsed().as_millis());
+    eprintln!(
+        "listener closed {} ms after SIGTERM",
+        signalled.elapsed().as_millis()
+    );
     assert!(
         !in_flight.is_finished(),
         "the listener closes while the read is still draining"
@@ -68,8 +78,16 @@ async fn sigterm_drains_the_read_in_flight_refuses_new_ones_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_when_idle_exits_0_at_once() {
-    let batch = Backend::start(Behaviour::Ok { body: "batch", age: None }).await;
-    let streaming = Backend::start(Behaviour::Ok { body: "streaming", age: None }).await;
+    let batch = Backend::start(Behaviour::Ok {
+        body: "batch",
+        age: None,
+    })
+    .await;
+    let streaming = Backend::start(Behaviour::Ok {
+        body: "streaming",
+        age: None,
+    })
+    .await;
     let (_dir, path) = config_file(&batch_route(&batch.url("/tables/orders"), &streaming));
     let bin = Binary::run(&path);
     let r = get(&format!("http://{}/v1/orders/1", bin.listen)).await;
@@ -87,8 +105,16 @@ async fn sigint_when_idle_exits_0_at_once() {
 /// handled as a graceful stop, not kill it with the default disposition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_right_after_start_up_is_a_graceful_stop() {
-    let batch = Backend::start(Behaviour::Ok { body: "batch", age: None }).await;
-    let streaming = Backend::start(Behaviour::Ok { body: "streaming", age: None }).await;
+    let batch = Backend::start(Behaviour::Ok {
+        body: "batch",
+        age: None,
+    })
+    .await;
+    let streaming = Backend::start(Behaviour::Ok {
+        body: "streaming",
+        age: None,
+    })
+    .await;
     let (_dir, path) = config_file(&batch_route(&batch.url("/tables/orders"), &streaming));
     for sig in ["TERM", "INT", "TERM", "INT", "TERM"] {
         let bin = Binary::run(&path);
@@ -101,7 +127,11 @@ async fn a_signal_right_after_start_up_is_a_graceful_stop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_is_bounded_by_shutdown_grace() {
     let batch = Backend::start(Behaviour::Hang).await;
-    let streaming = Backend::start(Behaviour::Ok { body: "streaming", age: None }).await;
+    let streaming = Backend::start(Behaviour::Ok {
+        body: "streaming",
+        age: None,
+    })
+    .await;
     // The batch timeout is far longer than the grace, so only the grace ends the read.
     let yaml = format!(
         "shutdown_grace: 500ms\n{}",
@@ -119,10 +149,19 @@ async fn drain_is_bounded_by_shutdown_grace() {
     let signalled = Instant::now();
     bin.signal("TERM");
     let (code, took) = exit_of(bin, signalled).await;
-    eprintln!("exited {} ms after SIGTERM with a hung read", took.as_millis());
+    eprintln!(
+        "exited {} ms after SIGTERM with a hung read",
+        took.as_millis()
+    );
     assert_eq!(code, Some(0));
-    assert!(took >= Duration::from_millis(400), "gave the read its grace: {took:?}");
-    assert!(took < Duration::from_millis(2500), "drain bounded by shutdown_grace: {took:?}");
+    assert!(
+        took >= Duration::from_millis(400),
+        "gave the read its grace: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(2500),
+        "drain bounded by shutdown_grace: {took:?}"
+    );
     let cut = within(in_flight).await.expect("reader task");
     assert!(
         !matches!(&cut, Ok(a) if a.status == 200),
@@ -163,7 +202,13 @@ fn run_with_config_errors_exits_non_zero_with_file_line_column() {
     assert_ne!(code, Some(0), "{stderr}");
     assert!(code.is_some(), "exited, not killed: {stderr}");
     // Every error, each where it is.
-    assert!(has_location(&stderr, &path, line_of("mode: stream")), "{stderr}");
-    assert!(has_location(&stderr, &path, line_of("colour: blue")), "{stderr}");
+    assert!(
+        has_location(&stderr, &path, line_of("mode: stream")),
+        "{stderr}"
+    );
+    assert!(
+        has_location(&stderr, &path, line_of("colour: blue")),
+        "{stderr}"
+    );
     assert!(!stderr.contains("cutover serving"), "{stderr}");
 }

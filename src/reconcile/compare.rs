@@ -170,7 +170,9 @@ fn truncate(v: &Value) -> String {
 
 fn truncate_bytes(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(&b[..b.len().min(MAX_VALUE_CHARS * 4)]);
-    truncate(&Value::String(s.into_owned())).trim_matches('"').to_owned()
+    truncate(&Value::String(s.into_owned()))
+        .trim_matches('"')
+        .to_owned()
 }
 
 /// Compares batch's and streaming's answers to the same read.
@@ -216,11 +218,21 @@ pub fn compare(spec: &Spec<'_>, batch: Answer<'_>, streaming: Answer<'_>) -> Rep
     report.batch_rows = Some(br.len());
     report.streaming_rows = Some(sr.len());
     match spec.key {
-        Some(key) => cmp.keyed(key, br, sr, batch.watermark_ms, streaming.watermark_ms, &mut report),
+        Some(key) => cmp.keyed(
+            key,
+            br,
+            sr,
+            batch.watermark_ms,
+            streaming.watermark_ms,
+            &mut report,
+        ),
         None => {
             let same = br.len() == sr.len() && br.iter().zip(&sr).all(|(x, y)| cmp.equal(x, y));
             if !same {
-                report.add(body_divergence(truncate(&Value::Array(br)), truncate(&Value::Array(sr))));
+                report.add(body_divergence(
+                    truncate(&Value::Array(br)),
+                    truncate(&Value::Array(sr)),
+                ));
             }
         }
     }
@@ -279,7 +291,8 @@ impl Comparer<'_, '_> {
                 }
                 match (x.as_f64(), y.as_f64()) {
                     (Some(p), Some(q)) => {
-                        p == q || (p - q).abs() <= self.spec.numeric_tolerance * p.abs().max(q.abs())
+                        p == q
+                            || (p - q).abs() <= self.spec.numeric_tolerance * p.abs().max(q.abs())
                     }
                     _ => x == y,
                 }
@@ -293,7 +306,11 @@ impl Comparer<'_, '_> {
         let (Value::Object(x), Value::Object(y)) = (a, b) else {
             return None;
         };
-        let mut names: Vec<&String> = x.keys().chain(y.keys()).filter(|k| !self.ignored(k)).collect();
+        let mut names: Vec<&String> = x
+            .keys()
+            .chain(y.keys())
+            .filter(|k| !self.ignored(k))
+            .collect();
         names.sort();
         names.dedup();
         names
@@ -434,8 +451,16 @@ mod tests {
         let (ss, sb, sw) = ans(200, s, swm);
         compare(
             spec,
-            Answer { status: bs, body: &bb, watermark_ms: bw },
-            Answer { status: ss, body: &sb, watermark_ms: sw },
+            Answer {
+                status: bs,
+                body: &bb,
+                watermark_ms: bw,
+            },
+            Answer {
+                status: ss,
+                body: &sb,
+                watermark_ms: sw,
+            },
         )
     }
 
@@ -453,7 +478,8 @@ mod tests {
     fn reordering_key_order_and_ignored_fields_are_not_divergences() {
         let ignore = vec!["ingested_at".to_owned()];
         let spec = keyed(&ignore);
-        let b = json!({"data": [{"id": 1, "amount": 10, "ingested_at": "a"}, {"id": 2, "amount": 20}]});
+        let b =
+            json!({"data": [{"id": 1, "amount": 10, "ingested_at": "a"}, {"id": 2, "amount": 20}]});
         let s = json!({"data": [{"amount": 20, "id": 2}, {"ingested_at": "zzz", "amount": 10, "id": 1}]});
         let r = run(&spec, &b, &s);
         assert!(!r.diverged(), "{r:?}");
@@ -471,7 +497,11 @@ mod tests {
         assert_eq!(r.count(Category::Extra), 1);
         assert_eq!(r.count(Category::Aggregate), 1);
         assert_eq!(r.count(Category::Timing), 0);
-        let agg = r.samples.iter().find(|d| d.category == Category::Aggregate).unwrap();
+        let agg = r
+            .samples
+            .iter()
+            .find(|d| d.category == Category::Aggregate)
+            .unwrap();
         assert_eq!(agg.key.as_deref(), Some("3"));
         assert_eq!(agg.field.as_deref(), Some("amount"));
         assert!(r.diverged());
@@ -485,7 +515,10 @@ mod tests {
         let beyond = json!({"data": [{"id": 1, "amount": 1001.01}]});
         assert!(!run(&spec, &b, &within).diverged());
         assert_eq!(run(&spec, &b, &beyond).count(Category::Aggregate), 1);
-        let exact = Spec { numeric_tolerance: 0.0, ..keyed(&[]) };
+        let exact = Spec {
+            numeric_tolerance: 0.0,
+            ..keyed(&[])
+        };
         assert_eq!(run(&exact, &b, &within).count(Category::Aggregate), 1);
         // Integer and float spellings of the same number match.
         let i = json!({"data": [{"id": 1, "amount": 5}]});
@@ -517,7 +550,8 @@ mod tests {
         assert_eq!(r.count(Category::Extra), 0);
         assert!(!r.diverged());
         // The same record older than batch's watermark is a real `extra`.
-        let s_old = json!({"data": [{"id": 1, "ts": 1_699_999_000}, {"id": 2, "ts": 1_699_999_500}]});
+        let s_old =
+            json!({"data": [{"id": 1, "ts": 1_699_999_000}, {"id": 2, "ts": 1_699_999_500}]});
         let r = run_wm(&spec, &b, Some(batch_wm), &s_old, Some(batch_wm + 600_000));
         assert_eq!(r.count(Category::Extra), 1);
         // Without watermarks nothing can be explained.
@@ -526,22 +560,46 @@ mod tests {
         // An updated record whose new event time is past batch's watermark: timing.
         let s_upd = json!({"data": [{"id": 1, "ts": 1_700_000_100, "amount": 3}]});
         let r = run_wm(&spec, &b, Some(batch_wm), &s_upd, Some(batch_wm + 600_000));
-        assert_eq!((r.count(Category::Timing), r.count(Category::Aggregate)), (1, 0));
+        assert_eq!(
+            (r.count(Category::Timing), r.count(Category::Aggregate)),
+            (1, 0)
+        );
     }
 
     #[test]
     fn unkeyed_and_non_json_bodies_are_compared_as_values_and_bytes() {
-        let spec = Spec { records: "/data", ..Spec::default() };
+        let spec = Spec {
+            records: "/data",
+            ..Spec::default()
+        };
         let b = json!({"data": [1, 2, 3]});
         assert!(!run(&spec, &b, &json!({"data": [1, 2, 3]})).diverged());
-        assert_eq!(run(&spec, &b, &json!({"data": [1, 3, 2]})).count(Category::Body), 1);
+        assert_eq!(
+            run(&spec, &b, &json!({"data": [1, 3, 2]})).count(Category::Body),
+            1
+        );
         let whole = Spec::default();
-        assert!(!run(&whole, &json!({"a": {"y": 1, "x": 2}}), &json!({"a": {"x": 2, "y": 1}})).diverged());
+        assert!(
+            !run(
+                &whole,
+                &json!({"a": {"y": 1, "x": 2}}),
+                &json!({"a": {"x": 2, "y": 1}})
+            )
+            .diverged()
+        );
         let text = |b: &'static [u8], s: &'static [u8]| {
             compare(
                 &whole,
-                Answer { status: 200, body: b, watermark_ms: None },
-                Answer { status: 200, body: s, watermark_ms: None },
+                Answer {
+                    status: 200,
+                    body: b,
+                    watermark_ms: None,
+                },
+                Answer {
+                    status: 200,
+                    body: s,
+                    watermark_ms: None,
+                },
             )
         };
         assert!(!text(b"a,b\n1,2\n", b"a,b\n1,2\n").diverged());
@@ -554,8 +612,16 @@ mod tests {
     fn status_mismatch_is_a_divergence() {
         let r = compare(
             &Spec::default(),
-            Answer { status: 200, body: b"{}", watermark_ms: None },
-            Answer { status: 404, body: b"{}", watermark_ms: None },
+            Answer {
+                status: 200,
+                body: b"{}",
+                watermark_ms: None,
+            },
+            Answer {
+                status: 404,
+                body: b"{}",
+                watermark_ms: None,
+            },
         );
         assert_eq!(r.count(Category::Status), 1);
         assert!(r.diverged());
@@ -565,7 +631,11 @@ mod tests {
     fn long_values_are_truncated() {
         let spec = keyed(&[]);
         let big = "x".repeat(10_000);
-        let r = run(&spec, &json!({"data": [{"id": 1, "v": big}]}), &json!({"data": []}));
+        let r = run(
+            &spec,
+            &json!({"data": [{"id": 1, "v": big}]}),
+            &json!({"data": []}),
+        );
         let v = r.samples[0].batch.as_ref().unwrap();
         assert!(v.len() <= MAX_VALUE_CHARS + 3, "{}", v.len());
     }

@@ -89,7 +89,10 @@ impl Writer {
     fn write(&mut self, line: &str) -> std::io::Result<()> {
         let len = line.len() as u64 + 1;
         if self.file.is_none() {
-            let f = OpenOptions::new().create(true).append(true).open(&self.path)?;
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
             self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
             self.file = Some(f);
         }
@@ -98,7 +101,12 @@ impl Writer {
             let mut rotated = self.path.clone().into_os_string();
             rotated.push(".1");
             std::fs::rename(&self.path, &rotated)?;
-            self.file = Some(OpenOptions::new().create(true).append(true).open(&self.path)?);
+            self.file = Some(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?,
+            );
             self.size = 0;
         }
         if let Some(f) = self.file.as_mut() {
@@ -140,7 +148,9 @@ mod tests {
             w.write(&line).unwrap();
         }
         let cur = std::fs::metadata(&path).unwrap().len();
-        let old = std::fs::metadata(dir.path().join("d.jsonl.1")).unwrap().len();
+        let old = std::fs::metadata(dir.path().join("d.jsonl.1"))
+            .unwrap()
+            .len();
         assert!(cur <= 1024 && old <= 1024, "{cur} {old}");
         assert_eq!(old, 1000);
         assert_eq!(cur, 500);

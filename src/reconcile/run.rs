@@ -190,7 +190,9 @@ pub fn start(
                 })
                 .await;
                 match report {
-                    Ok((report, bwm, swm)) => record(route, &served.request, &report, bwm, swm, &logs),
+                    Ok((report, bwm, swm)) => {
+                        record(route, &served.request, &report, bwm, swm, &logs)
+                    }
                     Err(_) => skip(route, Skip::Aborted),
                 }
             }
@@ -238,7 +240,8 @@ async fn collect(
 
 fn rfc3339_ms(ms: Option<i64>) -> Option<String> {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms?) * 1_000_000).ok()?;
-    t.format(&time::format_description::well_known::Rfc3339).ok()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 /// Counts a finished comparison, feeds the divergence window, logs a sample.

@@ -56,7 +56,10 @@ pub fn now_secs() -> u64 {
 #[derive(Clone, Debug)]
 pub enum Behaviour {
     /// 200 with `body` and a watermark `age` old (RFC 3339), if given.
-    Ok { body: &'static str, age: Option<Duration> },
+    Ok {
+        body: &'static str,
+        age: Option<Duration>,
+    },
     /// That status, with a small body.
     Status(u16),
     /// Accepts, reads the request, never answers.
@@ -93,7 +96,9 @@ impl Drop for Backend {
 
 impl Backend {
     pub async fn start(behaviour: Behaviour) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
         let addr = listener.local_addr().expect("backend addr");
         let hits = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -101,7 +106,9 @@ impl Backend {
         let (h, s, b) = (hits.clone(), seen.clone(), behaviour.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let (h, s, b) = (h.clone(), s.clone(), b.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
@@ -117,7 +124,13 @@ impl Backend {
                 });
             }
         });
-        Backend { addr, hits, seen, behaviour, task }
+        Backend {
+            addr,
+            hits,
+            seen,
+            behaviour,
+            task,
+        }
     }
 
     /// A URL on this backend.
@@ -164,7 +177,11 @@ async fn answer(
     seen: &Mutex<Vec<Seen>>,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let record = Seen {
         method: parts.method.to_string(),
         uri: parts.uri.to_string(),
@@ -196,8 +213,10 @@ async fn answer(
             resp(200, Bytes::from_static(b"slow\n"))
         }
         Behaviour::Echo => {
-            let headers: HashMap<String, Vec<String>> =
-                record.headers.keys().map(|k| {
+            let headers: HashMap<String, Vec<String>> = record
+                .headers
+                .keys()
+                .map(|k| {
                     (
                         k.as_str().to_owned(),
                         record
@@ -207,7 +226,8 @@ async fn answer(
                             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                             .collect(),
                     )
-                }).collect();
+                })
+                .collect();
             let echo = serde_json::json!({
                 "method": record.method,
                 "uri": record.uri,
@@ -286,7 +306,8 @@ impl Proxy {
 
 /// Replaces `LISTEN` and `ADMIN` with `127.0.0.1:0`.
 pub fn fill(yaml: &str) -> String {
-    yaml.replace("LISTEN", "127.0.0.1:0").replace("ADMIN", "127.0.0.1:0")
+    yaml.replace("LISTEN", "127.0.0.1:0")
+        .replace("ADMIN", "127.0.0.1:0")
 }
 
 /// A minimal single-route config; `extra` is appended to the route (indented
@@ -325,7 +346,12 @@ fn client() -> Client<HttpConnector, Full<Bytes>> {
 
 /// GET `url` with no extra headers.
 pub async fn get(url: &str) -> Answer {
-    send(Request::get(url).body(Full::new(Bytes::new())).expect("request")).await
+    send(
+        Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .expect("request"),
+    )
+    .await
 }
 
 /// GET `url` with headers.
@@ -340,7 +366,10 @@ pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> Answer {
 /// Sends any request and reads the whole answer, within `WAIT`.
 pub async fn send(req: Request<Full<Bytes>>) -> Answer {
     within(async {
-        let resp = client().request(req).await.expect("request reaches the proxy");
+        let resp = client()
+            .request(req)
+            .await
+            .expect("request reaches the proxy");
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.expect("body").to_bytes();
         Answer {
@@ -664,7 +693,9 @@ where
     F: Fn(Request<Bytes>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<TestBody>> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind backend");
     let addr = listener.local_addr().expect("backend addr");
     let hits = Arc::new(AtomicUsize::new(0));
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -672,14 +703,20 @@ where
     let (h, s) = (hits.clone(), seen.clone());
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let (h, s, answer, tls) = (h.clone(), s.clone(), answer.clone(), tls.clone());
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let (h, s, answer) = (h.clone(), s.clone(), answer.clone());
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         s.lock().unwrap().push(Seen {
                             method: parts.method.to_string(),
                             uri: parts.uri.to_string(),
@@ -716,7 +753,12 @@ where
 
 /// POST `body` to `url` and read the whole answer.
 pub async fn post(url: &str, body: impl Into<Bytes>) -> Answer {
-    send(Request::post(url).body(Full::new(body.into())).expect("request")).await
+    send(
+        Request::post(url)
+            .body(Full::new(body.into()))
+            .expect("request"),
+    )
+    .await
 }
 
 impl Metrics {
@@ -725,5 +767,97 @@ impl Metrics {
         self.samples
             .iter()
             .map(|(n, l, v)| (n.as_str(), l.as_slice(), *v))
+    }
+}
+
+// Helpers for the reconcile tests.
+
+/// A fake upstream speaking raw TCP, for answers no HTTP library would send:
+/// per connection it reads one request (head and a `Content-Length` body),
+/// records it in `hits`/`seen` like `Backend::start`, writes `reply`
+/// verbatim (garbage instead of HTTP, a head promising more body than
+/// follows, or nothing), then resets the connection (RST, zero linger) when
+/// `reset`, else closes it. `Backend::set` has no effect.
+pub async fn raw_backend(reply: &'static [u8], reset: bool) -> Backend {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind backend");
+    let addr = listener.local_addr().expect("backend addr");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (h, s) = (hits.clone(), seen.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (h, s) = (h.clone(), s.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                let mut lines = head.split("\r\n");
+                let mut request_line = lines.next().unwrap_or_default().split(' ');
+                let method = request_line.next().unwrap_or_default().to_owned();
+                let uri = request_line.next().unwrap_or_default().to_owned();
+                let mut headers = HeaderMap::new();
+                for line in lines.filter(|l| !l.is_empty()) {
+                    if let Some((k, v)) = line.split_once(':')
+                        && let (Ok(k), Ok(v)) = (
+                            http::header::HeaderName::from_bytes(k.trim().as_bytes()),
+                            http::HeaderValue::from_str(v.trim()),
+                        )
+                    {
+                        headers.append(k, v);
+                    }
+                }
+                let len: usize = headers
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < head_end + len {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let end = buf.len().min(head_end + len);
+                s.lock().unwrap().push(Seen {
+                    method,
+                    uri,
+                    headers,
+                    body: Bytes::copy_from_slice(&buf[head_end..end]),
+                });
+                h.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.write_all(reply).await;
+                let _ = stream.flush().await;
+                if reset {
+                    if !reply.is_empty() {
+                        // Let the peer take in what was written: a reset
+                        // discards whatever is still unsent.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    let _ = stream.set_zero_linger();
+                }
+                drop(stream);
+            });
+        }
+    });
+    Backend {
+        addr,
+        hits,
+        seen,
+        behaviour: Arc::new(Mutex::new(Behaviour::Hang)),
+        task,
     }
 }
