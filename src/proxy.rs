@@ -574,9 +574,16 @@ impl Peer {
 
 /// Appends the consumer's address to `x-forwarded-for` and `forwarded`.
 fn add_forwarded(h: &mut HeaderMap, peer: &Peer) {
-    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", peer.addr.ip())).ok(),
-        None => Some(peer.ip.clone()),
+    // Several lines are one list (RFC 9110 5.3): keep them all, in order.
+    let prev: Vec<&str> = h
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let xff = if prev.is_empty() {
+        Some(peer.ip.clone())
+    } else {
+        HeaderValue::from_str(&format!("{}, {}", prev.join(", "), peer.addr.ip())).ok()
     };
     if let Some(v) = xff {
         h.insert(X_FORWARDED_FOR, v);

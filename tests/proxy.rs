@@ -307,6 +307,15 @@ async fn shadow_mode_serves_batch_and_keeps_streaming_failures_from_the_consumer
     assert_eq!(b.hits(), 3);
     wait_until("streaming gets the shadow reads", || s.hits() == 3).await;
     assert_eq!(s.last().expect("shadow read").uri, "/s/1?x=1");
+    // Shadow attempts count as upstream attempts (SPEC), once answered.
+    eventually("the shadow attempts are counted", || async {
+        let m = p.scrape().await;
+        m.value(
+            "cutover_upstream_requests_total",
+            &[("side", "streaming"), ("result", "5xx")],
+        ) == 3.0
+    })
+    .await;
     let m = p.scrape().await;
     assert_eq!(
         m.value(
@@ -557,6 +566,28 @@ async fn hop_by_hop_headers_are_not_forwarded_upstream() {
         forwarded.contains("for=127.0.0.1"),
         "forwarded: {forwarded}"
     );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn every_x_forwarded_for_line_is_kept_in_order() {
+    let b = Backend::start(Behaviour::Echo).await;
+    let s = Backend::start(ok("never")).await;
+    let p = Proxy::start(&quiet_route(&b.url("/t"), &s.url("/s"), "batch", "")).await;
+    let answer = raw(
+        p.listen,
+        b"GET /v1/orders/1 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1, 10.0.0.2\r\nX-Forwarded-For: 10.0.0.3\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = b.last().expect("batch saw the read");
+    let xff: Vec<&str> = seen
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.to_str().expect("ascii"))
+        .collect();
+    assert_eq!(xff.join(", "), "10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1");
     p.stop().await;
 }
 
@@ -1129,6 +1160,15 @@ async fn an_idle_side_is_probed_and_its_freshness_reported() {
     );
     assert_eq!(probe.headers["user-agent"], "cutover-probe");
 
+    // The backend counts the probe before answering it: wait for the answer.
+    eventually("the probe's watermark is recorded", || async {
+        let m = p.scrape().await;
+        m.value(
+            "cutover_data_watermark_timestamp_seconds",
+            &[("side", "streaming")],
+        ) > 0.0
+    })
+    .await;
     let now = now_secs() as f64;
     let m = p.scrape().await;
     let wm = m.value(

@@ -175,7 +175,9 @@ async fn expect_exactly(p: &Proxy, case: &str, want_result: &str, want: &[(&str,
     let expected = |c: &str| want.iter().find(|(k, _)| *k == c).map_or(0.0, |(_, n)| *n);
     settle(p, &format!("{case}: {want_result} with {want:?}"), |m| {
         result(m, "orders", want_result) >= 1.0
-            && CATEGORIES.iter().all(|c| category(m, "orders", c) >= expected(c))
+            && CATEGORIES
+                .iter()
+                .all(|c| category(m, "orders", c) >= expected(c))
     })
     .await;
     // One more scrape, a round trip later: nothing more may have been counted.
@@ -276,7 +278,10 @@ async fn shadow_never_alters_the_consumers_answer() {
         let streaming = variant.backend().await;
         let yaml = orders(
             &batch,
-            &format!("{{ url: '{}', timeout: 300ms }}", streaming.url("/s/orders")),
+            &format!(
+                "{{ url: '{}', timeout: 300ms }}",
+                streaming.url("/s/orders")
+            ),
             "mode: shadow",
         )
         .replace(
@@ -298,8 +303,16 @@ async fn shadow_never_alters_the_consumers_answer() {
 
         // The consumer's answer is batch's, exactly.
         assert_eq!(got.status, 200, "{variant:?}: {}", got.text());
-        assert_eq!(got.body, Bytes::from_static(BATCH_A.as_bytes()), "{variant:?}");
-        assert_eq!(got.header("x-cutover-served-by"), Some("batch"), "{variant:?}");
+        assert_eq!(
+            got.body,
+            Bytes::from_static(BATCH_A.as_bytes()),
+            "{variant:?}"
+        );
+        assert_eq!(
+            got.header("x-cutover-served-by"),
+            Some("batch"),
+            "{variant:?}"
+        );
         assert_eq!(got.header("x-cutover-fallback"), None, "{variant:?}");
         let mut headers: BTreeMap<String, String> = got
             .headers
@@ -307,13 +320,25 @@ async fn shadow_never_alters_the_consumers_answer() {
             .filter(|(k, _)| k.as_str() != "date")
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
             .collect();
-        assert_eq!(headers.remove("x-cutover-served-by").as_deref(), Some("batch"));
-        assert_eq!(headers, reference, "{variant:?}: headers differ from batch's own");
-        assert!(took < Duration::from_millis(250), "{variant:?}: took {took:?}");
+        assert_eq!(
+            headers.remove("x-cutover-served-by").as_deref(),
+            Some("batch")
+        );
+        assert_eq!(
+            headers, reference,
+            "{variant:?}: headers differ from batch's own"
+        );
+        assert!(
+            took < Duration::from_millis(250),
+            "{variant:?}: took {took:?}"
+        );
         assert_eq!(batch.hits(), before + 1, "{variant:?}: batch read once");
 
         // Streaming got the same read: method, rewritten path, query, body.
-        wait_until("streaming receives the shadow read", || streaming.hits() == 1).await;
+        wait_until("streaming receives the shadow read", || {
+            streaming.hits() == 1
+        })
+        .await;
         let seen = streaming.last().expect("streaming saw the read");
         assert_eq!(seen.method, "POST", "{variant:?}");
         assert_eq!(seen.uri, "/s/orders/x/y?q=1&r=two", "{variant:?}");
@@ -335,13 +360,19 @@ async fn shadow_never_alters_the_consumers_answer() {
                 }
         })
         .await;
-        assert_eq!(compared(&m, "orders"), 1.0, "{variant:?}\n{}", reconcile_lines(&m));
-        // Shadow failures never become fallbacks.
         assert_eq!(
-            m.value("cutover_fallbacks_total", &[("route", "orders")]),
-            0.0,
-            "{variant:?}"
+            compared(&m, "orders"),
+            1.0,
+            "{variant:?}\n{}",
+            reconcile_lines(&m)
         );
+        // Shadow failures never become fallbacks.
+        let fallbacks: f64 = m
+            .samples()
+            .filter(|(name, _, _)| *name == "cutover_fallbacks_total")
+            .map(|(_, _, v)| v)
+            .sum();
+        assert_eq!(fallbacks, 0.0, "{variant:?}");
         drop(p);
     }
 }
@@ -382,23 +413,31 @@ async fn shadow_adds_no_latency_even_when_streaming_hangs() {
         "shadow (streaming hangs): median {ms:?}, slowest {slowest:?}, total {total:?}; batch mode: median {mb:?}, slowest {:?}",
         in_batch.iter().max().unwrap()
     );
-    assert!(slowest < Duration::from_millis(500), "a shadow read took {slowest:?}");
-    assert!(total < Duration::from_secs(2), "{READS} shadow reads took {total:?}");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a shadow read took {slowest:?}"
+    );
+    assert!(
+        total < Duration::from_secs(2),
+        "{READS} shadow reads took {total:?}"
+    );
     let gap = ms.abs_diff(mb);
     assert!(
         gap <= Duration::from_millis(50),
         "shadow median {ms:?} vs batch median {mb:?}"
     );
     // Every shadow read did go to streaming, and is still waiting there.
-    wait_until("streaming has every shadow read", || streaming.hits() == READS).await;
+    wait_until("streaming has every shadow read", || {
+        streaming.hits() == READS
+    })
+    .await;
     let m = shadow.scrape().await;
     assert_eq!(compared(&m, "orders"), 0.0, "{}", reconcile_lines(&m));
 }
 
 // ---------------------------------------------------------------- 3. categories
 
-const KEYED: &str =
-    "reconcile: { records: /data, key: id, ignore: [ingested_at], numeric_tolerance: 0.001, event_time: ts }";
+const KEYED: &str = "reconcile: { records: /data, key: id, ignore: [ingested_at], numeric_tolerance: 0.001, event_time: ts }";
 const BATCH_WM: &str = "2024-05-01T09:00:00Z";
 const STREAMING_WM: &str = "2024-05-01T10:00:00Z";
 
@@ -407,37 +446,58 @@ fn page(records: &[&str]) -> String {
     format!("{{\"page\":1,\"data\":[{}]}}", records.join(","))
 }
 
-const B1: &str = r#"{"id":1,"name":"a","amount":100,"ts":"2024-05-01T08:00:00Z","ingested_at":"b1"}"#;
-const B2: &str = r#"{"id":2,"name":"b","amount":200,"ts":"2024-05-01T08:00:00Z","ingested_at":"b2"}"#;
-const B3: &str = r#"{"id":3,"name":"c","amount":300,"ts":"2024-05-01T08:00:00Z","ingested_at":"b3"}"#;
+const B1: &str =
+    r#"{"id":1,"name":"a","amount":100,"ts":"2024-05-01T08:00:00Z","ingested_at":"b1"}"#;
+const B2: &str =
+    r#"{"id":2,"name":"b","amount":200,"ts":"2024-05-01T08:00:00Z","ingested_at":"b2"}"#;
+const B3: &str =
+    r#"{"id":3,"name":"c","amount":300,"ts":"2024-05-01T08:00:00Z","ingested_at":"b3"}"#;
 // Streaming's copies: fields in another order, another `ingested_at`, 100.0 for 100.
-const S1: &str = r#"{"ingested_at":"s1","ts":"2024-05-01T08:00:00Z","amount":100.0,"name":"a","id":1}"#;
-const S2: &str = r#"{"amount":200,"id":2,"ingested_at":"s2","name":"b","ts":"2024-05-01T08:00:00Z"}"#;
-const S3: &str = r#"{"name":"c","ts":"2024-05-01T08:00:00Z","id":3,"amount":300,"ingested_at":"s3"}"#;
+const S1: &str =
+    r#"{"ingested_at":"s1","ts":"2024-05-01T08:00:00Z","amount":100.0,"name":"a","id":1}"#;
+const S2: &str =
+    r#"{"amount":200,"id":2,"ingested_at":"s2","name":"b","ts":"2024-05-01T08:00:00Z"}"#;
+const S3: &str =
+    r#"{"name":"c","ts":"2024-05-01T08:00:00Z","id":3,"amount":300,"ingested_at":"s3"}"#;
 /// Not in batch, and older than batch's watermark: a real extra.
 const S4: &str = r#"{"id":4,"name":"d","amount":400,"ts":"2024-05-01T08:00:00Z"}"#;
 const S7: &str = r#"{"id":7,"name":"g","amount":700,"ts":"2024-05-01T08:30:00Z"}"#;
 /// 201 vs 200: 0.5%, beyond the 0.1% tolerance.
-const S2_AGG: &str = r#"{"id":2,"name":"b","amount":201,"ts":"2024-05-01T08:00:00Z","ingested_at":"s2"}"#;
+const S2_AGG: &str =
+    r#"{"id":2,"name":"b","amount":201,"ts":"2024-05-01T08:00:00Z","ingested_at":"s2"}"#;
 /// 200.1 vs 200: 0.05%, within it.
-const S2_TOL: &str = r#"{"id":2,"name":"b","amount":200.1,"ts":"2024-05-01T08:00:00Z","ingested_at":"s2"}"#;
+const S2_TOL: &str =
+    r#"{"id":2,"name":"b","amount":200.1,"ts":"2024-05-01T08:00:00Z","ingested_at":"s2"}"#;
 /// Changed after batch's watermark (09:00): timing, not aggregate.
 const S2_LATE: &str = r#"{"id":2,"name":"b","amount":250,"ts":"2024-05-01T09:45:00Z"}"#;
 /// New after batch's watermark: timing, not extra.
 const S5_LATE: &str = r#"{"id":5,"name":"e","amount":500,"ts":"2024-05-01T09:30:00Z"}"#;
 
+/// A name, streaming's answer, the expected result, the expected counts.
+type Case = (&'static str, Canned, &'static str, Vec<(&'static str, f64)>);
+
 #[tokio::test]
 async fn every_category_is_counted_exactly_through_the_proxy() {
     let batch_page = page(&[B1, B2, B3]);
-    let cases: Vec<(&str, Canned, &str, Vec<(&str, f64)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "reordered records, reordered fields, an ignored field, 100 vs 100.0",
             json(page(&[S3, S1, S2])),
             "match",
             vec![],
         ),
-        ("missing", json(page(&[S1, S2])), "diverged", vec![("missing", 1.0)]),
-        ("extra", json(page(&[S1, S2, S3, S4])), "diverged", vec![("extra", 1.0)]),
+        (
+            "missing",
+            json(page(&[S1, S2])),
+            "diverged",
+            vec![("missing", 1.0)],
+        ),
+        (
+            "extra",
+            json(page(&[S1, S2, S3, S4])),
+            "diverged",
+            vec![("extra", 1.0)],
+        ),
         (
             "duplicate",
             json(page(&[S1, S2, S2, S3])),
@@ -450,12 +510,22 @@ async fn every_category_is_counted_exactly_through_the_proxy() {
             "diverged",
             vec![("aggregate", 1.0)],
         ),
-        ("within tolerance", json(page(&[S1, S2_TOL, S3])), "match", vec![]),
+        (
+            "within tolerance",
+            json(page(&[S1, S2_TOL, S3])),
+            "match",
+            vec![],
+        ),
         (
             "all at once",
             json(page(&[S1, S1, S2_AGG, S4, S7])),
             "diverged",
-            vec![("duplicate", 1.0), ("aggregate", 1.0), ("missing", 1.0), ("extra", 2.0)],
+            vec![
+                ("duplicate", 1.0),
+                ("aggregate", 1.0),
+                ("missing", 1.0),
+                ("extra", 2.0),
+            ],
         ),
         (
             "timing alone is a match",
@@ -516,19 +586,42 @@ async fn divergence_ratio_is_diverged_over_compared() {
     ))
     .await;
     let m = p.scrape().await;
-    assert_eq!(m.value(RATIO, &[("route", "orders")]), 0.0, "nothing compared yet");
+    assert_eq!(
+        m.value(RATIO, &[("route", "orders")]),
+        0.0,
+        "nothing compared yet"
+    );
 
     get(&p.url("/v1/orders/same")).await;
-    settle(&p, "the first comparison", |m| result(m, "orders", "match") == 1.0).await;
+    settle(&p, "the first comparison", |m| {
+        result(m, "orders", "match") == 1.0
+    })
+    .await;
     get(&p.url("/v1/orders/differs")).await;
-    let m = settle(&p, "the second comparison", |m| result(m, "orders", "diverged") == 1.0).await;
-    assert_eq!(m.value(RATIO, &[("route", "orders")]), 0.5, "{}", reconcile_lines(&m));
+    let m = settle(&p, "the second comparison", |m| {
+        result(m, "orders", "diverged") == 1.0
+    })
+    .await;
+    assert_eq!(
+        m.value(RATIO, &[("route", "orders")]),
+        0.5,
+        "{}",
+        reconcile_lines(&m)
+    );
 
     for _ in 0..2 {
         get(&p.url("/v1/orders/same")).await;
     }
-    let m = settle(&p, "four comparisons", |m| result(m, "orders", "match") == 3.0).await;
-    assert_eq!(m.value(RATIO, &[("route", "orders")]), 0.25, "{}", reconcile_lines(&m));
+    let m = settle(&p, "four comparisons", |m| {
+        result(m, "orders", "match") == 3.0
+    })
+    .await;
+    assert_eq!(
+        m.value(RATIO, &[("route", "orders")]),
+        0.25,
+        "{}",
+        reconcile_lines(&m)
+    );
     assert_eq!(category(&m, "orders", "missing"), 1.0);
 }
 
@@ -557,11 +650,13 @@ fn with_control(batch: &Backend, streaming: &Backend, orders_extra: &str) -> Str
 }
 
 async fn barrier(p: &Proxy) {
-    let before = p.scrape().await;
-    let n = result(&before, "control", "match");
+    let before = compared(&p.scrape().await, "control");
     let a = get(&p.url("/v1/control/barrier")).await;
     assert_eq!(a.header("x-cutover-served-by"), Some("streaming"));
-    settle(p, "the control comparison", |m| result(m, "control", "match") > n).await;
+    settle(p, "the control comparison", |m| {
+        compared(m, "control") > before
+    })
+    .await;
 }
 
 /// Batch requests for route `orders`, by path (without the query).
@@ -595,7 +690,10 @@ async fn streaming_mode_with_sample_one_rereads_batch_and_compares() {
         let seen = batch.last().unwrap();
         assert_eq!(seen.method, "GET");
         assert_eq!(seen.uri, format!("/tables/orders/{i}?full=1"));
-        settle(&p, "the comparison", |m| result(m, "orders", "match") == i as f64).await;
+        settle(&p, "the comparison", |m| {
+            result(m, "orders", "match") == i as f64
+        })
+        .await;
     }
     assert_eq!(streaming.hits(), 3);
     let m = p.scrape().await;
@@ -685,7 +783,11 @@ async fn sampling_is_deterministic_per_sticky_value() {
                 if round == 2 && k == 1 {
                     continue; // sidecar B sees each customer twice, A three times
                 }
-                let a = get_with(&p.url(&format!("/v1/orders/{id}")), &[("x-customer-id", &id)]).await;
+                let a = get_with(
+                    &p.url(&format!("/v1/orders/{id}")),
+                    &[("x-customer-id", &id)],
+                )
+                .await;
                 assert_eq!(a.header("x-cutover-served-by"), Some("streaming"));
             }
         }
@@ -700,7 +802,10 @@ async fn sampling_is_deterministic_per_sticky_value() {
         "sample 0.5 over {CUSTOMERS} customers compared {} of them",
         in_a.len()
     );
-    eprintln!("sample 0.5: {} of {CUSTOMERS} customers compared", in_a.len());
+    eprintln!(
+        "sample 0.5: {} of {CUSTOMERS} customers compared",
+        in_a.len()
+    );
 }
 
 // ---------------------------------------------------------------- 5. caps
@@ -716,16 +821,8 @@ async fn max_body_bytes_skips_the_comparison_not_the_body() {
         assert_eq!(s.len(), 10 * 1024);
         s
     };
-    let batch = canned_backend(vec![
-        ("/big", json(big.clone())),
-        ("", json(BATCH_A)),
-    ])
-    .await;
-    let streaming = canned_backend(vec![
-        ("/small", json(BATCH_A)),
-        ("", json(big.clone())),
-    ])
-    .await;
+    let batch = canned_backend(vec![("/big", json(big.clone())), ("", json(BATCH_A))]).await;
+    let streaming = canned_backend(vec![("/small", json(BATCH_A)), ("", json(big.clone()))]).await;
     let p = Proxy::start(&orders(
         &batch,
         &streaming.url("/s/orders"),
@@ -739,12 +836,18 @@ async fn max_body_bytes_skips_the_comparison_not_the_body() {
     assert_eq!(a.body.len(), 10 * 1024);
     assert_eq!(a.body, Bytes::from(big.clone()));
     assert_eq!(a.header("x-cutover-served-by"), Some("batch"));
-    settle(&p, "a too_large skip", |m| skipped(m, "orders", "too_large") == 1.0).await;
+    settle(&p, "a too_large skip", |m| {
+        skipped(m, "orders", "too_large") == 1.0
+    })
+    .await;
 
     // Only the shadow answer too large: skipped too.
     let a = get(&p.url("/v1/orders/other")).await;
     assert_eq!(a.body, Bytes::from_static(BATCH_A.as_bytes()));
-    settle(&p, "a second too_large skip", |m| skipped(m, "orders", "too_large") == 2.0).await;
+    settle(&p, "a second too_large skip", |m| {
+        skipped(m, "orders", "too_large") == 2.0
+    })
+    .await;
 
     // Both small: compared as usual.
     let a = get(&p.url("/v1/orders/small")).await;
@@ -796,22 +899,45 @@ async fn max_inflight_skips_comparisons_past_the_cap() {
         assert_eq!(a.header("x-cutover-served-by"), Some("batch"));
     }
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(2), "{READS} concurrent reads took {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "{READS} concurrent reads took {took:?}"
+    );
 
     // One comparison holds the only slot; the other four were skipped.
-    let m = settle(&p, "four inflight skips", |m| skipped(m, "orders", "inflight") == 4.0).await;
-    assert_eq!(result(&m, "orders", "skipped"), 4.0, "{}", reconcile_lines(&m));
-    assert_eq!(streaming.hits(), 1, "only the compared read reaches streaming");
+    let m = settle(&p, "four inflight skips", |m| {
+        skipped(m, "orders", "inflight") == 4.0
+    })
+    .await;
+    assert_eq!(
+        result(&m, "orders", "skipped"),
+        4.0,
+        "{}",
+        reconcile_lines(&m)
+    );
+    assert_eq!(
+        streaming.hits(),
+        1,
+        "only the compared read reaches streaming"
+    );
 
     // Open the gate: the held comparison finishes and frees its slot.
     open.send(true).expect("gate");
-    settle(&p, "the held comparison", |m| result(m, "orders", "match") == 1.0).await;
+    settle(&p, "the held comparison", |m| {
+        result(m, "orders", "match") == 1.0
+    })
+    .await;
     get(&p.url("/v1/orders/after")).await;
     let m = settle(&p, "a comparison after the slot is free", |m| {
         result(m, "orders", "match") == 2.0
     })
     .await;
-    assert_eq!(skipped(&m, "orders", "inflight"), 4.0, "{}", reconcile_lines(&m));
+    assert_eq!(
+        skipped(&m, "orders", "inflight"),
+        4.0,
+        "{}",
+        reconcile_lines(&m)
+    );
 }
 
 // ---------------------------------------------------------------- 6. divergence log
@@ -833,7 +959,10 @@ async fn divergence_log_writes_a_bounded_sample_per_comparison() {
     .await;
     let streaming = canned_backend(vec![
         ("/many", canned(200, many_s, Some(STREAMING_WM))),
-        ("/same", canned(200, page(&[S1, S2, S3]), Some(STREAMING_WM))),
+        (
+            "/same",
+            canned(200, page(&[S1, S2, S3]), Some(STREAMING_WM)),
+        ),
         ("/one", canned(200, page(&[S1, S2]), Some(STREAMING_WM))),
     ])
     .await;
@@ -846,11 +975,17 @@ async fn divergence_log_writes_a_bounded_sample_per_comparison() {
     let log = p.dir.path().join("divergences.jsonl");
 
     get(&p.url("/v1/orders/many?region=eu")).await;
-    settle(&p, "the first divergence", |m| result(m, "orders", "diverged") == 1.0).await;
+    settle(&p, "the first divergence", |m| {
+        result(m, "orders", "diverged") == 1.0
+    })
+    .await;
     get(&p.url("/v1/orders/same")).await;
     settle(&p, "the match", |m| result(m, "orders", "match") == 1.0).await;
     get(&p.url("/v1/orders/one")).await;
-    let m = settle(&p, "the second divergence", |m| result(m, "orders", "diverged") == 2.0).await;
+    let m = settle(&p, "the second divergence", |m| {
+        result(m, "orders", "diverged") == 2.0
+    })
+    .await;
     // 10 missing + 4 extra in the first comparison, 1 missing in the last.
     assert_eq!(category(&m, "orders", "missing"), 11.0);
     assert_eq!(category(&m, "orders", "extra"), 4.0);
@@ -865,10 +1000,18 @@ async fn divergence_log_writes_a_bounded_sample_per_comparison() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
-    let for_request = |r: &str| lines.iter().filter(|l| l["request"] == r).collect::<Vec<_>>();
+    let for_request = |r: &str| {
+        lines
+            .iter()
+            .filter(|l| l["request"] == r)
+            .collect::<Vec<_>>()
+    };
     let many = for_request("/v1/orders/many?region=eu");
     assert_eq!(many.len(), 5, "14 divergences, at most 5 lines:\n{text}");
-    assert!(for_request("/v1/orders/same").is_empty(), "a match logs nothing:\n{text}");
+    assert!(
+        for_request("/v1/orders/same").is_empty(),
+        "a match logs nothing:\n{text}"
+    );
     let one = for_request("/v1/orders/one");
     assert_eq!(one.len(), 1, "{text}");
     assert_eq!(lines.len(), 6, "{text}");
@@ -885,7 +1028,8 @@ async fn divergence_log_writes_a_bounded_sample_per_comparison() {
     for l in &many {
         assert_eq!(l["category"], "missing", "missing keys come first: {l}");
         let key = l["key"].as_str().unwrap();
-        let batch_value: Value = serde_json::from_str(l["batch"].as_str().expect("batch value")).unwrap();
+        let batch_value: Value =
+            serde_json::from_str(l["batch"].as_str().expect("batch value")).unwrap();
         assert_eq!(batch_value["id"].to_string(), key, "{l}");
         assert!(l["streaming"].is_null(), "{l}");
     }
@@ -972,7 +1116,16 @@ fn diff_reordered_records_match_only_with_a_key() {
     let f = Files::new();
     let b = f.write("b.json", &page(&[B1, B2, B3]));
     let s = f.write("s.json", &page(&[S3, S1, S2]));
-    let (code, out, err) = diff(&[&b, &s, "--records", "/data", "--key", "id", "--ignore", "ingested_at"]);
+    let (code, out, err) = diff(&[
+        &b,
+        &s,
+        "--records",
+        "/data",
+        "--key",
+        "id",
+        "--ignore",
+        "ingested_at",
+    ]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("rows: batch 3, streaming 3"), "{out}");
     assert!(out.contains("match"), "{out}");
@@ -991,14 +1144,29 @@ fn diff_shows_missing_and_extra() {
     let f = Files::new();
     let b = f.write("b.json", &page(&[B1, B2, B3]));
     let s = f.write("s.json", &page(&[S1, S2, S4]));
-    let (code, out, err) = diff(&[&b, &s, "--records", "/data", "--key", "id", "--ignore", "ingested_at"]);
+    let (code, out, err) = diff(&[
+        &b,
+        &s,
+        "--records",
+        "/data",
+        "--key",
+        "id",
+        "--ignore",
+        "ingested_at",
+    ]);
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(out.contains("missing    1"), "{out}");
     assert!(out.contains("extra      1"), "{out}");
     assert!(out.contains("missing key=3"), "{out}");
     assert!(out.contains("extra key=4"), "{out}");
-    assert!(out.contains("\"amount\":300"), "batch's value is shown: {out}");
-    assert!(out.contains("\"amount\":400"), "streaming's value is shown: {out}");
+    assert!(
+        out.contains("\"amount\":300"),
+        "batch's value is shown: {out}"
+    );
+    assert!(
+        out.contains("\"amount\":400"),
+        "streaming's value is shown: {out}"
+    );
 }
 
 #[test]
@@ -1022,10 +1190,21 @@ fn diff_timing_explained_by_watermarks_exits_zero() {
     let b = f.write("b.json", &page(&[B1, B2, B3]));
     let s = f.write("s.json", &page(&[S1, S2, S3, S5_LATE]));
     let args = |extra: &[&'static str]| -> Vec<String> {
-        let mut v: Vec<String> = [b.as_str(), s.as_str(), "--records", "/data", "--key", "id", "--ignore", "ingested_at", "--event-time", "ts"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut v: Vec<String> = [
+            b.as_str(),
+            s.as_str(),
+            "--records",
+            "/data",
+            "--key",
+            "id",
+            "--ignore",
+            "ingested_at",
+            "--event-time",
+            "ts",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         v.extend(extra.iter().map(|s| s.to_string()));
         v
     };
@@ -1067,4 +1246,177 @@ fn diff_bad_input_exits_two() {
     assert_eq!(code, Some(2), "bad watermark: {err}");
     let (code, _, err) = diff(&[&b, &b, "--numeric-tolerance", "-1"]);
     assert_eq!(code, Some(2), "negative tolerance: {err}");
+}
+
+// ---------------------------------------------------------------- edges of the run-time path
+
+/// `orders` with GET, HEAD and POST allowed.
+fn with_post(yaml: String) -> String {
+    yaml.replace(
+        "match: { path_prefix: /v1/orders }",
+        "match: { path_prefix: /v1/orders, methods: [GET, HEAD, POST] }",
+    )
+}
+
+#[tokio::test]
+async fn shadow_head_reads_compare_empty_bodies() {
+    let batch = fixed(json(BATCH_A)).await;
+    let streaming = fixed(json(BATCH_A)).await;
+    let p = Proxy::start(&with_post(orders(
+        &batch,
+        &streaming.url("/s/orders"),
+        "mode: shadow",
+    )))
+    .await;
+    let a = send(
+        Request::head(p.url("/v1/orders/1"))
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert!(a.body.is_empty());
+    assert_eq!(a.header("x-cutover-served-by"), Some("batch"));
+    wait_until("streaming receives the HEAD", || streaming.hits() == 1).await;
+    assert_eq!(streaming.last().unwrap().method, "HEAD");
+    expect_exactly(&p, "HEAD", "match", &[]).await;
+}
+
+#[tokio::test]
+async fn shadow_skips_a_request_body_too_large_to_send_twice() {
+    let batch = fixed(json(BATCH_A)).await;
+    let streaming = fixed(json(BATCH_A)).await;
+    let yaml = with_post(orders(&batch, &streaming.url("/s/orders"), "mode: shadow"))
+        .replace("admin: ADMIN\n", "admin: ADMIN\nmax_buffered_body: 1024\n");
+    let p = Proxy::start(&yaml).await;
+    let big = vec![b'x'; 100 * 1024];
+    let a = post(&p.url("/v1/orders/search"), big.clone()).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body, Bytes::from_static(BATCH_A.as_bytes()));
+    assert_eq!(
+        batch.last().unwrap().body.len(),
+        big.len(),
+        "batch gets it all"
+    );
+    let m = settle(&p, "an unbuffered skip", |m| {
+        skipped(m, "orders", "unbuffered") == 1.0
+    })
+    .await;
+    assert_eq!(result(&m, "orders", "skipped"), 1.0);
+    // A small body is buffered and sent to both.
+    post(&p.url("/v1/orders/search"), "{\"q\":1}").await;
+    settle(&p, "a match", |m| result(m, "orders", "match") == 1.0).await;
+    assert_eq!(streaming.hits(), 1, "only the small body went to streaming");
+    assert_eq!(&streaming.last().unwrap().body[..], b"{\"q\":1}");
+}
+
+#[tokio::test]
+async fn shadow_with_batch_down_answers_batchs_failure_and_skips() {
+    let refused = refusing_addr().await;
+    let streaming = fixed(json(BATCH_A)).await;
+    let yaml = config(&[route(
+        "orders",
+        "/v1/orders",
+        &format!("http://{refused}/tables/orders"),
+        &streaming.url("/s/orders"),
+        "mode: shadow",
+    )]);
+    let p = Proxy::start(&yaml).await;
+    let a = get(&p.url("/v1/orders/1")).await;
+    assert_eq!(a.status, 502, "{}", a.text());
+    assert_eq!(a.header("x-cutover-served-by"), Some("batch"));
+    assert_eq!(a.header("x-cutover-fallback"), None);
+    let m = settle(&p, "an upstream_error skip", |m| {
+        skipped(m, "orders", "upstream_error") == 1.0
+    })
+    .await;
+    assert_eq!(compared(&m, "orders"), 1.0, "{}", reconcile_lines(&m));
+    // Streaming's answer never stood in for batch's.
+    assert!(!a.text().contains("amount"));
+}
+
+#[tokio::test]
+async fn a_served_body_that_breaks_midway_is_not_compared() {
+    let batch = raw_backend(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"data\":[",
+        true,
+    )
+    .await;
+    let streaming = fixed(json(BATCH_A)).await;
+    let p = Proxy::start(&orders(&batch, &streaming.url("/s/orders"), "mode: shadow")).await;
+    // The consumer sees the break (no made-up complete answer).
+    let got = try_get(&p.url("/v1/orders/1")).await;
+    assert!(got.is_err(), "a cut body must not look whole: {got:?}");
+    let m = settle(&p, "an aborted skip", |m| {
+        skipped(m, "orders", "aborted") == 1.0
+    })
+    .await;
+    assert_eq!(compared(&m, "orders"), 1.0, "{}", reconcile_lines(&m));
+}
+
+#[tokio::test]
+async fn canary_compares_only_the_streaming_share() {
+    let batch = fixed(json(BATCH_A)).await;
+    let streaming = fixed(json(r#"{"data":[],"page":1}"#)).await;
+    // All reads to streaming, each compared.
+    let p = Proxy::start(&orders(
+        &batch,
+        &streaming.url("/s/orders"),
+        "mode: canary\n    canary: { percent: 100 }\n    reconcile: { sample: 1.0 }",
+    ))
+    .await;
+    let a = get(&p.url("/v1/orders/1")).await;
+    assert_eq!(a.header("x-cutover-served-by"), Some("streaming"));
+    wait_until("batch is re-read", || batch.hits() == 1).await;
+    expect_exactly(&p, "canary 100%", "diverged", &[("body", 1.0)]).await;
+    drop(p);
+
+    // All reads to batch: nothing to compare, batch read once per read.
+    let before = (batch.hits(), streaming.hits());
+    let p = Proxy::start(&with_control(
+        &batch,
+        &streaming,
+        "mode: canary\n    canary: { percent: 0 }\n    reconcile: { sample: 1.0 }",
+    ))
+    .await;
+    for i in 0..5 {
+        let a = get(&p.url(&format!("/v1/orders/{i}"))).await;
+        assert_eq!(a.header("x-cutover-served-by"), Some("batch"));
+    }
+    barrier(&p).await;
+    assert_eq!(
+        batch.hits() - before.0,
+        5 + 1,
+        "five reads and the control re-read"
+    );
+    assert_eq!(streaming.hits() - before.1, 1, "only the control read");
+    let m = p.scrape().await;
+    assert_eq!(compared(&m, "orders"), 0.0, "{}", reconcile_lines(&m));
+}
+
+#[tokio::test]
+async fn sides_keep_their_roles_when_streaming_serves() {
+    // Streaming serves, batch is the re-read: a key only batch has is still
+    // `missing`, and streaming's late record is still `timing`.
+    let batch = fixed(canned(200, page(&[B1, B2, B3]), Some(BATCH_WM))).await;
+    let streaming = fixed(canned(200, page(&[S1, S2, S5_LATE]), Some(STREAMING_WM))).await;
+    let yaml = orders(
+        &batch,
+        &streaming.url("/s/orders"),
+        &format!(
+            "mode: streaming\n    {}",
+            KEYED.replace("{ records", "{ sample: 1.0, records")
+        ),
+    );
+    let p = Proxy::start(&yaml).await;
+    let a = get(&p.url("/v1/orders/list")).await;
+    assert_eq!(a.header("x-cutover-served-by"), Some("streaming"));
+    assert_eq!(a.body, Bytes::from(page(&[S1, S2, S5_LATE])));
+    expect_exactly(
+        &p,
+        "streaming serves",
+        "diverged",
+        &[("missing", 1.0), ("timing", 1.0)],
+    )
+    .await;
 }

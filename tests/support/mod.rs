@@ -401,11 +401,14 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     .await
 }
 
+/// One sample line: metric name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
 /// A parsed Prometheus text exposition.
 #[derive(Debug)]
 pub struct Metrics {
     pub text: String,
-    samples: Vec<(String, Vec<(String, String)>, f64)>,
+    samples: Vec<Sample>,
 }
 
 impl Metrics {

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Load benchmark: the same 1 KiB JSON read directly from the origin and through
+# cutover in each mode, one after the other, in one run.
+#
+#   cargo build --release && bench/load.sh [BINARY]
+#
+# Modes: batch, streaming, shadow (streaming healthy), shadow-slow (streaming
+# answers after 200 ms: the consumer's latency must not move), fallback
+# (streaming refuses, circuit disabled: every read falls back), circuit
+# (streaming refuses, circuit opens: reads skip streaming).
+#
+# Environment: DURATION (s, default 6), CONNS (default 64), BODY_BYTES (1024).
+# Layout on 2 cores: origin and wrk on CPU 0, cutover alone on CPU 1 with one
+# worker thread. Prints req/s, latency percentiles (wrk), CPU time per request
+# of the cutover process (from /proc) and its resident memory after the run.
+# For nginx and HAProxy side by side, use ../shared/bench/peers.sh.
+set -euo pipefail
+
+BIN=${1:-target/release/cutover}
+DURATION=${DURATION:-6}
+CONNS=${CONNS:-64}
+BODY_BYTES=${BODY_BYTES:-1024}
+BASE=${BASE_PORT:-19000}
+ORIGIN=$BASE; SLOW=$((BASE+1)); REFUSED=$((BASE+2)); LISTEN=$((BASE+3)); ADMIN=$((BASE+4))
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || ! need wrk; then
+  echo "installing nginx, wrk (Debian packages)..." >&2
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
+fi
+[ -x "$BIN" ] || { echo "no binary at $BIN: cargo build --release" >&2; exit 1; }
+BIN=$(readlink -f "$BIN")
+
+W=$(mktemp -d); chmod 755 "$W"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT
+
+python3 - "$W/body.json" "$BODY_BYTES" <<'EOF'
+import json, sys
+path, size = sys.argv[1], int(sys.argv[2])
+rows, i = [], 0
+while len(json.dumps({"data": rows})) < size:
+    rows.append({"id": i, "amount": round(i * 1.25, 2), "status": "settled"}); i += 1
+open(path, "w").write(json.dumps({"data": rows}))
+EOF
+mkdir -p "$W/ngx"
+cat >"$W/ngx/nginx.conf" <<EOF
+worker_processes 1; daemon off; pid $W/ngx/pid; error_log $W/ngx/error.log;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$ORIGIN; root $W;
+    location / { default_type application/json; add_header x-data-watermark "2026-01-01T00:00:00Z"; try_files /body.json =404; } } }
+EOF
+taskset -c 0 nginx -c "$W/ngx/nginx.conf" -p "$W/ngx" & PIDS+=($!)
+# A slow streaming side: answers every read after 200 ms.
+taskset -c 0 python3 - "$SLOW" "$W/body.json" <<'EOF' & PIDS+=($!)
+import http.server, socketserver, sys, time
+port, body = int(sys.argv[1]), open(sys.argv[2], "rb").read()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        time.sleep(0.2)
+        self.send_response(200); self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer): daemon_threads = True
+S(("127.0.0.1", port), H).serve_forever()
+EOF
+
+config() { # mode streaming_port extra
+  cat >"$W/cutover.yaml" <<EOF
+version: 1
+consumer: bench
+listen: 127.0.0.1:$LISTEN
+admin: 127.0.0.1:$ADMIN
+routes:
+  - name: all
+    match: { path_prefix: / }
+    batch: http://127.0.0.1:$ORIGIN/
+    streaming: { url: "http://127.0.0.1:$2/", timeout: 2s }
+    mode: $1
+$3
+EOF
+}
+wait_port() { for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$1/x" 2>/dev/null && return 0; sleep 0.1; done
+  echo "port $1 never answered" >&2; exit 1; }
+wait_port $ORIGIN
+
+cpu_ticks() { [ -r "/proc/$1/stat" ] && awk '{print $14+$15}' "/proc/$1/stat" || echo 0; }
+HZ=$(getconf CLK_TCK)
+to_us() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); print v+0} else if (v ~ /ms$/) {sub(/ms/,"",v); print v*1000} else if (v ~ /s$/) {sub(/s/,"",v); print v*1000000} else print v}'; }
+
+printf '%-12s %9s %8s %8s %8s %10s %7s %s\n' target req/s p50_us p90_us p99_us cpu_us/req rss_MiB notes
+run() { # name port pid
+  local c0 c1 out rps reqs p50 p90 p99 cpu rss errs
+  c0=$(cpu_ticks "${3:-0}")
+  out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$2/v1/orders" 2>&1)
+  c1=$(cpu_ticks "${3:-0}")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out"); reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_us); p90=$(awk '$1=="90%" {print $2}' <<<"$out" | to_us)
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out" | to_us)
+  errs=$(awk '/Non-2xx|Socket errors/ {printf "%s ", $0}' <<<"$out")
+  if [ -n "${3:-}" ]; then cpu=$(python3 -c "print('%.1f' % (($c1-$c0)/$HZ*1e6/$reqs))"); rss=$(( $(ps -o rss= -p "$3") / 1024 )); else cpu=-; rss=-; fi
+  printf '%-12s %9.0f %8.0f %8.0f %8.0f %10s %7s %s\n' "$1" "$rps" "$p50" "$p90" "$p99" "$cpu" "$rss" "$errs"
+}
+
+run direct $ORIGIN
+for mode in batch streaming shadow shadow-slow fallback circuit; do
+  case $mode in
+    batch|streaming) config "$mode" $ORIGIN "" ;;
+    shadow) config shadow $ORIGIN "" ;;
+    shadow-slow) config shadow $SLOW "" ;;
+    fallback) config streaming $REFUSED "    fallback: { circuit: { failures: 0 } }" ;;
+    circuit) config streaming $REFUSED "    fallback: { circuit: { failures: 5, cooldown: 1h } }" ;;
+  esac
+  TOKIO_WORKER_THREADS=1 taskset -c 1 "$BIN" run -c "$W/cutover.yaml" 2>"$W/cutover-$mode.log" & pid=$!
+  wait_port $LISTEN
+  run "$mode" $LISTEN $pid
+  kill -TERM $pid; wait $pid 2>/dev/null || true
+done
