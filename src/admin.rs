@@ -132,18 +132,15 @@ fn refresh_gauges(app: &App) {
     for route in &snap.config.routes {
         let m = &route.state.metrics;
         let f = figures(route, now_ms);
+        // Unknown (nothing seen, or nothing in the window) is NaN, never a
+        // stale value or a reassuring 0.
+        let known = |v: Option<f64>| v.unwrap_or(f64::NAN);
         for s in SideName::BOTH {
-            if let Some(a) = f.age[s.index()] {
-                m.data_age[s.index()].set(a);
-            }
-            if let Some(r) = f.error_ratio[s.index()] {
-                m.error_ratio[s.index()].set(r);
-            }
+            m.data_age[s.index()].set(known(f.age[s.index()]));
+            m.error_ratio[s.index()].set(known(f.error_ratio[s.index()]));
         }
-        if let Some(d) = f.delta {
-            m.freshness_delta.set(d);
-        }
-        m.error_ratio_delta.set(f.error_delta.unwrap_or(0.0));
+        m.freshness_delta.set(known(f.delta));
+        m.error_ratio_delta.set(known(f.error_delta));
         m.divergence_ratio.set(f.divergence_ratio.unwrap_or(0.0));
         let effective = effective_mode(route);
         for mode in Mode::ALL {

@@ -360,6 +360,22 @@ impl RouteMetrics {
             route_mode: Mode::ALL.map(|md| m.gauge(ROUTE_MODE, with(&[("mode", md.as_str())]))),
             circuit_open: m.gauge(CIRCUIT_OPEN, base()),
         }
+        .mark_unknown()
+    }
+
+    /// Marks every "unknown until seen" gauge as NaN, so a scrape before the
+    /// first watermark (or attempt) does not read as perfectly fresh (or healthy).
+    fn mark_unknown(self) -> RouteMetrics {
+        for g in self
+            .watermark
+            .iter()
+            .chain(&self.data_age)
+            .chain(&self.error_ratio)
+            .chain([&self.freshness_delta, &self.error_ratio_delta])
+        {
+            g.set(f64::NAN);
+        }
+        self
     }
 
     /// Index of a status code's class in `CODE_CLASSES` (anything odd counts as 5xx).

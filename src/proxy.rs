@@ -371,10 +371,16 @@ async fn forward(
         req,
     )
     .await;
-    if answer.is_err() && other.take().is_some() {
+    if answer.is_err()
+        && let Some((handle, slot)) = other.take()
+    {
         // Batch gave nothing to compare with. The shadow read still runs to
-        // its end (its figures count), detached.
+        // its end (its figures count), holding its slot so the cap holds.
         reconcile::skip(route, Skip::UpstreamError);
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _ = handle.await;
+        });
     }
     (SideName::Batch, fallback_reason, answer, other)
 }
@@ -517,7 +523,23 @@ fn malformed(parts: &Parts) -> Option<&'static str> {
     if h.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
         return Some("more than one Content-Length\n");
     }
+    if has_dot_segment(parts.uri.path()) {
+        return Some("dot segments are not allowed in the path\n");
+    }
     None
+}
+
+/// Whether a path has a `.` or `..` segment, plain or percent-encoded. The
+/// prefix rewrite is textual, so `/v1/orders/../customers` would otherwise
+/// reach outside the side's base path on a backend that normalises.
+fn has_dot_segment(path: &str) -> bool {
+    if !path.contains('.') && !path.contains('%') {
+        return false;
+    }
+    path.split('/').any(|seg| {
+        let decoded = seg.replace("%2e", ".").replace("%2E", ".");
+        decoded == "." || decoded == ".."
+    })
 }
 
 /// Removes hop-by-hop headers: the fixed list and any named in `Connection`.
@@ -619,6 +641,28 @@ fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_segments_are_found_plain_and_encoded() {
+        for bad in [
+            "/v1/orders/../customers",
+            "/v1/./x",
+            "/v1/..",
+            "/v1/%2e%2E/x",
+            "/v1/.%2e",
+        ] {
+            assert!(has_dot_segment(bad), "{bad}");
+        }
+        for ok in [
+            "/v1/orders",
+            "/v1/orders/file.json",
+            "/v1/...",
+            "/v1/a..b",
+            "/v1/%20",
+        ] {
+            assert!(!has_dot_segment(ok), "{ok}");
+        }
+    }
 
     #[test]
     fn hop_by_hop_headers_and_connection_named_ones_go() {
