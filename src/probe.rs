@@ -49,10 +49,7 @@ fn probe_idle_sides(app: &App) {
             let snap = snap.clone();
             tokio::spawn(async move {
                 let route = &snap.config.routes[idx];
-                let cfg = match side {
-                    SideName::Batch => &route.batch,
-                    SideName::Streaming => &route.streaming,
-                };
+                let cfg = route.side(side);
                 let Ok(req) = Request::builder()
                     .method(route.freshness.probe_method.clone())
                     .uri(cfg.base_url())

@@ -404,10 +404,7 @@ fn start_other_read(
         reconcile::skip(route, Skip::Inflight);
         return None;
     };
-    let side_cfg = match side {
-        SideName::Batch => &route.batch,
-        SideName::Streaming => &route.streaming,
-    };
+    let side_cfg = route.side(side);
     let req = upstream_request(parts, headers, route, side_cfg, body);
     Some((
         reconcile::spawn_other_read(snap.clone(), idx, side, req),
@@ -424,10 +421,7 @@ pub(crate) async fn call(
     client: &UpstreamClient,
     req: Request<RequestBody>,
 ) -> (StreamingOutcome, Result<Response<Incoming>, StatusCode>) {
-    let side_cfg = match side {
-        SideName::Batch => &route.batch,
-        SideName::Streaming => &route.streaming,
-    };
+    let side_cfg = route.side(side);
     let started = Instant::now();
     let result = upstream::attempt(client, req, side_cfg.timeout).await;
     let m = &route.state.metrics;

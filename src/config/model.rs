@@ -240,6 +240,16 @@ pub struct Route {
     pub state: Arc<RouteState>,
 }
 
+impl Route {
+    /// The configuration of one of the route's two sides.
+    pub fn side(&self, side: SideName) -> &Side {
+        match side {
+            SideName::Batch => &self.batch,
+            SideName::Streaming => &self.streaming,
+        }
+    }
+}
+
 /// One upstream (batch or streaming) of a route.
 #[derive(Debug, Clone)]
 pub struct Side {
