@@ -136,10 +136,7 @@ impl Snapshot {
     ) -> Result<Snapshot, upstream::CaFileError> {
         let mut clients = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
-            clients.push([
-                upstreams.client(r.batch.connect_timeout, r.batch.ca_file.as_ref())?,
-                upstreams.client(r.streaming.connect_timeout, r.streaming.ca_file.as_ref())?,
-            ]);
+            clients.push([upstreams.client(&r.batch)?, upstreams.client(&r.streaming)?]);
         }
         for r in &config.routes {
             publish_mode(r);

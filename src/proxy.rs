@@ -29,7 +29,7 @@ use crate::metrics::{RouteMetrics, UpstreamResult};
 use crate::reconcile::run::{self as reconcile, Read, Served, Skip};
 use crate::reconcile::tee::Tee;
 use crate::state::{ReconcileSlot, try_reconcile_slot};
-use crate::upstream::{self, AttemptError, RequestBody, UpstreamClient};
+use crate::upstream::{self, AttemptError, RequestBody, UpstreamBody, UpstreamClient};
 use crate::{App, Snapshot};
 
 /// What the consumer receives: an upstream body streamed through untouched
@@ -228,7 +228,7 @@ type OtherRead = (JoinHandle<Result<Read, Skip>>, ReconcileSlot);
 type Forwarded = (
     SideName,
     Option<FallbackReason>,
-    Result<Response<Incoming>, StatusCode>,
+    Result<Response<UpstreamBody>, StatusCode>,
     Option<OtherRead>,
 );
 
@@ -420,7 +420,7 @@ pub(crate) async fn call(
     side: SideName,
     client: &UpstreamClient,
     req: Request<RequestBody>,
-) -> (StreamingOutcome, Result<Response<Incoming>, StatusCode>) {
+) -> (StreamingOutcome, Result<Response<UpstreamBody>, StatusCode>) {
     let side_cfg = route.side(side);
     let started = Instant::now();
     let result = upstream::attempt(client, req, side_cfg.timeout).await;

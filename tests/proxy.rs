@@ -1215,3 +1215,51 @@ async fn probe_interval_off_sends_no_probes() {
     );
     p.stop().await;
 }
+
+// ---------------------------------------------------------------- upstream connection reuse
+
+#[tokio::test]
+async fn keep_alive_upstream_connections_are_reused() {
+    let b = Backend::start(ok_aged("from batch", Duration::from_secs(60))).await;
+    let s = Backend::start(ok_aged("from streaming", Duration::from_secs(5))).await;
+    let p = Proxy::start(&one_route(
+        &b.url("/t"),
+        &s.url("/s"),
+        "mode: streaming\n    freshness: { probe_interval: off }\n    reconcile: { sample: 0 }",
+    ))
+    .await;
+    for _ in 0..200 {
+        let a = get(&p.url("/v1/orders")).await;
+        assert_eq!(a.status, 200);
+        assert_eq!(a.header("x-cutover-served-by"), Some("streaming"));
+    }
+    // Sequential reads: one upstream connection serves them all (>= 99 % reuse).
+    assert_eq!(s.hits(), 200);
+    assert!(
+        s.connections() <= 2,
+        "{} connections for 200 reads",
+        s.connections()
+    );
+    assert_eq!(b.hits(), 0);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_that_closes_idle_connections_costs_no_read() {
+    // Answers one read per connection, then closes it without saying so: the
+    // pooled connection is dead by the next read, which must still succeed.
+    let s = raw_backend(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false).await;
+    let b = Backend::start(ok_aged("from batch", Duration::from_secs(60))).await;
+    let p = Proxy::start(&one_route(
+        &b.url("/t"),
+        &s.url("/s"),
+        "mode: streaming_only\n    freshness: { probe_interval: off }",
+    ))
+    .await;
+    for i in 0..50 {
+        let a = get(&p.url("/v1/orders")).await;
+        assert_eq!((i, a.status, a.text()), (i, 200, "ok".to_owned()));
+    }
+    assert_eq!(s.hits(), 50);
+    p.stop().await;
+}

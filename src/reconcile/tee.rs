@@ -6,7 +6,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
+
+use crate::upstream::UpstreamBody;
 use tokio::sync::oneshot;
 
 /// What the copy ended as.
@@ -46,12 +48,12 @@ impl Capture {
 /// An upstream response body on its way to the consumer.
 #[derive(Debug)]
 pub struct Tee {
-    inner: Incoming,
+    inner: UpstreamBody,
     capture: Option<Capture>,
 }
 
 impl Tee {
-    pub fn new(inner: Incoming, capture: Option<Capture>) -> Tee {
+    pub fn new(inner: UpstreamBody, capture: Option<Capture>) -> Tee {
         let mut tee = Tee { inner, capture };
         // An empty body may never be polled: settle its copy now.
         if tee.inner.is_end_stream() {

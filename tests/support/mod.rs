@@ -85,6 +85,7 @@ pub struct Backend {
     pub hits: Arc<AtomicUsize>,
     pub seen: Arc<Mutex<Vec<Seen>>>,
     behaviour: Arc<Mutex<Behaviour>>,
+    connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -103,12 +104,19 @@ impl Backend {
         let hits = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let behaviour = Arc::new(Mutex::new(behaviour));
-        let (h, s, b) = (hits.clone(), seen.clone(), behaviour.clone());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (h, s, b, c) = (
+            hits.clone(),
+            seen.clone(),
+            behaviour.clone(),
+            connections.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                c.fetch_add(1, Ordering::SeqCst);
                 let (h, s, b) = (h.clone(), s.clone(), b.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
@@ -129,8 +137,14 @@ impl Backend {
             hits,
             seen,
             behaviour,
+            connections,
             task,
         }
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// A URL on this backend.
@@ -750,6 +764,7 @@ where
         hits,
         seen,
         behaviour: Arc::new(Mutex::new(Behaviour::Hang)),
+        connections: Arc::new(AtomicUsize::new(0)),
         task,
     }
 }
@@ -861,6 +876,7 @@ pub async fn raw_backend(reply: &'static [u8], reset: bool) -> Backend {
         hits,
         seen,
         behaviour: Arc::new(Mutex::new(Behaviour::Hang)),
+        connections: Arc::new(AtomicUsize::new(0)),
         task,
     }
 }
