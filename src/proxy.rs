@@ -60,8 +60,7 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
-        .max_buf_size(MAX_HEAD_BYTES)
-        .writev(true);
+        .max_buf_size(MAX_HEAD_BYTES);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     loop {
