@@ -200,7 +200,7 @@ fn serve(
     match body(&rt) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cutover: {e:#}");
+            eprintln!("cutover: {e}");
             ExitCode::FAILURE
         }
     }
