@@ -114,13 +114,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
     }
     // upstream_peer: the route, by path only (never the Host header or an
     // absolute-form target's authority).
-    let path = parts.uri.path();
-    let Some(idx) = snap
-        .config
-        .routes
-        .iter()
-        .position(|r| crate::routing::prefix_matches(&r.prefix, path))
-    else {
+    let Some(idx) = snap.config.route_index(parts.uri.path()) else {
         return local(StatusCode::NOT_FOUND, "no route for this path\n");
     };
     let route = &snap.config.routes[idx];

@@ -31,9 +31,15 @@ impl Compiled {
     /// A prefix matches on a segment boundary: `/v1/orders` matches
     /// `/v1/orders`, `/v1/orders/7` and `/v1/orders?x`, not `/v1/ordersX`.
     pub fn route_for(&self, path: &str) -> Option<&Route> {
+        self.route_index(path).map(|i| &self.routes[i])
+    }
+
+    /// As `route_for`, the route's index (which also indexes per-route
+    /// runtime resources such as the snapshot's clients).
+    pub fn route_index(&self, path: &str) -> Option<usize> {
         self.routes
             .iter()
-            .find(|r| crate::routing::prefix_matches(&r.prefix, path))
+            .position(|r| crate::routing::prefix_matches(&r.prefix, path))
     }
 }
 
