@@ -26,6 +26,8 @@ use crate::upstream::RequestBody;
 
 /// Longest a comparison waits for either body before giving up.
 const BODY_WAIT: Duration = Duration::from_secs(60);
+/// Both answers together up to this size are compared on the runtime thread.
+const INLINE_COMPARE_BYTES: usize = 64 * 1024;
 /// Divergences written to the log per comparison.
 const LOGGED_PER_COMPARISON: usize = 5;
 
@@ -163,18 +165,15 @@ pub fn start(
                     SideName::Batch => (served_read, other_read),
                     SideName::Streaming => (other_read, served_read),
                 };
+                // Small answers compare in microseconds: inline, without a
+                // hand-off to a blocking thread (which costs more than the
+                // comparison). Large ones go to the blocking pool so they never
+                // hold up reads.
+                let inline = batch.body.len() + streaming.body.len() <= INLINE_COMPARE_BYTES;
                 let snap2 = snap.clone();
-                let report = tokio::task::spawn_blocking(move || {
-                    let r = &snap2.config.routes[idx].reconcile;
-                    let spec = Spec {
-                        records: &r.records,
-                        key: r.key.as_deref(),
-                        ignore: &r.ignore,
-                        numeric_tolerance: r.numeric_tolerance,
-                        event_time: r.event_time_field.as_deref(),
-                    };
+                let run = move || {
                     let report = compare::compare(
-                        &spec,
+                        &spec_of(&snap2.config.routes[idx]),
                         Answer {
                             status: batch.status,
                             body: &batch.body,
@@ -187,8 +186,12 @@ pub fn start(
                         },
                     );
                     (report, batch.watermark_ms, streaming.watermark_ms)
-                })
-                .await;
+                };
+                let report = if inline {
+                    Ok(run())
+                } else {
+                    tokio::task::spawn_blocking(run).await
+                };
                 match report {
                     Ok((report, bwm, swm)) => {
                         record(route, &served.request, &report, bwm, swm, &logs)
@@ -199,6 +202,18 @@ pub fn start(
         }
     });
     capture
+}
+
+/// The comparator's settings for a route.
+fn spec_of(route: &Route) -> Spec<'_> {
+    let r = &route.reconcile;
+    Spec {
+        records: &r.records,
+        key: r.key.as_deref(),
+        ignore: &r.ignore,
+        numeric_tolerance: r.numeric_tolerance,
+        event_time: r.event_time_field.as_deref(),
+    }
 }
 
 async fn collect(
