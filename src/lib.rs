@@ -156,14 +156,9 @@ impl App {
     pub fn reload(&self, force: bool) -> ReloadOutcome {
         let _serial = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.snapshot.load();
-        let text = match std::fs::read_to_string(&self.config_path) {
+        let text = match config::read(&self.config_path) {
             Ok(t) => t,
-            Err(e) => {
-                return self.reject(format!(
-                    "{}: cannot read config: {e}",
-                    self.config_path.display()
-                ));
-            }
+            Err(e) => return self.reject(e.to_string()),
         };
         let text_hash = routing::fnv1a(text.as_bytes());
         if !force && text_hash == current.source_hash {
@@ -270,14 +265,7 @@ pub async fn start(config_path: &Path) -> Result<Running, StartError> {
 async fn start_with_metrics(config_path: &Path, metrics: Metrics) -> Result<Running, StartError> {
     let config_path = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_owned());
     let registry = StateRegistry::new(metrics.clone());
-    let text = std::fs::read_to_string(&config_path).map_err(|e| {
-        ConfigErrors(vec![config::ConfigError {
-            file: config_path.clone(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read config: {e}"),
-        }])
-    })?;
+    let text = config::read(&config_path)?;
     let compiled = config::compile_str(&config_path, &text, &registry, 1)?;
     let upstreams = Upstreams::default();
     let snapshot = Snapshot::new(compiled, &upstreams, routing::fnv1a(text.as_bytes()))?;

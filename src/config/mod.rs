@@ -68,15 +68,20 @@ pub fn load(
     registry: &StateRegistry,
     generation: u64,
 ) -> Result<Compiled, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = read(path)?;
+    compile_str(path, &text, registry, generation)
+}
+
+/// The config file's text, or the error that names the file.
+pub fn read(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: path.to_owned(),
             line: 0,
             column: 0,
             message: format!("cannot read config: {e}"),
         }])
-    })?;
-    compile_str(path, &text, registry, generation)
+    })
 }
 
 /// As `load`, from text already read. `path` names the file in errors and

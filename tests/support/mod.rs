@@ -270,14 +270,7 @@ impl Proxy {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("cutover.yaml");
         std::fs::write(&path, fill(yaml)).expect("write config");
-        let running = within(cutover::start(&path)).await.expect("proxy starts");
-        Proxy {
-            listen: running.listen_addr(),
-            admin: running.admin_addr(),
-            running: Some(running),
-            dir,
-            path,
-        }
+        Proxy::start_at(dir, path).await
     }
 
     pub fn url(&self, path: &str) -> String {
