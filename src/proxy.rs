@@ -531,28 +531,37 @@ fn has_dot_segment(path: &str) -> bool {
 
 /// Removes hop-by-hop headers: the fixed list and any named in `Connection`.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // Most heads carry none: one pass over the names (enum compares for
-    // standard headers) is cheaper than nine hashed removals.
-    if !h.keys().any(|k| HOP_BY_HOP.contains(k)) {
-        return;
-    }
-    if let Some(conn) = h.get(header::CONNECTION).cloned()
-        && let Ok(names) = conn.to_str()
-    {
-        for name in names.split(',') {
-            let name = name.trim();
-            if !name.is_empty() {
-                h.remove(name);
-            }
+    // One pass over the names (enum compares for standard headers) finds
+    // which are present; most heads carry none or only `Connection`, and
+    // each removal costs a hashed lookup.
+    let mut present = [false; 9];
+    for name in h.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[i] = true;
         }
     }
-    for name in HOP_BY_HOP {
-        h.remove(name);
+    if present[0] {
+        // Every `Connection` line, every name it lists ("close" and
+        // "keep-alive" are options, and Keep-Alive is on the list anyway).
+        let named: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|n| !n.eq_ignore_ascii_case(b"close") && !n.eq_ignore_ascii_case(b"keep-alive"))
+            .filter_map(|n| HeaderName::from_bytes(n).ok())
+            .collect();
+        for name in named {
+            h.remove(name);
+        }
+    }
+    for (hop, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
+        h.remove(hop);
     }
 }
 
 /// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
-const HOP_BY_HOP: [HeaderName; 9] = [
+pub(crate) const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -663,6 +672,8 @@ mod tests {
     fn hop_by_hop_headers_and_connection_named_ones_go() {
         let mut h = HeaderMap::new();
         h.insert(header::CONNECTION, "keep-alive, x-secret".parse().unwrap());
+        h.append(header::CONNECTION, "x-other".parse().unwrap());
+        h.insert("x-other", "2".parse().unwrap());
         h.insert("x-secret", "1".parse().unwrap());
         h.insert("keep-alive", "timeout=5".parse().unwrap());
         h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());

@@ -2,17 +2,18 @@
 //! or HTTP/1.1 by ALPN), the request body type that can be sent twice, and
 //! one upstream attempt with its timeout.
 
-use std::collections::HashMap;
+mod h1;
+
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::SendRequest;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -68,7 +69,7 @@ pub async fn attempt(
             UpstreamClient::Tls(c) => c
                 .request(req)
                 .await
-                .map(|r| r.map(|b| UpstreamBody::new(b, None)))
+                .map(|r| r.map(|b| UpstreamBody(BodyKind::Hyper(b))))
                 .map_err(BoxError::from),
         }
     };
@@ -81,23 +82,26 @@ pub async fn attempt(
 
 /// Idle connections kept per plain-HTTP upstream.
 const MAX_IDLE: usize = 1024;
+/// Idle connections older than this are closed as others come back.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A lean keep-alive pool for one plain-HTTP upstream (one authority).
 ///
-/// Why not the hyper-util client here: per read it boxes its request future,
-/// hashes a pool key under a lock and spawns a task to return the connection
-/// once the body ends. This pool is a stack of idle `SendRequest`s; a
-/// connection goes back on the stack when its response body has been read to
-/// the end (`UpstreamBody`), and a stale one is detected without a syscall
-/// (`is_closed`) or, if the upstream closed it in the meantime, handed back
-/// unsent by hyper (`try_send_request`) and the read retried on a fresh
-/// connection: nothing was sent, so the retry is safe.
+/// Why not the hyper-util client here: it runs every connection in a task of
+/// its own, boxes each request, hashes a pool key under a lock and spawns a
+/// task to return the connection. Here a read takes an idle connection off a
+/// stack, drives the exchange itself (`h1`), and the response body puts the
+/// connection back when it has been read to the end.
+///
+/// The retry rule: a read is sent again, on a fresh connection, only when a
+/// reused connection failed before any response byte came back (the upstream
+/// had closed it while idle) and the method is idempotent (RFC 9112 9.3.1).
 pub struct Http1Pool {
     connector: HttpConnector,
     /// `http://authority/`, what the connector dials.
     target: http::Uri,
     host: http::HeaderValue,
-    idle: Mutex<Vec<SendRequest<RequestBody>>>,
+    idle: Mutex<VecDeque<h1::Conn>>,
 }
 
 impl Http1Pool {
@@ -112,138 +116,163 @@ impl Http1Pool {
             connector,
             target,
             host: http::HeaderValue::from_str(authority.as_str()).ok()?,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(VecDeque::new()),
         })
     }
 
-    fn take_idle(&self) -> Option<SendRequest<RequestBody>> {
+    /// The most recently used idle connection that is still open.
+    fn take_idle(&self) -> Option<h1::Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(s) = idle.pop() {
-            if !s.is_closed() {
-                return Some(s);
+        while let Some(mut conn) = idle.pop_back() {
+            if conn.still_open() {
+                return Some(conn);
             }
         }
         None
     }
 
-    fn give_back(&self, s: SendRequest<RequestBody>) {
-        if s.is_closed() {
-            return;
-        }
+    pub(crate) fn give_back(&self, mut conn: h1::Conn) {
+        let now = Instant::now();
+        conn.idle_since = now;
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while idle
+            .front()
+            .is_some_and(|c| now.duration_since(c.idle_since) > IDLE_TIMEOUT)
+        {
+            idle.pop_front();
+        }
         if idle.len() < MAX_IDLE {
-            idle.push(s);
+            idle.push_back(conn);
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<RequestBody>, BoxError> {
+    async fn dial(&self) -> Result<tokio::net::TcpStream, BoxError> {
         let mut connector = self.connector.clone();
         let io = tower_service::Service::call(&mut connector, self.target.clone()).await?;
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake(io)
-            .await?;
+        Ok(io.into_inner())
+    }
+
+    async fn send(
+        self: &Arc<Self>,
+        req: Request<RequestBody>,
+    ) -> Result<Response<UpstreamBody>, BoxError> {
+        let (parts, body) = req.into_parts();
+        let bytes = match body {
+            RequestBody::Buffered(b) => b,
+            streaming => return self.send_streaming(parts, streaming).await,
+        };
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        let mut head = Vec::with_capacity(512);
+        let separate = h1::encode_request(
+            &mut head,
+            &parts.method,
+            pq,
+            &self.host,
+            &parts.headers,
+            bytes.as_ref(),
+        );
+        let body = if separate { bytes.as_ref() } else { None };
+        let head_request = parts.method == Method::HEAD;
+        let idempotent = matches!(
+            parts.method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
+        loop {
+            let (mut conn, reused) = match self.take_idle() {
+                Some(conn) => (conn, true),
+                None => (h1::Conn::new(self.dial().await?), false),
+            };
+            let mut got_bytes = false;
+            match conn
+                .exchange(&head, body, head_request, &mut got_bytes)
+                .await
+            {
+                Ok(resp) => {
+                    let resp = resp.into_response(conn, self.clone());
+                    return Ok(resp.map(|b| UpstreamBody(BodyKind::H1(b))));
+                }
+                Err(e) if reused && idempotent && e.is_stale_connection(got_bytes) => {
+                    tracing::debug!(upstream = %self.target, "pooled connection was closed by the upstream; retrying on a fresh one");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// A request whose body is too large to buffer streams through a
+    /// connection of its own (hyper's client connection, not pooled).
+    async fn send_streaming(
+        &self,
+        mut parts: http::request::Parts,
+        body: RequestBody,
+    ) -> Result<Response<UpstreamBody>, BoxError> {
+        // An HTTP/1.1 connection speaks origin-form with a Host header.
+        parts.uri = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .map_or_else(|| http::Uri::from_static("/"), http::Uri::from);
+        parts.headers.insert(http::header::HOST, self.host.clone());
+        let io = hyper_util::rt::TokioIo::new(self.dial().await?);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream connection ended with an error");
             }
         });
-        Ok(sender)
-    }
-
-    async fn send(
-        self: &Arc<Self>,
-        mut req: Request<RequestBody>,
-    ) -> Result<Response<UpstreamBody>, BoxError> {
-        // An HTTP/1.1 connection speaks origin-form with a Host header.
-        let origin = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        *req.uri_mut() = http::Uri::from(origin);
-        req.headers_mut()
-            .insert(http::header::HOST, self.host.clone());
-        while let Some(mut sender) = self.take_idle() {
-            if sender.ready().await.is_err() {
-                continue;
-            }
-            match sender.try_send_request(req).await {
-                Ok(resp) => {
-                    return Ok(resp.map(|b| UpstreamBody::new(b, Some((self.clone(), sender)))));
-                }
-                Err(mut e) => match e.take_message() {
-                    // Not sent (the connection closed under us): try the next one.
-                    Some(unsent) => req = unsent,
-                    None => return Err(e.into_error().into()),
-                },
-            }
-        }
-        let mut sender = self.connect().await?;
-        let resp = sender.send_request(req).await?;
-        Ok(resp.map(|b| UpstreamBody::new(b, Some((self.clone(), sender)))))
+        let resp = sender
+            .send_request(Request::from_parts(parts, body))
+            .await?;
+        Ok(resp.map(|b| UpstreamBody(BodyKind::Hyper(b))))
     }
 }
 
-/// An upstream response body. For a pooled HTTP/1.1 connection it returns
-/// the connection to its pool once the body has been read to the end; a body
-/// dropped early takes its connection with it (it cannot be reused).
-pub struct UpstreamBody {
-    inner: Incoming,
-    give_back: Option<(Arc<Http1Pool>, SendRequest<RequestBody>)>,
-}
+/// An upstream response body: read straight off a pooled HTTP/1.1
+/// connection (which goes back to its pool once the body has been read to
+/// the end), or hyper's (HTTPS, and large-request connections).
+#[derive(Debug)]
+pub struct UpstreamBody(BodyKind);
 
-impl std::fmt::Debug for UpstreamBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamBody")
-            .field("inner", &self.inner)
-            .finish()
-    }
-}
-
-impl UpstreamBody {
-    fn new(
-        inner: Incoming,
-        give_back: Option<(Arc<Http1Pool>, SendRequest<RequestBody>)>,
-    ) -> UpstreamBody {
-        let mut body = UpstreamBody { inner, give_back };
-        if body.inner.is_end_stream() {
-            body.done();
-        }
-        body
-    }
-
-    fn done(&mut self) {
-        if let Some((pool, sender)) = self.give_back.take() {
-            pool.give_back(sender);
-        }
-    }
+#[derive(Debug)]
+enum BodyKind {
+    H1(h1::Body),
+    Hyper(Incoming),
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => this.done(),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.done(),
-            Poll::Ready(Some(Err(_))) => this.give_back = None,
-            _ => {}
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.0 {
+            BodyKind::H1(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+            BodyKind::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.0 {
+            BodyKind::H1(b) => b.is_end_stream(),
+            BodyKind::Hyper(b) => b.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.0 {
+            BodyKind::H1(b) => b.size_hint(),
+            BodyKind::Hyper(b) => b.size_hint(),
+        }
     }
 }
 

@@ -49,14 +49,6 @@ fn route(name: &str, prefix: &str, batch: &str, streaming: &str, extra: &str) ->
     )
 }
 
-/// `one_route`'s route with POST allowed beside GET.
-fn allow_post(yaml: &str) -> String {
-    yaml.replace(
-        "match: { path_prefix: /v1/orders }",
-        "match: { path_prefix: /v1/orders, methods: [GET, POST] }",
-    )
-}
-
 fn config(routes: &[String]) -> String {
     format!(
         "version: 1\nconsumer: test\nlisten: LISTEN\nadmin: ADMIN\nroutes:\n{}",

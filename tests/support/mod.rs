@@ -325,6 +325,14 @@ pub fn one_route(batch: &str, streaming: &str, extra: &str) -> String {
     )
 }
 
+/// `one_route`'s route with POST allowed beside GET.
+pub fn allow_post(yaml: &str) -> String {
+    yaml.replace(
+        "match: { path_prefix: /v1/orders }",
+        "match: { path_prefix: /v1/orders, methods: [GET, POST] }",
+    )
+}
+
 /// An answer, fully read.
 #[derive(Debug)]
 pub struct Answer {

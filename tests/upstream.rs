@@ -1,0 +1,344 @@
+//! cutover's own HTTP/1.1 client against upstreams that frame their answers
+//! each way RFC 9112 allows (chunked with extensions and trailers, until
+//! close, interim 1xx answers, HEAD, bodies larger than a read) and against
+//! upstreams that get it wrong. Real sockets on 127.0.0.1:0, the real proxy,
+//! fake backends only.
+
+mod support;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame};
+use support::*;
+
+/// Streaming serves every read; nothing else reaches the backends.
+fn streaming_only(batch: &Backend, streaming: &Backend) -> String {
+    one_route(
+        &batch.url("/t"),
+        &streaming.url("/s"),
+        "mode: streaming_only\n    freshness: { probe_interval: off }",
+    )
+}
+
+fn batch_ok() -> Behaviour {
+    Behaviour::Ok {
+        body: "from batch",
+        age: None,
+    }
+}
+
+#[tokio::test]
+async fn chunked_answers_arrive_whole_and_keep_their_connection() {
+    let s = backend_fn(|_req| async {
+        let chunks = ["{\"data\":", "[1,2,", "3]}"].map(|c| Bytes::from_static(c.as_bytes()));
+        Response::new(Chunks(chunks.into()).boxed())
+    })
+    .await;
+    let b = Backend::start(batch_ok()).await;
+    let p = Proxy::start(&streaming_only(&b, &s)).await;
+    for i in 0..50 {
+        let a = get(&p.url("/v1/orders")).await;
+        assert_eq!(
+            (i, a.status, a.text()),
+            (i, 200, "{\"data\":[1,2,3]}".to_owned())
+        );
+    }
+    assert_eq!(s.hits(), 50);
+    assert!(
+        s.connections() <= 2,
+        "{} connections for 50 chunked reads",
+        s.connections()
+    );
+    p.stop().await;
+}
+
+/// A body of several frames and no declared length: hyper sends it chunked.
+struct Chunks(VecDeque<Bytes>);
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+}
+
+#[tokio::test]
+async fn chunk_extensions_and_trailers_are_read_past() {
+    let s = raw_backend(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4;ext=1\r\n{\"a\"\r\n4\r\n: 1}\r\n0\r\nx-checksum: 9\r\n\r\n",
+        false,
+    )
+    .await;
+    let b = Backend::start(batch_ok()).await;
+    let p = Proxy::start(&streaming_only(&b, &s)).await;
+    for _ in 0..3 {
+        let a = get(&p.url("/v1/orders")).await;
+        assert_eq!((a.status, a.text()), (200, "{\"a\": 1}".to_owned()));
+    }
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_delimited_by_close_is_passed_through_whole() {
+    let s = raw_backend(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\"until\":\"close\"}",
+        false,
+    )
+    .await;
+    let b = Backend::start(batch_ok()).await;
+    let p = Proxy::start(&streaming_only(&b, &s)).await;
+    for _ in 0..3 {
+        let a = get(&p.url("/v1/orders")).await;
+        assert_eq!(
+            (a.status, a.text()),
+            (200, "{\"until\":\"close\"}".to_owned())
+        );
+        assert_eq!(a.header("content-type"), Some("application/json"));
+    }
+    assert_eq!(s.hits(), 3);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn interim_1xx_answers_are_skipped() {
+    let s = raw_backend(
+        b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        false,
+    )
+    .await;
+    let b = Backend::start(batch_ok()).await;
+    let p = Proxy::start(&streaming_only(&b, &s)).await;
+    let a = get(&p.url("/v1/orders")).await;
+    assert_eq!((a.status, a.text()), (200, "ok".to_owned()));
+    assert_eq!(a.header("link"), None);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn head_reads_leave_the_connection_ready_for_the_next_read() {
+    let s = Backend::start(Behaviour::Ok {
+        body: "{\"rows\":3}",
+        age: None,
+    })
+    .await;
+    let b = Backend::start(batch_ok()).await;
+    let p = Proxy::start(&streaming_only(&b, &s)).await;
+    for _ in 0..10 {
+        let head = send(
+            Request::head(p.url("/v1/orders"))
+                .body(Full::new(Bytes::new()))
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(head.status, 200);
+        assert_eq!(head.header("content-length"), Some("10"));
+        assert!(head.body.is_empty());
+        // Had the HEAD answer been taken to have a body, this read would
+        // hang or get the wrong bytes.
+        let a = get(&p.url("/v1/orders")).await;
+        assert_eq!((a.status, a.text()), (200, "{\"rows\":3}".to_owned()));
+    }
+    assert_eq!(s.hits(), 20);
+    assert!(s.connections() <= 2, "{} connections", s.connections());
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn large_answers_arrive_byte_for_byte_over_reused_connections() {
+    let big: Bytes = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let served = big.clone();
+    let s = backend_fn(move |_req| {
+        let body = served.clone();
+        async move { Response::new(full_body(body)) }
+    })
+    .await;
+    let b = Backend::start(batch_ok()).await;
+    let p = Proxy::start(&streaming_only(&b, &s)).await;
+    for _ in 0..5 {
+        let a = get(&p.url("/v1/orders")).await;
+        assert_eq!(a.status, 200);
+        assert_eq!(a.body.len(), big.len());
+        assert!(a.body == big, "body differs");
+    }
+    assert!(s.connections() <= 2, "{} connections", s.connections());
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_streaming_answer_falls_back_to_batch() {
+    for reply in [
+        &b"HTTP/1.1 200 OK\r\ncontent-length: 5, 6\r\n\r\nhello"[..],
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nhi",
+        b"HTTP/1.1 2000 Very OK\r\n\r\n",
+        b"\x00\x01 not http\r\n\r\n",
+    ] {
+        let reply: &'static [u8] = Box::leak(reply.to_vec().into_boxed_slice());
+        let s = raw_backend(reply, false).await;
+        let b = Backend::start(batch_ok()).await;
+        let p = Proxy::start(&one_route(
+            &b.url("/t"),
+            &s.url("/s"),
+            "mode: streaming\n    freshness: { probe_interval: off }\n    reconcile: { sample: 0 }",
+        ))
+        .await;
+        let a = get(&p.url("/v1/orders")).await;
+        let shown = String::from_utf8_lossy(reply);
+        assert_eq!(
+            (a.status, a.text()),
+            (200, "from batch".to_owned()),
+            "{shown}"
+        );
+        assert_eq!(a.header("x-cutover-served-by"), Some("batch"), "{shown}");
+        assert_eq!(a.header("x-cutover-fallback"), Some("connect"), "{shown}");
+        p.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_truncated_body_cuts_the_consumer_off_and_cutover_carries_on() {
+    let s = raw_backend(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this much",
+        false,
+    )
+    .await;
+    let b = Backend::start(batch_ok()).await;
+    let p = Proxy::start(&streaming_only(&b, &s)).await;
+    for _ in 0..3 {
+        // The head went out before the body broke: the consumer must see a
+        // broken answer, never a short one that looks whole.
+        let r = try_get(&p.url("/v1/orders")).await;
+        assert!(r.is_err(), "a truncated body must not look whole: {r:?}");
+    }
+    let health = get(&p.admin_url("/healthz")).await;
+    assert_eq!(health.status, 200);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn bytes_after_the_end_of_an_answer_retire_the_connection() {
+    // Two answers in one write: the second was never asked for. The first
+    // read is served; the connection is not trusted with another read.
+    let s = raw_backend(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstale",
+        false,
+    )
+    .await;
+    let b = Backend::start(batch_ok()).await;
+    let p = Proxy::start(&streaming_only(&b, &s)).await;
+    for _ in 0..5 {
+        let a = get(&p.url("/v1/orders")).await;
+        assert_eq!((a.status, a.text()), (200, "ok".to_owned()));
+    }
+    assert_eq!(s.hits(), 5);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn request_bodies_go_out_with_their_length_and_no_consumer_framing() {
+    let s = Backend::start(Behaviour::Echo).await;
+    let b = Backend::start(batch_ok()).await;
+    let p = Proxy::start(&allow_post(&streaming_only(&b, &s))).await;
+    let big = "x".repeat(40_000);
+    for body in ["{\"q\":1}", big.as_str(), ""] {
+        let a = post(&p.url("/v1/orders"), body.to_owned()).await;
+        assert_eq!(a.status, 200);
+        let seen = s.last().expect("streaming saw the read");
+        assert_eq!(seen.body, body.as_bytes());
+        assert_eq!(
+            seen.headers
+                .get("content-length")
+                .and_then(|v| v.to_str().ok()),
+            Some(body.len().to_string().as_str())
+        );
+        assert!(!seen.headers.contains_key("transfer-encoding"));
+    }
+    p.stop().await;
+}
+
+/// An upstream that answers the first request on each connection with
+/// keep-alive, then reads the second and closes without a word: a pooled
+/// connection the upstream had dropped while cutover thought it idle.
+async fn one_answer_per_connection() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let requests = Arc::new(AtomicUsize::new(0));
+    let seen = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                for answer in [true, false] {
+                    let mut head = Vec::new();
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    if answer {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, requests)
+}
+
+#[tokio::test]
+async fn a_get_that_meets_a_dropped_pooled_connection_is_sent_again() {
+    let (addr, requests) = one_answer_per_connection().await;
+    let b = Backend::start(batch_ok()).await;
+    let p = Proxy::start(&one_route(
+        &b.url("/t"),
+        &format!("http://{addr}/s"),
+        "mode: streaming_only\n    freshness: { probe_interval: off }",
+    ))
+    .await;
+    for i in 0..10 {
+        let a = get(&p.url("/v1/orders")).await;
+        assert_eq!((i, a.status, a.text()), (i, 200, "ok".to_owned()));
+    }
+    // Every read after the first met a dropped connection once.
+    assert_eq!(requests.load(Ordering::SeqCst), 19);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_post_that_meets_a_dropped_pooled_connection_is_not_sent_again() {
+    let (addr, requests) = one_answer_per_connection().await;
+    let b = Backend::start(batch_ok()).await;
+    let p = Proxy::start(&allow_post(&one_route(
+        &b.url("/t"),
+        &format!("http://{addr}/s"),
+        "mode: streaming_only\n    freshness: { probe_interval: off }",
+    )))
+    .await;
+    let first = post(&p.url("/v1/orders"), "{}").await;
+    assert_eq!((first.status, first.text()), (200, "ok".to_owned()));
+    // The upstream may have acted on it: a POST is never sent twice.
+    let second = post(&p.url("/v1/orders"), "{}").await;
+    assert_eq!(second.status, 502);
+    assert_eq!(requests.load(Ordering::SeqCst), 2);
+    p.stop().await;
+}
