@@ -12,7 +12,9 @@
 # Environment: DURATION (s, default 6), CONNS (default 64), BODY_BYTES (1024).
 # Layout on 2 cores: origin and wrk on CPU 0, cutover alone on CPU 1 with one
 # worker thread. Prints req/s, latency percentiles (wrk), CPU time per request
-# of the cutover process (from /proc) and its resident memory after the run.
+# of the cutover process (from /proc; in all, in user space and in the kernel)
+# and its resident memory after the run. The nginx-proxy row is nginx as the
+# same reverse proxy on the same core, for the user/kernel comparison.
 # For nginx and HAProxy side by side, use ../shared/bench/peers.sh.
 set -euo pipefail
 
@@ -21,7 +23,7 @@ DURATION=${DURATION:-6}
 CONNS=${CONNS:-64}
 BODY_BYTES=${BODY_BYTES:-1024}
 BASE=${BASE_PORT:-19000}
-ORIGIN=$BASE; SLOW=$((BASE+1)); REFUSED=$((BASE+2)); LISTEN=$((BASE+3)); ADMIN=$((BASE+4))
+ORIGIN=$BASE; SLOW=$((BASE+1)); REFUSED=$((BASE+2)); LISTEN=$((BASE+3)); ADMIN=$((BASE+4)); NGX_PROXY=$((BASE+5))
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need nginx || ! need wrk; then
@@ -87,13 +89,17 @@ wait_port() { for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$
   echo "port $1 never answered" >&2; exit 1; }
 wait_port $ORIGIN
 
-cpu_ticks() { [ -r "/proc/$1/stat" ] && awk '{print $14+$15}' "/proc/$1/stat" || echo 0; }
+# utime and stime ticks of a process and its children (nginx's worker).
+cpu_ticks() { local u=0 s=0 p a b
+  for p in $1 $(pgrep -P "$1" 2>/dev/null); do
+    [ -r "/proc/$p/stat" ] && read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat") && u=$((u+a)) && s=$((s+b))
+  done; echo "$u $s"; }
 HZ=$(getconf CLK_TCK)
 to_us() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); print v+0} else if (v ~ /ms$/) {sub(/ms/,"",v); print v*1000} else if (v ~ /s$/) {sub(/s/,"",v); print v*1000000} else print v}'; }
 
-printf '%-12s %9s %8s %8s %8s %10s %7s %s\n' target req/s p50_us p90_us p99_us cpu_us/req rss_MiB notes
+printf '%-12s %9s %8s %8s %8s %10s %8s %8s %7s %s\n' target req/s p50_us p90_us p99_us cpu_us/req user_us sys_us rss_MiB notes
 run() { # name port pid
-  local c0 c1 out rps reqs p50 p90 p99 cpu rss errs
+  local c0 c1 out rps reqs p50 p90 p99 cpu usr sys rss errs
   c0=$(cpu_ticks "${3:-0}")
   out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$2/v1/orders" 2>&1)
   c1=$(cpu_ticks "${3:-0}")
@@ -101,11 +107,28 @@ run() { # name port pid
   p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_us); p90=$(awk '$1=="90%" {print $2}' <<<"$out" | to_us)
   p99=$(awk '$1=="99%" {print $2}' <<<"$out" | to_us)
   errs=$(awk '/Non-2xx|Socket errors/ {printf "%s ", $0}' <<<"$out")
-  if [ -n "${3:-}" ]; then cpu=$(python3 -c "print('%.1f' % (($c1-$c0)/$HZ*1e6/$reqs))"); rss=$(( $(ps -o rss= -p "$3") / 1024 )); else cpu=-; rss=-; fi
-  printf '%-12s %9.0f %8.0f %8.0f %8.0f %10s %7s %s\n' "$1" "$rps" "$p50" "$p90" "$p99" "$cpu" "$rss" "$errs"
+  if [ -n "${3:-}" ]; then
+    read -r cpu usr sys < <(python3 -c "u0,s0,u1,s1=map(int,'$c0 $c1'.split()); f=1e6/$HZ/$reqs; print('%.1f %.1f %.1f' % ((u1-u0+s1-s0)*f, (u1-u0)*f, (s1-s0)*f))")
+    rss=$(( $(ps -o rss= -p "$3") / 1024 ))
+  else cpu=-; usr=-; sys=-; rss=-; fi
+  printf '%-12s %9.0f %8.0f %8.0f %8.0f %10s %8s %8s %7s %s\n' "$1" "$rps" "$p50" "$p90" "$p99" "$cpu" "$usr" "$sys" "$rss" "$errs"
 }
 
 run direct $ORIGIN
+# nginx as the same reverse proxy (one worker on CPU 1), for the user/kernel split.
+mkdir -p "$W/ngx-proxy"
+cat >"$W/ngx-proxy/nginx.conf" <<EOF
+worker_processes 1; daemon off; pid $W/ngx-proxy/pid; error_log $W/ngx-proxy/error.log;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 256; }
+  server { listen 127.0.0.1:$NGX_PROXY;
+    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+EOF
+taskset -c 1 nginx -c "$W/ngx-proxy/nginx.conf" -p "$W/ngx-proxy" & ngx=$!; PIDS+=($ngx)
+wait_port $NGX_PROXY
+run nginx-proxy $NGX_PROXY $ngx
+kill $ngx; wait $ngx 2>/dev/null || true
 for mode in batch streaming shadow shadow-slow fallback circuit; do
   case $mode in
     batch|streaming) config "$mode" $ORIGIN "" ;;
