@@ -3,17 +3,18 @@
 //! base URL, so `cutover_freshness_delta_seconds` stays meaningful while every
 //! read goes to the other side. A busy side is never probed.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use http::{HeaderValue, Request, header};
+use http::{HeaderMap, HeaderValue, Uri, header};
 use tokio::sync::watch;
 
 use crate::App;
 use crate::config::SideName;
 use crate::freshness::now_unix_ms;
-use crate::upstream::RequestBody;
+use crate::upstream::{Outgoing, RequestBody};
 
 /// How often the probe loop looks for idle sides.
 const TICK: Duration = Duration::from_secs(1);
@@ -50,19 +51,27 @@ fn probe_idle_sides(app: &App) {
             tokio::spawn(async move {
                 let route = &snap.config.routes[idx];
                 let cfg = route.side(side);
-                let Ok(req) = Request::builder()
-                    .method(route.freshness.probe_method.clone())
-                    .uri(cfg.base_url())
-                    .header(
-                        header::USER_AGENT,
-                        HeaderValue::from_static("cutover-probe"),
-                    )
-                    .body(RequestBody::empty())
+                let Some(path_and_query) = cfg
+                    .base_url()
+                    .parse::<Uri>()
+                    .ok()
+                    .and_then(|u| u.path_and_query().cloned())
                 else {
                     return;
                 };
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    header::USER_AGENT,
+                    HeaderValue::from_static("cutover-probe"),
+                );
+                let out = Outgoing {
+                    method: Cow::Borrowed(&route.freshness.probe_method),
+                    path_and_query,
+                    headers: Cow::Owned(headers),
+                    body: RequestBody::empty(),
+                };
                 let client = &snap.clients[idx][side.index()];
-                let (outcome, _) = crate::proxy::call(route, side, client, req).await;
+                let (outcome, _) = crate::proxy::call(route, side, client, out).await;
                 tracing::debug!(route = %route.name, side = side.as_str(), ?outcome, "freshness probe");
             });
         }

@@ -2,6 +2,7 @@
 //! pipeline. Per read: load the snapshot once, filter the request, match the
 //! route, choose the side, forward, fall back if allowed, record.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -29,7 +30,7 @@ use crate::metrics::{RouteMetrics, UpstreamResult};
 use crate::reconcile::run::{self as reconcile, Read, Served, Skip};
 use crate::reconcile::tee::Tee;
 use crate::state::{ReconcileSlot, try_reconcile_slot};
-use crate::upstream::{self, AttemptError, RequestBody, UpstreamBody, UpstreamClient};
+use crate::upstream::{self, AttemptError, Outgoing, RequestBody, UpstreamBody, UpstreamClient};
 use crate::{App, Snapshot};
 
 /// What the consumer receives: an upstream body streamed through untouched
@@ -231,7 +232,7 @@ type Forwarded = (
 async fn forward(
     snap: &Arc<Snapshot>,
     idx: usize,
-    mut parts: Parts,
+    parts: Parts,
     body: RequestBody,
     chosen: SideName,
     compare: bool,
@@ -245,14 +246,7 @@ async fn forward(
     if compare && route.mode == Mode::Shadow {
         // Phase 1: the same read goes to streaming beside batch; streaming's
         // answer never reaches the consumer.
-        other = start_other_read(
-            snap,
-            idx,
-            SideName::Streaming,
-            &parts,
-            parts.headers.clone(),
-            body.as_ref(),
-        );
+        other = start_other_read(snap, idx, SideName::Streaming, &parts, body.as_ref());
     }
 
     if chosen == SideName::Streaming {
@@ -280,18 +274,15 @@ async fn forward(
             // A trial read dropped before its verdict (the consumer went
             // away) gives the trial back, or the circuit stays half-open.
             let mut trial = TrialGuard((admission == Admission::Trial).then_some(&state.circuit));
-            // Keep what batch would need, only if batch may be asked.
+            // Keep the body batch would need, only if batch may be asked
+            // (the headers stay in `parts`: every attempt borrows them).
             let replay = if may_fall_back {
-                body.as_ref()
-                    .and_then(RequestBody::replay)
-                    .map(|b| (parts.headers.clone(), b))
+                body.as_ref().and_then(RequestBody::replay)
             } else {
                 None
             };
-            let headers = std::mem::take(&mut parts.headers);
-            let req = upstream_request(
+            let out = outgoing(
                 &parts,
-                headers,
                 route,
                 &route.streaming,
                 body.take().unwrap_or_else(RequestBody::empty),
@@ -300,7 +291,7 @@ async fn forward(
                 route,
                 SideName::Streaming,
                 &clients[SideName::Streaming.index()],
-                req,
+                out,
             )
             .await;
             trial.0 = None;
@@ -320,14 +311,7 @@ async fn forward(
                 // and compared (the safety net of phases 2-3).
                 if compare && answer.is_ok() {
                     other = match &replay {
-                        Some((headers, b)) => start_other_read(
-                            snap,
-                            idx,
-                            SideName::Batch,
-                            &parts,
-                            headers.clone(),
-                            Some(b),
-                        ),
+                        Some(b) => start_other_read(snap, idx, SideName::Batch, &parts, Some(b)),
                         None => {
                             reconcile::skip(route, Skip::Unbuffered);
                             None
@@ -341,18 +325,15 @@ async fn forward(
                 route.state.fallbacks.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(route = %route.name, reason = reason.as_str(), "falling back to batch");
                 fallback_reason = Some(reason);
-                if let Some((headers, b)) = replay {
-                    parts.headers = headers;
+                if let Some(b) = replay {
                     body = Some(b);
                 }
             }
         }
     }
 
-    let headers = std::mem::take(&mut parts.headers);
-    let req = upstream_request(
+    let out = outgoing(
         &parts,
-        headers,
         route,
         &route.batch,
         body.take().unwrap_or_else(RequestBody::empty),
@@ -361,7 +342,7 @@ async fn forward(
         route,
         SideName::Batch,
         &clients[SideName::Batch.index()],
-        req,
+        out,
     )
     .await;
     if answer.is_err()
@@ -385,7 +366,6 @@ fn start_other_read(
     idx: usize,
     side: SideName,
     parts: &Parts,
-    headers: HeaderMap,
     body: Option<&RequestBody>,
 ) -> Option<OtherRead> {
     let route = &snap.config.routes[idx];
@@ -397,10 +377,15 @@ fn start_other_read(
         reconcile::skip(route, Skip::Inflight);
         return None;
     };
-    let side_cfg = route.side(side);
-    let req = upstream_request(parts, headers, route, side_cfg, body);
+    // Its own task needs its own copy of the method and headers.
+    let out = outgoing(parts, route, route.side(side), body);
+    let out = Outgoing {
+        method: Cow::Owned(out.method.into_owned()),
+        headers: Cow::Owned(out.headers.into_owned()),
+        ..out
+    };
     Some((
-        reconcile::spawn_other_read(snap.clone(), idx, side, req),
+        reconcile::spawn_other_read(snap.clone(), idx, side, out),
         slot,
     ))
 }
@@ -412,11 +397,10 @@ pub(crate) async fn call(
     route: &Route,
     side: SideName,
     client: &UpstreamClient,
-    req: Request<RequestBody>,
+    out: Outgoing<'_>,
 ) -> (StreamingOutcome, Result<Response<UpstreamBody>, StatusCode>) {
-    let side_cfg = route.side(side);
     let started = Instant::now();
-    let result = upstream::attempt(client, req, side_cfg.timeout).await;
+    let result = upstream::attempt(client, route.side(side), out).await;
     let m = &route.state.metrics;
     m.upstream_duration[side.index()].record(started.elapsed().as_secs_f64());
     let now_ms = now_unix_ms();
@@ -471,32 +455,20 @@ pub(crate) async fn call(
     (outcome, answer)
 }
 
-/// The upstream request for `side`: same method, rewritten path, the
-/// consumer's query, cleaned headers, and the body.
-fn upstream_request(
-    parts: &Parts,
-    headers: HeaderMap,
-    route: &Route,
-    side: &Side,
-    body: RequestBody,
-) -> Request<RequestBody> {
-    let pq = crate::routing::rewrite(&route.prefix, side, parts.uri.path(), parts.uri.query());
-    let mut uri = Uri::builder()
-        .scheme(side.scheme.clone())
-        .authority(side.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .unwrap_or_default();
-    if uri.authority().is_none() {
-        // Cannot happen with a compiled side; keep the type honest anyway.
-        uri = Uri::default();
+/// The read as it goes to `side`: same method, rewritten path, the
+/// consumer's query, the (already cleaned) headers, and the body.
+fn outgoing<'a>(parts: &'a Parts, route: &Route, side: &Side, body: RequestBody) -> Outgoing<'a> {
+    Outgoing {
+        method: Cow::Borrowed(&parts.method),
+        path_and_query: crate::routing::rewrite(
+            &route.prefix,
+            side,
+            parts.uri.path(),
+            parts.uri.query(),
+        ),
+        headers: Cow::Borrowed(&parts.headers),
+        body,
     }
-    let mut req = Request::new(body);
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = uri;
-    *req.version_mut() = Version::HTTP_11;
-    *req.headers_mut() = headers;
-    req
 }
 
 /// Why a request must not be forwarded at all, if it must not.

@@ -4,6 +4,7 @@
 
 mod h1;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -12,13 +13,16 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Method, Request, Response};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method, Request, Response, Uri};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
+
+use crate::config::Side;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
@@ -56,21 +60,53 @@ pub enum AttemptError {
     Timeout(Duration),
 }
 
-/// Sends one request and waits for its response head, at most `timeout`.
-/// `req` carries the absolute URI of the upstream.
+/// One read as it goes to an upstream: the method, the side's path and
+/// query, the cleaned headers and the body. Method and headers are borrowed
+/// on the hot path (a fallback sends the same ones again, no copy) and owned
+/// by reads that run in a task of their own (comparisons, probes).
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    pub method: Cow<'a, Method>,
+    pub path_and_query: PathAndQuery,
+    pub headers: Cow<'a, HeaderMap>,
+    pub body: RequestBody,
+}
+
+impl Outgoing<'_> {
+    /// As an `http::Request` with `uri`, for hyper's clients.
+    fn into_request(self, uri: Uri) -> Request<RequestBody> {
+        let mut req = Request::new(self.body);
+        *req.method_mut() = self.method.into_owned();
+        *req.uri_mut() = uri;
+        *req.headers_mut() = self.headers.into_owned();
+        req
+    }
+}
+
+/// Sends one read to `side` and waits for its response head, at most the
+/// side's timeout.
 pub async fn attempt(
     client: &UpstreamClient,
-    req: Request<RequestBody>,
-    timeout: Duration,
+    side: &Side,
+    out: Outgoing<'_>,
 ) -> Result<Response<UpstreamBody>, AttemptError> {
+    let timeout = side.timeout;
     let sent = async {
         match client {
-            UpstreamClient::Http1(pool) => pool.send(req).await,
-            UpstreamClient::Tls(c) => c
-                .request(req)
-                .await
-                .map(|r| r.map(|b| UpstreamBody(BodyKind::Hyper(b))))
-                .map_err(BoxError::from),
+            UpstreamClient::Http1(pool) => pool.send(out).await,
+            UpstreamClient::Tls(c) => {
+                // hyper-util's client wants the absolute URI.
+                let uri = Uri::builder()
+                    .scheme(side.scheme.clone())
+                    .authority(side.authority.clone())
+                    .path_and_query(out.path_and_query.clone())
+                    .build()
+                    .map_err(BoxError::from)?;
+                c.request(out.into_request(uri))
+                    .await
+                    .map(|r| r.map(|b| UpstreamBody(BodyKind::Hyper(b))))
+                    .map_err(BoxError::from)
+            }
         }
     };
     match tokio::time::timeout(timeout, sent).await {
@@ -152,32 +188,25 @@ impl Http1Pool {
         Ok(io.into_inner())
     }
 
-    async fn send(
-        self: &Arc<Self>,
-        req: Request<RequestBody>,
-    ) -> Result<Response<UpstreamBody>, BoxError> {
-        let (parts, body) = req.into_parts();
-        let bytes = match body {
-            RequestBody::Buffered(b) => b,
-            streaming => return self.send_streaming(parts, streaming).await,
+    async fn send(self: &Arc<Self>, out: Outgoing<'_>) -> Result<Response<UpstreamBody>, BoxError> {
+        let bytes = match out.body {
+            RequestBody::Buffered(ref b) => b.clone(),
+            RequestBody::Streaming { .. } => return self.send_streaming(out).await,
         };
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map_or("/", http::uri::PathAndQuery::as_str);
+        let method = &*out.method;
         let mut head = Vec::with_capacity(512);
         let separate = h1::encode_request(
             &mut head,
-            &parts.method,
-            pq,
+            method,
+            out.path_and_query.as_str(),
             &self.host,
-            &parts.headers,
+            &out.headers,
             bytes.as_ref(),
         );
         let body = if separate { bytes.as_ref() } else { None };
-        let head_request = parts.method == Method::HEAD;
+        let head_request = *method == Method::HEAD;
         let idempotent = matches!(
-            parts.method,
+            *method,
             Method::GET
                 | Method::HEAD
                 | Method::OPTIONS
@@ -209,18 +238,12 @@ impl Http1Pool {
 
     /// A request whose body is too large to buffer streams through a
     /// connection of its own (hyper's client connection, not pooled).
-    async fn send_streaming(
-        &self,
-        mut parts: http::request::Parts,
-        body: RequestBody,
-    ) -> Result<Response<UpstreamBody>, BoxError> {
+    async fn send_streaming(&self, out: Outgoing<'_>) -> Result<Response<UpstreamBody>, BoxError> {
         // An HTTP/1.1 connection speaks origin-form with a Host header.
-        parts.uri = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .map_or_else(|| http::Uri::from_static("/"), http::Uri::from);
-        parts.headers.insert(http::header::HOST, self.host.clone());
+        let uri = Uri::from(out.path_and_query.clone());
+        let mut req = out.into_request(uri);
+        req.headers_mut()
+            .insert(http::header::HOST, self.host.clone());
         let io = hyper_util::rt::TokioIo::new(self.dial().await?);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
         tokio::spawn(async move {
@@ -228,9 +251,7 @@ impl Http1Pool {
                 tracing::debug!(error = %e, "upstream connection ended with an error");
             }
         });
-        let resp = sender
-            .send_request(Request::from_parts(parts, body))
-            .await?;
+        let resp = sender.send_request(req).await?;
         Ok(resp.map(|b| UpstreamBody(BodyKind::Hyper(b))))
     }
 }

@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::Request;
 use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -22,7 +21,7 @@ use crate::Snapshot;
 use crate::config::{Route, SideName};
 use crate::freshness::{now_unix_ms, watermark_of};
 use crate::state::ReconcileSlot;
-use crate::upstream::RequestBody;
+use crate::upstream::Outgoing;
 
 /// Longest a comparison waits for either body before giving up.
 const BODY_WAIT: Duration = Duration::from_secs(60);
@@ -94,12 +93,12 @@ pub fn spawn_other_read(
     snap: Arc<Snapshot>,
     idx: usize,
     side: SideName,
-    req: Request<RequestBody>,
+    out: Outgoing<'static>,
 ) -> JoinHandle<Result<Read, Skip>> {
     tokio::spawn(async move {
         let route = &snap.config.routes[idx];
         let client = &snap.clients[idx][side.index()];
-        let (_, answer) = crate::proxy::call(route, side, client, req).await;
+        let (_, answer) = crate::proxy::call(route, side, client, out).await;
         let resp = answer.map_err(|_| Skip::UpstreamError)?;
         let status = resp.status().as_u16();
         let watermark_ms = watermark_of(
