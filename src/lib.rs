@@ -347,12 +347,16 @@ async fn start_with_metrics(config_path: &Path, metrics: Metrics) -> Result<Runn
     })
 }
 
-/// Drains histogram samples now and then so memory stays flat without scrapes.
+/// Drains histogram samples now and then so memory stays flat without
+/// scrapes, and sweeps the upstream connection pools.
 async fn upkeep(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
-            _ = tick.tick() => app.registry.metrics().run_upkeep(),
+            _ = tick.tick() => {
+                app.registry.metrics().run_upkeep();
+                app.upstreams.sweep();
+            }
             _ = shutdown.changed() => return,
         }
     }

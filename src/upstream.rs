@@ -182,6 +182,14 @@ impl Http1Pool {
         }
     }
 
+    /// Closes idle connections the upstream has closed, and those idle for
+    /// longer than `IDLE_TIMEOUT`.
+    fn sweep(&self) {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain_mut(|c| now.duration_since(c.idle_since) <= IDLE_TIMEOUT && c.still_open());
+    }
+
     async fn dial(&self) -> Result<tokio::net::TcpStream, BoxError> {
         let mut connector = self.connector.clone();
         let io = tower_service::Service::call(&mut connector, self.target.clone()).await?;
@@ -327,6 +335,23 @@ pub struct CaFileError {
 }
 
 impl Upstreams {
+    /// Housekeeping, every few seconds: closes dead and long-idle plain-HTTP
+    /// connections (with no traffic nobody else would), and forgets pools
+    /// that no config uses any more (an upstream a reload removed), closing
+    /// their connections.
+    pub fn sweep(&self) {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients.retain(|_, client| match client {
+            // Only this cache holds it: no snapshot, no read in flight.
+            UpstreamClient::Http1(pool) if Arc::strong_count(pool) == 1 => false,
+            UpstreamClient::Http1(pool) => {
+                pool.sweep();
+                true
+            }
+            UpstreamClient::Tls(_) => true,
+        });
+    }
+
     /// The client for a side, built on first use (at config load, never per
     /// read).
     pub fn client(&self, side: &crate::config::Side) -> Result<UpstreamClient, CaFileError> {

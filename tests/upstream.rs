@@ -342,3 +342,76 @@ async fn a_post_that_meets_a_dropped_pooled_connection_is_not_sent_again() {
     assert_eq!(requests.load(Ordering::SeqCst), 2);
     p.stop().await;
 }
+
+/// An upstream that answers every request with keep-alive and counts the
+/// connections cutover holds open to it.
+async fn counting_open_connections() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let open = Arc::new(AtomicUsize::new(0));
+    let count = open.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let count = count.clone();
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut head = Vec::new();
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        head.drain(..end + 4);
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await;
+                    }
+                }
+                count.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, open)
+}
+
+#[tokio::test]
+async fn a_reload_that_drops_an_upstream_closes_its_pooled_connections() {
+    let (old, open) = counting_open_connections().await;
+    let (new, _) = counting_open_connections().await;
+    let b = Backend::start(batch_ok()).await;
+    let p = Proxy::start(&one_route(
+        &b.url("/t"),
+        &format!("http://{old}/s"),
+        "mode: streaming_only\n    freshness: { probe_interval: off }",
+    ))
+    .await;
+    let a = get(&p.url("/v1/orders")).await;
+    assert_eq!((a.status, a.text()), (200, "ok".to_owned()));
+    assert_eq!(
+        open.load(Ordering::SeqCst),
+        1,
+        "the read's connection stays pooled"
+    );
+    let generation = p.generation();
+    let text = std::fs::read_to_string(&p.path).expect("read config");
+    std::fs::write(&p.path, text.replace(&old.to_string(), &new.to_string()))
+        .expect("write config");
+    eventually("the edit is applied", || async {
+        p.generation() > generation
+    })
+    .await;
+    let a = get(&p.url("/v1/orders")).await;
+    assert_eq!((a.status, a.text()), (200, "ok".to_owned()));
+    // The pool housekeeping (every 5 s) forgets the pool nobody uses and
+    // closes its idle connection.
+    eventually("the old upstream's connection is closed", || async {
+        open.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    p.stop().await;
+}
