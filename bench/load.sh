@@ -9,7 +9,8 @@
 # (streaming refuses, circuit disabled: every read falls back), circuit
 # (streaming refuses, circuit opens: reads skip streaming).
 #
-# Environment: DURATION (s, default 6), CONNS (default 64), BODY_BYTES (1024).
+# Environment: DURATION (s, default 6), CONNS (default 64), BODY_BYTES (1024),
+# MODES (which modes, in order; default all six, a mode may repeat).
 # Layout on 2 cores: origin and wrk on CPU 0, cutover alone on CPU 1 with one
 # worker thread. Prints req/s, latency percentiles (wrk), CPU time per request
 # of the cutover process (from /proc; in all, in user space and in the kernel)
@@ -129,7 +130,7 @@ taskset -c 1 nginx -c "$W/ngx-proxy/nginx.conf" -p "$W/ngx-proxy" & ngx=$!; PIDS
 wait_port $NGX_PROXY
 run nginx-proxy $NGX_PROXY $ngx
 kill $ngx; wait $ngx 2>/dev/null || true
-for mode in batch streaming shadow shadow-slow fallback circuit; do
+for mode in ${MODES:-batch streaming shadow shadow-slow fallback circuit}; do
   case $mode in
     batch|streaming) config "$mode" $ORIGIN "" ;;
     shadow) config shadow $ORIGIN "" ;;
