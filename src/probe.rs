@@ -55,7 +55,7 @@ fn probe_idle_sides(app: &App) {
                     .base_url()
                     .parse::<Uri>()
                     .ok()
-                    .and_then(|u| u.path_and_query().cloned())
+                    .and_then(|u| u.path_and_query().map(|p| p.as_str().to_owned()))
                 else {
                     return;
                 };

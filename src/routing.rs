@@ -1,8 +1,6 @@
 //! Route matching, path rewriting and the per-read side decision: pure
 //! functions over the compiled config.
 
-use http::uri::PathAndQuery;
-
 use crate::config::{Canary, Mode, Route, Side, SideName};
 
 /// Whether `prefix` matches `path` on a segment boundary. `prefix` has no
@@ -20,7 +18,7 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 /// The upstream path and query for a read: the matched prefix replaced by the
 /// side's base path, the sub-path and the read's query kept (after the side's
 /// own query, if it has one).
-pub fn rewrite(route_prefix: &str, side: &Side, path: &str, query: Option<&str>) -> PathAndQuery {
+pub fn rewrite(route_prefix: &str, side: &Side, path: &str, query: Option<&str>) -> String {
     let rest = if route_prefix == "/" {
         path
     } else {
@@ -55,8 +53,9 @@ pub fn rewrite(route_prefix: &str, side: &Side, path: &str, query: Option<&str>)
         }
         (None, None) => {}
     }
-    // Every piece came from a valid URI (the read's or the config's).
-    PathAndQuery::try_from(s).unwrap_or_else(|_| PathAndQuery::from_static("/"))
+    // Every piece came from a valid URI (the read's or the config's), so the
+    // result is one too: no space, no control character.
+    s
 }
 
 /// The side chosen to serve a read before any fallback. `sticky` is the

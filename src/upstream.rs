@@ -13,7 +13,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, Uri};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_rustls::HttpsConnector;
@@ -67,7 +66,8 @@ pub enum AttemptError {
 #[derive(Debug)]
 pub struct Outgoing<'a> {
     pub method: Cow<'a, Method>,
-    pub path_and_query: PathAndQuery,
+    /// Already valid: built from the read's URI and the side's.
+    pub path_and_query: String,
     pub headers: Cow<'a, HeaderMap>,
     pub body: RequestBody,
 }
@@ -99,7 +99,7 @@ pub async fn attempt(
                 let uri = Uri::builder()
                     .scheme(side.scheme.clone())
                     .authority(side.authority.clone())
-                    .path_and_query(out.path_and_query.clone())
+                    .path_and_query(out.path_and_query.as_str())
                     .build()
                     .map_err(BoxError::from)?;
                 c.request(out.into_request(uri))
@@ -248,7 +248,7 @@ impl Http1Pool {
     /// connection of its own (hyper's client connection, not pooled).
     async fn send_streaming(&self, out: Outgoing<'_>) -> Result<Response<UpstreamBody>, BoxError> {
         // An HTTP/1.1 connection speaks origin-form with a Host header.
-        let uri = Uri::from(out.path_and_query.clone());
+        let uri = Uri::try_from(out.path_and_query.as_str())?;
         let mut req = out.into_request(uri);
         req.headers_mut()
             .insert(http::header::HOST, self.host.clone());
