@@ -28,6 +28,16 @@ fn streaming_only(batch: &Backend, streaming: &Backend) -> String {
     )
 }
 
+/// A streaming upstream that answers each connection's first request with
+/// the raw bytes `reply` and closes it, a batch backend, and the proxy with
+/// streaming serving every read.
+async fn behind_raw(reply: &'static [u8]) -> (Backend, Backend, Proxy) {
+    let streaming = raw_backend(reply, false).await;
+    let batch = Backend::start(batch_ok()).await;
+    let proxy = Proxy::start(&streaming_only(&batch, &streaming)).await;
+    (streaming, batch, proxy)
+}
+
 fn batch_ok() -> Behaviour {
     Behaviour::Ok {
         body: "from batch",
@@ -77,13 +87,7 @@ impl Body for Chunks {
 
 #[tokio::test]
 async fn chunk_extensions_and_trailers_are_read_past() {
-    let s = raw_backend(
-        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4;ext=1\r\n{\"a\"\r\n4\r\n: 1}\r\n0\r\nx-checksum: 9\r\n\r\n",
-        false,
-    )
-    .await;
-    let b = Backend::start(batch_ok()).await;
-    let p = Proxy::start(&streaming_only(&b, &s)).await;
+    let (_s, _b, p) = behind_raw(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4;ext=1\r\n{\"a\"\r\n4\r\n: 1}\r\n0\r\nx-checksum: 9\r\n\r\n").await;
     for _ in 0..3 {
         let a = get(&p.url("/v1/orders")).await;
         assert_eq!((a.status, a.text()), (200, "{\"a\": 1}".to_owned()));
@@ -93,13 +97,10 @@ async fn chunk_extensions_and_trailers_are_read_past() {
 
 #[tokio::test]
 async fn a_body_delimited_by_close_is_passed_through_whole() {
-    let s = raw_backend(
+    let (s, _b, p) = behind_raw(
         b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\"until\":\"close\"}",
-        false,
     )
     .await;
-    let b = Backend::start(batch_ok()).await;
-    let p = Proxy::start(&streaming_only(&b, &s)).await;
     for _ in 0..3 {
         let a = get(&p.url("/v1/orders")).await;
         assert_eq!(
@@ -114,13 +115,7 @@ async fn a_body_delimited_by_close_is_passed_through_whole() {
 
 #[tokio::test]
 async fn interim_1xx_answers_are_skipped() {
-    let s = raw_backend(
-        b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
-        false,
-    )
-    .await;
-    let b = Backend::start(batch_ok()).await;
-    let p = Proxy::start(&streaming_only(&b, &s)).await;
+    let (_s, _b, p) = behind_raw(b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
     let a = get(&p.url("/v1/orders")).await;
     assert_eq!((a.status, a.text()), (200, "ok".to_owned()));
     assert_eq!(a.header("link"), None);
@@ -209,13 +204,8 @@ async fn a_malformed_streaming_answer_falls_back_to_batch() {
 
 #[tokio::test]
 async fn a_truncated_body_cuts_the_consumer_off_and_cutover_carries_on() {
-    let s = raw_backend(
-        b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this much",
-        false,
-    )
-    .await;
-    let b = Backend::start(batch_ok()).await;
-    let p = Proxy::start(&streaming_only(&b, &s)).await;
+    let (_s, _b, p) =
+        behind_raw(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this much").await;
     for _ in 0..3 {
         // The head went out before the body broke: the consumer must see a
         // broken answer, never a short one that looks whole.
@@ -231,13 +221,7 @@ async fn a_truncated_body_cuts_the_consumer_off_and_cutover_carries_on() {
 async fn bytes_after_the_end_of_an_answer_retire_the_connection() {
     // Two answers in one write: the second was never asked for. The first
     // read is served; the connection is not trusted with another read.
-    let s = raw_backend(
-        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstale",
-        false,
-    )
-    .await;
-    let b = Backend::start(batch_ok()).await;
-    let p = Proxy::start(&streaming_only(&b, &s)).await;
+    let (s, _b, p) = behind_raw(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstale").await;
     for _ in 0..5 {
         let a = get(&p.url("/v1/orders")).await;
         assert_eq!((a.status, a.text()), (200, "ok".to_owned()));
@@ -268,46 +252,63 @@ async fn request_bodies_go_out_with_their_length_and_no_consumer_framing() {
     p.stop().await;
 }
 
-/// An upstream that answers the first request on each connection with
-/// keep-alive, then reads the second and closes without a word: a pooled
-/// connection the upstream had dropped while cutover thought it idle.
-async fn one_answer_per_connection() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+/// A raw keep-alive upstream on 127.0.0.1:0 that answers `ok` to every
+/// request. With `answers: Some(n)` a connection answers n requests, then
+/// reads one more and closes without a word: a pooled connection the
+/// upstream dropped while cutover thought it idle.
+struct RawUpstream {
+    addr: std::net::SocketAddr,
+    /// Request heads read, answered or not.
+    requests: Arc<AtomicUsize>,
+    /// Connections open right now.
+    open: Arc<AtomicUsize>,
+}
+
+async fn raw_keep_alive(answers: Option<usize>) -> RawUpstream {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let requests = Arc::new(AtomicUsize::new(0));
-    let seen = requests.clone();
+    let (requests, open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (seen, count) = (requests.clone(), open.clone());
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
-            let seen = seen.clone();
+            let (seen, count) = (seen.clone(), count.clone());
+            count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                for answer in [true, false] {
-                    let mut head = Vec::new();
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
+                let (mut buf, mut head, mut answered) = ([0u8; 4096], Vec::new(), 0);
+                'conn: loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
-                    seen.fetch_add(1, Ordering::SeqCst);
-                    if answer {
+                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        head.drain(..end + 4);
+                        seen.fetch_add(1, Ordering::SeqCst);
+                        if answers == Some(answered) {
+                            break 'conn;
+                        }
+                        answered += 1;
                         let _ = stream
                             .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                             .await;
                     }
                 }
+                count.fetch_sub(1, Ordering::SeqCst);
             });
         }
     });
-    (addr, requests)
+    RawUpstream {
+        addr,
+        requests,
+        open,
+    }
 }
 
 #[tokio::test]
 async fn a_get_that_meets_a_dropped_pooled_connection_is_sent_again() {
-    let (addr, requests) = one_answer_per_connection().await;
+    let RawUpstream { addr, requests, .. } = raw_keep_alive(Some(1)).await;
     let b = Backend::start(batch_ok()).await;
     let p = Proxy::start(&one_route(
         &b.url("/t"),
@@ -326,7 +327,7 @@ async fn a_get_that_meets_a_dropped_pooled_connection_is_sent_again() {
 
 #[tokio::test]
 async fn a_post_that_meets_a_dropped_pooled_connection_is_not_sent_again() {
-    let (addr, requests) = one_answer_per_connection().await;
+    let RawUpstream { addr, requests, .. } = raw_keep_alive(Some(1)).await;
     let b = Backend::start(batch_ok()).await;
     let p = Proxy::start(&allow_post(&one_route(
         &b.url("/t"),
@@ -343,46 +344,12 @@ async fn a_post_that_meets_a_dropped_pooled_connection_is_not_sent_again() {
     p.stop().await;
 }
 
-/// An upstream that answers every request with keep-alive and counts the
-/// connections cutover holds open to it.
-async fn counting_open_connections() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let open = Arc::new(AtomicUsize::new(0));
-    let count = open.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let count = count.clone();
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let mut head = Vec::new();
-                loop {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                        head.drain(..end + 4);
-                        let _ = stream
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                            .await;
-                    }
-                }
-                count.fetch_sub(1, Ordering::SeqCst);
-            });
-        }
-    });
-    (addr, open)
-}
-
 #[tokio::test]
 async fn a_reload_that_drops_an_upstream_closes_its_pooled_connections() {
-    let (old, open) = counting_open_connections().await;
-    let (new, _) = counting_open_connections().await;
+    let RawUpstream {
+        addr: old, open, ..
+    } = raw_keep_alive(None).await;
+    let new = raw_keep_alive(None).await.addr;
     let b = Backend::start(batch_ok()).await;
     let p = Proxy::start(&one_route(
         &b.url("/t"),
