@@ -506,7 +506,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     // One pass over the names (enum compares for standard headers) finds
     // which are present; most heads carry none or only `Connection`, and
     // each removal costs a hashed lookup.
-    let mut present = [false; 9];
+    let mut present = [false; HOP_COUNT];
     for name in h.keys() {
         if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
             present[i] = true;
@@ -532,8 +532,9 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+const HOP_COUNT: usize = 9;
 /// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
-pub(crate) const HOP_BY_HOP: [HeaderName; 9] = [
+pub(crate) const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,

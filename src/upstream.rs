@@ -20,10 +20,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
-
-use crate::config::Side;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+
+use crate::config::Side;
 
 /// A legacy hyper-util client: HTTPS upstreams (rustls, h2 or HTTP/1.1 by ALPN).
 type TlsClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
@@ -167,7 +167,7 @@ impl Http1Pool {
         None
     }
 
-    pub(crate) fn give_back(&self, mut conn: h1::Conn) {
+    fn give_back(&self, mut conn: h1::Conn) {
         let now = Instant::now();
         conn.idle_since = now;
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
