@@ -370,7 +370,9 @@ impl FramingHeaders {
                     _ => self.bad_length = true,
                 }
             }
-            return true;
+            // A bad length never reaches the consumer (where no body follows,
+            // HEAD or 304, it is not an error, just dropped).
+            return !self.bad_length;
         }
         !crate::proxy::HOP_BY_HOP.contains(name)
     }
@@ -682,6 +684,11 @@ mod tests {
         ] {
             assert!(head(bad, false).is_err(), "{bad:?}");
         }
+        // Where no body follows, a bad length is dropped rather than refused.
+        let h = head("HTTP/1.1 200 OK\r\ncontent-length: x1\r\n\r\n", true)
+            .unwrap()
+            .unwrap();
+        assert!(!h.headers.contains_key(header::CONTENT_LENGTH));
         // The same length repeated is one length.
         let h = head("HTTP/1.1 200 OK\r\ncontent-length: 4, 4\r\n\r\n", false)
             .unwrap()
