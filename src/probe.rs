@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, Uri, header};
+use http::{HeaderMap, HeaderValue, header};
 use tokio::sync::watch;
 
 use crate::App;
@@ -51,14 +51,6 @@ fn probe_idle_sides(app: &App) {
             tokio::spawn(async move {
                 let route = &snap.config.routes[idx];
                 let cfg = route.side(side);
-                let Some(path_and_query) = cfg
-                    .base_url()
-                    .parse::<Uri>()
-                    .ok()
-                    .and_then(|u| u.path_and_query().map(|p| p.as_str().to_owned()))
-                else {
-                    return;
-                };
                 let mut headers = HeaderMap::new();
                 headers.insert(
                     header::USER_AGENT,
@@ -66,7 +58,7 @@ fn probe_idle_sides(app: &App) {
                 );
                 let out = Outgoing {
                     method: Cow::Borrowed(&route.freshness.probe_method),
-                    path_and_query,
+                    path_and_query: cfg.base_path_and_query(),
                     headers: Cow::Owned(headers),
                     body: RequestBody::empty(),
                 };

@@ -1015,6 +1015,8 @@ routes:
         assert_eq!(r.batch.base_url(), "http://127.0.0.1:7001/tables/orders");
         assert_eq!(r.streaming.base_path, "/v1/orders");
         assert_eq!(r.streaming.base_query.as_deref(), Some("fmt=json"));
+        assert_eq!(r.streaming.base_path_and_query(), "/v1/orders?fmt=json");
+        assert_eq!(r.batch.base_path_and_query(), "/tables/orders");
         assert_eq!(r.canary.percent, 0.0);
         assert!(r.canary.sticky_header.is_none());
         assert_eq!(r.fallback.on, ReasonSet::all());

@@ -276,16 +276,26 @@ pub struct Side {
 }
 
 impl Side {
-    /// The side's base URL as configured, for probes and `/status`.
+    /// The side's base URL as configured, for `/status`.
     pub fn base_url(&self) -> String {
+        format!(
+            "{}://{}{}",
+            self.scheme,
+            self.authority,
+            self.base_path_and_query()
+        )
+    }
+
+    /// The base URL's path and query (what a probe asks for).
+    pub fn base_path_and_query(&self) -> String {
         let path = if self.base_path.is_empty() {
             "/"
         } else {
             &self.base_path
         };
         match &self.base_query {
-            Some(q) => format!("{}://{}{}?{}", self.scheme, self.authority, path, q),
-            None => format!("{}://{}{}", self.scheme, self.authority, path),
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
         }
     }
 }
