@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::{Backend, Behaviour, Proxy, WAIT, get, one_route};
+use support::{
+    Backend, Behaviour, Proxy, Route, WAIT, get, refusing_addr, wait_exit, wait_until_async,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cutover");
 
@@ -38,18 +40,7 @@ fn cutover(args: &[&str]) -> Output {
     };
     let stdout = drain(Box::new(child.stdout.take().expect("stdout piped")));
     let stderr = drain(Box::new(child.stderr.take().expect("stderr piped")));
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("cutover {args:?} did not exit within {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut child, &format!("cutover {args:?} exits"), String::new);
     Output {
         code: status.code(),
         stdout: stdout.join().expect("stdout reader"),
@@ -84,10 +75,7 @@ fn help_works_everywhere() {
 
 #[test]
 fn status_says_clearly_when_nothing_answers() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
+    let port = refusing_addr().port();
     let admin = format!("http://127.0.0.1:{port}");
     let out = cutover(&["status", "--admin", &admin]);
     assert_eq!(
@@ -126,21 +114,19 @@ fn status_says_clearly_when_nothing_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_prints_a_row_per_route_from_a_live_proxy() {
-    let batch = Backend::start(Behaviour::Ok {
-        body: r#"{"data":[{"id":1}]}"#,
-        age: Some(Duration::from_secs(3 * 3600)),
-    })
-    .await;
-    let streaming = Backend::start(Behaviour::Ok {
-        body: r#"{"data":[{"id":1}]}"#,
-        age: Some(Duration::from_secs(5)),
-    })
-    .await;
-    let proxy = Proxy::start(&one_route(
-        &batch.url("/tables/orders"),
-        &streaming.url("/v1/orders"),
-        "mode: streaming",
+    let batch = Backend::start(Behaviour::aged(
+        r#"{"data":[{"id":1}]}"#,
+        Duration::from_secs(3 * 3600),
     ))
+    .await;
+    let streaming = Backend::start(Behaviour::aged(
+        r#"{"data":[{"id":1}]}"#,
+        Duration::from_secs(5),
+    ))
+    .await;
+    let proxy = Proxy::start(
+        Route::orders(batch.url("/tables/orders"), streaming.url("/v1/orders")).mode("streaming"),
+    )
     .await;
     for _ in 0..3 {
         let r = get(&proxy.url("/v1/orders")).await;
@@ -260,17 +246,7 @@ impl Demo {
     }
 
     fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cutover demo did not exit within {WAIT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_exit(&mut self.child, "cutover demo exits", String::new).code()
     }
 }
 
@@ -337,17 +313,11 @@ async fn demo_serves_what_its_guide_says_and_stops_on_ctrl_c() {
         "the config has the line the guide says to edit"
     );
     std::fs::write(&config, edited).expect("edit demo config");
-    let deadline = Instant::now() + WAIT;
-    loop {
+    wait_until_async("the edit takes effect", || async {
         let r = get(&orders).await;
-        if r.header("x-cutover-served-by") == Some("batch")
-            && r.header("x-cutover-fallback").is_none()
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the edit did not take effect");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        r.header("x-cutover-served-by") == Some("batch") && r.header("x-cutover-fallback").is_none()
+    })
+    .await;
 
     demo.interrupt();
     assert_eq!(demo.wait_exit(), Some(0), "Ctrl-C exits 0");

@@ -17,33 +17,14 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use serde_json::json;
 use support::*;
 use tokio::sync::Semaphore;
 
-/// Keeps hit counts exact: no idle-side probe, no sampled comparison reads.
-const QUIET: &str = "freshness: { probe_interval: off }\n    reconcile: { sample: 0 }";
-
-fn ok(body: &'static str) -> Behaviour {
-    Behaviour::Ok { body, age: None }
-}
-
-/// A single streaming-mode route, quiet, plus `extra` route keys.
-fn streaming_route(batch: &str, streaming: &str, extra: &str) -> String {
-    let extra = if extra.is_empty() {
-        String::new()
-    } else {
-        format!("\n    {extra}")
-    };
-    one_route(
-        batch,
-        streaming,
-        &format!("mode: streaming\n    {QUIET}{extra}"),
-    )
-}
-
-/// A side written as a map with a `timeout` (and a generous connect timeout).
-fn side_with_timeout(url: &str, timeout: &str) -> String {
-    format!("{{ url: \"{url}\", timeout: {timeout} }}")
+/// A single streaming-mode route, quiet: no idle-side probe, no sampled
+/// comparison reads, so hit counts stay exact.
+fn streaming_route(batch: impl Into<Side>, streaming: impl Into<Side>) -> Route {
+    Route::orders(batch, streaming).mode("streaming").quiet()
 }
 
 /// Asserts a read was answered by batch after a fallback for `reason`.
@@ -77,14 +58,9 @@ fn upstream(m: &Metrics, side: &str, result: &str) -> f64 {
 
 #[tokio::test]
 async fn connect_refused_falls_back_to_batch() {
-    let b = Backend::start(ok("from batch")).await;
-    let down = refusing_addr().await;
-    let p = Proxy::start(&streaming_route(
-        &b.url("/t"),
-        &format!("http://{down}/s"),
-        "",
-    ))
-    .await;
+    let b = Backend::start(Behaviour::ok("from batch")).await;
+    let down = refusing_addr();
+    let p = Proxy::start(streaming_route(b.url("/t"), format!("http://{down}/s"))).await;
     let r = get(&p.url("/v1/orders/1")).await;
     assert_fell_back(&r, "connect", "from batch");
     assert_eq!(b.hits(), 1);
@@ -111,12 +87,11 @@ async fn connect_refused_falls_back_to_batch() {
 
 #[tokio::test]
 async fn no_response_head_within_the_timeout_falls_back_to_batch() {
-    let b = Backend::start(ok("from batch")).await;
+    let b = Backend::start(Behaviour::ok("from batch")).await;
     let s = Backend::start(Behaviour::Hang).await;
-    let p = Proxy::start(&streaming_route(
-        &b.url("/t"),
-        &side_with_timeout(&s.url("/s"), "200ms"),
-        "",
+    let p = Proxy::start(streaming_route(
+        b.url("/t"),
+        Side::new(s.url("/s")).timeout("200ms"),
     ))
     .await;
     let started = Instant::now();
@@ -140,9 +115,9 @@ async fn no_response_head_within_the_timeout_falls_back_to_batch() {
 
 #[tokio::test]
 async fn a_5xx_from_streaming_falls_back_to_batch() {
-    let b = Backend::start(ok("from batch")).await;
+    let b = Backend::start(Behaviour::ok("from batch")).await;
     let s = Backend::start(Behaviour::Status(503)).await;
-    let p = Proxy::start(&streaming_route(&b.url("/t"), &s.url("/s"), "")).await;
+    let p = Proxy::start(streaming_route(b.url("/t"), s.url("/s"))).await;
     let r = get(&p.url("/v1/orders/1")).await;
     assert_fell_back(&r, "5xx", "from batch");
     s.set(Behaviour::Status(500));
@@ -167,11 +142,9 @@ async fn streaming_data_older_than_max_staleness_falls_back_to_batch() {
         age: Some(Duration::from_secs(2 * 3600)),
     })
     .await;
-    let p = Proxy::start(&streaming_route(
-        &b.url("/t"),
-        &s.url("/s"),
-        "fallback: { max_staleness: 10m }",
-    ))
+    let p = Proxy::start(
+        streaming_route(b.url("/t"), s.url("/s")).fallback(json!({"max_staleness": "10m"})),
+    )
     .await;
     let r = get(&p.url("/v1/orders/1")).await;
     assert_fell_back(&r, "stale", "from batch");
@@ -204,20 +177,17 @@ async fn past_max_inflight_a_read_overflows_to_batch() {
     // Streaming holds every read until the test lets it go.
     let gate = Arc::new(Semaphore::new(0));
     let g = gate.clone();
-    let s = backend_fn(move |_req| {
+    let s = Backend::start(Behaviour::custom(move |_req| {
         let g = g.clone();
         async move {
             g.acquire().await.expect("gate open").forget();
             Response::new(full_body("from streaming"))
         }
-    })
+    }))
     .await;
-    let b = Backend::start(ok("from batch")).await;
-    let streaming = format!(
-        "{{ url: \"{}\", max_inflight: 1, timeout: 5s }}",
-        s.url("/s")
-    );
-    let p = Proxy::start(&streaming_route(&b.url("/t"), &streaming, "")).await;
+    let b = Backend::start(Behaviour::ok("from batch")).await;
+    let streaming = Side::new(s.url("/s")).max_inflight(1).timeout("5s");
+    let p = Proxy::start(streaming_route(b.url("/t"), streaming)).await;
 
     let held_url = p.url("/v1/orders/held");
     let held = tokio::spawn(async move { get(&held_url).await });
@@ -246,13 +216,12 @@ async fn past_max_inflight_a_read_overflows_to_batch() {
 
 #[tokio::test]
 async fn consecutive_failures_open_the_circuit_and_a_trial_read_closes_it() {
-    let b = Backend::start(ok("from batch")).await;
+    let b = Backend::start(Behaviour::ok("from batch")).await;
     let s = Backend::start(Behaviour::Status(503)).await;
-    let p = Proxy::start(&streaming_route(
-        &b.url("/t"),
-        &s.url("/s"),
-        "fallback: { circuit: { failures: 2, cooldown: 1s } }",
-    ))
+    let p = Proxy::start(
+        streaming_route(b.url("/t"), s.url("/s"))
+            .fallback(json!({"circuit": {"failures": 2, "cooldown": "1s"}})),
+    )
     .await;
     let circuit = |st: &serde_json::Value| {
         st["routes"][0]["circuit"]
@@ -293,7 +262,7 @@ async fn consecutive_failures_open_the_circuit_and_a_trial_read_closes_it() {
 
     // Cooldown over, streaming still failing: the one trial read fails and
     // the circuit opens again for a full cooldown.
-    eventually("the cooldown ends", || async {
+    wait_until_async("the cooldown ends", || async {
         circuit(&p.status_json().await) == "half_open"
     })
     .await;
@@ -305,8 +274,8 @@ async fn consecutive_failures_open_the_circuit_and_a_trial_read_closes_it() {
     assert_eq!(s.hits(), 3);
 
     // Cooldown over, streaming healthy: the trial succeeds and closes it.
-    s.set(ok("from streaming"));
-    eventually("the cooldown ends again", || async {
+    s.set(Behaviour::ok("from streaming"));
+    wait_until_async("the cooldown ends again", || async {
         circuit(&p.status_json().await) == "half_open"
     })
     .await;
@@ -337,13 +306,12 @@ async fn consecutive_failures_open_the_circuit_and_a_trial_read_closes_it() {
 
 #[tokio::test]
 async fn a_trial_read_the_consumer_abandons_gives_the_trial_back() {
-    let b = Backend::start(ok("from batch")).await;
+    let b = Backend::start(Behaviour::ok("from batch")).await;
     let s = Backend::start(Behaviour::Status(503)).await;
-    let p = Proxy::start(&streaming_route(
-        &b.url("/t"),
-        &side_with_timeout(&s.url("/s"), "5s"),
-        "fallback: { circuit: { failures: 1, cooldown: 1s } }",
-    ))
+    let p = Proxy::start(
+        streaming_route(b.url("/t"), Side::new(s.url("/s")).timeout("5s"))
+            .fallback(json!({"circuit": {"failures": 1, "cooldown": "1s"}})),
+    )
     .await;
     let circuit = |st: serde_json::Value| {
         st["routes"][0]["circuit"]
@@ -353,7 +321,7 @@ async fn a_trial_read_the_consumer_abandons_gives_the_trial_back() {
     };
     assert_fell_back(&get(&p.url("/v1/orders/1")).await, "5xx", "from batch");
     s.set(Behaviour::Hang);
-    eventually("the cooldown ends", || async {
+    wait_until_async("the cooldown ends", || async {
         circuit(p.status_json().await) == "half_open"
     })
     .await;
@@ -371,8 +339,8 @@ async fn a_trial_read_the_consumer_abandons_gives_the_trial_back() {
     }
 
     // Streaming recovers: a later read must get the trial, not `circuit` forever.
-    s.set(ok("from streaming"));
-    eventually("a new trial read is let through", || async {
+    s.set(Behaviour::ok("from streaming"));
+    wait_until_async("a new trial read is let through", || async {
         let r = get(&p.url("/v1/orders/1")).await;
         r.header("x-cutover-served-by") == Some("streaming")
     })
@@ -384,13 +352,14 @@ async fn a_trial_read_the_consumer_abandons_gives_the_trial_back() {
 
 #[tokio::test]
 async fn canary_reads_sent_to_streaming_fall_back_too() {
-    let b = Backend::start(ok("from batch")).await;
-    let down = refusing_addr().await;
-    let p = Proxy::start(&one_route(
-        &b.url("/t"),
-        &format!("http://{down}/s"),
-        &format!("mode: canary\n    canary: {{ percent: 100 }}\n    {QUIET}"),
-    ))
+    let b = Backend::start(Behaviour::ok("from batch")).await;
+    let down = refusing_addr();
+    let p = Proxy::start(
+        Route::orders(b.url("/t"), format!("http://{down}/s"))
+            .mode("canary")
+            .canary(json!({ "percent": 100 }))
+            .quiet(),
+    )
     .await;
     let r = get(&p.url("/v1/orders/1")).await;
     assert_fell_back(&r, "connect", "from batch");
@@ -403,13 +372,11 @@ async fn canary_reads_sent_to_streaming_fall_back_too() {
 
 #[tokio::test]
 async fn a_reason_not_listed_passes_the_streaming_error_through() {
-    let b = Backend::start(ok("from batch")).await;
+    let b = Backend::start(Behaviour::ok("from batch")).await;
     let s = Backend::start(Behaviour::Status(503)).await;
-    let p = Proxy::start(&streaming_route(
-        &b.url("/t"),
-        &s.url("/s"),
-        "fallback: { on: [connect] }",
-    ))
+    let p = Proxy::start(
+        streaming_route(b.url("/t"), s.url("/s")).fallback(json!({"on": ["connect"]})),
+    )
     .await;
     let r = get(&p.url("/v1/orders/1")).await;
     assert_eq!(r.status, 503);
@@ -429,23 +396,21 @@ async fn a_reason_not_listed_passes_the_streaming_error_through() {
     p.stop().await;
 
     // Listed reasons still fall back under the same policy.
-    let down = refusing_addr().await;
-    let p = Proxy::start(&streaming_route(
-        &b.url("/t"),
-        &format!("http://{down}/s"),
-        "fallback: { on: [connect] }",
-    ))
+    let down = refusing_addr();
+    let p = Proxy::start(
+        streaming_route(b.url("/t"), format!("http://{down}/s"))
+            .fallback(json!({"on": ["connect"]})),
+    )
     .await;
     assert_fell_back(&get(&p.url("/v1/orders/1")).await, "connect", "from batch");
     p.stop().await;
 
     // An unlisted timeout: the consumer gets a gateway timeout from streaming.
     let hang = Backend::start(Behaviour::Hang).await;
-    let p = Proxy::start(&streaming_route(
-        &b.url("/t"),
-        &side_with_timeout(&hang.url("/s"), "200ms"),
-        "fallback: { on: [5xx] }",
-    ))
+    let p = Proxy::start(
+        streaming_route(b.url("/t"), Side::new(hang.url("/s")).timeout("200ms"))
+            .fallback(json!({"on": ["5xx"]})),
+    )
     .await;
     let r = get(&p.url("/v1/orders/1")).await;
     assert_eq!(r.status, 504);
@@ -457,9 +422,9 @@ async fn a_reason_not_listed_passes_the_streaming_error_through() {
 
 #[tokio::test]
 async fn a_4xx_from_streaming_is_an_answer_not_a_fallback() {
-    let b = Backend::start(ok("from batch")).await;
+    let b = Backend::start(Behaviour::ok("from batch")).await;
     let s = Backend::start(Behaviour::Status(404)).await;
-    let p = Proxy::start(&streaming_route(&b.url("/t"), &s.url("/s"), "")).await;
+    let p = Proxy::start(streaming_route(b.url("/t"), s.url("/s"))).await;
     for code in [404, 400, 429] {
         s.set(Behaviour::Status(code));
         let r = get(&p.url("/v1/orders/404")).await;
@@ -488,12 +453,11 @@ async fn a_4xx_from_streaming_is_an_answer_not_a_fallback() {
 
 #[tokio::test]
 async fn batch_failing_after_a_fallback_answers_502_or_504_from_batch() {
-    let down = refusing_addr().await;
-    let also_down = refusing_addr().await;
-    let p = Proxy::start(&streaming_route(
-        &format!("http://{also_down}/t"),
-        &format!("http://{down}/s"),
-        "",
+    let down = refusing_addr();
+    let also_down = refusing_addr();
+    let p = Proxy::start(streaming_route(
+        format!("http://{also_down}/t"),
+        format!("http://{down}/s"),
     ))
     .await;
     let r = get(&p.url("/v1/orders/1")).await;
@@ -513,10 +477,9 @@ async fn batch_failing_after_a_fallback_answers_502_or_504_from_batch() {
 
     let hang = Backend::start(Behaviour::Hang).await;
     let s = Backend::start(Behaviour::Status(503)).await;
-    let p = Proxy::start(&streaming_route(
-        &side_with_timeout(&hang.url("/t"), "200ms"),
-        &s.url("/s"),
-        "",
+    let p = Proxy::start(streaming_route(
+        Side::new(hang.url("/t")).timeout("200ms"),
+        s.url("/s"),
     ))
     .await;
     let r = get(&p.url("/v1/orders/1")).await;
@@ -534,7 +497,7 @@ async fn batch_failing_after_a_fallback_answers_502_or_504_from_batch() {
 
     // Batch's own 5xx is passed through as batch's answer.
     let b500 = Backend::start(Behaviour::Status(500)).await;
-    let p = Proxy::start(&streaming_route(&b500.url("/t"), &s.url("/s"), "")).await;
+    let p = Proxy::start(streaming_route(b500.url("/t"), s.url("/s"))).await;
     let r = get(&p.url("/v1/orders/1")).await;
     assert_eq!(r.status, 500);
     assert_eq!(r.header("x-cutover-served-by"), Some("batch"));
@@ -553,13 +516,13 @@ async fn a_large_response_body_arrives_intact() {
         .collect::<Vec<u8>>()
         .into();
     let expected = body.clone();
-    let s = backend_fn(move |_req| {
+    let s = Backend::start(Behaviour::custom(move |_req| {
         let body = body.clone();
         async move { Response::new(full_body(body)) }
-    })
+    }))
     .await;
-    let b = Backend::start(ok("from batch")).await;
-    let p = Proxy::start(&streaming_route(&b.url("/t"), &s.url("/s"), "")).await;
+    let b = Backend::start(Behaviour::ok("from batch")).await;
+    let p = Proxy::start(streaming_route(b.url("/t"), s.url("/s"))).await;
     let r = get(&p.url("/v1/orders/export")).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-cutover-served-by"), Some("streaming"));
@@ -568,13 +531,13 @@ async fn a_large_response_body_arrives_intact() {
 
     // Same through a fallback: batch's large body after streaming's 503.
     let big = expected.clone();
-    let b_big = backend_fn(move |_req| {
+    let b_big = Backend::start(Behaviour::custom(move |_req| {
         let big = big.clone();
         async move { Response::new(full_body(big)) }
-    })
+    }))
     .await;
     let s503 = Backend::start(Behaviour::Status(503)).await;
-    let p2 = Proxy::start(&streaming_route(&b_big.url("/t"), &s503.url("/s"), "")).await;
+    let p2 = Proxy::start(streaming_route(b_big.url("/t"), s503.url("/s"))).await;
     let r = get(&p2.url("/v1/orders/export")).await;
     assert_eq!(r.header("x-cutover-fallback"), Some("5xx"));
     assert!(r.body == expected, "5 MiB body differs after a fallback");
@@ -588,7 +551,7 @@ async fn the_response_head_and_first_bytes_arrive_before_the_body_ends() {
     // the consumer has seen that chunk: only an unbuffered proxy passes.
     let gate = Arc::new(Semaphore::new(0));
     let g = gate.clone();
-    let s = backend_fn(move |_req| {
+    let s = Backend::start(Behaviour::custom(move |_req| {
         let g = g.clone();
         async move {
             let (tx, rx) = tokio::sync::mpsc::channel(2);
@@ -601,10 +564,10 @@ async fn the_response_head_and_first_bytes_arrive_before_the_body_ends() {
             });
             Response::new(ChannelBody(rx).boxed())
         }
-    })
+    }))
     .await;
-    let b = Backend::start(ok("from batch")).await;
-    let p = Proxy::start(&streaming_route(&b.url("/t"), &s.url("/s"), "")).await;
+    let b = Backend::start(Behaviour::ok("from batch")).await;
+    let p = Proxy::start(streaming_route(b.url("/t"), s.url("/s"))).await;
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let req = Request::get(p.url("/v1/orders/live"))

@@ -12,48 +12,18 @@ use http::{Request, Version};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use serde_json::json;
 use support::*;
 
-/// Keeps hit counts exact: no idle-side probe, no sampled comparison reads.
-const QUIET: &str = "freshness: { probe_interval: off }\n    reconcile: { sample: 0 }";
-
-fn ok(body: &'static str) -> Behaviour {
-    Behaviour::Ok { body, age: None }
+/// A single-route config in `mode`, quiet: no idle-side probe, no sampled
+/// comparison reads, so hit counts stay exact.
+fn quiet_route(batch: impl Into<Side>, streaming: impl Into<Side>, mode: &str) -> Route {
+    Route::orders(batch, streaming).mode(mode).quiet()
 }
 
-fn ok_aged(body: &'static str, age: Duration) -> Behaviour {
-    Behaviour::Ok {
-        body,
-        age: Some(age),
-    }
-}
-
-/// A single-route config in `mode`, quiet, plus `extra` route keys.
-fn quiet_route(batch: &str, streaming: &str, mode: &str, extra: &str) -> String {
-    let extra = if extra.is_empty() {
-        String::new()
-    } else {
-        format!("\n    {extra}")
-    };
-    one_route(
-        batch,
-        streaming,
-        &format!("mode: {mode}\n    {QUIET}{extra}"),
-    )
-}
-
-/// One route entry (a YAML list item) for a hand-built config.
-fn route(name: &str, prefix: &str, batch: &str, streaming: &str, extra: &str) -> String {
-    format!(
-        "  - name: {name}\n    match: {{ path_prefix: {prefix} }}\n    batch: {batch}\n    streaming: {streaming}\n    {QUIET}\n    {extra}\n"
-    )
-}
-
-fn config(routes: &[String]) -> String {
-    format!(
-        "version: 1\nconsumer: test\nlisten: LISTEN\nadmin: ADMIN\nroutes:\n{}",
-        routes.concat()
-    )
+/// One quiet route for a config of several.
+fn route(name: &str, prefix: &str, batch: impl Into<Side>, streaming: impl Into<Side>) -> Route {
+    Route::new(name, prefix, batch, streaming).quiet()
 }
 
 /// The echoed request a `Behaviour::Echo` backend answered with.
@@ -77,9 +47,9 @@ fn echoed_header(echo: &serde_json::Value, name: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn batch_mode_reads_only_batch() {
-    let b = Backend::start(ok("from batch")).await;
-    let s = Backend::start(ok("from streaming")).await;
-    let p = Proxy::start(&quiet_route(&b.url("/t"), &s.url("/s"), "batch", "")).await;
+    let b = Backend::start(Behaviour::ok("from batch")).await;
+    let s = Backend::start(Behaviour::ok("from streaming")).await;
+    let p = Proxy::start(quiet_route(b.url("/t"), s.url("/s"), "batch")).await;
     for _ in 0..3 {
         let r = get(&p.url("/v1/orders/1")).await;
         assert_eq!(r.status, 200);
@@ -109,9 +79,9 @@ async fn batch_mode_reads_only_batch() {
 
 #[tokio::test]
 async fn streaming_mode_reads_only_streaming() {
-    let b = Backend::start(ok("from batch")).await;
-    let s = Backend::start(ok("from streaming")).await;
-    let p = Proxy::start(&quiet_route(&b.url("/t"), &s.url("/s"), "streaming", "")).await;
+    let b = Backend::start(Behaviour::ok("from batch")).await;
+    let s = Backend::start(Behaviour::ok("from streaming")).await;
+    let p = Proxy::start(quiet_route(b.url("/t"), s.url("/s"), "streaming")).await;
     for _ in 0..3 {
         let r = get(&p.url("/v1/orders/1")).await;
         assert_eq!(r.status, 200);
@@ -126,13 +96,12 @@ async fn streaming_mode_reads_only_streaming() {
 
 #[tokio::test]
 async fn streaming_only_passes_errors_through_and_never_reads_batch() {
-    let b = Backend::start(ok("from batch")).await;
-    let down = refusing_addr().await;
-    let p = Proxy::start(&quiet_route(
-        &b.url("/t"),
-        &format!("http://{down}/s"),
+    let b = Backend::start(Behaviour::ok("from batch")).await;
+    let down = refusing_addr();
+    let p = Proxy::start(quiet_route(
+        b.url("/t"),
+        format!("http://{down}/s"),
         "streaming_only",
-        "",
     ))
     .await;
     let r = get(&p.url("/v1/orders/1")).await;
@@ -141,13 +110,7 @@ async fn streaming_only_passes_errors_through_and_never_reads_batch() {
     assert_eq!(r.header("x-cutover-fallback"), None);
 
     let s = Backend::start(Behaviour::Status(503)).await;
-    let p2 = Proxy::start(&quiet_route(
-        &b.url("/t"),
-        &s.url("/s"),
-        "streaming_only",
-        "",
-    ))
-    .await;
+    let p2 = Proxy::start(quiet_route(b.url("/t"), s.url("/s"), "streaming_only")).await;
     let r = get(&p2.url("/v1/orders/1")).await;
     assert_eq!(r.status, 503);
     assert_eq!(r.header("x-cutover-served-by"), Some("streaming"));
@@ -183,16 +146,19 @@ async fn streaming_only_passes_errors_through_and_never_reads_batch() {
 
 #[tokio::test]
 async fn canary_percent_splits_reads_and_sticks_per_header_value() {
-    let b = Backend::start(ok("from batch")).await;
-    let s = Backend::start(ok("from streaming")).await;
-    let canary = |p: u32| {
-        format!("mode: canary\n    canary: {{ percent: {p}, sticky_header: x-customer-id }}")
+    let b = Backend::start(Behaviour::ok("from batch")).await;
+    let s = Backend::start(Behaviour::ok("from streaming")).await;
+    let canary = |name: &str, prefix: &str, p: u32| {
+        route(name, prefix, b.url("/t"), s.url("/s"))
+            .mode("canary")
+            .canary(json!({ "percent": p, "sticky_header": "x-customer-id" }))
     };
-    let p = Proxy::start(&config(&[
-        route("none", "/c0", &b.url("/t"), &s.url("/s"), &canary(0)),
-        route("all", "/c100", &b.url("/t"), &s.url("/s"), &canary(100)),
-        route("half", "/c50", &b.url("/t"), &s.url("/s"), &canary(50)),
-    ]))
+    let p = Proxy::start(
+        Config::new()
+            .route(canary("none", "/c0", 0))
+            .route(canary("all", "/c100", 100))
+            .route(canary("half", "/c50", 50)),
+    )
     .await;
 
     for i in 0..20 {
@@ -281,13 +247,13 @@ async fn canary_percent_splits_reads_and_sticks_per_header_value() {
 
 #[tokio::test]
 async fn shadow_mode_serves_batch_and_keeps_streaming_failures_from_the_consumer() {
-    let b = Backend::start(ok("from batch")).await;
+    let b = Backend::start(Behaviour::ok("from batch")).await;
     let s = Backend::start(Behaviour::Status(503)).await;
-    let p = Proxy::start(&one_route(
-        &b.url("/t"),
-        &s.url("/s"),
-        "mode: shadow\n    freshness: { probe_interval: off }",
-    ))
+    let p = Proxy::start(
+        Route::orders(b.url("/t"), s.url("/s"))
+            .mode("shadow")
+            .no_probe(),
+    )
     .await;
     for _ in 0..3 {
         let r = get(&p.url("/v1/orders/1?x=1")).await;
@@ -300,7 +266,7 @@ async fn shadow_mode_serves_batch_and_keeps_streaming_failures_from_the_consumer
     wait_until("streaming gets the shadow reads", || s.hits() == 3).await;
     assert_eq!(s.last().expect("shadow read").uri, "/s/1?x=1");
     // Shadow attempts count as upstream attempts (SPEC), once answered.
-    eventually("the shadow attempts are counted", || async {
+    wait_until_async("the shadow attempts are counted", || async {
         let m = p.scrape().await;
         m.value(
             "cutover_upstream_requests_total",
@@ -338,24 +304,21 @@ async fn shadow_mode_serves_batch_and_keeps_streaming_failures_from_the_consumer
 async fn longest_prefix_wins_and_the_prefix_is_replaced_by_the_side_path() {
     let wide = Backend::start(Behaviour::Echo).await;
     let orders = Backend::start(Behaviour::Echo).await;
-    let never = Backend::start(ok("never")).await;
+    let never = Backend::start(Behaviour::ok("never")).await;
     // The shorter prefix comes first in the file: order must not matter.
-    let p = Proxy::start(&config(&[
-        route(
-            "wide",
-            "/v1",
-            &wide.url("/wide"),
-            &never.url("/"),
-            "mode: batch",
-        ),
-        route(
-            "orders",
-            "/v1/orders",
-            &orders.url("/tables/orders"),
-            &never.url("/"),
-            "mode: batch",
-        ),
-    ]))
+    let p = Proxy::start(
+        Config::new()
+            .route(route("wide", "/v1", wide.url("/wide"), never.url("/")).mode("batch"))
+            .route(
+                route(
+                    "orders",
+                    "/v1/orders",
+                    orders.url("/tables/orders"),
+                    never.url("/"),
+                )
+                .mode("batch"),
+            ),
+    )
     .await;
 
     let e = echoed(&get(&p.url("/v1/orders/7/lines?since=2024-01-01&limit=5")).await);
@@ -399,9 +362,9 @@ async fn longest_prefix_wins_and_the_prefix_is_replaced_by_the_side_path() {
 
 #[tokio::test]
 async fn a_read_without_a_route_is_404_and_reaches_no_backend() {
-    let b = Backend::start(ok("batch")).await;
-    let s = Backend::start(ok("streaming")).await;
-    let p = Proxy::start(&quiet_route(&b.url("/t"), &s.url("/s"), "streaming", "")).await;
+    let b = Backend::start(Behaviour::ok("batch")).await;
+    let s = Backend::start(Behaviour::ok("streaming")).await;
+    let p = Proxy::start(quiet_route(b.url("/t"), s.url("/s"), "streaming")).await;
     for path in ["/", "/v2/orders", "/v1/order", "/v1/ordersX"] {
         let r = get(&p.url(path)).await;
         assert_eq!(r.status, 404, "{path}");
@@ -416,7 +379,7 @@ async fn a_read_without_a_route_is_404_and_reaches_no_backend() {
 async fn a_method_not_listed_is_405_with_allow_and_reaches_no_backend() {
     let b = Backend::start(Behaviour::Echo).await;
     let s = Backend::start(Behaviour::Echo).await;
-    let p = Proxy::start(&quiet_route(&b.url("/t"), &s.url("/s"), "streaming", "")).await;
+    let p = Proxy::start(quiet_route(b.url("/t"), s.url("/s"), "streaming")).await;
     for method in ["POST", "PUT", "DELETE"] {
         let req = Request::builder()
             .method(method)
@@ -441,12 +404,9 @@ async fn a_method_not_listed_is_405_with_allow_and_reaches_no_backend() {
 async fn a_listed_post_is_forwarded_with_its_body() {
     let b = Backend::start(Behaviour::Echo).await;
     let s = Backend::start(Behaviour::Echo).await;
-    let p = Proxy::start(&allow_post(&quiet_route(
-        &b.url("/t"),
-        &s.url("/query"),
-        "streaming",
-        "",
-    )))
+    let p = Proxy::start(
+        quiet_route(b.url("/t"), s.url("/query"), "streaming").methods(&["GET", "POST"]),
+    )
     .await;
     let body = r#"{"filter":{"status":"open"},"limit":10}"#;
     let r = post(&p.url("/v1/orders/search"), body).await;
@@ -466,14 +426,8 @@ async fn a_listed_post_is_forwarded_with_its_body() {
 #[tokio::test]
 async fn absolute_form_targets_and_foreign_hosts_still_go_to_the_configured_backend() {
     let b = Backend::start(Behaviour::Echo).await;
-    let s = Backend::start(ok("never")).await;
-    let p = Proxy::start(&quiet_route(
-        &b.url("/tables/orders"),
-        &s.url("/s"),
-        "batch",
-        "",
-    ))
-    .await;
+    let s = Backend::start(Behaviour::ok("never")).await;
+    let p = Proxy::start(quiet_route(b.url("/tables/orders"), s.url("/s"), "batch")).await;
 
     let answer = raw(
         p.listen,
@@ -514,8 +468,8 @@ async fn absolute_form_targets_and_foreign_hosts_still_go_to_the_configured_back
 #[tokio::test]
 async fn hop_by_hop_headers_are_not_forwarded_upstream() {
     let b = Backend::start(Behaviour::Echo).await;
-    let s = Backend::start(ok("never")).await;
-    let p = Proxy::start(&quiet_route(&b.url("/t"), &s.url("/s"), "batch", "")).await;
+    let s = Backend::start(Behaviour::ok("never")).await;
+    let p = Proxy::start(quiet_route(b.url("/t"), s.url("/s"), "batch")).await;
     let answer = raw(
         p.listen,
         b"GET /v1/orders/h HTTP/1.1\r\n\
@@ -564,8 +518,8 @@ async fn hop_by_hop_headers_are_not_forwarded_upstream() {
 #[tokio::test]
 async fn every_x_forwarded_for_line_is_kept_in_order() {
     let b = Backend::start(Behaviour::Echo).await;
-    let s = Backend::start(ok("never")).await;
-    let p = Proxy::start(&quiet_route(&b.url("/t"), &s.url("/s"), "batch", "")).await;
+    let s = Backend::start(Behaviour::ok("never")).await;
+    let p = Proxy::start(quiet_route(b.url("/t"), s.url("/s"), "batch")).await;
     let answer = raw(
         p.listen,
         b"GET /v1/orders/1 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1, 10.0.0.2\r\nX-Forwarded-For: 10.0.0.3\r\nConnection: close\r\n\r\n",
@@ -586,8 +540,8 @@ async fn every_x_forwarded_for_line_is_kept_in_order() {
 #[tokio::test]
 async fn forwarded_headers_are_set_when_the_consumer_sent_none() {
     let b = Backend::start(Behaviour::Echo).await;
-    let s = Backend::start(ok("never")).await;
-    let p = Proxy::start(&quiet_route(&b.url("/t"), &s.url("/s"), "batch", "")).await;
+    let s = Backend::start(Behaviour::ok("never")).await;
+    let p = Proxy::start(quiet_route(b.url("/t"), s.url("/s"), "batch")).await;
     let e = echoed(&get(&p.url("/v1/orders/1")).await);
     assert_eq!(echoed_header(&e, "x-forwarded-for"), vec!["127.0.0.1"]);
     let fwd = echoed_header(&e, "forwarded");
@@ -601,7 +555,7 @@ async fn forwarded_headers_are_set_when_the_consumer_sent_none() {
 
 #[tokio::test]
 async fn hop_by_hop_headers_from_the_backend_do_not_reach_the_consumer() {
-    let b = backend_fn(|_req| async {
+    let b = Backend::start(Behaviour::custom(|_req| async {
         http::Response::builder()
             .header("connection", "x-backend-secret")
             .header("x-backend-secret", "internal")
@@ -611,10 +565,10 @@ async fn hop_by_hop_headers_from_the_backend_do_not_reach_the_consumer() {
             .header("x-kept", "yes")
             .body(full_body("payload"))
             .expect("response")
-    })
+    }))
     .await;
-    let s = Backend::start(ok("never")).await;
-    let p = Proxy::start(&quiet_route(&b.url("/t"), &s.url("/s"), "batch", "")).await;
+    let s = Backend::start(Behaviour::ok("never")).await;
+    let p = Proxy::start(quiet_route(b.url("/t"), s.url("/s"), "batch")).await;
     let r = get(&p.url("/v1/orders/1")).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "payload");
@@ -640,16 +594,16 @@ async fn hop_by_hop_headers_from_the_backend_do_not_reach_the_consumer() {
 #[tokio::test]
 async fn cutover_headers_from_a_backend_are_replaced_by_this_cutovers() {
     // An upstream behind a cutover of its own answers with that one's headers.
-    let s = backend_fn(|_req| async {
+    let s = Backend::start(Behaviour::custom(|_req| async {
         http::Response::builder()
             .header("x-cutover-served-by", "batch")
             .header("x-cutover-fallback", "timeout")
             .body(full_body("from streaming"))
             .expect("response")
-    })
+    }))
     .await;
-    let b = Backend::start(ok("from batch")).await;
-    let p = Proxy::start(&quiet_route(&b.url("/t"), &s.url("/s"), "streaming", "")).await;
+    let b = Backend::start(Behaviour::ok("from batch")).await;
+    let p = Proxy::start(quiet_route(b.url("/t"), s.url("/s"), "streaming")).await;
     let r = get(&p.url("/v1/orders/1")).await;
     assert_eq!(r.text(), "from streaming");
     let served: Vec<_> = r.headers.get_all("x-cutover-served-by").iter().collect();
@@ -667,23 +621,12 @@ async fn cutover_headers_from_a_backend_are_replaced_by_this_cutovers() {
 #[tokio::test]
 async fn http2_prior_knowledge_from_the_consumer_is_served() {
     let b = Backend::start(Behaviour::Echo).await;
-    let s = Backend::start(ok("from streaming")).await;
-    let p = Proxy::start(&config(&[
-        route(
-            "orders",
-            "/v1/orders",
-            &b.url("/t"),
-            &s.url("/s"),
-            "mode: streaming",
-        ),
-        route(
-            "echo",
-            "/v1/echo",
-            &b.url("/t"),
-            &s.url("/s"),
-            "mode: batch",
-        ),
-    ]))
+    let s = Backend::start(Behaviour::ok("from streaming")).await;
+    let p = Proxy::start(
+        Config::new()
+            .route(route("orders", "/v1/orders", b.url("/t"), s.url("/s")).mode("streaming"))
+            .route(route("echo", "/v1/echo", b.url("/t"), s.url("/s")).mode("batch")),
+    )
     .await;
     let client = Client::builder(TokioExecutor::new())
         .http2_only(true)
@@ -723,13 +666,9 @@ async fn http2_prior_knowledge_from_the_consumer_is_served() {
 async fn post_route() -> (Backend, Backend, Proxy) {
     let b = Backend::start(Behaviour::Echo).await;
     let s = Backend::start(Behaviour::Echo).await;
-    let p = Proxy::start(&allow_post(&quiet_route(
-        &b.url("/t"),
-        &s.url("/s"),
-        "streaming",
-        "",
-    )))
-    .await;
+    let p =
+        Proxy::start(quiet_route(b.url("/t"), s.url("/s"), "streaming").methods(&["GET", "POST"]))
+            .await;
     (b, s, p)
 }
 
@@ -812,9 +751,10 @@ async fn a_garbage_request_line_is_400() {
 async fn a_body_past_max_buffered_body_reaches_streaming_once_and_never_falls_back() {
     let b = Backend::start(Behaviour::Echo).await;
     let s = Backend::start(Behaviour::Status(503)).await;
-    let yaml = allow_post(&quiet_route(&b.url("/t"), &s.url("/s"), "streaming", ""))
-        .replace("routes:\n", "max_buffered_body: 1024\nroutes:\n");
-    let p = Proxy::start(&yaml).await;
+    let config = Config::new()
+        .max_buffered_body(1024)
+        .route(quiet_route(b.url("/t"), s.url("/s"), "streaming").methods(&["GET", "POST"]));
+    let p = Proxy::start(config).await;
     let body: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
     let r = post(&p.url("/v1/orders/bulk"), body.clone()).await;
     // Not buffered, so not resendable: streaming's 503 stands (SPEC: a
@@ -848,13 +788,9 @@ async fn a_body_past_max_buffered_body_reaches_streaming_once_and_never_falls_ba
 async fn a_small_body_is_resent_intact_to_batch_on_fallback() {
     let b = Backend::start(Behaviour::Echo).await;
     let s = Backend::start(Behaviour::Status(503)).await;
-    let p = Proxy::start(&allow_post(&quiet_route(
-        &b.url("/t"),
-        &s.url("/s"),
-        "streaming",
-        "",
-    )))
-    .await;
+    let p =
+        Proxy::start(quiet_route(b.url("/t"), s.url("/s"), "streaming").methods(&["GET", "POST"]))
+            .await;
     let body = r#"{"ids":[1,2,3],"note":"résumé"}"#;
     let r = post(&p.url("/v1/orders/search?page=2"), body).await;
     assert_eq!(r.header("x-cutover-served-by"), Some("batch"));
@@ -872,9 +808,9 @@ async fn a_small_body_is_resent_intact_to_batch_on_fallback() {
 
 #[tokio::test]
 async fn admin_endpoints_answer_on_admin_only() {
-    let b = Backend::start(ok("from batch")).await;
-    let s = Backend::start(ok("from streaming")).await;
-    let p = Proxy::start(&quiet_route(&b.url("/t"), &s.url("/s"), "streaming", "")).await;
+    let b = Backend::start(Behaviour::ok("from batch")).await;
+    let s = Backend::start(Behaviour::ok("from streaming")).await;
+    let p = Proxy::start(quiet_route(b.url("/t"), s.url("/s"), "streaming")).await;
     for path in ["/metrics", "/healthz", "/readyz", "/status"] {
         let r = get(&p.url(path)).await;
         assert_eq!(r.status, 404, "{path} on the listen port");
@@ -919,14 +855,12 @@ async fn admin_endpoints_answer_on_admin_only() {
 #[tokio::test]
 async fn metrics_are_scraped_with_the_right_values() {
     let hours_3 = Duration::from_secs(3 * 3600);
-    let b = Backend::start(ok_aged("from batch", hours_3)).await;
-    let s = Backend::start(ok_aged("from streaming", Duration::from_secs(5))).await;
-    let p = Proxy::start(&quiet_route(
-        &b.url("/t"),
-        &s.url("/s"),
-        "streaming",
-        "fallback: { circuit: { failures: 5, cooldown: 30s } }",
-    ))
+    let b = Backend::start(Behaviour::aged("from batch", hours_3)).await;
+    let s = Backend::start(Behaviour::aged("from streaming", Duration::from_secs(5))).await;
+    let p = Proxy::start(
+        quiet_route(b.url("/t"), s.url("/s"), "streaming")
+            .fallback(json!({"circuit": {"failures": 5, "cooldown": "30s"}})),
+    )
     .await;
     for _ in 0..3 {
         let r = get(&p.url("/v1/orders/1")).await;
@@ -1117,13 +1051,13 @@ async fn metrics_are_scraped_with_the_right_values() {
 
 #[tokio::test]
 async fn an_idle_side_is_probed_and_its_freshness_reported() {
-    let b = Backend::start(ok_aged("from batch", Duration::from_secs(3 * 3600))).await;
-    let s = Backend::start(ok_aged("from streaming", Duration::from_secs(5))).await;
-    let p = Proxy::start(&one_route(
-        &b.url("/t"),
-        &s.url("/s?format=json"),
-        "mode: batch\n    freshness: { probe_interval: 1s }",
-    ))
+    let b = Backend::start(Behaviour::aged("from batch", Duration::from_secs(3 * 3600))).await;
+    let s = Backend::start(Behaviour::aged("from streaming", Duration::from_secs(5))).await;
+    let p = Proxy::start(
+        Route::orders(b.url("/t"), s.url("/s?format=json"))
+            .mode("batch")
+            .freshness(json!({"probe_interval": "1s"})),
+    )
     .await;
     let r = get(&p.url("/v1/orders/1")).await;
     assert_eq!(r.header("x-cutover-served-by"), Some("batch"));
@@ -1137,7 +1071,7 @@ async fn an_idle_side_is_probed_and_its_freshness_reported() {
     assert_eq!(probe.headers["user-agent"], "cutover-probe");
 
     // The backend counts the probe before answering it: wait for the answer.
-    eventually("the probe's watermark is recorded", || async {
+    wait_until_async("the probe's watermark is recorded", || async {
         let m = p.scrape().await;
         m.value(
             "cutover_data_watermark_timestamp_seconds",
@@ -1178,13 +1112,13 @@ async fn an_idle_side_is_probed_and_its_freshness_reported() {
 
 #[tokio::test]
 async fn probe_interval_off_sends_no_probes() {
-    let b = Backend::start(ok_aged("from batch", Duration::from_secs(60))).await;
-    let s = Backend::start(ok_aged("from streaming", Duration::from_secs(5))).await;
-    let p = Proxy::start(&one_route(
-        &b.url("/t"),
-        &s.url("/s"),
-        "mode: batch\n    freshness: { probe_interval: off }",
-    ))
+    let b = Backend::start(Behaviour::aged("from batch", Duration::from_secs(60))).await;
+    let s = Backend::start(Behaviour::aged("from streaming", Duration::from_secs(5))).await;
+    let p = Proxy::start(
+        Route::orders(b.url("/t"), s.url("/s"))
+            .mode("batch")
+            .no_probe(),
+    )
     .await;
     // Proving an absence needs a wait: long enough for two probe ticks.
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -1212,13 +1146,13 @@ async fn probe_interval_off_sends_no_probes() {
 
 #[tokio::test]
 async fn keep_alive_upstream_connections_are_reused() {
-    let b = Backend::start(ok_aged("from batch", Duration::from_secs(60))).await;
-    let s = Backend::start(ok_aged("from streaming", Duration::from_secs(5))).await;
-    let p = Proxy::start(&one_route(
-        &b.url("/t"),
-        &s.url("/s"),
-        "mode: streaming\n    freshness: { probe_interval: off }\n    reconcile: { sample: 0 }",
-    ))
+    let b = Backend::start(Behaviour::aged("from batch", Duration::from_secs(60))).await;
+    let s = Backend::start(Behaviour::aged("from streaming", Duration::from_secs(5))).await;
+    let p = Proxy::start(
+        Route::orders(b.url("/t"), s.url("/s"))
+            .mode("streaming")
+            .quiet(),
+    )
     .await;
     for _ in 0..200 {
         let a = get(&p.url("/v1/orders")).await;
@@ -1240,13 +1174,16 @@ async fn keep_alive_upstream_connections_are_reused() {
 async fn an_upstream_that_closes_idle_connections_costs_no_read() {
     // Answers one read per connection, then closes it without saying so: the
     // pooled connection is dead by the next read, which must still succeed.
-    let s = raw_backend(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false).await;
-    let b = Backend::start(ok_aged("from batch", Duration::from_secs(60))).await;
-    let p = Proxy::start(&one_route(
-        &b.url("/t"),
-        &s.url("/s"),
-        "mode: streaming_only\n    freshness: { probe_interval: off }",
+    let s = Backend::start(Behaviour::raw(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
     ))
+    .await;
+    let b = Backend::start(Behaviour::aged("from batch", Duration::from_secs(60))).await;
+    let p = Proxy::start(
+        Route::orders(b.url("/t"), s.url("/s"))
+            .mode("streaming_only")
+            .no_probe(),
+    )
     .await;
     for i in 0..50 {
         let a = get(&p.url("/v1/orders")).await;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::*;
 
 const RECONCILE_TOTAL: &str = "cutover_reconcile_total";
@@ -39,8 +39,6 @@ const SKIP_REASONS: [&str; 5] = [
     "aborted",
     "upstream_error",
 ];
-/// No idle-side probe: upstream counts and hits are the reads' alone.
-const NO_PROBE: &str = "freshness: { probe_interval: off }";
 
 // ---------------------------------------------------------------- fixtures
 
@@ -71,7 +69,7 @@ fn json(body: impl Into<Bytes>) -> Canned {
 /// marker occurs in the request's path ("" matches every path).
 async fn canned_backend(answers: Vec<(&'static str, Canned)>) -> Backend {
     let answers = Arc::new(answers);
-    backend_fn(move |req: Request<Bytes>| {
+    Backend::start(Behaviour::custom(move |req: Request<Bytes>| {
         let answers = answers.clone();
         async move {
             let path = req.uri().path().to_owned();
@@ -92,7 +90,7 @@ async fn canned_backend(answers: Vec<(&'static str, Canned)>) -> Backend {
             }
             r
         }
-    })
+    }))
     .await
 }
 
@@ -100,29 +98,20 @@ async fn fixed(c: Canned) -> Backend {
     canned_backend(vec![("", c)]).await
 }
 
-/// One route entry (a YAML list item).
-fn route(name: &str, prefix: &str, batch: &str, streaming: &str, extra: &str) -> String {
-    format!(
-        "  - name: {name}\n    match: {{ path_prefix: {prefix} }}\n    batch: {batch}\n    streaming: {streaming}\n    {NO_PROBE}\n    {extra}\n"
-    )
+/// One route, without the idle-side probe: upstream counts and hits are
+/// the reads' alone.
+fn route(name: &str, prefix: &str, batch: impl Into<Side>, streaming: impl Into<Side>) -> Route {
+    Route::new(name, prefix, batch, streaming).no_probe()
 }
 
-fn config(routes: &[String]) -> String {
-    format!(
-        "version: 1\nconsumer: test\nlisten: LISTEN\nadmin: ADMIN\nroutes:\n{}",
-        routes.concat()
-    )
-}
-
-/// The usual single route `orders` on /v1/orders, probes off, plus `extra`.
-fn orders(batch: &Backend, streaming: &str, extra: &str) -> String {
-    config(&[route(
+/// The usual single route `orders` on /v1/orders, probes off.
+fn orders(batch: &Backend, streaming: impl Into<Side>) -> Route {
+    route(
         "orders",
         "/v1/orders",
-        &batch.url("/tables/orders"),
+        batch.url("/tables/orders"),
         streaming,
-        extra,
-    )])
+    )
 }
 
 fn result(m: &Metrics, route: &str, r: &str) -> f64 {
@@ -153,19 +142,15 @@ fn reconcile_lines(m: &Metrics) -> String {
 
 /// Scrapes until `cond` holds (bounded by `WAIT`) and returns that scrape.
 async fn settle(p: &Proxy, what: &str, cond: impl Fn(&Metrics) -> bool) -> Metrics {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    wait_until_async(what, || async {
         let m = p.scrape().await;
         if cond(&m) {
-            return m;
+            Ok(m)
+        } else {
+            Err(reconcile_lines(&m))
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting until {what}:\n{}",
-            reconcile_lines(&m)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 /// Asserts that route `orders` counted exactly `want_result` once (no other
@@ -217,18 +202,17 @@ impl Shadow {
             Shadow::DifferentJson => fixed(json(r#"{"data":[{"id":2,"amount":99}],"page":7}"#)).await,
             Shadow::GarbageBody => fixed(json(&b"\x00\xff\xfegarbage{{{not json"[..])).await,
             Shadow::GarbageInsteadOfHttp => {
-                raw_backend(b"\x00\xff\xfe this is not HTTP at all\r\n\r\n", false).await
+                Backend::start(Behaviour::raw(b"\x00\xff\xfe this is not HTTP at all\r\n\r\n")).await
             }
             Shadow::ServerError => fixed(canned(500, "boom\n", None)).await,
             Shadow::Hangs => Backend::start(Behaviour::Hang).await,
             Shadow::ResetMidBody => {
-                raw_backend(
+                Backend::start(Behaviour::raw_then_reset(
                     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"data\":[{\"id\":",
-                    true,
-                )
+                ))
                 .await
             }
-            Shadow::ResetAtOnce => raw_backend(b"", true).await,
+            Shadow::ResetAtOnce => Backend::start(Behaviour::raw_then_reset(b"")).await,
         }
     }
 
@@ -276,19 +260,15 @@ async fn shadow_never_alters_the_consumers_answer() {
         Shadow::ResetAtOnce,
     ] {
         let streaming = variant.backend().await;
-        let yaml = orders(
-            &batch,
-            &format!(
-                "{{ url: '{}', timeout: 300ms }}",
-                streaming.url("/s/orders")
-            ),
-            "mode: shadow",
+        let p = Proxy::start(
+            orders(
+                &batch,
+                Side::new(streaming.url("/s/orders")).timeout("300ms"),
+            )
+            .mode("shadow")
+            .methods(&["GET", "POST"]),
         )
-        .replace(
-            "match: { path_prefix: /v1/orders }",
-            "match: { path_prefix: /v1/orders, methods: [GET, POST] }",
-        );
-        let p = Proxy::start(&yaml).await;
+        .await;
         let before = batch.hits();
         let started = Instant::now();
         let got = send(
@@ -388,9 +368,9 @@ fn median(mut v: Vec<Duration>) -> Duration {
 async fn shadow_adds_no_latency_even_when_streaming_hangs() {
     let batch = fixed(json(BATCH_A)).await;
     let streaming = Backend::start(Behaviour::Hang).await;
-    let hanging = format!("{{ url: '{}', timeout: 5s }}", streaming.url("/s/orders"));
-    let shadow = Proxy::start(&orders(&batch, &hanging, "mode: shadow")).await;
-    let baseline = Proxy::start(&orders(&batch, &hanging, "mode: batch")).await;
+    let hanging = Side::new(streaming.url("/s/orders")).timeout("5s");
+    let shadow = Proxy::start(orders(&batch, hanging.clone()).mode("shadow")).await;
+    let baseline = Proxy::start(orders(&batch, hanging).mode("batch")).await;
     // Warm both paths once (first connections, lazy initialisation).
     get(&baseline.url("/v1/orders/warm")).await;
 
@@ -437,7 +417,16 @@ async fn shadow_adds_no_latency_even_when_streaming_hangs() {
 
 // ---------------------------------------------------------------- 3. categories
 
-const KEYED: &str = "reconcile: { records: /data, key: id, ignore: [ingested_at], numeric_tolerance: 0.001, event_time: ts }";
+/// Records compared by key, `ingested_at` ignored, a 0.1% tolerance, event time `ts`.
+fn keyed() -> Value {
+    json!({
+        "records": "/data",
+        "key": "id",
+        "ignore": ["ingested_at"],
+        "numeric_tolerance": 0.001,
+        "event_time": "ts",
+    })
+}
 const BATCH_WM: &str = "2024-05-01T09:00:00Z";
 const STREAMING_WM: &str = "2024-05-01T10:00:00Z";
 
@@ -558,11 +547,11 @@ async fn every_category_is_counted_exactly_through_the_proxy() {
             streaming_answer.watermark = Some(STREAMING_WM);
         }
         let streaming = fixed(streaming_answer).await;
-        let p = Proxy::start(&orders(
-            &batch,
-            &streaming.url("/s/orders"),
-            &format!("mode: shadow\n    {KEYED}"),
-        ))
+        let p = Proxy::start(
+            orders(&batch, streaming.url("/s/orders"))
+                .mode("shadow")
+                .reconcile(keyed()),
+        )
         .await;
         let a = get(&p.url("/v1/orders/list?day=2024-05-01")).await;
         assert_eq!(a.status, 200, "{case}");
@@ -579,11 +568,11 @@ async fn divergence_ratio_is_diverged_over_compared() {
         ("/differs", json(page(&[S1, S2]))),
     ])
     .await;
-    let p = Proxy::start(&orders(
-        &batch,
-        &streaming.url("/s/orders"),
-        &format!("mode: shadow\n    {KEYED}"),
-    ))
+    let p = Proxy::start(
+        orders(&batch, streaming.url("/s/orders"))
+            .mode("shadow")
+            .reconcile(keyed()),
+    )
     .await;
     let m = p.scrape().await;
     assert_eq!(
@@ -630,23 +619,28 @@ async fn divergence_ratio_is_diverged_over_compared() {
 /// A second route, `control`, on the same backends, that compares every
 /// read: once its comparison is counted, reads sent before it have had
 /// every chance to reach batch.
-fn with_control(batch: &Backend, streaming: &Backend, orders_extra: &str) -> String {
-    config(&[
-        route(
+fn with_control(
+    batch: &Backend,
+    streaming: &Backend,
+    orders: impl FnOnce(Route) -> Route,
+) -> Config {
+    Config::new()
+        .route(orders(route(
             "orders",
             "/v1/orders",
-            &batch.url("/tables/orders"),
-            &streaming.url("/s/orders"),
-            orders_extra,
-        ),
-        route(
-            "control",
-            "/v1/control",
-            &batch.url("/tables/control"),
-            &streaming.url("/s/control"),
-            "mode: streaming\n    reconcile: { sample: 1.0 }",
-        ),
-    ])
+            batch.url("/tables/orders"),
+            streaming.url("/s/orders"),
+        )))
+        .route(
+            route(
+                "control",
+                "/v1/control",
+                batch.url("/tables/control"),
+                streaming.url("/s/control"),
+            )
+            .mode("streaming")
+            .reconcile(json!({ "sample": 1.0 })),
+        )
 }
 
 async fn barrier(p: &Proxy) {
@@ -675,11 +669,11 @@ fn batch_orders_reads(batch: &Backend) -> Vec<String> {
 async fn streaming_mode_with_sample_one_rereads_batch_and_compares() {
     let batch = fixed(json(BATCH_A)).await;
     let streaming = fixed(json(BATCH_A)).await;
-    let p = Proxy::start(&orders(
-        &batch,
-        &streaming.url("/s/orders"),
-        "mode: streaming\n    reconcile: { sample: 1.0 }",
-    ))
+    let p = Proxy::start(
+        orders(&batch, streaming.url("/s/orders"))
+            .mode("streaming")
+            .reconcile(json!({"sample": 1.0})),
+    )
     .await;
     for i in 1..=3 {
         let a = get(&p.url(&format!("/v1/orders/{i}?full=1"))).await;
@@ -712,11 +706,9 @@ async fn streaming_mode_with_sample_one_rereads_batch_and_compares() {
 async fn streaming_mode_with_sample_zero_never_reads_batch() {
     let batch = fixed(json(BATCH_A)).await;
     let streaming = fixed(json(BATCH_A)).await;
-    let p = Proxy::start(&with_control(
-        &batch,
-        &streaming,
-        "mode: streaming\n    reconcile: { sample: 0.0 }",
-    ))
+    let p = Proxy::start(with_control(&batch, &streaming, |r| {
+        r.mode("streaming").reconcile(json!({"sample": 0.0}))
+    }))
     .await;
     for i in 0..20 {
         let a = get(&p.url(&format!("/v1/orders/{i}"))).await;
@@ -732,11 +724,9 @@ async fn streaming_mode_with_sample_zero_never_reads_batch() {
 async fn streaming_only_never_reads_batch_even_with_sample_one() {
     let batch = fixed(json(BATCH_A)).await;
     let streaming = fixed(json(BATCH_A)).await;
-    let p = Proxy::start(&with_control(
-        &batch,
-        &streaming,
-        "mode: streaming_only\n    reconcile: { sample: 1.0 }",
-    ))
+    let p = Proxy::start(with_control(&batch, &streaming, |r| {
+        r.mode("streaming_only").reconcile(json!({"sample": 1.0}))
+    }))
     .await;
     for i in 0..10 {
         let a = get(&p.url(&format!("/v1/orders/{i}"))).await;
@@ -770,12 +760,16 @@ async fn sampled_customers(batch: &Backend, proxy: &Proxy, reads: usize) -> BTre
 #[tokio::test]
 async fn sampling_is_deterministic_per_sticky_value() {
     const CUSTOMERS: usize = 40;
-    const STICKY: &str = "mode: streaming\n    canary: { sticky_header: x-customer-id }\n    reconcile: { sample: 0.5 }";
+    let sticky = |r: Route| {
+        r.mode("streaming")
+            .canary(json!({ "sticky_header": "x-customer-id" }))
+            .reconcile(json!({ "sample": 0.5 }))
+    };
     // Two sidecars with the same config, each with its own batch backend.
     let streaming = fixed(json(BATCH_A)).await;
     let (batch_a, batch_b) = (fixed(json(BATCH_A)).await, fixed(json(BATCH_A)).await);
-    let pa = Proxy::start(&with_control(&batch_a, &streaming, STICKY)).await;
-    let pb = Proxy::start(&with_control(&batch_b, &streaming, STICKY)).await;
+    let pa = Proxy::start(with_control(&batch_a, &streaming, sticky)).await;
+    let pb = Proxy::start(with_control(&batch_b, &streaming, sticky)).await;
     for round in 0..3 {
         for c in 0..CUSTOMERS {
             let id = format!("customer-{c}");
@@ -823,11 +817,11 @@ async fn max_body_bytes_skips_the_comparison_not_the_body() {
     };
     let batch = canned_backend(vec![("/big", json(big.clone())), ("", json(BATCH_A))]).await;
     let streaming = canned_backend(vec![("/small", json(BATCH_A)), ("", json(big.clone()))]).await;
-    let p = Proxy::start(&orders(
-        &batch,
-        &streaming.url("/s/orders"),
-        "mode: shadow\n    reconcile: { max_body_bytes: 1024 }",
-    ))
+    let p = Proxy::start(
+        orders(&batch, streaming.url("/s/orders"))
+            .mode("shadow")
+            .reconcile(json!({"max_body_bytes": 1024})),
+    )
     .await;
 
     // Both answers too large: the consumer still gets all 10 KiB.
@@ -865,7 +859,7 @@ async fn max_body_bytes_skips_the_comparison_not_the_body() {
 async fn max_inflight_skips_comparisons_past_the_cap() {
     // Streaming holds its answers until the test opens the gate.
     let (open, gate) = tokio::sync::watch::channel(false);
-    let streaming = backend_fn(move |_req| {
+    let streaming = Backend::start(Behaviour::custom(move |_req| {
         let mut gate = gate.clone();
         async move {
             let _ = gate.wait_for(|open| *open).await;
@@ -874,14 +868,14 @@ async fn max_inflight_skips_comparisons_past_the_cap() {
                 .insert("content-type", "application/json".parse().unwrap());
             r
         }
-    })
+    }))
     .await;
     let batch = fixed(json(BATCH_A)).await;
-    let p = Proxy::start(&orders(
-        &batch,
-        &format!("{{ url: '{}', timeout: 10s }}", streaming.url("/s/orders")),
-        "mode: shadow\n    reconcile: { max_inflight: 1 }",
-    ))
+    let p = Proxy::start(
+        orders(&batch, Side::new(streaming.url("/s/orders")).timeout("10s"))
+            .mode("shadow")
+            .reconcile(json!({"max_inflight": 1})),
+    )
     .await;
 
     const READS: usize = 5;
@@ -966,11 +960,7 @@ async fn divergence_log_writes_a_bounded_sample_per_comparison() {
         ("/one", canned(200, page(&[S1, S2]), Some(STREAMING_WM))),
     ])
     .await;
-    let p = Proxy::start(&orders(
-        &batch,
-        &streaming.url("/s/orders"),
-        "mode: shadow\n    reconcile: { records: /data, key: id, ignore: [ingested_at], divergence_log: divergences.jsonl }",
-    ))
+    let p = Proxy::start(orders(&batch, streaming.url("/s/orders")).mode("shadow").reconcile(json!({"records": "/data", "key": "id", "ignore": ["ingested_at"], "divergence_log": "divergences.jsonl"})))
     .await;
     let log = p.dir.path().join("divergences.jsonl");
 
@@ -1064,18 +1054,11 @@ fn diff(args: &[&str]) -> (Option<i32>, String, String) {
     };
     let out = reader(Box::new(child.stdout.take().expect("stdout")));
     let err = reader(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("cutover diff {args:?} did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_exit(
+        &mut child,
+        &format!("cutover diff {args:?} exits"),
+        String::new,
+    );
     (status.code(), out.join().unwrap(), err.join().unwrap())
 }
 
@@ -1251,22 +1234,17 @@ fn diff_bad_input_exits_two() {
 // ---------------------------------------------------------------- edges of the run-time path
 
 /// `orders` with GET, HEAD and POST allowed.
-fn with_post(yaml: String) -> String {
-    yaml.replace(
-        "match: { path_prefix: /v1/orders }",
-        "match: { path_prefix: /v1/orders, methods: [GET, HEAD, POST] }",
-    )
+fn with_post(route: Route) -> Route {
+    route.methods(&["GET", "HEAD", "POST"])
 }
 
 #[tokio::test]
 async fn shadow_head_reads_compare_empty_bodies() {
     let batch = fixed(json(BATCH_A)).await;
     let streaming = fixed(json(BATCH_A)).await;
-    let p = Proxy::start(&with_post(orders(
-        &batch,
-        &streaming.url("/s/orders"),
-        "mode: shadow",
-    )))
+    let p = Proxy::start(with_post(
+        orders(&batch, streaming.url("/s/orders")).mode("shadow"),
+    ))
     .await;
     let a = send(
         Request::head(p.url("/v1/orders/1"))
@@ -1286,9 +1264,10 @@ async fn shadow_head_reads_compare_empty_bodies() {
 async fn shadow_skips_a_request_body_too_large_to_send_twice() {
     let batch = fixed(json(BATCH_A)).await;
     let streaming = fixed(json(BATCH_A)).await;
-    let yaml = with_post(orders(&batch, &streaming.url("/s/orders"), "mode: shadow"))
-        .replace("admin: ADMIN\n", "admin: ADMIN\nmax_buffered_body: 1024\n");
-    let p = Proxy::start(&yaml).await;
+    let config = Config::new().max_buffered_body(1024).route(with_post(
+        orders(&batch, streaming.url("/s/orders")).mode("shadow"),
+    ));
+    let p = Proxy::start(config).await;
     let big = vec![b'x'; 100 * 1024];
     let a = post(&p.url("/v1/orders/search"), big.clone()).await;
     assert_eq!(a.status, 200);
@@ -1312,16 +1291,18 @@ async fn shadow_skips_a_request_body_too_large_to_send_twice() {
 
 #[tokio::test]
 async fn shadow_with_batch_down_answers_batchs_failure_and_skips() {
-    let refused = refusing_addr().await;
+    let refused = refusing_addr();
     let streaming = fixed(json(BATCH_A)).await;
-    let yaml = config(&[route(
-        "orders",
-        "/v1/orders",
-        &format!("http://{refused}/tables/orders"),
-        &streaming.url("/s/orders"),
-        "mode: shadow",
-    )]);
-    let p = Proxy::start(&yaml).await;
+    let p = Proxy::start(
+        route(
+            "orders",
+            "/v1/orders",
+            format!("http://{refused}/tables/orders"),
+            streaming.url("/s/orders"),
+        )
+        .mode("shadow"),
+    )
+    .await;
     let a = get(&p.url("/v1/orders/1")).await;
     assert_eq!(a.status, 502, "{}", a.text());
     assert_eq!(a.header("x-cutover-served-by"), Some("batch"));
@@ -1337,13 +1318,12 @@ async fn shadow_with_batch_down_answers_batchs_failure_and_skips() {
 
 #[tokio::test]
 async fn a_served_body_that_breaks_midway_is_not_compared() {
-    let batch = raw_backend(
+    let batch = Backend::start(Behaviour::raw_then_reset(
         b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"data\":[",
-        true,
-    )
+    ))
     .await;
     let streaming = fixed(json(BATCH_A)).await;
-    let p = Proxy::start(&orders(&batch, &streaming.url("/s/orders"), "mode: shadow")).await;
+    let p = Proxy::start(orders(&batch, streaming.url("/s/orders")).mode("shadow")).await;
     // The consumer sees the break (no made-up complete answer).
     let got = try_get(&p.url("/v1/orders/1")).await;
     assert!(got.is_err(), "a cut body must not look whole: {got:?}");
@@ -1359,11 +1339,12 @@ async fn canary_compares_only_the_streaming_share() {
     let batch = fixed(json(BATCH_A)).await;
     let streaming = fixed(json(r#"{"data":[],"page":1}"#)).await;
     // All reads to streaming, each compared.
-    let p = Proxy::start(&orders(
-        &batch,
-        &streaming.url("/s/orders"),
-        "mode: canary\n    canary: { percent: 100 }\n    reconcile: { sample: 1.0 }",
-    ))
+    let p = Proxy::start(
+        orders(&batch, streaming.url("/s/orders"))
+            .mode("canary")
+            .canary(json!({"percent": 100}))
+            .reconcile(json!({"sample": 1.0})),
+    )
     .await;
     let a = get(&p.url("/v1/orders/1")).await;
     assert_eq!(a.header("x-cutover-served-by"), Some("streaming"));
@@ -1373,11 +1354,11 @@ async fn canary_compares_only_the_streaming_share() {
 
     // All reads to batch: nothing to compare, batch read once per read.
     let before = (batch.hits(), streaming.hits());
-    let p = Proxy::start(&with_control(
-        &batch,
-        &streaming,
-        "mode: canary\n    canary: { percent: 0 }\n    reconcile: { sample: 1.0 }",
-    ))
+    let p = Proxy::start(with_control(&batch, &streaming, |r| {
+        r.mode("canary")
+            .canary(json!({"percent": 0}))
+            .reconcile(json!({"sample": 1.0}))
+    }))
     .await;
     for i in 0..5 {
         let a = get(&p.url(&format!("/v1/orders/{i}"))).await;
@@ -1400,15 +1381,14 @@ async fn sides_keep_their_roles_when_streaming_serves() {
     // `missing`, and streaming's late record is still `timing`.
     let batch = fixed(canned(200, page(&[B1, B2, B3]), Some(BATCH_WM))).await;
     let streaming = fixed(canned(200, page(&[S1, S2, S5_LATE]), Some(STREAMING_WM))).await;
-    let yaml = orders(
-        &batch,
-        &streaming.url("/s/orders"),
-        &format!(
-            "mode: streaming\n    {}",
-            KEYED.replace("{ records", "{ sample: 1.0, records")
-        ),
-    );
-    let p = Proxy::start(&yaml).await;
+    let mut reconcile = keyed();
+    reconcile["sample"] = json!(1.0);
+    let p = Proxy::start(
+        orders(&batch, streaming.url("/s/orders"))
+            .mode("streaming")
+            .reconcile(reconcile),
+    )
+    .await;
     let a = get(&p.url("/v1/orders/list")).await;
     assert_eq!(a.header("x-cutover-served-by"), Some("streaming"));
     assert_eq!(a.body, Bytes::from(page(&[S1, S2, S5_LATE])));

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cutover::ReloadOutcome;
+use serde_json::json;
 use support::*;
 
 /// A loose bound on how soon an edit must be live: the watcher debounces for
@@ -22,26 +23,17 @@ const ROUTE_PATH: &str = "/v1/orders/7";
 /// A healthy batch backend and a healthy streaming backend, told apart by body.
 async fn both_sides() -> (Backend, Backend) {
     (
-        Backend::start(Behaviour::Ok {
-            body: "batch",
-            age: None,
-        })
-        .await,
-        Backend::start(Behaviour::Ok {
-            body: "streaming",
-            age: None,
-        })
-        .await,
+        Backend::start(Behaviour::ok("batch")).await,
+        Backend::start(Behaviour::ok("streaming")).await,
     )
 }
 
 /// One route `orders` in `mode`, probes off so backends only see reads.
-/// Keeps the `LISTEN`/`ADMIN` placeholders; `fill` before writing an edit.
-fn config(batch: &Backend, streaming: &Backend, mode: &str) -> String {
-    one_route(
-        &batch.url("/tables/orders"),
-        &streaming.url("/v1/orders"),
-        &format!("mode: {mode}\n    freshness: {{ probe_interval: off }}"),
+fn config(batch: &Backend, streaming: &Backend, mode: &str) -> Config {
+    Config::new().route(
+        Route::orders(batch.url("/tables/orders"), streaming.url("/v1/orders"))
+            .mode(mode)
+            .no_probe(),
     )
 }
 
@@ -52,12 +44,10 @@ async fn served_by(p: &Proxy) -> String {
     r.header("x-cutover-served-by").unwrap_or("").to_owned()
 }
 
-/// Reads every 5 ms until `side` serves one; returns the time since `since`.
+/// Reads until `side` serves one; returns the time since `since`.
 async fn until_served_by(p: &Proxy, side: &str, since: Instant) -> Duration {
-    within(async {
-        while served_by(p).await != side {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    wait_until_async(&format!("{side} serves a read"), || async {
+        served_by(p).await == side
     })
     .await;
     since.elapsed()
@@ -110,12 +100,12 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     let (b, s) = both_sides().await;
-    let p = Proxy::start(&config(&b, &s, "batch")).await;
+    let p = Proxy::start(config(&b, &s, "batch")).await;
     assert_eq!(served_by(&p).await, "batch");
     assert_eq!(generation(&p).await, 1);
 
     let t0 = Instant::now();
-    edit(p.path.clone(), fill(&config(&b, &s, "streaming"))).await;
+    edit(p.path.clone(), config(&b, &s, "streaming").yaml()).await;
     let took = until_served_by(&p, "streaming", t0).await;
     eprintln!("reload latency ({style}): {} ms", took.as_millis());
     assert!(took < APPLY_BOUND, "{style}: took {took:?}");
@@ -206,7 +196,7 @@ async fn kubernetes_configmap_symlink_swap_is_applied() {
     let (b, s) = both_sides().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().to_owned();
-    configmap_initial(&root, "..2026_01", &fill(&config(&b, &s, "batch")));
+    configmap_initial(&root, "..2026_01", &config(&b, &s, "batch").yaml());
     let p = Proxy::start_at(dir, root.join("cutover.yaml")).await;
     assert_eq!(served_by(&p).await, "batch");
 
@@ -215,7 +205,7 @@ async fn kubernetes_configmap_symlink_swap_is_applied() {
         &root,
         "..2026_01",
         "..2026_02",
-        &fill(&config(&b, &s, "streaming")),
+        &config(&b, &s, "streaming").yaml(),
     );
     let took = until_served_by(&p, "streaming", t0).await;
     eprintln!("reload latency (configmap swap): {} ms", took.as_millis());
@@ -228,7 +218,7 @@ async fn kubernetes_configmap_symlink_swap_is_applied() {
         &root,
         "..2026_02",
         "..2026_03",
-        &fill(&config(&b, &s, "batch")),
+        &config(&b, &s, "batch").yaml(),
     );
     until_served_by(&p, "batch", t0).await;
     let st = p.status_json().await;
@@ -265,11 +255,11 @@ async fn bad_edit_is_rejected_then_fixed(
     bad_edit: impl FnOnce(&Backend, &Backend) -> String,
 ) -> (String, std::path::PathBuf) {
     let (b, s) = both_sides().await;
-    let p = Proxy::start(&config(&b, &s, "batch")).await;
+    let p = Proxy::start(config(&b, &s, "batch")).await;
     rename_over(&p.path, &bad_edit(&b, &s));
 
     let admin = p.admin_url("/status");
-    eventually("the bad edit is rejected", || {
+    wait_until_async("the bad edit is rejected", || {
         let admin = admin.clone();
         async move {
             let st = get(&admin).await.json();
@@ -303,7 +293,7 @@ async fn bad_edit_is_rejected_then_fixed(
 
     // Fixed.
     let t0 = Instant::now();
-    rename_over(&p.path, &fill(&config(&b, &s, "streaming")));
+    rename_over(&p.path, &config(&b, &s, "streaming").yaml());
     until_served_by(&p, "streaming", t0).await;
     let st = p.status_json().await;
     assert_eq!(st["config"]["generation"], 2, "{st:#}");
@@ -327,8 +317,8 @@ async fn bad_edit_is_rejected_then_fixed(
 async fn broken_yaml_keeps_the_old_config_until_fixed() {
     // Written by a buggy tool: an unterminated flow mapping.
     let (error, path) = bad_edit_is_rejected_then_fixed(|b, s| {
-        let good = fill(&config(b, s, "streaming"));
-        let bad = good.replace("{ path_prefix: /v1/orders }", "{ path_prefix: /v1/orders");
+        let good = config(b, s, "streaming").yaml();
+        let bad = good.replace("path_prefix: /v1/orders", "{ path_prefix: /v1/orders");
         assert_ne!(good, bad);
         bad
     })
@@ -340,7 +330,7 @@ async fn broken_yaml_keeps_the_old_config_until_fixed() {
 async fn invalid_mode_keeps_the_old_config_until_fixed() {
     let mut line = 0;
     let (error, path) = bad_edit_is_rejected_then_fixed(|b, s| {
-        let bad = fill(&config(b, s, "stream"));
+        let bad = config(b, s, "stream").yaml();
         line = 1 + bad
             .lines()
             .position(|l| l.contains("mode: stream"))
@@ -356,7 +346,7 @@ async fn invalid_mode_keeps_the_old_config_until_fixed() {
 #[tokio::test]
 async fn identical_rewrite_or_touch_does_not_bump_the_generation() {
     let (b, s) = both_sides().await;
-    let p = Proxy::start(&config(&b, &s, "batch")).await;
+    let p = Proxy::start(config(&b, &s, "batch")).await;
     let text = std::fs::read_to_string(&p.path).expect("read config");
 
     write_in_place(&p.path, &text);
@@ -391,7 +381,7 @@ async fn identical_rewrite_or_touch_does_not_bump_the_generation() {
 
     // A real change afterwards is one generation, not two.
     let t0 = Instant::now();
-    write_in_place(&p.path, &fill(&config(&b, &s, "streaming")));
+    write_in_place(&p.path, &config(&b, &s, "streaming").yaml());
     until_served_by(&p, "streaming", t0).await;
     assert_eq!(generation(&p).await, 2);
     p.stop().await;
@@ -400,7 +390,7 @@ async fn identical_rewrite_or_touch_does_not_bump_the_generation() {
 #[tokio::test]
 async fn sighup_forces_a_reload_in_the_real_binary() {
     let (b, s) = both_sides().await;
-    let (_dir, path) = config_file(&config(&b, &s, "batch"));
+    let (_dir, path) = config_file(config(&b, &s, "batch"));
     let bin = Binary::run(&path);
     let status = format!("http://{}/status", bin.admin);
     let metrics = format!("http://{}/metrics", bin.admin);
@@ -412,7 +402,7 @@ async fn sighup_forces_a_reload_in_the_real_binary() {
 
     // Same content: only the signal can cause this reload.
     bin.signal("HUP");
-    eventually("SIGHUP reloads", || {
+    wait_until_async("SIGHUP reloads", || {
         let status = status.clone();
         async move { get(&status).await.json()["config"]["generation"] == 2 }
     })
@@ -428,7 +418,7 @@ async fn sighup_forces_a_reload_in_the_real_binary() {
 
     // A second signal, a second reload; the process is still serving.
     bin.signal("HUP");
-    eventually("a second SIGHUP reloads", || {
+    wait_until_async("a second SIGHUP reloads", || {
         let status = status.clone();
         async move { get(&status).await.json()["config"]["generation"] == 3 }
     })
@@ -441,7 +431,7 @@ async fn sighup_forces_a_reload_in_the_real_binary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reload_storm_under_concurrent_reads_loses_no_read() {
     let (b, s) = both_sides().await;
-    let p = Proxy::start(&config(&b, &s, "batch")).await;
+    let p = Proxy::start(config(&b, &s, "batch")).await;
     let url = p.url(ROUTE_PATH);
     let stop = Arc::new(AtomicBool::new(false));
     let served = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
@@ -507,7 +497,7 @@ async fn reload_storm_under_concurrent_reads_loses_no_read() {
     let edits = 61;
     for i in 0..edits {
         let mode = if i % 2 == 0 { "streaming" } else { "batch" };
-        let text = format!("# edit {i}\n{}", fill(&config(&b, &s, mode)));
+        let text = format!("# edit {i}\n{}", config(&b, &s, mode).yaml());
         match i % 3 {
             0 => write_in_place(&p.path, &text),
             1 => rename_over(&p.path, &text),
@@ -521,7 +511,7 @@ async fn reload_storm_under_concurrent_reads_loses_no_read() {
     })
     .await;
     let admin = p.admin_url("/status");
-    eventually("the last edit is live", || {
+    wait_until_async("the last edit is live", || {
         let admin = admin.clone();
         async move { get(&admin).await.json()["routes"][0]["configured_mode"] == "streaming" }
     })
@@ -561,18 +551,13 @@ async fn reload_storm_under_concurrent_reads_loses_no_read() {
 
 #[tokio::test]
 async fn circuit_and_counters_survive_an_unrelated_reload() {
-    let batch = Backend::start(Behaviour::Ok {
-        body: "batch",
-        age: None,
-    })
-    .await;
+    let batch = Backend::start(Behaviour::ok("batch")).await;
     let streaming = Backend::start(Behaviour::Status(503)).await;
-    let route = one_route(
-        &batch.url("/tables/orders"),
-        &streaming.url("/v1/orders"),
-        "mode: streaming\n    fallback: { circuit: { failures: 2, cooldown: 30s } }\n    freshness: { probe_interval: off }",
-    );
-    let p = Proxy::start(&route).await;
+    let route = Route::orders(batch.url("/tables/orders"), streaming.url("/v1/orders"))
+        .mode("streaming")
+        .fallback(json!({ "circuit": { "failures": 2, "cooldown": "30s" } }))
+        .no_probe();
+    let p = Proxy::start(route.clone()).await;
     for _ in 0..2 {
         let r = get(&p.url(ROUTE_PATH)).await;
         assert_eq!(r.status, 200);
@@ -594,14 +579,19 @@ async fn circuit_and_counters_survive_an_unrelated_reload() {
     );
 
     // An unrelated change: a second route.
-    let two_routes = format!(
-        "{route}  - name: refunds\n    match: {{ path_prefix: /v1/refunds }}\n    batch: {}\n    streaming: {}\n    mode: batch\n    freshness: {{ probe_interval: off }}\n",
-        batch.url("/tables/refunds"),
-        streaming.url("/v1/refunds"),
+    let two_routes = Config::new().route(route).route(
+        Route::new(
+            "refunds",
+            "/v1/refunds",
+            batch.url("/tables/refunds"),
+            streaming.url("/v1/refunds"),
+        )
+        .mode("batch")
+        .no_probe(),
     );
-    rename_over(&p.path, &fill(&two_routes));
+    rename_over(&p.path, &two_routes.yaml());
     let refunds = p.url("/v1/refunds/1");
-    eventually("the second route is served", || {
+    wait_until_async("the second route is served", || {
         let refunds = refunds.clone();
         async move { get(&refunds).await.status == 200 }
     })
@@ -658,12 +648,13 @@ async fn circuit_and_counters_survive_an_unrelated_reload() {
 #[tokio::test]
 async fn listen_change_keeps_the_old_address_and_says_restart_needed() {
     let (b, s) = both_sides().await;
-    let p = Proxy::start(&config(&b, &s, "batch")).await;
-    let new_listen = refusing_addr().await;
-    let new_admin = refusing_addr().await;
+    let p = Proxy::start(config(&b, &s, "batch")).await;
+    let new_listen = refusing_addr();
+    let new_admin = refusing_addr();
     let edit = config(&b, &s, "streaming")
-        .replace("LISTEN", &new_listen.to_string())
-        .replace("ADMIN", &new_admin.to_string());
+        .listen(new_listen)
+        .admin(new_admin)
+        .yaml();
     let t0 = Instant::now();
     rename_over(&p.path, &edit);
     // The rest of the edit applies, on the old address.

@@ -7,15 +7,14 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use support::*;
 
 /// A batch-mode route to `batch`, probes off so the backends see reads only.
-fn batch_route(batch: &str, streaming: &Backend) -> String {
-    one_route(
-        batch,
-        &streaming.url("/v1/orders"),
-        "mode: batch\n    freshness: { probe_interval: off }",
-    )
+fn batch_route(batch: impl Into<Side>, streaming: &Backend) -> Route {
+    Route::orders(batch, streaming.url("/v1/orders"))
+        .mode("batch")
+        .no_probe()
 }
 
 /// Waits for the child to exit off the async runtime; returns the exit code
@@ -32,13 +31,9 @@ async fn exit_of(mut bin: Binary, since: Instant) -> (Option<i32>, Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_the_read_in_flight_refuses_new_ones_and_exits_0() {
     let batch = Backend::start(Behaviour::Slow(Duration::from_secs(2))).await;
-    let streaming = Backend::start(Behaviour::Ok {
-        body: "streaming",
-        age: None,
-    })
-    .await;
-    let (_dir, path) = config_file(&batch_route(
-        &format!("{{ url: '{}', timeout: 10s }}", batch.url("/tables/orders")),
+    let streaming = Backend::start(Behaviour::ok("streaming")).await;
+    let (_dir, path) = config_file(batch_route(
+        Side::new(batch.url("/tables/orders")).timeout("10s"),
         &streaming,
     ));
     let bin = Binary::run(&path);
@@ -50,7 +45,7 @@ async fn sigterm_drains_the_read_in_flight_refuses_new_ones_and_exits_0() {
 
     let signalled = Instant::now();
     bin.signal("TERM");
-    eventually("new connections are refused", || async move {
+    wait_until_async("new connections are refused", || async move {
         tokio::net::TcpStream::connect(listen).await.is_err()
     })
     .await;
@@ -78,17 +73,9 @@ async fn sigterm_drains_the_read_in_flight_refuses_new_ones_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_when_idle_exits_0_at_once() {
-    let batch = Backend::start(Behaviour::Ok {
-        body: "batch",
-        age: None,
-    })
-    .await;
-    let streaming = Backend::start(Behaviour::Ok {
-        body: "streaming",
-        age: None,
-    })
-    .await;
-    let (_dir, path) = config_file(&batch_route(&batch.url("/tables/orders"), &streaming));
+    let batch = Backend::start(Behaviour::ok("batch")).await;
+    let streaming = Backend::start(Behaviour::ok("streaming")).await;
+    let (_dir, path) = config_file(batch_route(batch.url("/tables/orders"), &streaming));
     let bin = Binary::run(&path);
     let r = get(&format!("http://{}/v1/orders/1", bin.listen)).await;
     assert_eq!(r.status, 200);
@@ -105,17 +92,9 @@ async fn sigint_when_idle_exits_0_at_once() {
 /// handled as a graceful stop, not kill it with the default disposition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_right_after_start_up_is_a_graceful_stop() {
-    let batch = Backend::start(Behaviour::Ok {
-        body: "batch",
-        age: None,
-    })
-    .await;
-    let streaming = Backend::start(Behaviour::Ok {
-        body: "streaming",
-        age: None,
-    })
-    .await;
-    let (_dir, path) = config_file(&batch_route(&batch.url("/tables/orders"), &streaming));
+    let batch = Backend::start(Behaviour::ok("batch")).await;
+    let streaming = Backend::start(Behaviour::ok("streaming")).await;
+    let (_dir, path) = config_file(batch_route(batch.url("/tables/orders"), &streaming));
     for sig in ["TERM", "INT", "TERM", "INT", "TERM"] {
         let bin = Binary::run(&path);
         bin.signal(sig);
@@ -127,20 +106,13 @@ async fn a_signal_right_after_start_up_is_a_graceful_stop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_is_bounded_by_shutdown_grace() {
     let batch = Backend::start(Behaviour::Hang).await;
-    let streaming = Backend::start(Behaviour::Ok {
-        body: "streaming",
-        age: None,
-    })
-    .await;
+    let streaming = Backend::start(Behaviour::ok("streaming")).await;
     // The batch timeout is far longer than the grace, so only the grace ends the read.
-    let yaml = format!(
-        "shutdown_grace: 500ms\n{}",
-        batch_route(
-            &format!("{{ url: '{}', timeout: 30s }}", batch.url("/tables/orders")),
-            &streaming
-        )
-    );
-    let (_dir, path) = config_file(&yaml);
+    let config = Config::new().shutdown_grace("500ms").route(batch_route(
+        Side::new(batch.url("/tables/orders")).timeout("30s"),
+        &streaming,
+    ));
+    let (_dir, path) = config_file(config);
     let bin = Binary::run(&path);
     let url = format!("http://{}/v1/orders/1", bin.listen);
     let in_flight = tokio::spawn(async move { try_get(&url).await });
@@ -191,13 +163,18 @@ fn has_location(text: &str, file: &Path, line: usize) -> bool {
 
 #[test]
 fn run_with_config_errors_exits_non_zero_with_file_line_column() {
-    let yaml = fill(&one_route(
-        "http://127.0.0.1:7001/tables/orders",
-        "http://127.0.0.1:7002/v1/orders",
-        "mode: stream\n    colour: blue",
-    ));
+    let down = refusing_addr();
+    let config = Config::from(
+        Route::orders(
+            format!("http://{down}/tables/orders"),
+            format!("http://{down}/v1/orders"),
+        )
+        .mode("stream")
+        .set("colour", json!("blue")),
+    );
+    let yaml = config.yaml();
     let line_of = |needle: &str| 1 + yaml.lines().position(|l| l.contains(needle)).expect(needle);
-    let (_dir, path) = config_file(&yaml);
+    let (_dir, path) = config_file(config);
     let (code, stderr) = run_to_exit(&["run".as_ref(), "-c".as_ref(), path.as_os_str()]);
     assert_ne!(code, Some(0), "{stderr}");
     assert!(code.is_some(), "exited, not killed: {stderr}");

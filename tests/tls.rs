@@ -13,9 +13,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use support::*;
 use tokio_rustls::TlsAcceptor;
 
-/// Keeps hit counts exact: no idle-side probe, no sampled comparison reads.
-const QUIET: &str = "freshness: { probe_interval: off }\n    reconcile: { sample: 0 }";
-
 /// A self-signed certificate for localhost and 127.0.0.1, its PEM written to
 /// a temp dir for `ca_file`.
 struct Cert {
@@ -59,42 +56,41 @@ fn acceptor(cert: &Cert, alpn: &[&[u8]]) -> TlsAcceptor {
 /// An HTTPS backend answering `body`, reporting the HTTP version it was
 /// spoken to in `x-seen-version`.
 async fn https_backend(cert: &Cert, alpn: &[&[u8]], body: &'static str) -> Backend {
-    tls_backend_fn(acceptor(cert, alpn), move |req| async move {
-        Response::builder()
-            .header("x-seen-version", format!("{:?}", req.version()))
-            .body(full_body(body))
-            .expect("response")
-    })
-    .await
+    Backend::builder()
+        .behaviour(Behaviour::custom(move |req| async move {
+            Response::builder()
+                .header("x-seen-version", format!("{:?}", req.version()))
+                .body(full_body(body))
+                .expect("response")
+        }))
+        .tls(acceptor(cert, alpn))
+        .start()
+        .await
 }
 
-fn streaming_side(url: &str, ca_file: Option<&PathBuf>) -> String {
+fn streaming_side(url: &str, ca_file: Option<&PathBuf>) -> Side {
+    let side = Side::new(url).connect_timeout("2s");
     match ca_file {
-        Some(ca) => format!(
-            "{{ url: \"{url}\", connect_timeout: 2s, ca_file: \"{}\" }}",
-            ca.display()
-        ),
-        None => format!("{{ url: \"{url}\", connect_timeout: 2s }}"),
+        Some(ca) => side.ca_file(ca),
+        None => side,
     }
 }
 
-fn config(batch: &str, streaming: &str) -> String {
-    one_route(batch, streaming, &format!("mode: streaming\n    {QUIET}"))
+/// Streaming serves; no idle-side probe, no sampled comparison reads, so
+/// hit counts stay exact.
+fn config(batch: impl Into<Side>, streaming: Side) -> Route {
+    Route::orders(batch, streaming).mode("streaming").quiet()
 }
 
 #[tokio::test]
 async fn an_https_upstream_trusted_through_ca_file_serves_reads_over_h2() {
     let cert = self_signed();
     let s = https_backend(&cert, &[b"h2", b"http/1.1"], "from streaming over tls").await;
-    let b = Backend::start(Behaviour::Ok {
-        body: "from batch",
-        age: None,
-    })
-    .await;
+    let b = Backend::start(Behaviour::ok("from batch")).await;
     let url = format!("https://localhost:{}/v1/orders", s.addr.port());
-    let p = Proxy::start(&config(
-        &b.url("/t"),
-        &streaming_side(&url, Some(&cert.pem_path)),
+    let p = Proxy::start(config(
+        b.url("/t"),
+        streaming_side(&url, Some(&cert.pem_path)),
     ))
     .await;
     for i in 0..3 {
@@ -137,16 +133,12 @@ async fn an_https_upstream_trusted_through_ca_file_serves_reads_over_h2() {
 async fn an_https_upstream_speaking_only_http1_is_read_over_http1() {
     let cert = self_signed();
     let s = https_backend(&cert, &[b"http/1.1"], "h1 over tls").await;
-    let b = Backend::start(Behaviour::Ok {
-        body: "from batch",
-        age: None,
-    })
-    .await;
+    let b = Backend::start(Behaviour::ok("from batch")).await;
     // By IP this time: the certificate names 127.0.0.1 too.
     let url = format!("https://127.0.0.1:{}/v1/orders", s.addr.port());
-    let p = Proxy::start(&config(
-        &b.url("/t"),
-        &streaming_side(&url, Some(&cert.pem_path)),
+    let p = Proxy::start(config(
+        b.url("/t"),
+        streaming_side(&url, Some(&cert.pem_path)),
     ))
     .await;
     let r = get(&p.url("/v1/orders/1")).await;
@@ -165,13 +157,9 @@ async fn an_https_upstream_speaking_only_http1_is_read_over_http1() {
 async fn an_untrusted_certificate_is_a_connect_fallback_to_batch() {
     let cert = self_signed();
     let s = https_backend(&cert, &[b"h2", b"http/1.1"], "never").await;
-    let b = Backend::start(Behaviour::Ok {
-        body: "from batch",
-        age: None,
-    })
-    .await;
+    let b = Backend::start(Behaviour::ok("from batch")).await;
     let url = format!("https://localhost:{}/v1/orders", s.addr.port());
-    let p = Proxy::start(&config(&b.url("/t"), &streaming_side(&url, None))).await;
+    let p = Proxy::start(config(b.url("/t"), streaming_side(&url, None))).await;
     let r = get(&p.url("/v1/orders/1")).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-cutover-served-by"), Some("batch"));
@@ -212,15 +200,11 @@ async fn a_certificate_for_another_name_is_a_connect_fallback() {
         _dir: dir,
     };
     let s = https_backend(&cert, &[b"h2"], "never").await;
-    let b = Backend::start(Behaviour::Ok {
-        body: "from batch",
-        age: None,
-    })
-    .await;
+    let b = Backend::start(Behaviour::ok("from batch")).await;
     let url = format!("https://localhost:{}/v1/orders", s.addr.port());
-    let p = Proxy::start(&config(
-        &b.url("/t"),
-        &streaming_side(&url, Some(&cert.pem_path)),
+    let p = Proxy::start(config(
+        b.url("/t"),
+        streaming_side(&url, Some(&cert.pem_path)),
     ))
     .await;
     let r = get(&p.url("/v1/orders/1")).await;
@@ -235,9 +219,13 @@ async fn a_ca_file_that_is_not_a_certificate_stops_start_up() {
     let dir = tempfile::tempdir().expect("temp dir");
     let bogus = dir.path().join("not-a-cert.pem");
     std::fs::write(&bogus, "this is not PEM\n").expect("write");
-    let (_cfg_dir, path) = config_file(&config(
-        "http://127.0.0.1:9/t",
-        &streaming_side("https://localhost:9/v1/orders", Some(&bogus)),
+    let down = refusing_addr();
+    let (_cfg_dir, path) = config_file(config(
+        format!("http://{down}/t"),
+        streaming_side(
+            &format!("https://localhost:{}/v1/orders", down.port()),
+            Some(&bogus),
+        ),
     ));
     let err = within(cutover::start(&path))
         .await

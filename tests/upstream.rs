@@ -9,8 +9,6 @@ mod support;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -20,40 +18,35 @@ use hyper::body::{Body, Frame};
 use support::*;
 
 /// Streaming serves every read; nothing else reaches the backends.
-fn streaming_only(batch: &Backend, streaming: &Backend) -> String {
-    one_route(
-        &batch.url("/t"),
-        &streaming.url("/s"),
-        "mode: streaming_only\n    freshness: { probe_interval: off }",
-    )
+fn streaming_only(batch: &Backend, streaming: &str) -> Route {
+    Route::orders(batch.url("/t"), streaming)
+        .mode("streaming_only")
+        .no_probe()
 }
 
 /// A streaming upstream that answers each connection's first request with
 /// the raw bytes `reply` and closes it, a batch backend, and the proxy with
 /// streaming serving every read.
 async fn behind_raw(reply: &'static [u8]) -> (Backend, Backend, Proxy) {
-    let streaming = raw_backend(reply, false).await;
+    let streaming = Backend::start(Behaviour::raw(reply)).await;
     let batch = Backend::start(batch_ok()).await;
-    let proxy = Proxy::start(&streaming_only(&batch, &streaming)).await;
+    let proxy = Proxy::start(streaming_only(&batch, &streaming.url("/s"))).await;
     (streaming, batch, proxy)
 }
 
 fn batch_ok() -> Behaviour {
-    Behaviour::Ok {
-        body: "from batch",
-        age: None,
-    }
+    Behaviour::ok("from batch")
 }
 
 #[tokio::test]
 async fn chunked_answers_arrive_whole_and_keep_their_connection() {
-    let s = backend_fn(|_req| async {
+    let s = Backend::start(Behaviour::custom(|_req| async {
         let chunks = ["{\"data\":", "[1,2,", "3]}"].map(|c| Bytes::from_static(c.as_bytes()));
         Response::new(Chunks(chunks.into()).boxed())
-    })
+    }))
     .await;
     let b = Backend::start(batch_ok()).await;
-    let p = Proxy::start(&streaming_only(&b, &s)).await;
+    let p = Proxy::start(streaming_only(&b, &s.url("/s"))).await;
     for i in 0..50 {
         let a = get(&p.url("/v1/orders")).await;
         assert_eq!(
@@ -124,13 +117,9 @@ async fn interim_1xx_answers_are_skipped() {
 
 #[tokio::test]
 async fn head_reads_leave_the_connection_ready_for_the_next_read() {
-    let s = Backend::start(Behaviour::Ok {
-        body: "{\"rows\":3}",
-        age: None,
-    })
-    .await;
+    let s = Backend::start(Behaviour::ok("{\"rows\":3}")).await;
     let b = Backend::start(batch_ok()).await;
-    let p = Proxy::start(&streaming_only(&b, &s)).await;
+    let p = Proxy::start(streaming_only(&b, &s.url("/s"))).await;
     for _ in 0..10 {
         let head = send(
             Request::head(p.url("/v1/orders"))
@@ -155,13 +144,13 @@ async fn head_reads_leave_the_connection_ready_for_the_next_read() {
 async fn large_answers_arrive_byte_for_byte_over_reused_connections() {
     let big: Bytes = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let served = big.clone();
-    let s = backend_fn(move |_req| {
+    let s = Backend::start(Behaviour::custom(move |_req| {
         let body = served.clone();
         async move { Response::new(full_body(body)) }
-    })
+    }))
     .await;
     let b = Backend::start(batch_ok()).await;
-    let p = Proxy::start(&streaming_only(&b, &s)).await;
+    let p = Proxy::start(streaming_only(&b, &s.url("/s"))).await;
     for _ in 0..5 {
         let a = get(&p.url("/v1/orders")).await;
         assert_eq!(a.status, 200);
@@ -181,13 +170,13 @@ async fn a_malformed_streaming_answer_falls_back_to_batch() {
         b"\x00\x01 not http\r\n\r\n",
     ] {
         let reply: &'static [u8] = Box::leak(reply.to_vec().into_boxed_slice());
-        let s = raw_backend(reply, false).await;
+        let s = Backend::start(Behaviour::raw(reply)).await;
         let b = Backend::start(batch_ok()).await;
-        let p = Proxy::start(&one_route(
-            &b.url("/t"),
-            &s.url("/s"),
-            "mode: streaming\n    freshness: { probe_interval: off }\n    reconcile: { sample: 0 }",
-        ))
+        let p = Proxy::start(
+            Route::orders(b.url("/t"), s.url("/s"))
+                .mode("streaming")
+                .quiet(),
+        )
         .await;
         let a = get(&p.url("/v1/orders")).await;
         let shown = String::from_utf8_lossy(reply);
@@ -234,7 +223,7 @@ async fn bytes_after_the_end_of_an_answer_retire_the_connection() {
 async fn request_bodies_go_out_with_their_length_and_no_consumer_framing() {
     let s = Backend::start(Behaviour::Echo).await;
     let b = Backend::start(batch_ok()).await;
-    let p = Proxy::start(&allow_post(&streaming_only(&b, &s))).await;
+    let p = Proxy::start(streaming_only(&b, &s.url("/s")).methods(&["GET", "POST"])).await;
     let big = "x".repeat(40_000);
     for body in ["{\"q\":1}", big.as_str(), ""] {
         let a = post(&p.url("/v1/orders"), body.to_owned()).await;
@@ -252,115 +241,59 @@ async fn request_bodies_go_out_with_their_length_and_no_consumer_framing() {
     p.stop().await;
 }
 
-/// A raw keep-alive upstream on 127.0.0.1:0 that answers `ok` to every
-/// request. With `answers: Some(n)` a connection answers n requests, then
-/// reads one more and closes without a word: a pooled connection the
-/// upstream dropped while cutover thought it idle.
-struct RawUpstream {
-    addr: std::net::SocketAddr,
-    /// Request heads read, answered or not.
-    requests: Arc<AtomicUsize>,
-    /// Connections open right now.
-    open: Arc<AtomicUsize>,
-}
-
-async fn raw_keep_alive(answers: Option<usize>) -> RawUpstream {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (requests, open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let (seen, count) = (requests.clone(), open.clone());
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let (seen, count) = (seen.clone(), count.clone());
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let (mut buf, mut head, mut answered) = ([0u8; 4096], Vec::new(), 0);
-                'conn: loop {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                        head.drain(..end + 4);
-                        seen.fetch_add(1, Ordering::SeqCst);
-                        if answers == Some(answered) {
-                            break 'conn;
-                        }
-                        answered += 1;
-                        let _ = stream
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                            .await;
-                    }
-                }
-                count.fetch_sub(1, Ordering::SeqCst);
-            });
-        }
-    });
-    RawUpstream {
-        addr,
-        requests,
-        open,
-    }
+/// A raw keep-alive upstream that answers `ok` to every request. With
+/// `answers: Some(n)` a connection answers n requests, then reads one more
+/// and closes without a word: a pooled connection the upstream dropped
+/// while cutover thought it idle. `hits()` counts request heads read,
+/// answered or not; `open_connections()` the connections open right now.
+async fn raw_keep_alive(answers: Option<usize>) -> Backend {
+    Backend::start(Behaviour::raw_keep_alive(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        answers,
+    ))
+    .await
 }
 
 #[tokio::test]
 async fn a_get_that_meets_a_dropped_pooled_connection_is_sent_again() {
-    let RawUpstream { addr, requests, .. } = raw_keep_alive(Some(1)).await;
+    let s = raw_keep_alive(Some(1)).await;
     let b = Backend::start(batch_ok()).await;
-    let p = Proxy::start(&one_route(
-        &b.url("/t"),
-        &format!("http://{addr}/s"),
-        "mode: streaming_only\n    freshness: { probe_interval: off }",
-    ))
-    .await;
+    let p = Proxy::start(streaming_only(&b, &s.url("/s"))).await;
     for i in 0..10 {
         let a = get(&p.url("/v1/orders")).await;
         assert_eq!((i, a.status, a.text()), (i, 200, "ok".to_owned()));
     }
     // Every read after the first met a dropped connection once.
-    assert_eq!(requests.load(Ordering::SeqCst), 19);
+    assert_eq!(s.hits(), 19);
     p.stop().await;
 }
 
 #[tokio::test]
 async fn a_post_that_meets_a_dropped_pooled_connection_is_not_sent_again() {
-    let RawUpstream { addr, requests, .. } = raw_keep_alive(Some(1)).await;
+    let s = raw_keep_alive(Some(1)).await;
     let b = Backend::start(batch_ok()).await;
-    let p = Proxy::start(&allow_post(&one_route(
-        &b.url("/t"),
-        &format!("http://{addr}/s"),
-        "mode: streaming_only\n    freshness: { probe_interval: off }",
-    )))
-    .await;
+    let p = Proxy::start(streaming_only(&b, &s.url("/s")).methods(&["GET", "POST"])).await;
     let first = post(&p.url("/v1/orders"), "{}").await;
     assert_eq!((first.status, first.text()), (200, "ok".to_owned()));
     // The upstream may have acted on it: a POST is never sent twice.
     let second = post(&p.url("/v1/orders"), "{}").await;
     assert_eq!(second.status, 502);
-    assert_eq!(requests.load(Ordering::SeqCst), 2);
+    assert_eq!(s.hits(), 2);
     p.stop().await;
 }
 
 #[tokio::test]
 async fn a_reload_that_drops_an_upstream_closes_its_pooled_connections() {
-    let RawUpstream {
-        addr: old, open, ..
-    } = raw_keep_alive(None).await;
-    let new = raw_keep_alive(None).await.addr;
+    let old_upstream = raw_keep_alive(None).await;
+    let old = old_upstream.addr;
+    let new_upstream = raw_keep_alive(None).await;
+    let new = new_upstream.addr;
     let b = Backend::start(batch_ok()).await;
-    let p = Proxy::start(&one_route(
-        &b.url("/t"),
-        &format!("http://{old}/s"),
-        "mode: streaming_only\n    freshness: { probe_interval: off }",
-    ))
-    .await;
+    let p = Proxy::start(streaming_only(&b, &old_upstream.url("/s"))).await;
     let a = get(&p.url("/v1/orders")).await;
     assert_eq!((a.status, a.text()), (200, "ok".to_owned()));
     assert_eq!(
-        open.load(Ordering::SeqCst),
+        old_upstream.open_connections(),
         1,
         "the read's connection stays pooled"
     );
@@ -368,16 +301,13 @@ async fn a_reload_that_drops_an_upstream_closes_its_pooled_connections() {
     let text = std::fs::read_to_string(&p.path).expect("read config");
     std::fs::write(&p.path, text.replace(&old.to_string(), &new.to_string()))
         .expect("write config");
-    eventually("the edit is applied", || async {
-        p.generation() > generation
-    })
-    .await;
+    wait_until("the edit is applied", || p.generation() > generation).await;
     let a = get(&p.url("/v1/orders")).await;
     assert_eq!((a.status, a.text()), (200, "ok".to_owned()));
     // The pool housekeeping (every 5 s) forgets the pool nobody uses and
     // closes its idle connection.
-    eventually("the old upstream's connection is closed", || async {
-        open.load(Ordering::SeqCst) == 0
+    wait_until("the old upstream's connection is closed", || {
+        old_upstream.open_connections() == 0
     })
     .await;
     p.stop().await;
