@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use support::{
-    Backend, Behaviour, Proxy, Route, WAIT, get, refusing_addr, wait_exit, wait_until_async,
+    Backend, Behaviour, Proxy, Route, WAIT, get, refusing_addr, wait_exit, wait_until_async, within,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_cutover");
@@ -133,9 +133,11 @@ async fn status_prints_a_row_per_route_from_a_live_proxy() {
         assert_eq!(r.status, 200);
     }
     let admin = proxy.admin_url("");
-    let out = tokio::task::spawn_blocking(move || cutover(&["status", "--admin", &admin]))
-        .await
-        .expect("status runs");
+    let out = within(tokio::task::spawn_blocking(move || {
+        cutover(&["status", "--admin", &admin])
+    }))
+    .await
+    .expect("status runs");
     assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
     let table = &out.stdout;
     assert!(table.contains("consumer test"), "{table}");
@@ -296,9 +298,11 @@ async fn demo_serves_what_its_guide_says_and_stops_on_ctrl_c() {
 
     // The guide's `cutover status` line works against the demo.
     let admin_arg = admin.clone();
-    let out = tokio::task::spawn_blocking(move || cutover(&["status", "--admin", &admin_arg]))
-        .await
-        .expect("status runs");
+    let out = within(tokio::task::spawn_blocking(move || {
+        cutover(&["status", "--admin", &admin_arg])
+    }))
+    .await
+    .expect("status runs");
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
         out.stdout.contains("orders ") && out.stdout.contains("customers "),

@@ -1,11 +1,13 @@
 //! `cutover check -c FILE` run as a user runs it: the real binary on real files.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::mpsc;
-use std::time::Duration;
+use support::{Config, Route, WAIT, refusing_addr};
 
-/// Runs `cutover check -c path`, giving up (and failing the test) after 30s.
+/// Runs `cutover check -c path`, giving up (and failing the test) after `WAIT`.
 fn check(path: &Path) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cutover"));
     command.arg("check").arg("-c").arg(path);
@@ -13,8 +15,8 @@ fn check(path: &Path) -> Output {
     std::thread::spawn(move || {
         let _ = tx.send(command.output());
     });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("cutover check did not finish within 30s")
+    rx.recv_timeout(WAIT)
+        .unwrap_or_else(|_| panic!("cutover check did not finish within {WAIT:?}"))
         .expect("cutover binary runs")
 }
 
@@ -24,25 +26,30 @@ fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-const GOOD: &str = "\
-version: 1
-consumer: billing-dashboard
-routes:
-  - name: orders
-    match: { path_prefix: /v1/orders }
-    batch: http://127.0.0.1:7001/tables/orders
-    streaming: http://127.0.0.1:7002/v1/orders
-    mode: shadow
-  - name: refunds
-    match: { path_prefix: /v1/refunds }
-    batch: http://127.0.0.1:7001/tables/refunds
-    streaming: http://127.0.0.1:7002/v1/refunds
-";
+/// Two routes, one in shadow, one in batch (the default mode).
+fn good() -> Config {
+    let down = refusing_addr();
+    Config::new()
+        .consumer("billing-dashboard")
+        .route(
+            Route::orders(
+                format!("http://{down}/tables/orders"),
+                format!("http://{down}/v1/orders"),
+            )
+            .mode("shadow"),
+        )
+        .route(Route::new(
+            "refunds",
+            "/v1/refunds",
+            format!("http://{down}/tables/refunds"),
+            format!("http://{down}/v1/refunds"),
+        ))
+}
 
 #[test]
 fn a_good_config_passes_with_a_one_line_summary() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), "good.yaml", GOOD);
+    let path = write_config(dir.path(), "good.yaml", &good().yaml());
     let out = check(&path);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -51,6 +51,11 @@ impl Config {
         }
     }
 
+    pub fn consumer(mut self, consumer: &str) -> Config {
+        self.consumer = consumer.to_owned();
+        self
+    }
+
     pub fn route(mut self, route: Route) -> Config {
         self.routes.push(route);
         self
