@@ -10,10 +10,9 @@ use std::path::Path;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use cutover::config::compile_str;
 use cutover::freshness::parse_watermark;
-use cutover::proxy::strip_hop_by_hop;
+use cutover::headers::strip_hop_by_hop;
 use cutover::reconcile::{Answer, Spec, compare};
 use cutover::routing::{choose_side, prefix_matches, rewrite};
-use cutover::state::StateRegistry;
 use http::HeaderMap;
 
 const CONFIG: &str = r#"
@@ -44,9 +43,7 @@ routes:
 "#;
 
 fn routing(c: &mut Criterion) {
-    let registry = StateRegistry::detached();
-    let cfg =
-        compile_str(Path::new("bench.yaml"), CONFIG, &registry, 1).expect("bench config compiles");
+    let cfg = compile_str(Path::new("bench.yaml"), CONFIG, 1).expect("bench config compiles");
     let path = "/v1/orders/2026-11-23/items";
     c.bench_function("route_match_and_decide", |b| {
         b.iter(|| {
@@ -58,7 +55,11 @@ fn routing(c: &mut Criterion) {
             black_box(choose_side(r, Some(b"customer-42")))
         })
     });
-    let route = cfg.route_for(path).expect("orders route");
+    let route = cfg
+        .routes
+        .iter()
+        .find(|r| prefix_matches(&r.prefix, path))
+        .expect("orders route");
     c.bench_function("rewrite_path", |b| {
         b.iter(|| {
             black_box(rewrite(

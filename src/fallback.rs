@@ -10,47 +10,97 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 
 use crate::config::{CircuitPolicy, FallbackPolicy, FallbackReason, Mode};
 
-/// What happened to the streaming attempt, as far as fallback cares.
+/// What one upstream attempt came to, or why none was made. The one
+/// classification of an attempt: it gives the metric `result` label, the
+/// fallback reason, whether the circuit counts it, and whether the error
+/// window does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamingOutcome {
-    /// A usable answer (any status below 500, fresh enough).
-    Answered,
+pub enum AttemptOutcome {
+    /// A usable answer below 400, fresh enough.
+    Ok,
+    /// A 4xx answer: the caller's problem, passed through.
+    Status4xx,
+    /// A 5xx answer.
+    Status5xx,
     /// Refused, reset, DNS or TLS failure before a response head.
     Connect,
     /// No response head within the side's timeout.
     Timeout,
-    /// A 5xx response head.
-    ServerError,
-    /// A response whose watermark is older than `max_staleness`.
+    /// An answer whose watermark is older than `max_staleness`.
     Stale,
+    /// The upstream answered with something that is not HTTP/1.1 cutover can
+    /// frame (counted as `connect`: the side failed to give an answer).
+    Protocol,
     /// Not attempted: streaming was at `max_inflight`.
     Overflow,
     /// Not attempted: the circuit is open.
     CircuitOpen,
 }
 
-impl StreamingOutcome {
-    /// The fallback reason this outcome would give, if it is a failure.
-    pub fn reason(self) -> Option<FallbackReason> {
+impl AttemptOutcome {
+    /// The outcomes of attempts that were made, in the order of the
+    /// `result` label's values (`RESULT_LABELS`).
+    pub const RESULTS: [AttemptOutcome; 6] = [
+        AttemptOutcome::Ok,
+        AttemptOutcome::Status4xx,
+        AttemptOutcome::Status5xx,
+        AttemptOutcome::Connect,
+        AttemptOutcome::Timeout,
+        AttemptOutcome::Stale,
+    ];
+
+    /// The `result` label of `cutover_upstream_requests_total`, for an
+    /// attempt that was made; `None` for one that was not.
+    pub fn result(self) -> Option<&'static str> {
         Some(match self {
-            StreamingOutcome::Answered => return None,
-            StreamingOutcome::Connect => FallbackReason::Connect,
-            StreamingOutcome::Timeout => FallbackReason::Timeout,
-            StreamingOutcome::ServerError => FallbackReason::Status5xx,
-            StreamingOutcome::Stale => FallbackReason::Stale,
-            StreamingOutcome::Overflow => FallbackReason::Overflow,
-            StreamingOutcome::CircuitOpen => FallbackReason::Circuit,
+            AttemptOutcome::Ok => "ok",
+            AttemptOutcome::Status4xx => "4xx",
+            AttemptOutcome::Status5xx => "5xx",
+            AttemptOutcome::Connect | AttemptOutcome::Protocol => "connect",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::Stale => "stale",
+            AttemptOutcome::Overflow | AttemptOutcome::CircuitOpen => return None,
         })
     }
 
-    /// Whether this outcome counts against the circuit: the streaming service
-    /// failed to answer. Stale data is an answer; overflow and an open
-    /// circuit never reached it.
-    pub fn trips_circuit(self) -> bool {
+    /// Index into per-result arrays (`RESULTS` order), for an attempt made.
+    pub fn result_index(self) -> Option<usize> {
+        let label = self.result()?;
+        AttemptOutcome::RESULTS
+            .iter()
+            .position(|r| r.result() == Some(label))
+    }
+
+    /// The fallback reason this outcome would give, if it is a failure.
+    pub fn fallback_reason(self) -> Option<FallbackReason> {
+        Some(match self {
+            AttemptOutcome::Ok | AttemptOutcome::Status4xx => return None,
+            AttemptOutcome::Connect | AttemptOutcome::Protocol => FallbackReason::Connect,
+            AttemptOutcome::Timeout => FallbackReason::Timeout,
+            AttemptOutcome::Status5xx => FallbackReason::Status5xx,
+            AttemptOutcome::Stale => FallbackReason::Stale,
+            AttemptOutcome::Overflow => FallbackReason::Overflow,
+            AttemptOutcome::CircuitOpen => FallbackReason::Circuit,
+        })
+    }
+
+    /// Whether the side failed to answer: counts against the circuit and in
+    /// the error ratio. Stale data is an answer, 4xx is the caller's, and
+    /// overflow and an open circuit never reached the side.
+    pub fn is_failure(self) -> bool {
         matches!(
             self,
-            StreamingOutcome::Connect | StreamingOutcome::Timeout | StreamingOutcome::ServerError
+            AttemptOutcome::Connect
+                | AttemptOutcome::Protocol
+                | AttemptOutcome::Timeout
+                | AttemptOutcome::Status5xx
         )
+    }
+
+    /// Whether nothing was sent upstream (so even an unbuffered body can
+    /// still go to batch).
+    pub fn nothing_sent(self) -> bool {
+        matches!(self, AttemptOutcome::Overflow | AttemptOutcome::CircuitOpen)
     }
 }
 
@@ -60,20 +110,14 @@ impl StreamingOutcome {
 pub fn decide(
     mode: Mode,
     policy: &FallbackPolicy,
-    outcome: StreamingOutcome,
+    outcome: AttemptOutcome,
     request_replayable: bool,
 ) -> Option<FallbackReason> {
-    let reason = outcome.reason()?;
+    let reason = outcome.fallback_reason()?;
     if mode == Mode::StreamingOnly || !policy.on.contains(reason) {
         return None;
     }
-    // Overflow and an open circuit sent nothing upstream, so even an unbuffered
-    // body is still ours to send to batch.
-    let nothing_sent = matches!(
-        outcome,
-        StreamingOutcome::Overflow | StreamingOutcome::CircuitOpen
-    );
-    (request_replayable || nothing_sent).then_some(reason)
+    (request_replayable || outcome.nothing_sent()).then_some(reason)
 }
 
 /// What the circuit says about the next streaming attempt.
@@ -202,21 +246,18 @@ mod tests {
     fn every_failure_falls_back_when_listed() {
         let p = policy(ReasonSet::all());
         for (o, r) in [
-            (StreamingOutcome::Connect, FallbackReason::Connect),
-            (StreamingOutcome::Timeout, FallbackReason::Timeout),
-            (StreamingOutcome::ServerError, FallbackReason::Status5xx),
-            (StreamingOutcome::Stale, FallbackReason::Stale),
-            (StreamingOutcome::Overflow, FallbackReason::Overflow),
-            (StreamingOutcome::CircuitOpen, FallbackReason::Circuit),
+            (AttemptOutcome::Connect, FallbackReason::Connect),
+            (AttemptOutcome::Timeout, FallbackReason::Timeout),
+            (AttemptOutcome::Status5xx, FallbackReason::Status5xx),
+            (AttemptOutcome::Stale, FallbackReason::Stale),
+            (AttemptOutcome::Overflow, FallbackReason::Overflow),
+            (AttemptOutcome::CircuitOpen, FallbackReason::Circuit),
         ] {
             assert_eq!(decide(Mode::Streaming, &p, o, true), Some(r));
             assert_eq!(decide(Mode::Canary, &p, o, true), Some(r));
             assert_eq!(decide(Mode::StreamingOnly, &p, o, true), None);
         }
-        assert_eq!(
-            decide(Mode::Streaming, &p, StreamingOutcome::Answered, true),
-            None
-        );
+        assert_eq!(decide(Mode::Streaming, &p, AttemptOutcome::Ok, true), None);
     }
 
     #[test]
@@ -225,11 +266,11 @@ mod tests {
         on.insert(FallbackReason::Connect);
         let p = policy(on);
         assert_eq!(
-            decide(Mode::Streaming, &p, StreamingOutcome::Connect, true),
+            decide(Mode::Streaming, &p, AttemptOutcome::Connect, true),
             Some(FallbackReason::Connect)
         );
         assert_eq!(
-            decide(Mode::Streaming, &p, StreamingOutcome::ServerError, true),
+            decide(Mode::Streaming, &p, AttemptOutcome::Status5xx, true),
             None
         );
     }
@@ -238,15 +279,15 @@ mod tests {
     fn an_unbuffered_body_blocks_fallback_once_sent() {
         let p = policy(ReasonSet::all());
         assert_eq!(
-            decide(Mode::Streaming, &p, StreamingOutcome::ServerError, false),
+            decide(Mode::Streaming, &p, AttemptOutcome::Status5xx, false),
             None
         );
         assert_eq!(
-            decide(Mode::Streaming, &p, StreamingOutcome::Timeout, false),
+            decide(Mode::Streaming, &p, AttemptOutcome::Timeout, false),
             None
         );
         assert_eq!(
-            decide(Mode::Streaming, &p, StreamingOutcome::Overflow, false),
+            decide(Mode::Streaming, &p, AttemptOutcome::Overflow, false),
             Some(FallbackReason::Overflow)
         );
     }

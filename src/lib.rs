@@ -6,87 +6,44 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod app;
+pub mod attempt;
 pub mod config;
 pub mod demo;
 pub mod fallback;
 pub mod freshness;
+pub mod headers;
+pub mod live;
 pub mod metrics;
 pub mod probe;
 pub mod proxy;
 pub mod reconcile;
+pub mod reload;
 pub mod routing;
 pub mod state;
+pub mod status;
 pub mod status_table;
 pub mod upstream;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{Compiled, ConfigErrors};
+pub use crate::app::App;
+use crate::config::ConfigErrors;
+use crate::config::watch::Trigger;
+use crate::live::Live;
 use crate::metrics::{Metrics, ProcessMetrics};
+pub use crate::reload::ReloadOutcome;
+use crate::reload::Reloader;
 use crate::state::StateRegistry;
-use crate::upstream::{UpstreamClient, Upstreams};
-
-/// A config plus the runtime resources it needs (pooled clients per side).
-/// One `ArcSwap<Snapshot>` holds the live one; each read loads it once.
-pub struct Snapshot {
-    pub config: Compiled,
-    /// `clients[i]` serves `config.routes[i]`, indexed by `SideName::index`.
-    pub clients: Vec<[UpstreamClient; 2]>,
-    /// Hash of the file text this came from, to skip reloads of unchanged content.
-    pub source_hash: u64,
-}
-
-impl std::fmt::Debug for Snapshot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Snapshot")
-            .field("config", &self.config)
-            .finish()
-    }
-}
-
-/// The outcome of the last reload attempt, for `/status`.
-#[derive(Debug, Clone, Default)]
-pub struct ReloadStatus {
-    /// "ok", "error", or "" before any reload.
-    pub result: &'static str,
-    pub error: Option<String>,
-    pub at: Option<SystemTime>,
-    /// Set when the applied file changed `listen` or `admin`, which need a restart.
-    pub restart_needed: Option<String>,
-}
-
-/// Everything a running cutover shares between its listeners and tasks.
-pub struct App {
-    pub snapshot: ArcSwap<Snapshot>,
-    pub config_path: PathBuf,
-    pub registry: StateRegistry,
-    pub upstreams: Upstreams,
-    pub process_metrics: ProcessMetrics,
-    pub reload_status: Mutex<ReloadStatus>,
-    pub ready: AtomicBool,
-    /// Divergence log writers, one per file, shared across reloads.
-    pub divergence_logs: reconcile::log::DivergenceLogs,
-    /// Serialises reloads (watcher and SIGHUP may race); never taken per read.
-    reload_lock: Mutex<()>,
-}
-
-impl std::fmt::Debug for App {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("config_path", &self.config_path)
-            .finish()
-    }
-}
 
 /// Why cutover could not start.
 #[derive(Debug, thiserror::Error)]
@@ -114,113 +71,6 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// What a reload did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReloadOutcome {
-    /// The file parsed and is now live at this generation.
-    Applied(u64),
-    /// The file's content is what is already live; nothing changed.
-    Unchanged,
-    /// The file is bad; the last good config keeps serving.
-    Rejected(String),
-}
-
-impl Snapshot {
-    /// Pairs a compiled config with pooled clients for every side.
-    fn new(
-        config: Compiled,
-        upstreams: &Upstreams,
-        source_hash: u64,
-    ) -> Result<Snapshot, upstream::CaFileError> {
-        let mut clients = Vec::with_capacity(config.routes.len());
-        for r in &config.routes {
-            clients.push([upstreams.client(&r.batch)?, upstreams.client(&r.streaming)?]);
-        }
-        for r in &config.routes {
-            publish_mode(r);
-        }
-        Ok(Snapshot {
-            config,
-            clients,
-            source_hash,
-        })
-    }
-}
-
-impl App {
-    /// Re-reads the config file and swaps it in if it is good. `force`
-    /// applies it even if unchanged (SIGHUP). Counts, logs and records the
-    /// result for `/status`.
-    pub fn reload(&self, force: bool) -> ReloadOutcome {
-        let _serial = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self.snapshot.load();
-        let text = match config::read(&self.config_path) {
-            Ok(t) => t,
-            Err(e) => return self.reject(e.to_string()),
-        };
-        let text_hash = routing::fnv1a(text.as_bytes());
-        if !force && text_hash == current.source_hash {
-            return ReloadOutcome::Unchanged;
-        }
-        let generation = current.config.generation + 1;
-        let compiled =
-            match config::compile_str(&self.config_path, &text, &self.registry, generation) {
-                Ok(c) => c,
-                Err(e) => return self.reject(e.to_string()),
-            };
-        let mut restart = Vec::new();
-        if compiled.listen != current.config.listen {
-            restart.push(format!(
-                "listen {} -> {}",
-                current.config.listen, compiled.listen
-            ));
-        }
-        if compiled.admin != current.config.admin {
-            restart.push(format!(
-                "admin {} -> {}",
-                current.config.admin, compiled.admin
-            ));
-        }
-        let snapshot = match Snapshot::new(compiled, &self.upstreams, text_hash) {
-            Ok(s) => s,
-            Err(e) => return self.reject(e.to_string()),
-        };
-        self.snapshot.store(Arc::new(snapshot));
-        self.process_metrics.reloads_ok.increment(1);
-        self.process_metrics.generation.set(generation as f64);
-        let restart_needed = (!restart.is_empty()).then(|| {
-            let msg = format!("{} need a restart to take effect", restart.join(", "));
-            tracing::warn!(config = %self.config_path.display(), "{msg}");
-            msg
-        });
-        tracing::info!(generation, config = %self.config_path.display(), "config applied");
-        *self.reload_status.lock().unwrap_or_else(|p| p.into_inner()) = ReloadStatus {
-            result: "ok",
-            error: None,
-            at: Some(SystemTime::now()),
-            restart_needed,
-        };
-        ReloadOutcome::Applied(generation)
-    }
-
-    fn reject(&self, error: String) -> ReloadOutcome {
-        self.process_metrics.reloads_error.increment(1);
-        tracing::error!(config = %self.config_path.display(), "config rejected, last good config keeps serving:\n{error}");
-        let mut status = self.reload_status.lock().unwrap_or_else(|p| p.into_inner());
-        status.result = "error";
-        status.error = Some(error.clone());
-        status.at = Some(SystemTime::now());
-        ReloadOutcome::Rejected(error)
-    }
-}
-
-/// Sets `cutover_route_mode` and `cutover_circuit_open` for a route's new config.
-fn publish_mode(r: &config::Route) {
-    for m in config::Mode::ALL {
-        r.state.metrics.route_mode[m.index()].set(if m == r.mode { 1.0 } else { 0.0 });
-    }
 }
 
 /// A started cutover: its bound addresses and the handle to stop it.
@@ -264,26 +114,22 @@ pub async fn start(config_path: &Path) -> Result<Running, StartError> {
 
 async fn start_with_metrics(config_path: &Path, metrics: Metrics) -> Result<Running, StartError> {
     let config_path = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_owned());
-    let registry = StateRegistry::new(metrics.clone());
     let text = config::read(&config_path)?;
-    let compiled = config::compile_str(&config_path, &text, &registry, 1)?;
-    let upstreams = Upstreams::default();
-    let snapshot = Snapshot::new(compiled, &upstreams, routing::fnv1a(text.as_bytes()))?;
-    let process_metrics = ProcessMetrics::new(&metrics, &snapshot.config.consumer);
-    process_metrics.generation.set(1.0);
-    let listen = snapshot.config.listen;
-    let admin = snapshot.config.admin;
-    let grace = snapshot.config.runtime.shutdown_grace;
+    let compiled = config::compile_str(&config_path, &text, 1)?;
+    let settings = compiled.settings.clone();
+    let process_metrics = ProcessMetrics::new(&metrics, &settings.consumer);
+    let live = Live::new(
+        compiled,
+        routing::fnv1a(text.as_bytes()),
+        StateRegistry::new(metrics),
+    )?;
+    let (listen, admin) = (settings.listen, settings.admin);
+    let grace = settings.runtime.shutdown_grace;
     let app = Arc::new(App {
-        snapshot: ArcSwap::from_pointee(snapshot),
-        config_path: config_path.clone(),
-        registry,
-        upstreams,
-        process_metrics,
-        reload_status: Mutex::new(ReloadStatus::default()),
-        ready: AtomicBool::new(false),
+        live,
+        reloader: Reloader::new(config_path.clone(), process_metrics),
+        ready: Default::default(),
         divergence_logs: Default::default(),
-        reload_lock: Mutex::new(()),
     });
 
     let bind = |what: &'static str, addr: SocketAddr| async move {
@@ -309,12 +155,13 @@ async fn start_with_metrics(config_path: &Path, metrics: Metrics) -> Result<Runn
         })?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let watcher = config::watch::spawn(app.clone(), shutdown_rx.clone()).map_err(|source| {
-        StartError::Watch {
+    let (trigger_tx, triggers) = mpsc::channel(1);
+    let watcher = config::watch::spawn(config_path.clone(), trigger_tx, shutdown_rx.clone())
+        .map_err(|source| StartError::Watch {
             path: config_path.clone(),
             source,
-        }
-    })?;
+        })?;
+    let reloads = tokio::spawn(apply_reloads(app.clone(), triggers));
     let probe = tokio::spawn(probe::run(app.clone(), shutdown_rx.clone()));
     let upkeep = tokio::spawn(upkeep(app.clone(), shutdown_rx.clone()));
     let admin_task = tokio::spawn(admin::serve(
@@ -334,6 +181,7 @@ async fn start_with_metrics(config_path: &Path, metrics: Metrics) -> Result<Runn
     let task = tokio::spawn(async move {
         let _ = proxy_task.await;
         watcher.stop();
+        reloads.abort();
         probe.abort();
         upkeep.abort();
         let _ = admin_task.await;
@@ -354,10 +202,29 @@ async fn upkeep(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                app.registry.metrics().run_upkeep();
-                app.upstreams.sweep();
+                app.live.registry.metrics().run_upkeep();
+                app.live.upstreams.sweep();
             }
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Applies a reload for each trigger the watcher sends, off the runtime's
+/// threads (reading and compiling the file blocks).
+async fn apply_reloads(app: Arc<App>, mut triggers: mpsc::Receiver<Trigger>) {
+    while let Some(trigger) = triggers.recv().await {
+        let force = trigger == Trigger::Hangup;
+        if force {
+            tracing::info!("SIGHUP: reloading config");
+        }
+        let app = app.clone();
+        match tokio::task::spawn_blocking(move || app.reload(force)).await {
+            Ok(ReloadOutcome::Unchanged) => {
+                tracing::debug!("config file touched, content unchanged")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "config reload task failed"),
         }
     }
 }

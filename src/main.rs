@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use cutover::state::StateRegistry;
 
 #[derive(Parser)]
 #[command(
@@ -142,7 +141,7 @@ fn init_logging(format: LogFormat) {
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    match cutover::config::load(path, &StateRegistry::detached(), 1) {
+    match cutover::config::load(path, 1) {
         Ok(c) => {
             let routes: Vec<String> = c
                 .routes
@@ -155,7 +154,7 @@ fn check(path: &std::path::Path) -> ExitCode {
                 c.routes.len(),
                 if c.routes.len() == 1 { "" } else { "s" },
                 routes.join(", "),
-                c.consumer
+                c.settings.consumer
             );
             ExitCode::SUCCESS
         }

@@ -2,7 +2,7 @@
 //! recorder, and the per-route handles the hot path increments without any
 //! string lookup.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{
@@ -10,6 +10,8 @@ use metrics_exporter_prometheus::{
 };
 
 use crate::config::{FallbackReason, Mode, SideName};
+use crate::fallback::AttemptOutcome;
+use crate::reconcile::{Category, Skip, Verdict};
 
 pub const REQUESTS_TOTAL: &str = "cutover_requests_total";
 pub const REQUEST_DURATION_SECONDS: &str = "cutover_request_duration_seconds";
@@ -39,74 +41,6 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// Response status classes used as the `code_class` label.
 pub const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// Outcome of one upstream attempt: the `result` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamResult {
-    Ok,
-    Status4xx,
-    Status5xx,
-    Connect,
-    Timeout,
-    Stale,
-}
-
-impl UpstreamResult {
-    pub const ALL: [UpstreamResult; 6] = [
-        UpstreamResult::Ok,
-        UpstreamResult::Status4xx,
-        UpstreamResult::Status5xx,
-        UpstreamResult::Connect,
-        UpstreamResult::Timeout,
-        UpstreamResult::Stale,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UpstreamResult::Ok => "ok",
-            UpstreamResult::Status4xx => "4xx",
-            UpstreamResult::Status5xx => "5xx",
-            UpstreamResult::Connect => "connect",
-            UpstreamResult::Timeout => "timeout",
-            UpstreamResult::Stale => "stale",
-        }
-    }
-
-    /// Whether the attempt counts as failed in the error ratio. A stale answer
-    /// is a freshness problem, not an error, and 4xx is the caller's.
-    pub fn is_failure(self) -> bool {
-        matches!(
-            self,
-            UpstreamResult::Status5xx | UpstreamResult::Connect | UpstreamResult::Timeout
-        )
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// Reconciliation outcome: the `result` label of `cutover_reconcile_total`.
-pub const RECONCILE_RESULTS: [&str; 3] = ["match", "diverged", "skipped"];
-/// Divergence categories: the `category` label, in `reconcile::Category` order
-/// (`status`, different status codes, is cutover's addition to SPEC's six).
-pub const DIVERGENCE_CATEGORIES: [&str; 7] = [
-    "missing",
-    "extra",
-    "duplicate",
-    "aggregate",
-    "timing",
-    "body",
-    "status",
-];
-/// Why a comparison was skipped: the `reason` label of
-/// `cutover_reconcile_skipped_total`, in `reconcile::Skip` order.
-pub const SKIP_REASONS: [&str; 5] = [
-    "inflight",
-    "too_large",
-    "unbuffered",
-    "aborted",
-    "upstream_error",
-];
 /// Comparisons skipped, by reason (an addition to SPEC's metrics).
 pub const RECONCILE_SKIPPED_TOTAL: &str = "cutover_reconcile_skipped_total";
 
@@ -116,6 +50,10 @@ pub const RECONCILE_SKIPPED_TOTAL: &str = "cutover_reconcile_skipped_total";
 pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
+    /// Routes a reload removed, as the `{consumer="..",route=".."` that opens
+    /// their series: left out of `render`. The exporter cannot delete a
+    /// series, and a route that comes back continues its counters.
+    hidden: Arc<Mutex<Vec<String>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -141,6 +79,7 @@ impl Metrics {
         let m = Metrics {
             recorder: Arc::new(recorder),
             handle,
+            hidden: Default::default(),
         };
         m.describe();
         m
@@ -247,9 +186,39 @@ impl Metrics {
         );
     }
 
-    /// Prometheus text exposition of everything recorded so far.
+    /// Prometheus text exposition of everything recorded so far, less the
+    /// series of routes a reload removed.
     pub fn render(&self) -> String {
-        self.handle.render()
+        let text = self.handle.render();
+        let hidden = self.hidden.lock().unwrap_or_else(|p| p.into_inner());
+        if hidden.is_empty() {
+            return text;
+        }
+        let mut kept = String::with_capacity(text.len());
+        for line in text.lines() {
+            let labels = line.split_once('{').map_or("", |(_, l)| l);
+            if !hidden.iter().any(|h| labels.starts_with(h.as_str())) {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+        kept
+    }
+
+    /// Leaves a removed route's series out of `render`.
+    pub fn hide_route(&self, consumer: &str, route: &str) {
+        let key = route_labels(consumer, route);
+        let mut hidden = self.hidden.lock().unwrap_or_else(|p| p.into_inner());
+        if !hidden.contains(&key) {
+            hidden.push(key);
+        }
+    }
+
+    /// Shows a route's series again (a reload brought it back).
+    pub fn show_route(&self, consumer: &str, route: &str) {
+        let key = route_labels(consumer, route);
+        let mut hidden = self.hidden.lock().unwrap_or_else(|p| p.into_inner());
+        hidden.retain(|h| *h != key);
     }
 
     /// Drains histogram samples into their buckets; call now and then so an
@@ -278,6 +247,17 @@ impl Metrics {
     }
 }
 
+/// How the exporter opens the labels of a route's series (values escaped as
+/// the text format escapes them).
+fn route_labels(consumer: &str, route: &str) -> String {
+    let esc = |v: &str| {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    format!("consumer=\"{}\",route=\"{}\"", esc(consumer), esc(route))
+}
+
 fn metadata() -> Metadata<'static> {
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()))
 }
@@ -291,23 +271,22 @@ pub fn label(k: &'static str, v: impl Into<SharedString>) -> Label {
 #[derive(Debug)]
 pub struct RouteMetrics {
     /// [side][code class]
-    pub requests: [[Counter; 5]; 2],
+    pub requests: [[Counter; CODE_CLASSES.len()]; 2],
     pub request_duration: [Histogram; 2],
-    /// [side][UpstreamResult]
-    pub upstream_requests: [[Counter; 6]; 2],
+    /// [side][`AttemptOutcome::result_index`]
+    pub upstream_requests: [[Counter; AttemptOutcome::RESULTS.len()]; 2],
     pub upstream_duration: [Histogram; 2],
-    pub fallbacks: [Counter; 6],
+    pub fallbacks: [Counter; FallbackReason::ALL.len()],
     pub watermark: [Gauge; 2],
     pub data_age: [Gauge; 2],
     pub freshness_delta: Gauge,
     pub error_ratio: [Gauge; 2],
     pub error_ratio_delta: Gauge,
-    /// [match, diverged, skipped]
-    pub reconcile: [Counter; 3],
-    pub divergences: [Counter; 7],
-    pub reconcile_skipped: [Counter; 5],
+    pub reconcile: [Counter; Verdict::ALL.len()],
+    pub divergences: [Counter; Category::ALL.len()],
+    pub reconcile_skipped: [Counter; Skip::ALL.len()],
     pub divergence_ratio: Gauge,
-    pub route_mode: [Gauge; 5],
+    pub route_mode: [Gauge; Mode::ALL.len()],
     pub circuit_open: Gauge,
 }
 
@@ -333,10 +312,11 @@ impl RouteMetrics {
             request_duration: sides
                 .map(|s| m.histogram(REQUEST_DURATION_SECONDS, with(&[("side", s)]))),
             upstream_requests: sides.map(|s| {
-                UpstreamResult::ALL.map(|r| {
+                AttemptOutcome::RESULTS.map(|r| {
+                    let result = r.result().expect("RESULTS are attempts made");
                     m.counter(
                         UPSTREAM_REQUESTS_TOTAL,
-                        with(&[("side", s), ("result", r.as_str())]),
+                        with(&[("side", s), ("result", result)]),
                     )
                 })
             }),
@@ -350,12 +330,16 @@ impl RouteMetrics {
             freshness_delta: m.gauge(FRESHNESS_DELTA_SECONDS, base()),
             error_ratio: sides.map(|s| m.gauge(ERROR_RATIO, with(&[("side", s)]))),
             error_ratio_delta: m.gauge(ERROR_RATIO_DELTA, base()),
-            reconcile: RECONCILE_RESULTS
-                .map(|r| m.counter(RECONCILE_TOTAL, with(&[("result", r)]))),
-            divergences: DIVERGENCE_CATEGORIES
-                .map(|c| m.counter(RECONCILE_DIVERGENCES_TOTAL, with(&[("category", c)]))),
-            reconcile_skipped: SKIP_REASONS
-                .map(|r| m.counter(RECONCILE_SKIPPED_TOTAL, with(&[("reason", r)]))),
+            reconcile: Verdict::ALL
+                .map(|v| m.counter(RECONCILE_TOTAL, with(&[("result", v.as_str())]))),
+            divergences: Category::ALL.map(|c| {
+                m.counter(
+                    RECONCILE_DIVERGENCES_TOTAL,
+                    with(&[("category", c.as_str())]),
+                )
+            }),
+            reconcile_skipped: Skip::ALL
+                .map(|r| m.counter(RECONCILE_SKIPPED_TOTAL, with(&[("reason", r.as_str())]))),
             divergence_ratio: m.gauge(DIVERGENCE_RATIO, base()),
             route_mode: Mode::ALL.map(|md| m.gauge(ROUTE_MODE, with(&[("mode", md.as_str())]))),
             circuit_open: m.gauge(CIRCUIT_OPEN, base()),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue, header};
 use tokio::sync::watch;
 
-use crate::App;
+use crate::app::App;
 use crate::config::SideName;
 use crate::freshness::now_unix_ms;
 use crate::upstream::{Outgoing, RequestBody};
@@ -32,10 +32,10 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
 }
 
 fn probe_idle_sides(app: &App) {
-    let snap = app.snapshot.load_full();
+    let snap = app.live.snapshot.load();
     let now = now_unix_ms();
-    for (idx, route) in snap.config.routes.iter().enumerate() {
-        let Some(interval) = route.freshness.probe_interval else {
+    for route in &snap.routes {
+        let Some(interval) = route.config.freshness.probe_interval else {
             continue;
         };
         let interval_ms = interval.as_millis() as i64;
@@ -47,24 +47,22 @@ fn probe_idle_sides(app: &App) {
                 continue;
             }
             probed.store(now, Ordering::Relaxed);
-            let snap = snap.clone();
+            let route = route.clone();
             tokio::spawn(async move {
-                let route = &snap.config.routes[idx];
-                let cfg = route.side(side);
+                let cfg = &route.config;
                 let mut headers = HeaderMap::new();
                 headers.insert(
                     header::USER_AGENT,
                     HeaderValue::from_static("cutover-probe"),
                 );
                 let out = Outgoing {
-                    method: Cow::Borrowed(&route.freshness.probe_method),
-                    path_and_query: cfg.base_path_and_query(),
+                    method: Cow::Borrowed(&cfg.freshness.probe_method),
+                    path_and_query: cfg.side(side).base_path_and_query(),
                     headers: Cow::Owned(headers),
                     body: RequestBody::empty(),
                 };
-                let client = &snap.clients[idx][side.index()];
-                let (outcome, _) = crate::proxy::call(route, side, client, out).await;
-                tracing::debug!(route = %route.name, side = side.as_str(), ?outcome, "freshness probe");
+                let attempt = crate::attempt::send(&route, side, out).await;
+                tracing::debug!(route = %cfg.name, side = side.as_str(), outcome = ?attempt.outcome, "freshness probe");
             });
         }
     }

@@ -1,18 +1,20 @@
-//! The hot path: accept consumer connections and answer each read through one
-//! pipeline. Per read: load the snapshot once, filter the request, match the
-//! route, choose the side, forward, fall back if allowed, record.
+//! The hot path: accept consumer connections and answer each read through
+//! one pipeline, `handle`. Each phase is a named function below it, in the
+//! order a read meets them: `request_filter`, `plan`, `prepare_headers`,
+//! `forward` (with `try_streaming` and the fallback to batch), `respond`.
+//! What cutover answers itself is a `ProxyError` (`error.rs`).
+
+mod error;
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -23,15 +25,19 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{FallbackReason, Mode, Route, Side, SideName};
-use crate::fallback::{self, Admission, StreamingOutcome};
-use crate::freshness::{now_unix_ms, watermark_of};
-use crate::metrics::{RouteMetrics, UpstreamResult};
-use crate::reconcile::run::{self as reconcile, Read, Served, Skip};
+pub use self::error::ProxyError;
+use crate::app::App;
+use crate::attempt::{self, Attempt};
+use crate::config::{FallbackReason, Mode, SideName};
+use crate::fallback::{self, Admission, AttemptOutcome, Circuit};
+use crate::freshness::now_unix_ms;
+use crate::headers::{Peer, add_forwarded, strip_hop_by_hop};
+use crate::live::{LiveRoute, Snapshot};
+use crate::reconcile::Skip;
+use crate::reconcile::run::{self as reconcile, Read, Served};
 use crate::reconcile::tee::Tee;
 use crate::state::{ReconcileSlot, try_reconcile_slot};
-use crate::upstream::{self, AttemptError, Outgoing, RequestBody, UpstreamBody, UpstreamClient};
-use crate::{App, Snapshot};
+use crate::upstream::{Outgoing, RequestBody, UpstreamBody};
 
 /// What the consumer receives: an upstream body streamed through untouched
 /// (copied on the side when a comparison needs it), or a short local answer
@@ -40,9 +46,6 @@ pub type ProxyBody = Either<Tee, Full<Bytes>>;
 
 pub const SERVED_BY: HeaderName = HeaderName::from_static("x-cutover-served-by");
 pub const FALLBACK: HeaderName = HeaderName::from_static("x-cutover-fallback");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Largest request head (request line and headers) a consumer may send.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -105,86 +108,259 @@ pub async fn serve(
 /// Answers one read. Never fails: every problem becomes an HTTP answer.
 pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<ProxyBody> {
     let started = Instant::now();
-    // One snapshot per read: a reload mid-read does not change this read.
-    let snap = app.snapshot.load_full();
     let (mut parts, body) = req.into_parts();
-
-    // request_filter: refuse what a backend must never see.
-    if let Some(reason) = malformed(&parts) {
-        return local(StatusCode::BAD_REQUEST, reason);
-    }
-    // upstream_peer: the route, by path only (never the Host header or an
-    // absolute-form target's authority).
-    let Some(idx) = snap.config.route_index(parts.uri.path()) else {
-        return local(StatusCode::NOT_FOUND, "no route for this path\n");
-    };
-    let route = &snap.config.routes[idx];
-    if !route.methods.contains(&parts.method) {
-        let mut resp = local(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed on this route\n",
-        );
-        if let Ok(allow) = HeaderValue::from_str(
-            &route
-                .methods
-                .iter()
-                .map(Method::as_str)
-                .collect::<Vec<_>>()
-                .join(", "),
-        ) {
-            resp.headers_mut().insert(header::ALLOW, allow);
+    // One snapshot per read: a reload mid-read does not change this read.
+    let (route, max_body) = {
+        let snap = app.live.snapshot.load();
+        match request_filter(&snap, &parts) {
+            Ok(route) => (route, snap.settings.runtime.max_buffered_body),
+            Err(refused) => return refused.respond(None),
         }
-        return resp;
+    };
+    let plan = plan(&route, &parts);
+    prepare_headers(&mut parts.headers, peer);
+    let Ok(body) = RequestBody::from_incoming(body, max_body).await else {
+        return ProxyError::UnreadableBody.respond(Some(&route));
+    };
+    let read = forward(&route, &parts, body, &plan).await;
+    let served_by = read.served_by;
+    let resp = respond(app, &route, read, &parts);
+    route
+        .state
+        .record_read(served_by, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+/// request_filter: refuses what a backend must never see, and finds the
+/// read's route by path only (never the Host header or an absolute-form
+/// target's authority). `Err` is answered by cutover itself.
+fn request_filter(snap: &Snapshot, parts: &Parts) -> Result<Arc<LiveRoute>, ProxyError> {
+    if let Some(reason) = malformed(parts) {
+        return Err(ProxyError::Malformed(reason));
     }
-    let sticky = route
+    let route = snap
+        .route_for(parts.uri.path())
+        .ok_or(ProxyError::NoRoute)?;
+    if !route.config.methods.contains(&parts.method) {
+        let allow: Vec<&str> = route.config.methods.iter().map(Method::as_str).collect();
+        return Err(ProxyError::MethodNotAllowed {
+            allow: HeaderValue::from_str(&allow.join(", ")).ok(),
+        });
+    }
+    Ok(route.clone())
+}
+
+/// What `plan` decided for a read before anything is sent.
+struct Plan {
+    /// The side chosen to serve, before any fallback.
+    chosen: SideName,
+    /// Whether the other side is read too and the answers compared.
+    compare: bool,
+}
+
+/// plan: the side that serves the read (mode, canary share, sticky header)
+/// and whether this read is compared. Costs nothing when it is not.
+fn plan(route: &LiveRoute, parts: &Parts) -> Plan {
+    let cfg = &route.config;
+    let sticky = cfg
         .canary
         .sticky_header
         .as_ref()
         .and_then(|h| parts.headers.get(h))
         .map(HeaderValue::as_bytes);
-    let chosen = crate::routing::choose_side(route, sticky);
-    // Compared against the other side? Decided up front, costs nothing when not.
-    let compare = route.mode != Mode::Batch
-        && route.mode != Mode::StreamingOnly
-        && reconcile::sampled(route, sticky);
-    strip_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(header::HOST);
-    add_forwarded(&mut parts.headers, peer);
-    let body = match RequestBody::from_incoming(body, snap.config.runtime.max_buffered_body).await {
-        Ok(b) => b,
-        Err(_) => return local(StatusCode::BAD_REQUEST, "could not read the request body\n"),
+    Plan {
+        chosen: crate::routing::choose_side(cfg, sticky),
+        compare: cfg.mode != Mode::Batch
+            && cfg.mode != Mode::StreamingOnly
+            && reconcile::sampled(cfg, sticky),
+    }
+}
+
+/// prepare_headers: the consumer's headers as every upstream attempt of the
+/// read sends them: hop-by-hop and `Host` removed, the consumer's address
+/// added to the forwarding headers.
+fn prepare_headers(headers: &mut HeaderMap, peer: &Peer) {
+    strip_hop_by_hop(headers);
+    headers.remove(header::HOST);
+    add_forwarded(headers, peer);
+}
+
+/// An upstream's answer on its way to the consumer: the head (body still
+/// streaming) and the watermark it carried.
+struct Upstream {
+    response: Response<UpstreamBody>,
+    watermark_ms: Option<i64>,
+}
+
+/// The other side's read for a comparison, already running, and the slot it holds.
+struct OtherRead {
+    read: JoinHandle<Result<Read, Skip>>,
+    slot: ReconcileSlot,
+}
+
+/// Where a read went: who served it, why it fell back (if it did), the
+/// answer or what cutover answers instead, and the other side's read when
+/// this read is compared.
+struct Forwarded {
+    served_by: SideName,
+    fallback: Option<FallbackReason>,
+    answer: Result<Upstream, ProxyError>,
+    other: Option<OtherRead>,
+}
+
+/// forward: sends the read to the chosen side and, when streaming fails in
+/// a way the route's `fallback` allows, to batch (one hop, decided on the
+/// response head, before any byte reached the consumer). In shadow mode, and
+/// for a compared streaming read, the other side's read starts in its own
+/// task, so it never delays this one.
+async fn forward(
+    route: &Arc<LiveRoute>,
+    parts: &Parts,
+    body: RequestBody,
+    plan: &Plan,
+) -> Forwarded {
+    let cfg = &route.config;
+    let mut body = Some(body);
+    let mut other = None;
+    if plan.compare && cfg.mode == Mode::Shadow {
+        // Phase 1: the same read goes to streaming beside batch; streaming's
+        // answer never reaches the consumer.
+        other = start_other_read(route, SideName::Streaming, parts, body.as_ref());
+    }
+
+    let mut fallback = None;
+    if plan.chosen == SideName::Streaming {
+        // The body batch would need, kept only if batch may be asked (the
+        // headers stay in `parts`: every attempt borrows them).
+        let replay = match cfg.mode {
+            Mode::StreamingOnly => None,
+            _ => body.as_ref().and_then(RequestBody::replay),
+        };
+        let (outcome, answer) = try_streaming(route, parts, &mut body).await;
+        let replayable = replay.is_some() || body.is_some();
+        match fallback::decide(cfg.mode, &cfg.fallback, outcome, replayable) {
+            None => {
+                // Served by streaming: a sampled read is also read from batch
+                // and compared (the safety net of phases 2-3).
+                if plan.compare && answer.is_ok() {
+                    other = start_other_read(route, SideName::Batch, parts, replay.as_ref());
+                }
+                return Forwarded {
+                    served_by: SideName::Streaming,
+                    fallback: None,
+                    answer,
+                    other,
+                };
+            }
+            Some(reason) => {
+                route.state.record_fallback(reason);
+                tracing::debug!(route = %cfg.name, reason = reason.as_str(), "falling back to batch");
+                fallback = Some(reason);
+                body = body.or(replay);
+            }
+        }
+    }
+
+    let out = outgoing(
+        parts,
+        route,
+        SideName::Batch,
+        body.unwrap_or_else(RequestBody::empty),
+    );
+    let answer = upstream_answer(attempt::send(route, SideName::Batch, out).await);
+    if answer.is_err()
+        && let Some(OtherRead { read, slot }) = other.take()
+    {
+        // Batch gave nothing to compare with. The shadow read still runs to
+        // its end (its figures count), holding its slot so the cap holds.
+        route.state.record_skip(Skip::UpstreamError);
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _ = read.await;
+        });
+    }
+    Forwarded {
+        served_by: SideName::Batch,
+        fallback,
+        answer,
+        other,
+    }
+}
+
+/// try_streaming: the streaming attempt, unless the in-flight cap or the
+/// circuit refuses it first (then nothing was sent and `body` is left as it
+/// was). Feeds the circuit with the attempt's outcome.
+async fn try_streaming(
+    route: &LiveRoute,
+    parts: &Parts,
+    body: &mut Option<RequestBody>,
+) -> (AttemptOutcome, Result<Upstream, ProxyError>) {
+    let state = &route.state;
+    let Some(_slot) = state.try_streaming_slot(route.config.streaming.max_inflight) else {
+        return (AttemptOutcome::Overflow, Err(ProxyError::Overflow));
     };
+    let admission = state.circuit.admit(now_unix_ms());
+    if admission == Admission::Open {
+        return (AttemptOutcome::CircuitOpen, Err(ProxyError::CircuitOpen));
+    }
+    // A trial read dropped before its verdict (the consumer went away)
+    // gives the trial back, or the circuit stays half-open.
+    let mut trial = TrialGuard((admission == Admission::Trial).then_some(&state.circuit));
+    let sent = body.take().unwrap_or_else(RequestBody::empty);
+    let out = outgoing(parts, route, SideName::Streaming, sent);
+    let attempt = attempt::send(route, SideName::Streaming, out).await;
+    trial.0 = None;
+    let circuit = &route.config.fallback.circuit;
+    if state.circuit.record(
+        circuit,
+        admission,
+        attempt.outcome.is_failure(),
+        now_unix_ms(),
+    ) {
+        tracing::warn!(route = %route.config.name, "streaming circuit opened after {} consecutive failures", circuit.failures);
+    }
+    (attempt.outcome, upstream_answer(attempt))
+}
 
-    let request_path = compare.then(|| {
-        parts
-            .uri
-            .path_and_query()
-            .map_or_else(String::new, |p| p.to_string())
-    });
-    let (served_by, fallback, result, other) =
-        forward(&snap, idx, parts, body, chosen, compare).await;
+/// An attempt's answer, or the error cutover answers in its place.
+fn upstream_answer(attempt: Attempt) -> Result<Upstream, ProxyError> {
+    match attempt.response {
+        Ok(response) => Ok(Upstream {
+            response,
+            watermark_ms: attempt.watermark_ms,
+        }),
+        Err(e) => Err(ProxyError::from(e)),
+    }
+}
 
-    // response_filter + logging
-    let m = &route.state.metrics;
-    let mut resp = match result {
-        Ok(resp) => {
-            let (mut head, body) = resp.into_parts();
+/// respond: the answer as the consumer gets it: the upstream's head without
+/// hop-by-hop headers and its body streaming through (copied on the side
+/// for a comparison), or cutover's own answer; then who served and why.
+fn respond(
+    app: &App,
+    route: &Arc<LiveRoute>,
+    read: Forwarded,
+    parts: &Parts,
+) -> Response<ProxyBody> {
+    let mut resp = match read.answer {
+        Ok(Upstream {
+            response,
+            watermark_ms,
+        }) => {
+            let (mut head, body) = response.into_parts();
             strip_hop_by_hop(&mut head.headers);
-            // A comparison copies the served body as it streams to the consumer.
-            let capture = other.map(|(other, slot)| {
+            let capture = read.other.map(|OtherRead { read: other, slot }| {
                 let served = Served {
-                    side: served_by,
+                    side: read.served_by,
                     status: head.status.as_u16(),
-                    watermark_ms: watermark_of(
-                        &head.headers,
-                        &route.freshness.header,
-                        route.freshness.last_modified_fallback,
-                    ),
-                    request: request_path.unwrap_or_default(),
+                    watermark_ms,
+                    request: parts
+                        .uri
+                        .path_and_query()
+                        .map_or_else(String::new, |p| p.to_string()),
                 };
                 reconcile::start(
-                    snap.clone(),
-                    idx,
+                    route.clone(),
                     served,
                     other,
                     slot,
@@ -193,276 +369,61 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
             });
             Response::from_parts(head, Either::Left(Tee::new(body, capture)))
         }
-        Err(status) => local(
-            status,
-            status.canonical_reason().unwrap_or("upstream failed"),
-        ),
+        Err(e) => e.respond(Some(route)),
     };
     let h = resp.headers_mut();
-    h.insert(SERVED_BY, HeaderValue::from_static(served_by.as_str()));
+    h.insert(SERVED_BY, HeaderValue::from_static(read.served_by.as_str()));
     // Only this cutover's fallback may be reported (an upstream may sit
     // behind a cutover of its own).
     h.remove(FALLBACK);
-    if let Some(reason) = fallback {
+    if let Some(reason) = read.fallback {
         h.insert(FALLBACK, reason.header_value());
     }
-    let side = served_by.index();
-    route.state.reads[side].fetch_add(1, Ordering::Relaxed);
-    m.requests[side][RouteMetrics::code_class(resp.status().as_u16())].increment(1);
-    m.request_duration[side].record(started.elapsed().as_secs_f64());
     resp
-}
-
-/// The other side's read for a comparison, already running, and the slot it holds.
-type OtherRead = (JoinHandle<Result<Read, Skip>>, ReconcileSlot);
-
-/// What `forward` hands back: who served, the fallback reason if any, the
-/// upstream response head (or the status to answer with), and the other
-/// side's read when this read is compared.
-type Forwarded = (
-    SideName,
-    Option<FallbackReason>,
-    Result<Response<UpstreamBody>, StatusCode>,
-    Option<OtherRead>,
-);
-
-/// Forwards the read to the chosen side and falls back to batch when allowed.
-/// In shadow mode (and for a compared streaming read) it also starts the
-/// other side's read, in its own task, so it never delays this one.
-async fn forward(
-    snap: &Arc<Snapshot>,
-    idx: usize,
-    parts: Parts,
-    body: RequestBody,
-    chosen: SideName,
-    compare: bool,
-) -> Forwarded {
-    let route = &snap.config.routes[idx];
-    let clients = &snap.clients[idx];
-    let mut body = Some(body);
-    let mut fallback_reason = None;
-    let mut other = None;
-
-    if compare && route.mode == Mode::Shadow {
-        // Phase 1: the same read goes to streaming beside batch; streaming's
-        // answer never reaches the consumer.
-        other = start_other_read(snap, idx, SideName::Streaming, &parts, body.as_ref());
-    }
-
-    if chosen == SideName::Streaming {
-        let may_fall_back = route.mode != Mode::StreamingOnly;
-        let state = &route.state;
-        let now_ms = now_unix_ms();
-        let (outcome, answer, replay) = 'attempt: {
-            // Both refusals below happen before anything is sent, so the
-            // original body is still ours for batch.
-            let Some(_slot) = state.try_streaming_slot(route.streaming.max_inflight) else {
-                break 'attempt (
-                    StreamingOutcome::Overflow,
-                    Err(StatusCode::SERVICE_UNAVAILABLE),
-                    None,
-                );
-            };
-            let admission = state.circuit.admit(now_ms);
-            if admission == Admission::Open {
-                break 'attempt (
-                    StreamingOutcome::CircuitOpen,
-                    Err(StatusCode::SERVICE_UNAVAILABLE),
-                    None,
-                );
-            }
-            // A trial read dropped before its verdict (the consumer went
-            // away) gives the trial back, or the circuit stays half-open.
-            let mut trial = TrialGuard((admission == Admission::Trial).then_some(&state.circuit));
-            // Keep the body batch would need, only if batch may be asked
-            // (the headers stay in `parts`: every attempt borrows them).
-            let replay = if may_fall_back {
-                body.as_ref().and_then(RequestBody::replay)
-            } else {
-                None
-            };
-            let out = outgoing(
-                &parts,
-                route,
-                &route.streaming,
-                body.take().unwrap_or_else(RequestBody::empty),
-            );
-            let (outcome, answer) = call(
-                route,
-                SideName::Streaming,
-                &clients[SideName::Streaming.index()],
-                out,
-            )
-            .await;
-            trial.0 = None;
-            let failed = outcome.trips_circuit();
-            if state
-                .circuit
-                .record(&route.fallback.circuit, admission, failed, now_unix_ms())
-            {
-                tracing::warn!(route = %route.name, "streaming circuit opened after {} consecutive failures", route.fallback.circuit.failures);
-            }
-            (outcome, answer, replay)
-        };
-        let replayable = replay.is_some() || body.is_some();
-        match fallback::decide(route.mode, &route.fallback, outcome, replayable) {
-            None => {
-                // Served by streaming: a sampled read is also read from batch
-                // and compared (the safety net of phases 2-3).
-                if compare && answer.is_ok() {
-                    other = match &replay {
-                        Some(b) => start_other_read(snap, idx, SideName::Batch, &parts, Some(b)),
-                        None => {
-                            reconcile::skip(route, Skip::Unbuffered);
-                            None
-                        }
-                    };
-                }
-                return (SideName::Streaming, None, answer, other);
-            }
-            Some(reason) => {
-                route.state.metrics.fallbacks[reason.index()].increment(1);
-                route.state.fallbacks.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(route = %route.name, reason = reason.as_str(), "falling back to batch");
-                fallback_reason = Some(reason);
-                if let Some(b) = replay {
-                    body = Some(b);
-                }
-            }
-        }
-    }
-
-    let out = outgoing(
-        &parts,
-        route,
-        &route.batch,
-        body.take().unwrap_or_else(RequestBody::empty),
-    );
-    let (_, answer) = call(
-        route,
-        SideName::Batch,
-        &clients[SideName::Batch.index()],
-        out,
-    )
-    .await;
-    if answer.is_err()
-        && let Some((handle, slot)) = other.take()
-    {
-        // Batch gave nothing to compare with. The shadow read still runs to
-        // its end (its figures count), holding its slot so the cap holds.
-        reconcile::skip(route, Skip::UpstreamError);
-        tokio::spawn(async move {
-            let _slot = slot;
-            let _ = handle.await;
-        });
-    }
-    (SideName::Batch, fallback_reason, answer, other)
 }
 
 /// Starts the other side's read for a comparison, if a slot is free and the
 /// request can be sent twice; otherwise counts the skip.
 fn start_other_read(
-    snap: &Arc<Snapshot>,
-    idx: usize,
+    route: &Arc<LiveRoute>,
     side: SideName,
     parts: &Parts,
     body: Option<&RequestBody>,
 ) -> Option<OtherRead> {
-    let route = &snap.config.routes[idx];
     let Some(body) = body.and_then(RequestBody::replay) else {
-        reconcile::skip(route, Skip::Unbuffered);
+        route.state.record_skip(Skip::Unbuffered);
         return None;
     };
-    let Some(slot) = try_reconcile_slot(&route.state, route.reconcile.max_inflight) else {
-        reconcile::skip(route, Skip::Inflight);
+    let Some(slot) = try_reconcile_slot(&route.state, route.config.reconcile.max_inflight) else {
+        route.state.record_skip(Skip::Inflight);
         return None;
     };
     // Its own task needs its own copy of the method and headers.
-    let out = outgoing(parts, route, route.side(side), body);
+    let out = outgoing(parts, route, side, body);
     let out = Outgoing {
         method: Cow::Owned(out.method.into_owned()),
         headers: Cow::Owned(out.headers.into_owned()),
         ..out
     };
-    Some((
-        reconcile::spawn_other_read(snap.clone(), idx, side, out),
+    Some(OtherRead {
+        read: reconcile::spawn_other_read(route.clone(), side, out),
         slot,
-    ))
-}
-
-/// One upstream attempt, recorded: result, latency, watermark, error window.
-/// The outcome says what fallback needs to know; the answer is the response
-/// head or the status to give the consumer if nobody else answers.
-pub(crate) async fn call(
-    route: &Route,
-    side: SideName,
-    client: &UpstreamClient,
-    out: Outgoing<'_>,
-) -> (StreamingOutcome, Result<Response<UpstreamBody>, StatusCode>) {
-    let started = Instant::now();
-    let result = upstream::attempt(client, route.side(side), out).await;
-    let m = &route.state.metrics;
-    m.upstream_duration[side.index()].record(started.elapsed().as_secs_f64());
-    let now_ms = now_unix_ms();
-    let (outcome, upstream_result, answer) = match result {
-        Ok(resp) => {
-            let status = resp.status();
-            let watermark = watermark_of(
-                resp.headers(),
-                &route.freshness.header,
-                route.freshness.last_modified_fallback,
-            );
-            if let Some(w) = watermark {
-                route.state.watermark(side).record(w, now_ms);
-                m.watermark[side.index()].set(w as f64 / 1000.0);
-            }
-            let stale = side == SideName::Streaming
-                && matches!((watermark, route.fallback.max_staleness), (Some(w), Some(max)) if now_ms - w > max.as_millis() as i64);
-            if status.is_server_error() {
-                (
-                    StreamingOutcome::ServerError,
-                    UpstreamResult::Status5xx,
-                    Ok(resp),
-                )
-            } else if stale {
-                (StreamingOutcome::Stale, UpstreamResult::Stale, Ok(resp))
-            } else if status.is_client_error() {
-                (
-                    StreamingOutcome::Answered,
-                    UpstreamResult::Status4xx,
-                    Ok(resp),
-                )
-            } else {
-                (StreamingOutcome::Answered, UpstreamResult::Ok, Ok(resp))
-            }
-        }
-        Err(e @ AttemptError::Connect(_)) => {
-            tracing::debug!(route = %route.name, side = side.as_str(), error = %e, "upstream attempt failed");
-            (
-                StreamingOutcome::Connect,
-                UpstreamResult::Connect,
-                Err(StatusCode::BAD_GATEWAY),
-            )
-        }
-        Err(AttemptError::Timeout(_)) => (
-            StreamingOutcome::Timeout,
-            UpstreamResult::Timeout,
-            Err(StatusCode::GATEWAY_TIMEOUT),
-        ),
-    };
-    m.upstream_requests[side.index()][upstream_result.index()].increment(1);
-    route.state.errors.load()[side.index()].record(upstream_result.is_failure(), now_ms);
-    (outcome, answer)
+    })
 }
 
 /// The read as it goes to `side`: same method, rewritten path, the
 /// consumer's query, the (already cleaned) headers, and the body.
-fn outgoing<'a>(parts: &'a Parts, route: &Route, side: &Side, body: RequestBody) -> Outgoing<'a> {
+fn outgoing<'a>(
+    parts: &'a Parts,
+    route: &LiveRoute,
+    side: SideName,
+    body: RequestBody,
+) -> Outgoing<'a> {
     Outgoing {
         method: Cow::Borrowed(&parts.method),
         path_and_query: crate::routing::rewrite(
-            &route.prefix,
-            side,
+            &route.config.prefix,
+            route.config.side(side),
             parts.uri.path(),
             parts.uri.query(),
         ),
@@ -501,98 +462,9 @@ fn has_dot_segment(path: &str) -> bool {
     })
 }
 
-/// Removes hop-by-hop headers: the fixed list and any named in `Connection`.
-pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // One pass over the names (enum compares for standard headers) finds
-    // which are present; most heads carry none or only `Connection`, and
-    // each removal costs a hashed lookup.
-    let mut present = [false; HOP_COUNT];
-    for name in h.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
-            present[i] = true;
-        }
-    }
-    if present[0] {
-        // Every `Connection` line, every name it lists ("close" and
-        // "keep-alive" are options, and Keep-Alive is on the list anyway).
-        let named: Vec<HeaderName> = h
-            .get_all(header::CONNECTION)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|n| !n.eq_ignore_ascii_case(b"close") && !n.eq_ignore_ascii_case(b"keep-alive"))
-            .filter_map(|n| HeaderName::from_bytes(n).ok())
-            .collect();
-        for name in named {
-            h.remove(name);
-        }
-    }
-    for (hop, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
-        h.remove(hop);
-    }
-}
-
-const HOP_COUNT: usize = 9;
-/// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
-pub(crate) const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
-    header::CONNECTION,
-    KEEP_ALIVE,
-    PROXY_CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-];
-
-/// The consumer's address and the header values derived from it, built once
-/// per connection rather than per read.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    ip: HeaderValue,
-    forwarded: HeaderValue,
-}
-
-impl Peer {
-    pub fn new(addr: SocketAddr) -> Peer {
-        let ip = addr.ip();
-        let forwarded = match ip {
-            std::net::IpAddr::V4(v4) => format!("for={v4};proto=http"),
-            std::net::IpAddr::V6(v6) => format!("for=\"[{v6}]\";proto=http"),
-        };
-        Peer {
-            addr,
-            ip: HeaderValue::from_str(&ip.to_string())
-                .expect("an IP address is a valid header value"),
-            forwarded: HeaderValue::from_str(&forwarded).expect("ASCII without control characters"),
-        }
-    }
-}
-
-/// Appends the consumer's address to `x-forwarded-for` and `forwarded`.
-fn add_forwarded(h: &mut HeaderMap, peer: &Peer) {
-    // Several lines are one list (RFC 9110 5.3): keep them all, in order.
-    let prev: Vec<&str> = h
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let xff = if prev.is_empty() {
-        Some(peer.ip.clone())
-    } else {
-        HeaderValue::from_str(&format!("{}, {}", prev.join(", "), peer.addr.ip())).ok()
-    };
-    if let Some(v) = xff {
-        h.insert(X_FORWARDED_FOR, v);
-    }
-    h.append(header::FORWARDED, peer.forwarded.clone());
-}
-
 /// Holds a circuit's trial slot while the trial read is in flight; gives it
 /// back if the read is dropped before its outcome is recorded.
-struct TrialGuard<'a>(Option<&'a crate::fallback::Circuit>);
+struct TrialGuard<'a>(Option<&'a Circuit>);
 
 impl Drop for TrialGuard<'_> {
     fn drop(&mut self) {
@@ -600,19 +472,6 @@ impl Drop for TrialGuard<'_> {
             circuit.abandon_trial();
         }
     }
-}
-
-/// A short plain-text answer from cutover itself.
-fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
-    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
-        text.as_bytes(),
-    ))));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
 }
 
 #[cfg(test)]
@@ -639,34 +498,5 @@ mod tests {
         ] {
             assert!(!has_dot_segment(ok), "{ok}");
         }
-    }
-
-    #[test]
-    fn hop_by_hop_headers_and_connection_named_ones_go() {
-        let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, "keep-alive, x-secret".parse().unwrap());
-        h.append(header::CONNECTION, "x-other".parse().unwrap());
-        h.insert("x-other", "2".parse().unwrap());
-        h.insert("x-secret", "1".parse().unwrap());
-        h.insert("keep-alive", "timeout=5".parse().unwrap());
-        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
-        h.insert(header::UPGRADE, "websocket".parse().unwrap());
-        h.insert("x-customer-id", "42".parse().unwrap());
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("x-customer-id"));
-    }
-
-    #[test]
-    fn forwarded_headers_append() {
-        let mut h = HeaderMap::new();
-        h.insert(X_FORWARDED_FOR, "10.0.0.1".parse().unwrap());
-        add_forwarded(&mut h, &Peer::new("127.0.0.1:5000".parse().unwrap()));
-        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
-        assert_eq!(h[header::FORWARDED], "for=127.0.0.1;proto=http");
-        let mut h = HeaderMap::new();
-        add_forwarded(&mut h, &Peer::new("[::1]:5000".parse().unwrap()));
-        assert_eq!(h[&X_FORWARDED_FOR], "::1");
-        assert_eq!(h[header::FORWARDED], "for=\"[::1]\";proto=http");
     }
 }

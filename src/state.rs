@@ -1,5 +1,7 @@
 //! Per-route state that outlives config snapshots: circuit, windows, last
-//! watermarks, in-flight count and metric handles, keyed by route name.
+//! watermarks, in-flight counts, the figures `/status` shows and the metric
+//! handles, keyed by route name. Every event is recorded by one call that
+//! updates both the metric and the figure, so the two never disagree.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -8,10 +10,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::config::SideName;
-use crate::fallback::Circuit;
+use crate::config::{FallbackReason, SideName};
+use crate::fallback::{AttemptOutcome, Circuit};
 use crate::freshness::{RatioWindow, WatermarkCell};
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::reconcile::{Category, Report, Skip, Verdict};
 
 /// Everything about a route that must survive a reload.
 #[derive(Debug)]
@@ -19,24 +22,56 @@ pub struct RouteState {
     pub metrics: RouteMetrics,
     pub circuit: Circuit,
     /// Indexed by `SideName::index`.
-    pub watermarks: [WatermarkCell; 2],
+    watermarks: [WatermarkCell; 2],
     /// Failed share of upstream attempts, per side. Replaced (reset) only when
     /// a reload changes the window length.
-    pub errors: ArcSwap<[RatioWindow; 2]>,
+    errors: ArcSwap<[RatioWindow; 2]>,
     /// Diverged share of comparisons.
-    pub divergence: ArcSwap<RatioWindow>,
+    divergence: ArcSwap<RatioWindow>,
     /// Streaming reads waiting for a response head (for `max_inflight`).
-    pub streaming_inflight: AtomicUsize,
+    streaming_inflight: AtomicUsize,
     /// When the idle-side probe last ran, per side (Unix ms).
     pub probed_at: [AtomicI64; 2],
-    /// Reads answered, per serving side, and fallbacks among them, for `/status`
-    /// (metric handles cannot be read back).
-    pub reads: [AtomicU64; 2],
-    pub fallbacks: AtomicU64,
+    /// Reads answered, per serving side (metric handles cannot be read back).
+    reads: [AtomicU64; 2],
+    /// Fallbacks by reason (`FallbackReason::index`).
+    fallbacks: [AtomicU64; FallbackReason::ALL.len()],
     /// Comparisons (shadow or sampled) in flight, for `reconcile.max_inflight`.
-    pub reconcile_inflight: AtomicUsize,
-    /// Comparisons by result: [match, diverged, skipped], for `/status`.
-    pub reconciled: [AtomicU64; 3],
+    reconcile_inflight: AtomicUsize,
+    /// Comparisons by verdict (`Verdict::index`).
+    verdicts: [AtomicU64; Verdict::ALL.len()],
+}
+
+/// A route's figures at one moment: what `/status`, the scrape-time gauges
+/// and `cutover status` show. `None` is unknown (nothing seen, or nothing in
+/// the window), never a reassuring 0.
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    /// Reads answered, per serving side.
+    pub reads: [u64; 2],
+    /// Fallbacks by reason (`FallbackReason::index`).
+    pub fallbacks: [u64; FallbackReason::ALL.len()],
+    /// Comparisons by verdict (`Verdict::index`).
+    pub verdicts: [u64; Verdict::ALL.len()],
+    pub age: [Option<f64>; 2],
+    /// Batch age minus streaming age.
+    pub freshness_delta: Option<f64>,
+    pub error_ratio: [Option<f64>; 2],
+    /// Streaming minus batch error ratio.
+    pub error_ratio_delta: Option<f64>,
+    pub divergence_ratio: Option<f64>,
+}
+
+impl Figures {
+    pub fn fallbacks_total(&self) -> u64 {
+        self.fallbacks.iter().sum()
+    }
+
+    /// Fallbacks among all reads answered, if any were.
+    pub fn fallback_rate(&self) -> Option<f64> {
+        let total = self.reads[0] + self.reads[1];
+        (total > 0).then(|| self.fallbacks_total() as f64 / total as f64)
+    }
 }
 
 impl RouteState {
@@ -50,12 +85,13 @@ impl RouteState {
             streaming_inflight: AtomicUsize::new(0),
             probed_at: Default::default(),
             reads: Default::default(),
-            fallbacks: AtomicU64::new(0),
+            fallbacks: Default::default(),
             reconcile_inflight: AtomicUsize::new(0),
-            reconciled: Default::default(),
+            verdicts: Default::default(),
         }
     }
 
+    /// Resets the windows when a new config changes their length.
     fn set_window(&self, window: Duration) {
         if self.errors.load()[0].window() != RatioWindow::new(window).window() {
             self.errors.store(Arc::new([
@@ -68,6 +104,100 @@ impl RouteState {
 
     pub fn watermark(&self, side: SideName) -> &WatermarkCell {
         &self.watermarks[side.index()]
+    }
+
+    /// A read answered to the consumer by `side` with `status`.
+    pub fn record_read(&self, side: SideName, status: u16, elapsed: Duration) {
+        let s = side.index();
+        self.reads[s].fetch_add(1, Ordering::Relaxed);
+        self.metrics.requests[s][RouteMetrics::code_class(status)].increment(1);
+        self.metrics.request_duration[s].record(elapsed.as_secs_f64());
+    }
+
+    /// A read that chose streaming and is answered by batch.
+    pub fn record_fallback(&self, reason: FallbackReason) {
+        self.fallbacks[reason.index()].fetch_add(1, Ordering::Relaxed);
+        self.metrics.fallbacks[reason.index()].increment(1);
+    }
+
+    /// One upstream attempt that was made: its result, its time to the
+    /// response head, the watermark it carried, and the error window.
+    pub fn record_attempt(
+        &self,
+        side: SideName,
+        outcome: AttemptOutcome,
+        elapsed: Duration,
+        watermark_ms: Option<i64>,
+        now_ms: i64,
+    ) {
+        let s = side.index();
+        self.metrics.upstream_duration[s].record(elapsed.as_secs_f64());
+        if let Some(w) = watermark_ms {
+            self.watermarks[s].record(w, now_ms);
+            self.metrics.watermark[s].set(w as f64 / 1000.0);
+        }
+        if let Some(i) = outcome.result_index() {
+            self.metrics.upstream_requests[s][i].increment(1);
+            self.errors.load()[s].record(outcome.is_failure(), now_ms);
+        }
+    }
+
+    /// A comparison that ran: its verdict, its divergences by category, and
+    /// the divergence window.
+    pub fn record_comparison(&self, report: &Report, now_ms: i64) {
+        let diverged = report.diverged();
+        let verdict = if diverged {
+            Verdict::Diverged
+        } else {
+            Verdict::Match
+        };
+        self.count_verdict(verdict);
+        self.divergence.load().record(diverged, now_ms);
+        for c in Category::ALL {
+            let n = report.count(c);
+            if n > 0 {
+                self.metrics.divergences[c.index()].increment(n);
+            }
+        }
+    }
+
+    /// A comparison that did not happen, and why.
+    pub fn record_skip(&self, why: Skip) {
+        self.count_verdict(Verdict::Skipped);
+        self.metrics.reconcile_skipped[why.index()].increment(1);
+    }
+
+    fn count_verdict(&self, v: Verdict) {
+        self.verdicts[v.index()].fetch_add(1, Ordering::Relaxed);
+        self.metrics.reconcile[v.index()].increment(1);
+    }
+
+    /// The route's figures at `now_ms`.
+    pub fn figures(&self, now_ms: i64) -> Figures {
+        let load = |a: &[AtomicU64]| {
+            a.iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .collect::<Vec<_>>()
+        };
+        let age = SideName::BOTH.map(|s| self.watermark(s).age_seconds(now_ms));
+        let errors = self.errors.load();
+        let error_ratio = SideName::BOTH.map(|s| errors[s.index()].ratio(now_ms));
+        let both = |a: [Option<f64>; 2], f: fn(f64, f64) -> f64| match a {
+            [Some(b), Some(s)] => Some(f(b, s)),
+            _ => None,
+        };
+        let mut figures = Figures {
+            age,
+            freshness_delta: both(age, |b, s| b - s),
+            error_ratio,
+            error_ratio_delta: both(error_ratio, |b, s| s - b),
+            divergence_ratio: self.divergence.load().ratio(now_ms),
+            ..Figures::default()
+        };
+        figures.reads.copy_from_slice(&load(&self.reads));
+        figures.fallbacks.copy_from_slice(&load(&self.fallbacks));
+        figures.verdicts.copy_from_slice(&load(&self.verdicts));
+        figures
     }
 
     /// Takes a streaming in-flight slot unless `max` are taken. The guard
@@ -114,8 +244,8 @@ impl Drop for InflightGuard<'_> {
 type RouteKey = (String, String);
 
 /// Hands out `RouteState` by (consumer, route name) so that a reload finds
-/// the state the previous generation used. Only touched while compiling a
-/// config, never per read.
+/// the state the previous generation used. Only touched while a config is
+/// applied, never per read.
 #[derive(Debug, Clone)]
 pub struct StateRegistry {
     metrics: Metrics,
@@ -130,7 +260,7 @@ impl StateRegistry {
         }
     }
 
-    /// A registry whose metrics go nowhere useful: for `cutover check`.
+    /// A registry whose metrics go nowhere useful: for tests and benchmarks.
     pub fn detached() -> StateRegistry {
         StateRegistry::new(Metrics::new())
     }
@@ -139,14 +269,30 @@ impl StateRegistry {
         &self.metrics
     }
 
-    /// The state for this route, shared with earlier generations.
+    /// The state for this route, shared with earlier generations; its
+    /// windows take `window`'s length (reset if that changed).
     pub fn route_state(&self, consumer: &str, route: &str, window: Duration) -> Arc<RouteState> {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         let state = routes
             .entry((consumer.to_owned(), route.to_owned()))
             .or_insert_with(|| Arc::new(RouteState::new(&self.metrics, consumer, route, window)));
         state.set_window(window);
+        self.metrics.show_route(consumer, route);
         state.clone()
+    }
+
+    /// Forgets every route but `keep` (a config just applied): their state
+    /// goes, and their series leave `/metrics`. A route that comes back
+    /// later starts afresh.
+    pub fn retain(&self, consumer: &str, keep: &[&str]) {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        routes.retain(|(c, r), _| {
+            let kept = c == consumer && keep.contains(&r.as_str());
+            if !kept {
+                self.metrics.hide_route(c, r);
+            }
+            kept
+        });
     }
 }
 
@@ -162,6 +308,46 @@ mod tests {
         let b = r.route_state("c", "orders", w);
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &r.route_state("c", "refunds", w)));
+    }
+
+    #[test]
+    fn a_dropped_route_is_forgotten_and_its_series_hidden() {
+        let r = StateRegistry::detached();
+        let w = Duration::from_secs(300);
+        let orders = r.route_state("c", "orders", w);
+        r.route_state("c", "refunds", w)
+            .record_read(SideName::Batch, 200, Duration::ZERO);
+        orders.record_read(SideName::Batch, 200, Duration::ZERO);
+        r.retain("c", &["orders"]);
+        let text = r.metrics().render();
+        assert!(text.contains("route=\"orders\""), "{text}");
+        assert!(!text.contains("route=\"refunds\""), "{text}");
+        assert!(Arc::ptr_eq(&orders, &r.route_state("c", "orders", w)));
+        let back = r.route_state("c", "refunds", w);
+        assert_eq!(back.figures(0).reads, [0, 0]);
+        assert!(r.metrics().render().contains("route=\"refunds\""));
+    }
+
+    #[test]
+    fn one_call_counts_the_metric_and_the_figure() {
+        let r = StateRegistry::detached();
+        let s = r.route_state("c", "orders", Duration::from_secs(60));
+        s.record_read(SideName::Streaming, 200, Duration::ZERO);
+        s.record_read(SideName::Batch, 200, Duration::ZERO);
+        s.record_fallback(FallbackReason::Timeout);
+        s.record_skip(Skip::Inflight);
+        let f = s.figures(0);
+        assert_eq!(f.reads, [1, 1]);
+        assert_eq!(f.fallbacks_total(), 1);
+        assert_eq!(f.fallback_rate(), Some(0.5));
+        assert_eq!(f.verdicts[Verdict::Skipped.index()], 1);
+        let text = r.metrics().render();
+        assert!(
+            text.contains(
+                "cutover_fallbacks_total{consumer=\"c\",route=\"orders\",reason=\"timeout\"} 1"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -11,7 +11,8 @@ use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
+
+use crate::status::{LastReload, StatusDoc};
 
 /// How long `cutover status` waits for the admin listener, connect to last byte.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -93,7 +94,7 @@ pub fn status_url(admin: &str) -> Result<Uri, FetchError> {
 }
 
 /// GETs `{admin}/status` and parses it, within `FETCH_TIMEOUT` in all.
-pub async fn fetch(admin: &str) -> Result<Value, FetchError> {
+pub async fn fetch(admin: &str) -> Result<StatusDoc, FetchError> {
     let uri = status_url(admin)?;
     let url = uri.to_string();
     match tokio::time::timeout(FETCH_TIMEOUT, fetch_uri(uri, &url)).await {
@@ -102,7 +103,7 @@ pub async fn fetch(admin: &str) -> Result<Value, FetchError> {
     }
 }
 
-async fn fetch_uri(uri: Uri, url: &str) -> Result<Value, FetchError> {
+async fn fetch_uri(uri: Uri, url: &str) -> Result<StatusDoc, FetchError> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let req = Request::get(uri)
         .header(http::header::ACCEPT, "application/json")
@@ -147,52 +148,48 @@ async fn fetch_uri(uri: Uri, url: &str) -> Result<Value, FetchError> {
 /// The table `cutover status` prints for a `/status` document: a header with
 /// the consumer, config and last reload, then one row per route. Fields the
 /// document lacks show as `-`, so an older or newer cutover still renders.
-pub fn render(doc: &Value) -> String {
+pub fn render(doc: &StatusDoc) -> String {
     let mut out = String::new();
-    let consumer = doc["consumer"].as_str().unwrap_or("?");
-    let risk = doc["risk"]
-        .as_str()
+    let consumer = or(&doc.consumer, "?");
+    let risk = doc
+        .risk
+        .as_deref()
         .map(|r| format!(" (risk {r})"))
         .unwrap_or_default();
-    let path = doc["config"]["path"].as_str().unwrap_or("?");
-    let generation = doc["config"]["generation"]
-        .as_u64()
+    let path = or(&doc.config.path, "?");
+    let generation = doc
+        .config
+        .generation
         .map_or_else(|| "?".to_owned(), |g| g.to_string());
     out.push_str(&format!(
         "consumer {consumer}{risk}   config {path}   generation {generation}\n"
     ));
-    out.push_str(&reload_line(&doc["last_reload"]));
+    out.push_str(&reload_line(&doc.last_reload));
 
-    let routes = doc["routes"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    if routes.is_empty() {
+    if doc.routes.is_empty() {
         out.push_str("\nno routes\n");
         return out;
     }
     let mut rows = vec![HEADINGS.map(str::to_owned).to_vec()];
     let mut overridden = false;
-    for r in routes {
-        let configured = r["configured_mode"].as_str().unwrap_or("-");
-        let mut effective = r["effective_mode"].as_str().unwrap_or("-").to_owned();
+    for r in &doc.routes {
+        let configured = or(&r.configured_mode, "-");
+        let mut effective = or(&r.effective_mode, "-").to_owned();
         if effective != configured && effective != "-" {
             effective.push('*');
             overridden = true;
         }
         rows.push(vec![
-            r["name"].as_str().unwrap_or("?").to_owned(),
+            or(&r.name, "?").to_owned(),
             configured.to_owned(),
             effective,
-            r["circuit"].as_str().unwrap_or("-").to_owned(),
-            format!(
-                "{}/{}",
-                count(&r["reads"]["batch"]),
-                count(&r["reads"]["streaming"])
-            ),
-            percent(&r["fallback_rate"]),
-            r["freshness_delta_seconds"]
-                .as_f64()
+            or(&r.circuit, "-").to_owned(),
+            format!("{}/{}", count(r.reads.batch), count(r.reads.streaming)),
+            percent(r.fallback_rate),
+            r.freshness_delta_seconds
                 .map_or_else(|| "-".to_owned(), signed_duration),
-            points(&r["error_ratio_delta"]),
-            percent(&r["divergence_ratio"]),
+            points(r.error_ratio_delta),
+            percent(r.divergence_ratio),
         ]);
     }
     out.push('\n');
@@ -206,6 +203,11 @@ pub fn render(doc: &Value) -> String {
         "ERR Δ: streaming minus batch error rate, in percentage points (-: streaming fails less)\n",
     );
     out
+}
+
+/// `s`, or `missing` when the document did not say.
+fn or<'a>(s: &'a str, missing: &'a str) -> &'a str {
+    if s.is_empty() { missing } else { s }
 }
 
 const HEADINGS: [&str; 9] = [
@@ -223,17 +225,18 @@ const HEADINGS: [&str; 9] = [
 /// Columns holding figures, right-aligned so digits line up.
 const NUMERIC: [bool; 9] = [false, false, false, false, true, true, true, true, true];
 
-fn reload_line(reload: &Value) -> String {
-    let at = reload["at"]
-        .as_str()
+fn reload_line(reload: &LastReload) -> String {
+    let at = reload
+        .at
+        .as_deref()
         .map(|t| format!(" at {}", to_the_second(t)))
         .unwrap_or_default();
-    let mut line = match reload["result"].as_str() {
+    let mut line = match reload.result.as_deref() {
         None => {
             "last reload: none since start (the config loaded at start-up is serving)\n".to_owned()
         }
         Some("error") => {
-            let error = reload["error"].as_str().unwrap_or("(no message)");
+            let error = reload.error.as_deref().unwrap_or("(no message)");
             let mut s = format!("last reload: ERROR{at}; the last good config keeps serving:\n");
             for l in error.lines() {
                 s.push_str("  ");
@@ -244,7 +247,7 @@ fn reload_line(reload: &Value) -> String {
         }
         Some(result) => format!("last reload: {result}{at}\n"),
     };
-    if let Some(restart) = reload["restart_needed"].as_str() {
+    if let Some(restart) = reload.restart_needed.as_deref() {
         line.push_str(&format!("restart needed: {restart}\n"));
     }
     line
@@ -293,19 +296,18 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
-fn count(v: &Value) -> String {
-    v.as_u64().map_or_else(|| "-".to_owned(), |n| n.to_string())
+fn count(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |n| n.to_string())
 }
 
 /// A ratio (0.0..=1.0) as a percentage: `4.5%`, `-` when unknown.
-fn percent(v: &Value) -> String {
-    v.as_f64()
-        .map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r * 100.0))
+fn percent(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r * 100.0))
 }
 
 /// A ratio difference as signed percentage points: `+4.5pp`, `-0.3pp`, `0.0pp`.
-fn points(v: &Value) -> String {
-    let Some(d) = v.as_f64() else {
+fn points(v: Option<f64>) -> String {
+    let Some(d) = v else {
         return "-".to_owned();
     };
     let pp = d * 100.0;
@@ -345,7 +347,11 @@ pub fn signed_duration(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    fn doc(v: Value) -> StatusDoc {
+        serde_json::from_value(v).expect("a status document")
+    }
 
     fn sample() -> Value {
         json!({
@@ -387,7 +393,7 @@ mod tests {
 
     #[test]
     fn renders_a_header_and_one_aligned_row_per_route() {
-        let out = render(&sample());
+        let out = render(&doc(sample()));
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
             lines[0],
@@ -420,14 +426,14 @@ mod tests {
 
     #[test]
     fn a_failed_reload_shows_its_error_and_the_restart_note() {
-        let mut doc = sample();
-        doc["last_reload"] = json!({
+        let mut v = sample();
+        v["last_reload"] = json!({
             "result": "error",
             "error": "/etc/cutover/cutover.yaml:12:11: unknown mode `stream`\n/etc/cutover/cutover.yaml:14:5: unknown key `fallbak`",
             "at": "2025-06-01T10:05:00.123456789Z",
             "restart_needed": "listen 127.0.0.1:8080 -> 127.0.0.1:8081 need a restart to take effect"
         });
-        let out = render(&doc);
+        let out = render(&doc(v));
         assert!(out.contains(
             "last reload: ERROR at 2025-06-01T10:05:00Z; the last good config keeps serving:\n  /etc/cutover/cutover.yaml:12:11: unknown mode `stream`\n  /etc/cutover/cutover.yaml:14:5: unknown key `fallbak`\n"
         ));
@@ -436,17 +442,19 @@ mod tests {
 
     #[test]
     fn before_any_reload_and_without_routes() {
-        let doc = json!({
+        let v = json!({
             "consumer": "c",
             "config": { "path": "/c.yaml", "generation": 1 },
             "last_reload": { "result": null, "error": null, "at": null, "restart_needed": null },
             "routes": []
         });
-        let out = render(&doc);
+        let out = render(&doc(v));
         assert!(out.contains("last reload: none since start"));
         assert!(out.ends_with("no routes\n"));
-        // A document of the wrong shape still renders instead of panicking.
-        assert!(render(&json!("nonsense")).contains("consumer ?"));
+        // A document of the wrong shape is an error, never a panic; an empty
+        // one renders its unknowns.
+        assert!(serde_json::from_value::<StatusDoc>(json!("nonsense")).is_err());
+        assert!(render(&StatusDoc::default()).contains("consumer ?"));
     }
 
     #[test]
@@ -479,11 +487,11 @@ mod tests {
 
     #[test]
     fn ratios_as_percent_and_points() {
-        assert_eq!(percent(&json!(0.0)), "0.0%");
-        assert_eq!(percent(&json!(1.0)), "100.0%");
-        assert_eq!(percent(&Value::Null), "-");
-        assert_eq!(points(&json!(-0.003)), "-0.3pp");
-        assert_eq!(points(&json!(0.0001)), "0.0pp");
+        assert_eq!(percent(Some(0.0)), "0.0%");
+        assert_eq!(percent(Some(1.0)), "100.0%");
+        assert_eq!(percent(None), "-");
+        assert_eq!(points(Some(-0.003)), "-0.3pp");
+        assert_eq!(points(Some(0.0001)), "0.0pp");
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub enum AttemptError {
     /// Refused, reset, DNS, TLS: anything before or instead of a response head.
     #[error("upstream connection failed: {0}")]
     Connect(#[source] BoxError),
+    /// An answer cutover cannot frame as HTTP/1.1 (a bad head, conflicting
+    /// lengths): the side failed as surely as a reset.
+    #[error("upstream answered malformed HTTP: {0}")]
+    Protocol(&'static str),
     /// No response head within the side's timeout.
     #[error("no response head within {0:?}")]
     Timeout(Duration),
@@ -111,7 +115,10 @@ pub async fn attempt(
     };
     match tokio::time::timeout(timeout, sent).await {
         Ok(Ok(resp)) => Ok(resp),
-        Ok(Err(e)) => Err(AttemptError::Connect(e)),
+        Ok(Err(e)) => Err(match e.downcast_ref::<h1::ExchangeError>() {
+            Some(h1::ExchangeError::Malformed(what)) => AttemptError::Protocol(what),
+            _ => AttemptError::Connect(e),
+        }),
         Err(_) => Err(AttemptError::Timeout(timeout)),
     }
 }

@@ -16,7 +16,6 @@ use super::locate::{Problems, Target, YamlPath, locate};
 use super::model::*;
 use super::raw::{self, RawConfig, RawDefaults, RawRoute, RawSide, RawSideMap};
 use super::{ConfigError, ConfigErrors};
-use crate::state::StateRegistry;
 
 pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub(super) const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
@@ -36,14 +35,9 @@ pub(super) const DEFAULT_RECONCILE_INFLIGHT: usize = 32;
 pub(super) const DEFAULT_RECONCILE_BODY: usize = 8 * 1024 * 1024;
 
 /// Parses, validates and compiles `text` (the file at `path`). On failure,
-/// every problem found, each with its line and column, in file order. Route
-/// state is taken from `registry` only when the whole file is valid.
-pub(super) fn compile(
-    path: &Path,
-    text: &str,
-    registry: &StateRegistry,
-    generation: u64,
-) -> Result<Compiled, ConfigErrors> {
+/// every problem found, each with its line and column, in file order. Pure:
+/// nothing outside the returned value is read or changed.
+pub(super) fn compile(path: &Path, text: &str, generation: u64) -> Result<Compiled, ConfigErrors> {
     let value: serde_yaml::Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => return Err(ConfigErrors(vec![syntax_error(path, text, &e)])),
@@ -55,7 +49,7 @@ pub(super) fn compile(
     };
     let draft = raw::parse(value, &mut cx.problems).and_then(|raw| cx.config(&raw));
     match draft {
-        Some(draft) if cx.problems.is_empty() => Ok(draft.finish(registry, generation)),
+        Some(draft) if cx.problems.is_empty() => Ok(draft.finish(generation)),
         _ => Err(ConfigErrors(cx.problems.into_errors(path, text))),
     }
 }
@@ -80,58 +74,30 @@ fn syntax_error(path: &Path, text: &str, e: &serde_yaml::Error) -> ConfigError {
     }
 }
 
-/// A compiled config still without route state.
+/// A compiled config before it is numbered and its routes ordered.
 struct Draft {
     consumer: String,
     risk: Risk,
     listen: SocketAddr,
     admin: SocketAddr,
     runtime: RuntimeSettings,
-    routes: Vec<DraftRoute>,
-}
-
-struct DraftRoute {
-    name: String,
-    prefix: String,
-    methods: MethodSet,
-    batch: Side,
-    streaming: Side,
-    mode: Mode,
-    canary: Canary,
-    fallback: FallbackPolicy,
-    freshness: Freshness,
-    reconcile: Reconcile,
+    routes: Vec<Route>,
 }
 
 impl Draft {
-    fn finish(self, registry: &StateRegistry, generation: u64) -> Compiled {
-        let consumer = self.consumer;
-        let mut routes: Vec<Route> = self
-            .routes
-            .into_iter()
-            .map(|r| Route {
-                state: registry.route_state(&consumer, &r.name, r.freshness.window),
-                name: r.name,
-                prefix: r.prefix,
-                methods: r.methods,
-                batch: r.batch,
-                streaming: r.streaming,
-                mode: r.mode,
-                canary: r.canary,
-                fallback: r.fallback,
-                freshness: r.freshness,
-                reconcile: r.reconcile,
-            })
-            .collect();
+    fn finish(self, generation: u64) -> Compiled {
+        let mut routes = self.routes;
         // Stable: equal lengths keep file order (equal prefixes are rejected).
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         Compiled {
-            generation,
-            consumer,
-            risk: self.risk,
-            listen: self.listen,
-            admin: self.admin,
-            runtime: self.runtime,
+            settings: Settings {
+                generation,
+                consumer: self.consumer,
+                risk: self.risk,
+                listen: self.listen,
+                admin: self.admin,
+                runtime: self.runtime,
+            },
             routes,
         }
     }
@@ -341,12 +307,7 @@ impl Cx<'_> {
         self.parse(raw, at, |s| check_ca_file(&dir, s))
     }
 
-    fn route(
-        &mut self,
-        raw: &RawRoute,
-        at: &YamlPath,
-        defaults: &SideDefaults,
-    ) -> Option<DraftRoute> {
+    fn route(&mut self, raw: &RawRoute, at: &YamlPath, defaults: &SideDefaults) -> Option<Route> {
         let name = match raw.name.as_deref().map(str::trim) {
             None => {
                 self.missing(&at.key("name"), "route has no `name`");
@@ -394,7 +355,7 @@ impl Cx<'_> {
         let freshness = self.freshness(raw, &at.key("freshness"));
         let reconcile = self.reconcile(raw, &at.key("reconcile"), mode);
 
-        Some(DraftRoute {
+        Some(Route {
             name: name?,
             prefix: prefix?,
             methods,
@@ -892,12 +853,7 @@ mod tests {
     use super::*;
 
     fn compile_text(text: &str) -> Result<Compiled, ConfigErrors> {
-        compile(
-            Path::new("/etc/cutover/c.yaml"),
-            text,
-            &StateRegistry::detached(),
-            7,
-        )
+        compile(Path::new("/etc/cutover/c.yaml"), text, 7)
     }
 
     fn ok(text: &str) -> Compiled {
@@ -996,13 +952,13 @@ routes:
     #[test]
     fn defaults_apply_when_nothing_is_set() {
         let c = ok(MINIMAL);
-        assert_eq!(c.generation, 7);
-        assert_eq!(c.consumer, "dash");
-        assert_eq!(c.risk, Risk::Low);
-        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(c.admin, "127.0.0.1:9901".parse().unwrap());
-        assert_eq!(c.runtime.shutdown_grace, Duration::from_secs(10));
-        assert_eq!(c.runtime.max_buffered_body, 65536);
+        assert_eq!(c.settings.generation, 7);
+        assert_eq!(c.settings.consumer, "dash");
+        assert_eq!(c.settings.risk, Risk::Low);
+        assert_eq!(c.settings.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.settings.admin, "127.0.0.1:9901".parse().unwrap());
+        assert_eq!(c.settings.runtime.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(c.settings.runtime.max_buffered_body, 65536);
         let r = &c.routes[0];
         assert_eq!(r.prefix, "/v1/orders");
         assert!(r.methods.contains(&Method::GET) && r.methods.contains(&Method::HEAD));
@@ -1081,9 +1037,9 @@ routes:
       max_inflight: 4
       max_body_bytes: 1000
 ");
-        assert_eq!(c.risk, Risk::High);
-        assert_eq!(c.runtime.shutdown_grace, Duration::from_secs(3));
-        assert_eq!(c.runtime.max_buffered_body, 1024);
+        assert_eq!(c.settings.risk, Risk::High);
+        assert_eq!(c.settings.runtime.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(c.settings.runtime.max_buffered_body, 1024);
         let r = &c.routes[0];
         assert!(r.methods.contains(&Method::POST) && !r.methods.contains(&Method::HEAD));
         assert_eq!(r.batch.connect_timeout, Duration::from_millis(100));
@@ -1134,7 +1090,6 @@ routes:
 ");
         let names: Vec<_> = c.routes.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["late", "orders", "v1", "root"]);
-        assert_eq!(c.route_for("/v1/orders/7").unwrap().name, "orders");
     }
 
     #[test]
@@ -1258,32 +1213,21 @@ routes:
             "{MINIMAL}    batch: {{ url: 'https://b/', ca_file: empty.pem }}\ndefaults: {{ ca_file: ca.pem }}\n"
         )
         .replace("    batch: http://127.0.0.1:7001/tables/orders/\n", "");
-        let err = compile(&config, &text, &StateRegistry::detached(), 1).unwrap_err();
+        let err = compile(&config, &text, 1).unwrap_err();
         assert_eq!(err.0.len(), 1, "{err}");
         assert!(
             err.0[0].message.contains("holds no PEM certificate"),
             "{err}"
         );
         let text = text.replace("empty.pem", "ca.pem");
-        let c = compile(&config, &text, &StateRegistry::detached(), 1).unwrap();
+        let c = compile(&config, &text, 1).unwrap();
         assert_eq!(c.routes[0].batch.ca_file, Some(dir.path().join("ca.pem")));
         assert_eq!(
             c.routes[0].streaming.ca_file,
             Some(dir.path().join("ca.pem"))
         );
         let text = text.replace("ca_file: ca.pem }\n", "ca_file: nope.pem }\n");
-        let err = compile(&config, &text, &StateRegistry::detached(), 1).unwrap_err();
+        let err = compile(&config, &text, 1).unwrap_err();
         assert!(err.0[0].message.starts_with("cannot read ca_file"), "{err}");
-    }
-
-    #[test]
-    fn route_state_survives_recompiles() {
-        let registry = StateRegistry::detached();
-        let a = compile(Path::new("c.yaml"), MINIMAL, &registry, 1).unwrap();
-        let b = compile(Path::new("c.yaml"), MINIMAL, &registry, 2).unwrap();
-        assert!(std::sync::Arc::ptr_eq(
-            &a.routes[0].state,
-            &b.routes[0].state
-        ));
     }
 }

@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 
 pub use model::*;
 
-use crate::state::StateRegistry;
-
 /// One problem in a config file, at a place a person can jump to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -61,15 +59,10 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Reads, parses, validates and compiles the config at `path`. Route state
-/// comes from `registry`, so a reload keeps what the last generation had.
-pub fn load(
-    path: &Path,
-    registry: &StateRegistry,
-    generation: u64,
-) -> Result<Compiled, ConfigErrors> {
+/// Reads, parses, validates and compiles the config at `path`.
+pub fn load(path: &Path, generation: u64) -> Result<Compiled, ConfigErrors> {
     let text = read(path)?;
-    compile_str(path, &text, registry, generation)
+    compile_str(path, &text, generation)
 }
 
 /// The config file's text, or the error that names the file.
@@ -86,11 +79,6 @@ pub fn read(path: &Path) -> Result<String, ConfigErrors> {
 
 /// As `load`, from text already read. `path` names the file in errors and
 /// anchors relative paths (`ca_file`, `divergence_log`).
-pub fn compile_str(
-    path: &Path,
-    text: &str,
-    registry: &StateRegistry,
-    generation: u64,
-) -> Result<Compiled, ConfigErrors> {
-    compile::compile(path, text, registry, generation)
+pub fn compile_str(path: &Path, text: &str, generation: u64) -> Result<Compiled, ConfigErrors> {
+    compile::compile(path, text, generation)
 }

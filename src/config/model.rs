@@ -2,19 +2,23 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HeaderName;
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Method};
 
-use crate::state::RouteState;
-
-/// One applied configuration. Loaded once per read from the `ArcSwap`; a reload
-/// replaces the whole value or nothing.
+/// One config file, compiled: process-wide settings and the routes.
 #[derive(Debug)]
 pub struct Compiled {
+    pub settings: Settings,
+    /// Sorted by prefix length, longest first, so the first match wins.
+    pub routes: Vec<Route>,
+}
+
+/// The process-wide part of a config.
+#[derive(Debug, Clone)]
+pub struct Settings {
     /// Increments on each applied config (1 for the first).
     pub generation: u64,
     pub consumer: String,
@@ -22,25 +26,6 @@ pub struct Compiled {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
     pub runtime: RuntimeSettings,
-    /// Sorted by prefix length, longest first, so the first match wins.
-    pub routes: Vec<Route>,
-}
-
-impl Compiled {
-    /// The route whose `path_prefix` is the longest match for `path`, if any.
-    /// A prefix matches on a segment boundary: `/v1/orders` matches
-    /// `/v1/orders`, `/v1/orders/7` and `/v1/orders?x`, not `/v1/ordersX`.
-    pub fn route_for(&self, path: &str) -> Option<&Route> {
-        self.route_index(path).map(|i| &self.routes[i])
-    }
-
-    /// As `route_for`, the route's index (which also indexes per-route
-    /// runtime resources such as the snapshot's clients).
-    pub fn route_index(&self, path: &str) -> Option<usize> {
-        self.routes
-            .iter()
-            .position(|r| crate::routing::prefix_matches(&r.prefix, path))
-    }
 }
 
 /// Process-wide settings that only take effect at start-up.
@@ -227,9 +212,8 @@ impl MethodSet {
     }
 }
 
-/// A configured route, compiled. `state` is shared with the previous
-/// generation's route of the same name so circuits, windows and metric
-/// handles survive reloads.
+/// A configured route, compiled: settings only. What a route learns while
+/// serving (circuit, windows, counts) lives beside it in `live::LiveRoute`.
 #[derive(Debug)]
 pub struct Route {
     pub name: String,
@@ -243,7 +227,6 @@ pub struct Route {
     pub fallback: FallbackPolicy,
     pub freshness: Freshness,
     pub reconcile: Reconcile,
-    pub state: Arc<RouteState>,
 }
 
 impl Route {

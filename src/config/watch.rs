@@ -1,4 +1,5 @@
-//! Reloads the config when its file changes or on SIGHUP.
+//! Says when the config should be re-read: its file changed, or SIGHUP.
+//! It only triggers (a message on a channel); `reload` applies.
 //!
 //! The watch is on the file's directory, not the file: editors that save by
 //! renaming a new file over the old one, vim's backup-and-write, and the
@@ -12,10 +13,17 @@ use std::time::Duration;
 
 use notify::event::AccessKind;
 use notify::{EventKind, RecursiveMode, Watcher};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::{App, ReloadOutcome};
+/// A request to re-read the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The file (or its directory) changed and has settled.
+    FileChanged,
+    /// SIGHUP: apply the file even if its text is what is serving.
+    Hangup,
+}
 
 /// Quiet time after the last event before the file is read.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -52,9 +60,11 @@ fn watched_dirs(path: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// Starts watching `app.config_path` and listening for SIGHUP.
+/// Starts watching `path` and listening for SIGHUP; each settled change or
+/// signal is sent on `triggers`.
 pub fn spawn(
-    app: Arc<App>,
+    path: PathBuf,
+    triggers: mpsc::Sender<Trigger>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<WatchHandle, notify::Error> {
     let changed = Arc::new(Notify::new());
@@ -75,33 +85,30 @@ pub fn spawn(
     let config = notify::Config::default()
         .with_event_kinds(notify::EventKindMask::CORE | notify::EventKindMask::ACCESS_CLOSE);
     let mut watcher = notify::RecommendedWatcher::new(handler, config)?;
-    for dir in watched_dirs(&app.config_path) {
+    for dir in watched_dirs(&path) {
         watcher.watch(&dir, RecursiveMode::NonRecursive)?;
     }
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let task = tokio::spawn(async move {
         loop {
-            let force = tokio::select! {
-                _ = changed.notified() => false,
-                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+            let trigger = tokio::select! {
+                _ = changed.notified() => Trigger::FileChanged,
+                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => Trigger::Hangup,
                 _ = shutdown.changed() => return,
             };
-            if !force {
-                settle(&changed).await;
-                // A file that was missing is being written anew: let that settle too.
-                if wait_for_file(&app.config_path).await {
-                    settle(&changed).await;
+            if trigger == Trigger::FileChanged {
+                // One deadline for the whole burst, so a stream of saves is
+                // still applied at least every `MAX_DELAY` (plus a moment
+                // for a file that a save briefly removed).
+                let deadline = tokio::time::Instant::now() + MAX_DELAY;
+                settle(&changed, deadline).await;
+                if wait_for_file(&path).await {
+                    // Only just created: let its writer finish.
+                    settle(&changed, tokio::time::Instant::now() + DEBOUNCE).await;
                 }
-            } else {
-                tracing::info!("SIGHUP: reloading config");
             }
-            let app2 = app.clone();
-            match tokio::task::spawn_blocking(move || app2.reload(force)).await {
-                Ok(ReloadOutcome::Unchanged) => {
-                    tracing::debug!("config file touched, content unchanged")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "config reload task failed"),
+            if triggers.send(trigger).await.is_err() {
+                return;
             }
         }
     });
@@ -111,17 +118,13 @@ pub fn spawn(
     })
 }
 
-/// Waits until events stop for `DEBOUNCE` (at most `MAX_DELAY`).
-async fn settle(changed: &Notify) {
-    let deadline = tokio::time::Instant::now() + MAX_DELAY;
+/// Waits until events stop for `DEBOUNCE`, or until `deadline`.
+async fn settle(changed: &Notify, deadline: tokio::time::Instant) {
     loop {
+        let quiet = (tokio::time::Instant::now() + DEBOUNCE).min(deadline);
         tokio::select! {
-            _ = changed.notified() => {
-                if tokio::time::Instant::now() >= deadline {
-                    return;
-                }
-            }
-            _ = tokio::time::sleep(DEBOUNCE) => return,
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep_until(quiet) => return,
         }
     }
 }

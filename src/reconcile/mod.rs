@@ -5,7 +5,9 @@
 pub mod compare;
 pub mod diff;
 pub mod log;
+pub mod outcome;
 pub mod run;
 pub mod tee;
 
 pub use compare::{Answer, Category, Divergence, Report, Spec, compare};
+pub use outcome::{Skip, Verdict};

@@ -6,7 +6,6 @@
 //! and time waited.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -14,12 +13,13 @@ use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::compare::{self, Answer, Category, Spec};
+use super::compare::{self, Answer, Spec};
 use super::log::DivergenceLogs;
+use super::outcome::Skip;
 use super::tee::{Capture, Copied};
-use crate::Snapshot;
 use crate::config::{Route, SideName};
-use crate::freshness::{now_unix_ms, watermark_of};
+use crate::freshness::now_unix_ms;
+use crate::live::LiveRoute;
 use crate::state::ReconcileSlot;
 use crate::upstream::Outgoing;
 
@@ -29,28 +29,6 @@ const BODY_WAIT: Duration = Duration::from_secs(60);
 const INLINE_COMPARE_BYTES: usize = 64 * 1024;
 /// Divergences written to the log per comparison.
 const LOGGED_PER_COMPARISON: usize = 5;
-
-/// Why a comparison did not happen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Skip {
-    /// `reconcile.max_inflight` comparisons were already running.
-    Inflight,
-    /// An answer was larger than `reconcile.max_body_bytes`.
-    TooLarge,
-    /// The request body was too large to buffer, so it cannot be sent twice.
-    Unbuffered,
-    /// The consumer went away (or a body broke) before the answer was whole.
-    Aborted,
-    /// The other side gave no answer (refused, timed out).
-    UpstreamError,
-}
-
-impl Skip {
-    /// The `reason` label; index into `metrics::SKIP_REASONS`.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// One side's answer, read for comparison.
 #[derive(Debug)]
@@ -79,34 +57,19 @@ pub fn sampled(route: &Route, sticky: Option<&[u8]>) -> bool {
     point < sample
 }
 
-/// Counts a skipped comparison.
-pub fn skip(route: &Route, why: Skip) {
-    let st = &route.state;
-    st.metrics.reconcile[2].increment(1);
-    st.metrics.reconcile_skipped[why.index()].increment(1);
-    st.reconciled[2].fetch_add(1, Ordering::Relaxed);
-}
-
 /// Starts the other side's read in its own task: recorded like any upstream
 /// attempt, its body read up to `max_body_bytes`.
 pub fn spawn_other_read(
-    snap: Arc<Snapshot>,
-    idx: usize,
+    route: Arc<LiveRoute>,
     side: SideName,
     out: Outgoing<'static>,
 ) -> JoinHandle<Result<Read, Skip>> {
     tokio::spawn(async move {
-        let route = &snap.config.routes[idx];
-        let client = &snap.clients[idx][side.index()];
-        let (_, answer) = crate::proxy::call(route, side, client, out).await;
-        let resp = answer.map_err(|_| Skip::UpstreamError)?;
+        let attempt = crate::attempt::send(&route, side, out).await;
+        let resp = attempt.response.map_err(|_| Skip::UpstreamError)?;
         let status = resp.status().as_u16();
-        let watermark_ms = watermark_of(
-            resp.headers(),
-            &route.freshness.header,
-            route.freshness.last_modified_fallback,
-        );
-        let limit = route.reconcile.max_body_bytes;
+        let watermark_ms = attempt.watermark_ms;
+        let limit = route.config.reconcile.max_body_bytes;
         let mut body = resp.into_body();
         let mut buf = BytesMut::new();
         let read = async {
@@ -145,20 +108,17 @@ pub struct Served {
 /// `Capture`) with the other side's read. Returns the capture to attach to
 /// the consumer's body.
 pub fn start(
-    snap: Arc<Snapshot>,
-    idx: usize,
+    route: Arc<LiveRoute>,
     served: Served,
     other: JoinHandle<Result<Read, Skip>>,
     slot: ReconcileSlot,
     logs: DivergenceLogs,
 ) -> Capture {
-    let limit = snap.config.routes[idx].reconcile.max_body_bytes;
-    let (capture, copied) = Capture::new(limit);
+    let (capture, copied) = Capture::new(route.config.reconcile.max_body_bytes);
     tokio::spawn(async move {
         let _slot = slot;
-        let route = &snap.config.routes[idx];
         match collect(served.status, served.watermark_ms, copied, other).await {
-            Err(why) => skip(route, why),
+            Err(why) => route.state.record_skip(why),
             Ok((served_read, other_read)) => {
                 let (batch, streaming) = match served.side {
                     SideName::Batch => (served_read, other_read),
@@ -169,10 +129,10 @@ pub fn start(
                 // comparison). Large ones go to the blocking pool so they never
                 // hold up reads.
                 let inline = batch.body.len() + streaming.body.len() <= INLINE_COMPARE_BYTES;
-                let snap2 = snap.clone();
+                let route2 = route.clone();
                 let run = move || {
                     let report = compare::compare(
-                        &spec_of(&snap2.config.routes[idx]),
+                        &spec_of(&route2.config),
                         Answer {
                             status: batch.status,
                             body: &batch.body,
@@ -193,9 +153,9 @@ pub fn start(
                 };
                 match report {
                     Ok((report, bwm, swm)) => {
-                        record(route, &served.request, &report, bwm, swm, &logs)
+                        record(&route, &served.request, &report, bwm, swm, &logs)
                     }
-                    Err(_) => skip(route, Skip::Aborted),
+                    Err(_) => route.state.record_skip(Skip::Aborted),
                 }
             }
         }
@@ -260,25 +220,15 @@ fn rfc3339_ms(ms: Option<i64>) -> Option<String> {
 
 /// Counts a finished comparison, feeds the divergence window, logs a sample.
 fn record(
-    route: &Route,
+    live: &LiveRoute,
     request: &str,
     report: &compare::Report,
     batch_wm: Option<i64>,
     streaming_wm: Option<i64>,
     logs: &DivergenceLogs,
 ) {
-    let st = &route.state;
-    let diverged = report.diverged();
-    let result = usize::from(diverged);
-    st.metrics.reconcile[result].increment(1);
-    st.reconciled[result].fetch_add(1, Ordering::Relaxed);
-    st.divergence.load().record(diverged, now_unix_ms());
-    for c in Category::ALL {
-        let n = report.count(c);
-        if n > 0 {
-            st.metrics.divergences[c.index()].increment(n);
-        }
-    }
+    live.state.record_comparison(report, now_unix_ms());
+    let route = &live.config;
     let Some(path) = route.reconcile.divergence_log.as_ref() else {
         return;
     };

@@ -374,7 +374,7 @@ impl FramingHeaders {
             // HEAD or 304, it is not an error, just dropped).
             return !self.bad_length;
         }
-        !crate::proxy::HOP_BY_HOP.contains(name)
+        !crate::headers::HOP_BY_HOP.contains(name)
     }
 
     /// How the body is delimited (RFC 9112 6.3) and whether the connection

@@ -85,9 +85,10 @@ impl Proxy {
             .as_ref()
             .expect("running")
             .app
+            .live
             .snapshot
             .load()
-            .config
+            .settings
             .generation
     }
 

@@ -1,0 +1,25 @@
+//! What a running cutover shares between its listeners and tasks.
+
+use std::sync::atomic::AtomicBool;
+
+use crate::live::Live;
+use crate::reconcile::log::DivergenceLogs;
+use crate::reload::{ReloadOutcome, Reloader};
+
+/// The serving snapshot and everything beside it that outlives a reload.
+#[derive(Debug)]
+pub struct App {
+    pub live: Live,
+    pub reloader: Reloader,
+    /// Set once both listeners accept connections (`/readyz`).
+    pub ready: AtomicBool,
+    /// Divergence log writers, one per file, shared across reloads.
+    pub divergence_logs: DivergenceLogs,
+}
+
+impl App {
+    /// Re-reads the config file and applies it if good (see `Reloader::apply`).
+    pub fn reload(&self, force: bool) -> ReloadOutcome {
+        self.reloader.apply(&self.live, force)
+    }
+}

@@ -1,0 +1,180 @@
+//! The serving snapshot: a compiled config bound to what lives beside it.
+//! Each route's settings meet their surviving state and their upstream
+//! clients in one `LiveRoute`; one `ArcSwap<Snapshot>` holds the snapshot
+//! that serves, and each read loads it once.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{Compiled, Route, Settings, SideName};
+use crate::routing::prefix_matches;
+use crate::state::{RouteState, StateRegistry};
+use crate::upstream::{CaFileError, UpstreamClient, Upstreams};
+
+/// A compiled route with its live state and its two sides' clients.
+/// Spawned work (comparisons, probes) holds an `Arc` of it.
+#[derive(Debug)]
+pub struct LiveRoute {
+    pub config: Route,
+    pub state: Arc<RouteState>,
+    /// Indexed by `SideName::index`.
+    clients: [UpstreamClient; 2],
+}
+
+impl LiveRoute {
+    /// The pooled client of one of the route's sides.
+    pub fn client(&self, side: SideName) -> &UpstreamClient {
+        &self.clients[side.index()]
+    }
+}
+
+/// One applied config, ready to serve. A reload replaces the whole value.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub settings: Settings,
+    /// Longest prefix first, so the first match wins.
+    pub routes: Vec<Arc<LiveRoute>>,
+    /// Hash of the file text this came from, to skip reloads of unchanged content.
+    pub source_hash: u64,
+}
+
+impl Snapshot {
+    /// The route whose `path_prefix` is the longest match for `path`, if any.
+    /// A prefix matches on a segment boundary: `/v1/orders` matches
+    /// `/v1/orders`, `/v1/orders/7` and `/v1/orders?x`, not `/v1/ordersX`.
+    pub fn route_for(&self, path: &str) -> Option<&Arc<LiveRoute>> {
+        self.routes
+            .iter()
+            .find(|r| prefix_matches(&r.config.prefix, path))
+    }
+}
+
+/// Everything a snapshot is bound to, shared across reloads: the route
+/// state registry and the upstream connection pools.
+#[derive(Debug)]
+pub struct Live {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub registry: StateRegistry,
+    pub upstreams: Upstreams,
+}
+
+impl Live {
+    /// Binds the first config.
+    pub fn new(
+        compiled: Compiled,
+        source_hash: u64,
+        registry: StateRegistry,
+    ) -> Result<Live, CaFileError> {
+        let upstreams = Upstreams::default();
+        let snapshot = bind(compiled, source_hash, &registry, &upstreams)?;
+        Ok(Live {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            registry,
+            upstreams,
+        })
+    }
+
+    /// Binds a newly compiled config and makes it the one that serves; the
+    /// state of routes it no longer has is forgotten. On error nothing live
+    /// changed.
+    pub fn apply(&self, compiled: Compiled, source_hash: u64) -> Result<(), CaFileError> {
+        let snapshot = bind(compiled, source_hash, &self.registry, &self.upstreams)?;
+        let keep: Vec<&str> = snapshot
+            .routes
+            .iter()
+            .map(|r| r.config.name.as_str())
+            .collect();
+        self.registry.retain(&snapshot.settings.consumer, &keep);
+        self.snapshot.store(Arc::new(snapshot));
+        Ok(())
+    }
+}
+
+/// Pairs each compiled route with its state and clients. The clients are
+/// built first: a bad `ca_file` fails before any state is touched.
+fn bind(
+    compiled: Compiled,
+    source_hash: u64,
+    registry: &StateRegistry,
+    upstreams: &Upstreams,
+) -> Result<Snapshot, CaFileError> {
+    let Compiled { settings, routes } = compiled;
+    let clients = routes
+        .iter()
+        .map(|r| Ok([upstreams.client(&r.batch)?, upstreams.client(&r.streaming)?]))
+        .collect::<Result<Vec<_>, CaFileError>>()?;
+    let routes = routes
+        .into_iter()
+        .zip(clients)
+        .map(|(config, clients)| {
+            let state =
+                registry.route_state(&settings.consumer, &config.name, config.freshness.window);
+            Arc::new(LiveRoute {
+                config,
+                state,
+                clients,
+            })
+        })
+        .collect();
+    Ok(Snapshot {
+        settings,
+        routes,
+        source_hash,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const CONFIG: &str = "\
+version: 1
+consumer: dash
+routes:
+  - { name: root, match: { path_prefix: / }, batch: 'http://b/', streaming: 'http://s/' }
+  - { name: orders, match: { path_prefix: /v1/orders }, batch: 'http://b/', streaming: 'http://s/' }
+  - { name: v1, match: { path_prefix: /v1 }, batch: 'http://b/', streaming: 'http://s/' }
+";
+
+    fn compiled(text: &str, generation: u64) -> Compiled {
+        crate::config::compile_str(Path::new("c.yaml"), text, generation).expect("compiles")
+    }
+
+    #[test]
+    fn the_longest_prefix_wins() {
+        let live = Live::new(compiled(CONFIG, 1), 0, StateRegistry::detached()).expect("binds");
+        let snap = live.snapshot.load();
+        let name = |p| snap.route_for(p).map(|r| r.config.name.as_str());
+        assert_eq!(name("/v1/orders/7"), Some("orders"));
+        assert_eq!(name("/v1/ordersX"), Some("v1"));
+        assert_eq!(name("/x"), Some("root"));
+    }
+
+    #[test]
+    fn route_state_survives_a_reload_and_dropped_routes_are_forgotten() {
+        let live = Live::new(compiled(CONFIG, 1), 0, StateRegistry::detached()).expect("binds");
+        let before = live.snapshot.load_full();
+        let only_orders = CONFIG
+            .lines()
+            .filter(|l| !l.contains("name: root") && !l.contains("name: v1"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        live.apply(compiled(&only_orders, 2), 1).expect("applies");
+        let after = live.snapshot.load();
+        let orders = |s: &Snapshot| s.route_for("/v1/orders").expect("orders").state.clone();
+        assert!(Arc::ptr_eq(&orders(&before), &orders(&after)));
+        assert!(after.route_for("/x").is_none());
+        let v1_before = before.route_for("/v1").expect("v1").state.clone();
+        live.apply(compiled(CONFIG, 3), 2).expect("applies");
+        let v1_after = live
+            .snapshot
+            .load()
+            .route_for("/v1")
+            .expect("v1")
+            .state
+            .clone();
+        assert!(!Arc::ptr_eq(&v1_before, &v1_after), "v1 was forgotten");
+    }
+}

@@ -1,0 +1,117 @@
+//! What cutover answers itself, rather than an upstream: one error type,
+//! turned into the consumer's response (status, headers, short text) in one
+//! place, and logged there once.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{Either, Full};
+
+use super::ProxyBody;
+use crate::live::LiveRoute;
+use crate::upstream::AttemptError;
+
+/// Why cutover answered a read itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The request must never reach a backend (smuggling, dot segments).
+    #[error("malformed request: {}", .0.trim_end())]
+    Malformed(&'static str),
+    /// No route's `path_prefix` matches.
+    #[error("no route for this path")]
+    NoRoute,
+    /// The route does not allow the method; `allow` lists those it does.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed { allow: Option<HeaderValue> },
+    /// The request body could not be read from the consumer.
+    #[error("could not read the request body")]
+    UnreadableBody,
+    /// Streaming was at `max_inflight` and no fallback was allowed.
+    #[error("streaming is at max_inflight")]
+    Overflow,
+    /// The streaming circuit is open and no fallback was allowed.
+    #[error("the streaming circuit is open")]
+    CircuitOpen,
+    /// The upstream could not be reached or reset the connection.
+    #[error(transparent)]
+    Connect(AttemptError),
+    /// No response head within the side's timeout.
+    #[error(transparent)]
+    Timeout(AttemptError),
+    /// The upstream answered something that is not HTTP cutover can frame.
+    #[error(transparent)]
+    UpstreamProtocol(AttemptError),
+}
+
+impl From<AttemptError> for ProxyError {
+    fn from(e: AttemptError) -> ProxyError {
+        match e {
+            AttemptError::Connect(_) => ProxyError::Connect(e),
+            AttemptError::Timeout(_) => ProxyError::Timeout(e),
+            AttemptError::Protocol(_) => ProxyError::UpstreamProtocol(e),
+        }
+    }
+}
+
+impl ProxyError {
+    /// The status the consumer gets.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::Malformed(_) | ProxyError::UnreadableBody => StatusCode::BAD_REQUEST,
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::Overflow | ProxyError::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect(_) | ProxyError::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// A short name for the reason, for logs (and SPEC 1.1's `x-cutover-error`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProxyError::Malformed(_) | ProxyError::UnreadableBody => "bad_request",
+            ProxyError::NoRoute => "no_route",
+            ProxyError::MethodNotAllowed { .. } => "method",
+            ProxyError::Overflow => "overflow",
+            ProxyError::CircuitOpen => "circuit",
+            ProxyError::Connect(_) => "connect",
+            ProxyError::Timeout(_) => "timeout",
+            ProxyError::UpstreamProtocol(_) => "upstream_protocol",
+        }
+    }
+
+    /// The text of the answer: what went wrong, in a line.
+    fn text(&self) -> &'static str {
+        match self {
+            ProxyError::Malformed(reason) => reason,
+            ProxyError::NoRoute => "no route for this path\n",
+            ProxyError::MethodNotAllowed { .. } => "method not allowed on this route\n",
+            ProxyError::UnreadableBody => "could not read the request body\n",
+            _ => self
+                .status()
+                .canonical_reason()
+                .unwrap_or("upstream failed"),
+        }
+    }
+
+    /// The consumer's answer for this error, logged once here. `route` is
+    /// the read's route once known (it names the allowed methods).
+    pub fn respond(self, route: Option<&LiveRoute>) -> Response<ProxyBody> {
+        let status = self.status();
+        let route_name = route.map_or("", |r| r.config.name.as_str());
+        tracing::debug!(route = route_name, status = status.as_u16(), reason = self.reason(), error = %self, "cutover answered the read itself");
+        let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
+            self.text().as_bytes(),
+        ))));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if let ProxyError::MethodNotAllowed { allow: Some(allow) } = self {
+            h.insert(header::ALLOW, allow);
+        }
+        resp
+    }
+}

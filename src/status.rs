@@ -1,0 +1,105 @@
+//! The `/status` document: one type, written by the admin listener and read
+//! back by `cutover status`. Every field has a default, so a document from
+//! an older or newer cutover still reads (what it lacks shows as unknown).
+
+use serde::{Deserialize, Serialize};
+
+/// What `/status` answers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatusDoc {
+    pub consumer: String,
+    pub risk: Option<String>,
+    pub config: ConfigInfo,
+    pub last_reload: LastReload,
+    pub routes: Vec<RouteStatus>,
+}
+
+/// The config serving now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConfigInfo {
+    pub path: String,
+    pub generation: Option<u64>,
+}
+
+/// The last reload attempt; all `None` before the first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LastReload {
+    /// `ok` or `error`.
+    pub result: Option<String>,
+    pub error: Option<String>,
+    /// RFC 3339.
+    pub at: Option<String>,
+    pub restart_needed: Option<String>,
+}
+
+/// A value per side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PerSide<T> {
+    pub batch: T,
+    pub streaming: T,
+}
+
+impl<T: Copy> PerSide<T> {
+    /// From an array indexed by `SideName::index`.
+    pub fn from_array(a: [T; 2]) -> PerSide<T> {
+        PerSide {
+            batch: a[0],
+            streaming: a[1],
+        }
+    }
+}
+
+/// One route's modes, circuit and figures. Ratios are 0.0..=1.0; `None` is
+/// unknown (nothing seen, or nothing in the window).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RouteStatus {
+    pub name: String,
+    pub path_prefix: String,
+    pub configured_mode: String,
+    pub effective_mode: String,
+    /// `closed`, `open` or `half_open`.
+    pub circuit: String,
+    pub batch_url: String,
+    pub streaming_url: String,
+    pub reads: PerSide<Option<u64>>,
+    pub fallbacks: Option<u64>,
+    pub fallback_rate: Option<f64>,
+    pub data_age_seconds: PerSide<Option<f64>>,
+    pub freshness_delta_seconds: Option<f64>,
+    pub error_ratio: PerSide<Option<f64>>,
+    pub error_ratio_delta: Option<f64>,
+    pub divergence_ratio: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_round_trips_and_missing_fields_default() {
+        let doc = StatusDoc {
+            consumer: "c".into(),
+            routes: vec![RouteStatus {
+                name: "orders".into(),
+                reads: PerSide::from_array([Some(3), Some(4)]),
+                fallback_rate: None,
+                ..RouteStatus::default()
+            }],
+            ..StatusDoc::default()
+        };
+        let text = serde_json::to_string(&doc).expect("serialises");
+        assert_eq!(
+            serde_json::from_str::<StatusDoc>(&text).expect("parses"),
+            doc
+        );
+        let sparse: StatusDoc =
+            serde_json::from_str(r#"{"routes":[{"name":"x"}]}"#).expect("parses");
+        assert_eq!(sparse.routes[0].reads.batch, None);
+        assert_eq!(sparse.config.generation, None);
+    }
+}
