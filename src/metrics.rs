@@ -11,7 +11,8 @@ use metrics_exporter_prometheus::{
 
 use crate::config::{FallbackReason, Mode, SideName};
 use crate::fallback::AttemptOutcome;
-use crate::reconcile::{Category, Skip, Verdict};
+use crate::reconcile::compare::Category;
+use crate::reconcile::outcome::{Skip, Verdict};
 
 pub const REQUESTS_TOTAL: &str = "cutover_requests_total";
 pub const REQUEST_DURATION_SECONDS: &str = "cutover_request_duration_seconds";

@@ -33,7 +33,7 @@ use crate::fallback::{self, Admission, AttemptOutcome, Circuit};
 use crate::freshness::now_unix_ms;
 use crate::headers::{Peer, add_forwarded, strip_hop_by_hop};
 use crate::live::{LiveRoute, Snapshot};
-use crate::reconcile::Skip;
+use crate::reconcile::outcome::Skip;
 use crate::reconcile::run::{self as reconcile, Read, Served};
 use crate::reconcile::tee::Tee;
 use crate::state::{ReconcileSlot, try_reconcile_slot};

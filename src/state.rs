@@ -14,7 +14,8 @@ use crate::config::{FallbackReason, SideName};
 use crate::fallback::{AttemptOutcome, Circuit};
 use crate::freshness::{RatioWindow, WatermarkCell};
 use crate::metrics::{Metrics, RouteMetrics};
-use crate::reconcile::{Category, Report, Skip, Verdict};
+use crate::reconcile::compare::{Category, Report};
+use crate::reconcile::outcome::{Skip, Verdict};
 
 /// Everything about a route that must survive a reload.
 #[derive(Debug)]

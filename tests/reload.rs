@@ -428,6 +428,9 @@ async fn sighup_forces_a_reload_in_the_real_binary() {
     assert_eq!(r.header("x-cutover-served-by"), Some("batch"));
 }
 
+/// The save styles the storm cycles through, by edit number modulo 3.
+const SAVE_STYLES: [&str; 3] = ["write in place", "rename over", "vim backup-and-write"];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reload_storm_under_concurrent_reads_loses_no_read() {
     let (b, s) = both_sides().await;
@@ -436,11 +439,21 @@ async fn reload_storm_under_concurrent_reads_loses_no_read() {
     let stop = Arc::new(AtomicBool::new(false));
     let served = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
     let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    // The edit being saved (its number, or NO_EDIT before the storm), so a
+    // failure names the save style in flight.
+    const NO_EDIT: usize = usize::MAX;
+    let in_flight = Arc::new(AtomicUsize::new(NO_EDIT));
+    let started = Instant::now();
 
     let readers: Vec<_> = (0..8)
         .map(|_| {
-            let (url, stop, served, failures) =
-                (url.clone(), stop.clone(), served.clone(), failures.clone());
+            let (url, stop, served, failures, in_flight) = (
+                url.clone(),
+                stop.clone(),
+                served.clone(),
+                failures.clone(),
+                in_flight.clone(),
+            );
             tokio::spawn(async move {
                 // One keep-alive client per reader, like a real consumer.
                 let client = hyper_util::client::legacy::Client::builder(
@@ -467,19 +480,26 @@ async fn reload_storm_under_concurrent_reads_loses_no_read() {
                     })
                     .await
                     .unwrap_or_else(|_| Err("timed out".into()));
-                    match outcome {
+                    let what = match outcome {
                         Ok((status, side)) if status == 200 && side == "batch" => {
                             served[0].fetch_add(1, Ordering::Relaxed);
+                            continue;
                         }
                         Ok((status, side)) if status == 200 && side == "streaming" => {
                             served[1].fetch_add(1, Ordering::Relaxed);
+                            continue;
                         }
-                        Ok((status, side)) => failures
-                            .lock()
-                            .unwrap()
-                            .push(format!("{status} served by {side:?}")),
-                        Err(e) => failures.lock().unwrap().push(e),
-                    }
+                        Ok((status, side)) => format!("answered {status} served by {side:?}"),
+                        Err(e) => format!("client error: {e}"),
+                    };
+                    let edit = match in_flight.load(Ordering::Relaxed) {
+                        NO_EDIT => "no edit yet".to_owned(),
+                        i => format!("around edit {i} ({})", SAVE_STYLES[i % 3]),
+                    };
+                    failures.lock().unwrap().push(format!(
+                        "{what}, at {} ms, {edit}",
+                        started.elapsed().as_millis()
+                    ));
                 }
             })
         })
@@ -493,11 +513,12 @@ async fn reload_storm_under_concurrent_reads_loses_no_read() {
     // streaming. Each edit's text is new (a comment counts up) so every
     // reload that reads a whole file applies one, and the pace is jittered
     // so the watcher's 500 ms cadence does not keep landing on one mode.
-    let started = Instant::now();
+    let storm_started = Instant::now();
     let edits = 61;
     for i in 0..edits {
         let mode = if i % 2 == 0 { "streaming" } else { "batch" };
         let text = format!("# edit {i}\n{}", config(&b, &s, mode).yaml());
+        in_flight.store(i, Ordering::Relaxed);
         match i % 3 {
             0 => write_in_place(&p.path, &text),
             1 => rename_over(&p.path, &text),
@@ -505,7 +526,7 @@ async fn reload_storm_under_concurrent_reads_loses_no_read() {
         }
         tokio::time::sleep(Duration::from_millis(fastrand::u64(20..80))).await;
     }
-    let storm = started.elapsed();
+    let storm = storm_started.elapsed();
     wait_until("the last edit (streaming) is served", || {
         served[1].load(Ordering::Relaxed) > 0
     })
@@ -536,7 +557,9 @@ async fn reload_storm_under_concurrent_reads_loses_no_read() {
     );
     assert!(
         failures.is_empty(),
-        "failed reads: {:?}",
+        "{} of {} reads failed during the storm; the first: {:#?}",
+        failures.len(),
+        failures.len() + batch + streaming,
         &failures[..failures.len().min(10)]
     );
     assert!(

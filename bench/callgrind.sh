@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# User-space instructions per streaming read, under callgrind: deterministic
+# where timings are not, so it compares two commits on a noisy machine.
+#
+#   cargo build --release && bench/callgrind.sh [BINARY]
+#
+# Starts an nginx origin (1 KiB JSON, keep-alive) and `cutover run` under
+# `valgrind --tool=callgrind` with one worker thread, sends N1 and then, in a
+# second run, N2 reads over one keep-alive connection (curl's URL globbing),
+# and prints the difference in instructions divided by N2 - N1: start-up and
+# shutdown cancel out. Environment: N1 (default 1000), N2 (default 4000),
+# MODE (route mode, default streaming).
+set -euo pipefail
+
+BIN=${1:-target/release/cutover}
+N1=${N1:-1000}
+N2=${N2:-4000}
+MODE=${MODE:-streaming}
+BASE=${BASE_PORT:-19500}
+ORIGIN=$BASE; LISTEN=$((BASE+1)); ADMIN=$((BASE+2))
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || ! need valgrind || ! need curl; then
+  echo "installing nginx, valgrind, curl (Debian packages)..." >&2
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light valgrind curl >/dev/null
+fi
+[ -x "$BIN" ] || { echo "no binary at $BIN: cargo build --release" >&2; exit 1; }
+BIN=$(readlink -f "$BIN")
+
+W=$(mktemp -d); chmod 755 "$W"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT
+
+python3 - "$W/body.json" <<'EOF'
+import json, sys
+rows, i = [], 0
+while len(json.dumps({"data": rows})) < 1024:
+    rows.append({"id": i, "amount": round(i * 1.25, 2), "status": "settled"}); i += 1
+open(sys.argv[1], "w").write(json.dumps({"data": rows}))
+EOF
+
+mkdir -p "$W/ngx"
+cat >"$W/ngx/nginx.conf" <<EOF
+worker_processes 1; daemon off; pid $W/ngx/pid; error_log $W/ngx/error.log;
+events { worker_connections 1024; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$ORIGIN; root $W;
+    location / { add_header x-data-watermark \$msec; try_files /body.json =404; } } }
+EOF
+nginx -c "$W/ngx/nginx.conf" -p "$W/ngx" & PIDS+=($!)
+
+cat >"$W/cutover.yaml" <<EOF
+version: 1
+consumer: bench
+listen: 127.0.0.1:$LISTEN
+admin: 127.0.0.1:$ADMIN
+routes:
+  - name: orders
+    match: { path_prefix: /v1/orders }
+    batch: http://127.0.0.1:$ORIGIN/tables/orders
+    streaming: http://127.0.0.1:$ORIGIN/v1/orders
+    mode: $MODE
+    freshness: { probe_interval: off }
+EOF
+
+wait_port() {
+  for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done
+  echo "nothing answers on port $1" >&2; exit 1
+}
+wait_port "$ORIGIN"
+
+# Total instructions of one cutover run serving $1 reads.
+instructions() {
+  local n=$1 out="$W/callgrind.$1"
+  TOKIO_WORKER_THREADS=1 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" \
+    "$BIN" run -c "$W/cutover.yaml" 2>"$W/valgrind.$n.log" &
+  local pid=$!
+  for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$ADMIN/readyz" && break; sleep 0.1; done
+  curl -s -o /dev/null --fail "http://127.0.0.1:$LISTEN/v1/orders/x?i=[1-$n]" \
+    || { echo "reads through cutover failed" >&2; exit 1; }
+  kill -INT "$pid"; wait "$pid" || true
+  grep -E '^(summary|totals):' "$out" | head -n 1 | awk '{print $2}'
+}
+
+a=$(instructions "$N1")
+b=$(instructions "$N2")
+echo "mode $MODE: $(( (b - a) / (N2 - N1) )) instructions per read ($N1 reads: $a, $N2 reads: $b)"
