@@ -9,7 +9,8 @@
 # second run, N2 reads over one keep-alive connection (curl's URL globbing),
 # and prints the difference in instructions divided by N2 - N1: start-up and
 # shutdown cancel out. Environment: N1 (default 1000), N2 (default 4000),
-# MODE (route mode, default streaming).
+# MODE (route mode, default streaming), KEEP (a directory to keep the
+# callgrind.N files in, for callgrind_annotate).
 set -euo pipefail
 
 BIN=${1:-target/release/cutover}
@@ -85,4 +86,5 @@ instructions() {
 
 a=$(instructions "$N1")
 b=$(instructions "$N2")
+if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$W/callgrind.$N1" "$W/callgrind.$N2" "$KEEP/"; fi
 echo "mode $MODE: $(( (b - a) / (N2 - N1) )) instructions per read ($N1 reads: $a, $N2 reads: $b)"

@@ -17,9 +17,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::config::{Mode, SideName};
+use crate::config::{FallbackReason, Mode, SideName};
 use crate::freshness::now_unix_ms;
 use crate::live::LiveRoute;
+use crate::reconcile::outcome::Verdict;
 use crate::status::{ConfigInfo, LastReload, PerSide, RouteStatus, StatusDoc};
 
 /// Serves the admin endpoints until `shutdown` flips.
@@ -148,15 +149,26 @@ pub fn status(app: &App) -> StatusDoc {
             let f = r.state.figures(now_ms);
             RouteStatus {
                 name: cfg.name.clone(),
+                dataset: cfg.dataset.clone(),
                 path_prefix: cfg.prefix.clone(),
                 configured_mode: cfg.mode.as_str().to_owned(),
                 effective_mode: effective_mode(r).as_str().to_owned(),
+                canary_percent: (cfg.mode == Mode::Canary).then_some(cfg.canary.percent),
                 circuit: r.state.circuit.state_name(now_ms).to_owned(),
                 batch_url: cfg.batch.base_url(),
                 streaming_url: cfg.streaming.base_url(),
                 reads: PerSide::from_array(f.reads.map(Some)),
                 fallbacks: Some(f.fallbacks_total()),
-                fallback_rate: f.fallback_rate(),
+                fallbacks_by_reason: FallbackReason::ALL
+                    .iter()
+                    .map(|r| (r.as_str().to_owned(), f.fallbacks[r.index()]))
+                    .collect(),
+                comparisons: Verdict::ALL
+                    .iter()
+                    .map(|v| (v.as_str().to_owned(), f.verdicts[v.index()]))
+                    .collect(),
+                window_seconds: Some(f.window.as_secs_f64()),
+                fallback_rate: f.fallback_ratio,
                 data_age_seconds: PerSide::from_array(f.age),
                 freshness_delta_seconds: f.freshness_delta,
                 error_ratio: PerSide::from_array(f.error_ratio),
@@ -168,9 +180,12 @@ pub fn status(app: &App) -> StatusDoc {
     StatusDoc {
         consumer: settings.consumer.clone(),
         risk: Some(settings.risk.as_str().to_owned()),
+        listen: app.bound.0.to_string(),
+        admin: app.bound.1.to_string(),
         config: ConfigInfo {
             path: app.reloader.config_path().display().to_string(),
             generation: Some(settings.generation),
+            sha256: snap.sha256.clone(),
         },
         last_reload: LastReload {
             result: reload.result.map(|r| r.as_str().to_owned()),

@@ -1,5 +1,6 @@
 //! What a running cutover shares between its listeners and tasks.
 
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 
 use crate::live::Live;
@@ -11,6 +12,8 @@ use crate::reload::{ReloadOutcome, Reloader};
 pub struct App {
     pub live: Live,
     pub reloader: Reloader,
+    /// `listen` and `admin` as bound (the real ports when the config said `:0`).
+    pub bound: (SocketAddr, SocketAddr),
     /// Set once both listeners accept connections (`/readyz`).
     pub ready: AtomicBool,
     /// Divergence log writers, one per file, shared across reloads.

@@ -131,6 +131,16 @@ pub enum Admission {
     Open,
 }
 
+/// What recording an attempt did to the circuit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitChange {
+    None,
+    /// Opened, or re-opened after a failed trial read.
+    Opened,
+    /// Closed again by a good read.
+    Closed,
+}
+
 /// A route's streaming circuit breaker. Lock-free; survives reloads with the
 /// route's state. Times are milliseconds on any monotonic-enough clock the
 /// caller passes in.
@@ -163,25 +173,26 @@ impl Circuit {
         }
     }
 
-    /// Records a streaming attempt's outcome. Returns true if this call opened
-    /// (or re-opened) the circuit.
+    /// Records a streaming attempt's outcome, and whether this call opened
+    /// (or re-opened) or closed the circuit.
     pub fn record(
         &self,
         policy: &CircuitPolicy,
         admission: Admission,
         failed: bool,
         now_ms: i64,
-    ) -> bool {
+    ) -> CircuitChange {
         if !failed {
             self.consecutive_failures.store(0, Ordering::Release);
             if admission == Admission::Trial || self.open_until_ms.load(Ordering::Acquire) != 0 {
                 self.open_until_ms.store(0, Ordering::Release);
                 self.trial_in_flight.store(false, Ordering::Release);
+                return CircuitChange::Closed;
             }
-            return false;
+            return CircuitChange::None;
         }
         if policy.failures == 0 {
-            return false;
+            return CircuitChange::None;
         }
         let open = |this: &Circuit| {
             let until = now_ms + policy.cooldown.as_millis() as i64;
@@ -190,14 +201,14 @@ impl Circuit {
         };
         if admission == Admission::Trial {
             open(self);
-            return true;
+            return CircuitChange::Opened;
         }
         let n = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
         if n >= policy.failures && self.open_until_ms.load(Ordering::Acquire) == 0 {
             open(self);
-            return true;
+            return CircuitChange::Opened;
         }
-        false
+        CircuitChange::None
     }
 
     /// Gives up a trial slot without a verdict (the read was cancelled).
@@ -299,14 +310,23 @@ mod tests {
         let t = 1_000;
         for i in 0..2 {
             assert_eq!(c.admit(t), Admission::Closed);
-            assert!(!c.record(&p, Admission::Closed, true, t + i));
+            assert_eq!(
+                c.record(&p, Admission::Closed, true, t + i),
+                CircuitChange::None
+            );
         }
         // A success resets the run.
-        assert!(!c.record(&p, Admission::Closed, false, t));
+        assert_eq!(
+            c.record(&p, Admission::Closed, false, t),
+            CircuitChange::None
+        );
         for _ in 0..2 {
             c.record(&p, Admission::Closed, true, t);
         }
-        assert!(c.record(&p, Admission::Closed, true, t));
+        assert_eq!(
+            c.record(&p, Admission::Closed, true, t),
+            CircuitChange::Opened
+        );
         assert_eq!(c.admit(t + 1), Admission::Open);
         assert_eq!(c.state_name(t + 1), "open");
         // Cooldown over: exactly one trial read.
@@ -315,11 +335,17 @@ mod tests {
         assert_eq!(c.admit(later), Admission::Open);
         assert_eq!(c.state_name(later), "half_open");
         // The trial fails: open again for a full cooldown.
-        assert!(c.record(&p, Admission::Trial, true, later));
+        assert_eq!(
+            c.record(&p, Admission::Trial, true, later),
+            CircuitChange::Opened
+        );
         assert_eq!(c.admit(later + 9_999), Admission::Open);
         // Next trial succeeds: closed.
         assert_eq!(c.admit(later + 10_000), Admission::Trial);
-        c.record(&p, Admission::Trial, false, later + 10_000);
+        assert_eq!(
+            c.record(&p, Admission::Trial, false, later + 10_000),
+            CircuitChange::Closed
+        );
         assert_eq!(c.admit(later + 10_001), Admission::Closed);
         assert_eq!(c.failures(), 0);
     }

@@ -120,18 +120,11 @@ async fn start_with_metrics(config_path: &Path, metrics: Metrics) -> Result<Runn
     let process_metrics = ProcessMetrics::new(&metrics, &settings.consumer);
     let live = Live::new(
         compiled,
-        routing::fnv1a(text.as_bytes()),
+        config::sha256_hex(&text),
         StateRegistry::new(metrics),
     )?;
     let (listen, admin) = (settings.listen, settings.admin);
     let grace = settings.runtime.shutdown_grace;
-    let app = Arc::new(App {
-        live,
-        reloader: Reloader::new(config_path.clone(), process_metrics),
-        ready: Default::default(),
-        divergence_logs: Default::default(),
-    });
-
     let bind = |what: &'static str, addr: SocketAddr| async move {
         TcpListener::bind(addr)
             .await
@@ -153,6 +146,13 @@ async fn start_with_metrics(config_path: &Path, metrics: Metrics) -> Result<Runn
             addr: admin,
             source,
         })?;
+    let app = Arc::new(App {
+        live,
+        reloader: Reloader::new(config_path.clone(), &settings, process_metrics),
+        bound: (listen_addr, admin_addr),
+        ready: Default::default(),
+        divergence_logs: Default::default(),
+    });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (trigger_tx, triggers) = mpsc::channel(1);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::{Compiled, Route, Settings, SideName};
+use crate::metrics::RouteKey;
 use crate::routing::prefix_matches;
 use crate::state::{RouteState, StateRegistry};
 use crate::upstream::{CaFileError, UpstreamClient, Upstreams};
@@ -35,8 +36,9 @@ pub struct Snapshot {
     pub settings: Settings,
     /// Longest prefix first, so the first match wins.
     pub routes: Vec<Arc<LiveRoute>>,
-    /// Hash of the file text this came from, to skip reloads of unchanged content.
-    pub source_hash: u64,
+    /// SHA-256 of the file text this came from (hex): shown on `/status`,
+    /// and how a reload of unchanged content is recognised.
+    pub sha256: String,
 }
 
 impl Snapshot {
@@ -63,11 +65,11 @@ impl Live {
     /// Binds the first config.
     pub fn new(
         compiled: Compiled,
-        source_hash: u64,
+        sha256: String,
         registry: StateRegistry,
     ) -> Result<Live, CaFileError> {
         let upstreams = Upstreams::default();
-        let snapshot = bind(compiled, source_hash, &registry, &upstreams)?;
+        let snapshot = bind(compiled, sha256, &registry, &upstreams)?;
         Ok(Live {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
@@ -78,14 +80,14 @@ impl Live {
     /// Binds a newly compiled config and makes it the one that serves; the
     /// state of routes it no longer has is forgotten. On error nothing live
     /// changed.
-    pub fn apply(&self, compiled: Compiled, source_hash: u64) -> Result<(), CaFileError> {
-        let snapshot = bind(compiled, source_hash, &self.registry, &self.upstreams)?;
-        let keep: Vec<&str> = snapshot
+    pub fn apply(&self, compiled: Compiled, sha256: String) -> Result<(), CaFileError> {
+        let snapshot = bind(compiled, sha256, &self.registry, &self.upstreams)?;
+        let keep: Vec<RouteKey> = snapshot
             .routes
             .iter()
-            .map(|r| r.config.name.as_str())
+            .map(|r| route_key(&snapshot.settings, &r.config))
             .collect();
-        self.registry.retain(&snapshot.settings.consumer, &keep);
+        self.registry.retain(&keep);
         self.snapshot.store(Arc::new(snapshot));
         Ok(())
     }
@@ -95,7 +97,7 @@ impl Live {
 /// built first: a bad `ca_file` fails before any state is touched.
 fn bind(
     compiled: Compiled,
-    source_hash: u64,
+    sha256: String,
     registry: &StateRegistry,
     upstreams: &Upstreams,
 ) -> Result<Snapshot, CaFileError> {
@@ -109,7 +111,7 @@ fn bind(
         .zip(clients)
         .map(|(config, clients)| {
             let state =
-                registry.route_state(&settings.consumer, &config.name, config.freshness.window);
+                registry.route_state(&route_key(&settings, &config), config.freshness.window);
             Arc::new(LiveRoute {
                 config,
                 state,
@@ -120,8 +122,17 @@ fn bind(
     Ok(Snapshot {
         settings,
         routes,
-        source_hash,
+        sha256,
     })
+}
+
+/// What a route's state is kept by across reloads.
+fn route_key(settings: &Settings, route: &Route) -> RouteKey {
+    RouteKey {
+        consumer: settings.consumer.clone(),
+        route: route.name.clone(),
+        dataset: route.dataset.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -144,7 +155,12 @@ routes:
 
     #[test]
     fn the_longest_prefix_wins() {
-        let live = Live::new(compiled(CONFIG, 1), 0, StateRegistry::detached()).expect("binds");
+        let live = Live::new(
+            compiled(CONFIG, 1),
+            String::new(),
+            StateRegistry::detached(),
+        )
+        .expect("binds");
         let snap = live.snapshot.load();
         let name = |p| snap.route_for(p).map(|r| r.config.name.as_str());
         assert_eq!(name("/v1/orders/7"), Some("orders"));
@@ -154,20 +170,27 @@ routes:
 
     #[test]
     fn route_state_survives_a_reload_and_dropped_routes_are_forgotten() {
-        let live = Live::new(compiled(CONFIG, 1), 0, StateRegistry::detached()).expect("binds");
+        let live = Live::new(
+            compiled(CONFIG, 1),
+            String::new(),
+            StateRegistry::detached(),
+        )
+        .expect("binds");
         let before = live.snapshot.load_full();
         let only_orders = CONFIG
             .lines()
             .filter(|l| !l.contains("name: root") && !l.contains("name: v1"))
             .collect::<Vec<_>>()
             .join("\n");
-        live.apply(compiled(&only_orders, 2), 1).expect("applies");
+        live.apply(compiled(&only_orders, 2), "2".into())
+            .expect("applies");
         let after = live.snapshot.load();
         let orders = |s: &Snapshot| s.route_for("/v1/orders").expect("orders").state.clone();
         assert!(Arc::ptr_eq(&orders(&before), &orders(&after)));
         assert!(after.route_for("/x").is_none());
         let v1_before = before.route_for("/v1").expect("v1").state.clone();
-        live.apply(compiled(CONFIG, 3), 2).expect("applies");
+        live.apply(compiled(CONFIG, 3), "3".into())
+            .expect("applies");
         let v1_after = live
             .snapshot
             .load()

@@ -31,6 +31,12 @@ pub const ROUTE_MODE: &str = "cutover_route_mode";
 pub const CIRCUIT_OPEN: &str = "cutover_circuit_open";
 pub const CONFIG_RELOADS_TOTAL: &str = "cutover_config_reloads_total";
 pub const CONFIG_GENERATION: &str = "cutover_config_generation";
+pub const CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "cutover_config_last_reload_successful";
+pub const CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: &str =
+    "cutover_config_last_reload_success_timestamp_seconds";
+pub const BUILD_INFO: &str = "cutover_build_info";
+pub const CONSUMER_INFO: &str = "cutover_consumer_info";
+pub const CIRCUIT_OPENS_TOTAL: &str = "cutover_circuit_opens_total";
 
 /// Histogram buckets for latencies: 100 us to 10 s, dense below 10 ms where a
 /// local sidecar and a healthy upstream live.
@@ -126,6 +132,11 @@ impl Metrics {
             None,
             "Config reload attempts, by result.",
         );
+        c(
+            CIRCUIT_OPENS_TOTAL,
+            None,
+            "Times the route's streaming circuit opened.",
+        );
         let h = |name: &'static str, text: &'static str| {
             r.describe_histogram(name.into(), Some(Unit::Seconds), text.into())
         };
@@ -185,6 +196,22 @@ impl Metrics {
             None,
             "Generation of the applied config; increments on each reload.",
         );
+        g(
+            CONFIG_LAST_RELOAD_SUCCESSFUL,
+            None,
+            "1 when the last reload attempt applied (or found nothing to change), 0 while the file on disk is rejected.",
+        );
+        g(
+            CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
+            Some(Unit::Seconds),
+            "When the serving config was applied (Unix seconds).",
+        );
+        g(BUILD_INFO, None, "1, labelled with cutover's version.");
+        g(
+            CONSUMER_INFO,
+            None,
+            "1 for the consumer's risk (a risk it had before a reload reads 0).",
+        );
     }
 
     /// Prometheus text exposition of everything recorded so far, less the
@@ -207,8 +234,8 @@ impl Metrics {
     }
 
     /// Leaves a removed route's series out of `render`.
-    pub fn hide_route(&self, consumer: &str, route: &str) {
-        let key = route_labels(consumer, route);
+    pub fn hide_route(&self, route: &RouteKey) {
+        let key = route.labels_text();
         let mut hidden = self.hidden.lock().unwrap_or_else(|p| p.into_inner());
         if !hidden.contains(&key) {
             hidden.push(key);
@@ -216,8 +243,8 @@ impl Metrics {
     }
 
     /// Shows a route's series again (a reload brought it back).
-    pub fn show_route(&self, consumer: &str, route: &str) {
-        let key = route_labels(consumer, route);
+    pub fn show_route(&self, route: &RouteKey) {
+        let key = route.labels_text();
         let mut hidden = self.hidden.lock().unwrap_or_else(|p| p.into_inner());
         hidden.retain(|h| *h != key);
     }
@@ -248,15 +275,39 @@ impl Metrics {
     }
 }
 
-/// How the exporter opens the labels of a route's series (values escaped as
-/// the text format escapes them).
-fn route_labels(consumer: &str, route: &str) -> String {
-    let esc = |v: &str| {
-        v.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n")
-    };
-    format!("consumer=\"{}\",route=\"{}\"", esc(consumer), esc(route))
+/// What identifies a route's series: the labels every per-route series
+/// starts with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RouteKey {
+    pub consumer: String,
+    pub route: String,
+    pub dataset: String,
+}
+
+impl RouteKey {
+    fn labels(&self) -> Vec<Label> {
+        vec![
+            label("consumer", self.consumer.clone()),
+            label("route", self.route.clone()),
+            label("dataset", self.dataset.clone()),
+        ]
+    }
+
+    /// How the exporter writes these labels at the start of a series
+    /// (values escaped as the text format escapes them).
+    fn labels_text(&self) -> String {
+        let esc = |v: &str| {
+            v.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        };
+        format!(
+            "consumer=\"{}\",route=\"{}\",dataset=\"{}\"",
+            esc(&self.consumer),
+            esc(&self.route),
+            esc(&self.dataset)
+        )
+    }
 }
 
 fn metadata() -> Metadata<'static> {
@@ -289,16 +340,12 @@ pub struct RouteMetrics {
     pub divergence_ratio: Gauge,
     pub route_mode: [Gauge; Mode::ALL.len()],
     pub circuit_open: Gauge,
+    pub circuit_opens: Counter,
 }
 
 impl RouteMetrics {
-    pub fn new(m: &Metrics, consumer: &str, route: &str) -> RouteMetrics {
-        let base = || {
-            vec![
-                label("consumer", consumer.to_owned()),
-                label("route", route.to_owned()),
-            ]
-        };
+    pub fn new(m: &Metrics, key: &RouteKey) -> RouteMetrics {
+        let base = || key.labels();
         let with = |extra: &[(&'static str, &'static str)]| {
             let mut l = base();
             l.extend(extra.iter().map(|(k, v)| label(k, *v)));
@@ -344,6 +391,7 @@ impl RouteMetrics {
             divergence_ratio: m.gauge(DIVERGENCE_RATIO, base()),
             route_mode: Mode::ALL.map(|md| m.gauge(ROUTE_MODE, with(&[("mode", md.as_str())]))),
             circuit_open: m.gauge(CIRCUIT_OPEN, base()),
+            circuit_opens: m.counter(CIRCUIT_OPENS_TOTAL, base()),
         }
         .mark_unknown()
     }
@@ -381,6 +429,10 @@ pub struct ProcessMetrics {
     pub reloads_ok: Counter,
     pub reloads_error: Counter,
     pub generation: Gauge,
+    pub last_reload_successful: Gauge,
+    pub last_reload_success_timestamp: Gauge,
+    metrics: Metrics,
+    consumer: String,
 }
 
 impl ProcessMetrics {
@@ -392,10 +444,31 @@ impl ProcessMetrics {
             }
             v
         };
+        m.gauge(BUILD_INFO, l(Some(("version", env!("CARGO_PKG_VERSION")))))
+            .set(1.0);
         ProcessMetrics {
             reloads_ok: m.counter(CONFIG_RELOADS_TOTAL, l(Some(("result", "ok")))),
             reloads_error: m.counter(CONFIG_RELOADS_TOTAL, l(Some(("result", "error")))),
             generation: m.gauge(CONFIG_GENERATION, l(None)),
+            last_reload_successful: m.gauge(CONFIG_LAST_RELOAD_SUCCESSFUL, l(None)),
+            last_reload_success_timestamp: m
+                .gauge(CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS, l(None)),
+            metrics: m.clone(),
+            consumer: consumer.to_owned(),
         }
+    }
+
+    /// Sets `cutover_consumer_info` to 1 for `risk`, 0 for a risk it had before.
+    pub fn set_risk(&self, risk: &'static str, before: Option<&'static str>) {
+        let gauge = |r: &'static str| {
+            self.metrics.gauge(
+                CONSUMER_INFO,
+                vec![label("consumer", self.consumer.clone()), label("risk", r)],
+            )
+        };
+        if let Some(old) = before.filter(|o| *o != risk) {
+            gauge(old).set(0.0);
+        }
+        gauge(risk).set(1.0);
     }
 }

@@ -29,7 +29,7 @@ pub use self::error::ProxyError;
 use crate::app::App;
 use crate::attempt::{self, Attempt};
 use crate::config::{FallbackReason, Mode, SideName};
-use crate::fallback::{self, Admission, AttemptOutcome, Circuit};
+use crate::fallback::{self, Admission, AttemptOutcome, Circuit, CircuitChange};
 use crate::freshness::now_unix_ms;
 use crate::headers::{Peer, add_forwarded, strip_hop_by_hop};
 use crate::live::{LiveRoute, Snapshot};
@@ -123,11 +123,17 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
         return ProxyError::UnreadableBody.respond(Some(&route));
     };
     let read = forward(&route, &parts, body, &plan).await;
-    let served_by = read.served_by;
+    let (served_by, fell_back) = (read.served_by, read.fallback.is_some());
     let resp = respond(app, &route, read, &parts);
-    route
-        .state
-        .record_read(served_by, resp.status().as_u16(), started.elapsed());
+    let status = resp.status().as_u16();
+    let state = &route.state;
+    state.record_read(
+        served_by,
+        status,
+        started.elapsed(),
+        fell_back,
+        now_unix_ms(),
+    );
     resp
 }
 
@@ -310,14 +316,20 @@ async fn try_streaming(
     let out = outgoing(parts, route, SideName::Streaming, sent);
     let attempt = attempt::send(route, SideName::Streaming, out).await;
     trial.0 = None;
-    let circuit = &route.config.fallback.circuit;
-    if state.circuit.record(
-        circuit,
-        admission,
-        attempt.outcome.is_failure(),
-        now_unix_ms(),
-    ) {
-        tracing::warn!(route = %route.config.name, "streaming circuit opened after {} consecutive failures", circuit.failures);
+    let policy = &route.config.fallback.circuit;
+    let failed = attempt.outcome.is_failure();
+    match state
+        .circuit
+        .record(policy, admission, failed, now_unix_ms())
+    {
+        CircuitChange::Opened => {
+            state.metrics.circuit_opens.increment(1);
+            tracing::warn!(route = %route.config.name, outcome = ?attempt.outcome, cooldown = ?policy.cooldown, "streaming circuit opened after {} consecutive failures: batch serves until a trial read succeeds", policy.failures);
+        }
+        CircuitChange::Closed => {
+            tracing::info!(route = %route.config.name, "streaming circuit closed: a trial read succeeded");
+        }
+        CircuitChange::None => {}
     }
     (attempt.outcome, upstream_answer(attempt))
 }

@@ -2,14 +2,14 @@
 //! last good config serving. The watcher (`config::watch`) only says when;
 //! this module does it, counts it, logs it and keeps what `/status` shows.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use crate::config;
-use crate::live::Live;
+use crate::config::{self, Compiled, Settings};
+use crate::live::{Live, Snapshot};
 use crate::metrics::ProcessMetrics;
-use crate::routing::fnv1a;
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,9 @@ pub enum ReloadOutcome {
     Applied(u64),
     /// The file's content is what is already live; nothing changed.
     Unchanged,
+    /// The file's content is what is live again after a rejected edit (a
+    /// revert): nothing changed, and the rejection is over.
+    Reverted,
     /// The file is bad; the last good config keeps serving.
     Rejected(String),
 }
@@ -53,6 +56,9 @@ pub struct ReloadStatus {
 #[derive(Debug)]
 pub struct Reloader {
     config_path: PathBuf,
+    /// `listen` and `admin` as the config said when the sockets were bound:
+    /// a file that differs needs a restart until it no longer differs.
+    started: (SocketAddr, SocketAddr),
     metrics: ProcessMetrics,
     status: Mutex<ReloadStatus>,
     /// Serialises reloads (watcher and SIGHUP may race); never taken per read.
@@ -60,10 +66,15 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub fn new(config_path: PathBuf, metrics: ProcessMetrics) -> Reloader {
-        metrics.generation.set(1.0);
+    /// For the config `first`, which the process started with.
+    pub fn new(config_path: PathBuf, first: &Settings, metrics: ProcessMetrics) -> Reloader {
+        metrics.generation.set(first.generation as f64);
+        metrics.last_reload_successful.set(1.0);
+        metrics.last_reload_success_timestamp.set(unix_now());
+        metrics.set_risk(first.risk.as_str(), None);
         Reloader {
             config_path,
+            started: (first.listen, first.admin),
             metrics,
             status: Mutex::new(ReloadStatus::default()),
             serial: Mutex::new(()),
@@ -88,39 +99,41 @@ impl Reloader {
     /// runtime's threads.
     pub fn apply(&self, live: &Live, force: bool) -> ReloadOutcome {
         let _serial = self.serial.lock().unwrap_or_else(|p| p.into_inner());
-        let current = live.snapshot.load();
+        let current = live.snapshot.load_full();
         let text = match config::read(&self.config_path) {
             Ok(t) => t,
             Err(e) => return self.reject(e.to_string()),
         };
-        let text_hash = fnv1a(text.as_bytes());
-        if !force && text_hash == current.source_hash {
-            return ReloadOutcome::Unchanged;
+        let text_hash = config::sha256_hex(&text);
+        if !force && text_hash == current.sha256 {
+            return self.unchanged();
         }
         let generation = current.settings.generation + 1;
         let compiled = match config::compile_str(&self.config_path, &text, generation) {
             Ok(c) => c,
             Err(e) => return self.reject(e.to_string()),
         };
-        let (old, new) = (&current.settings, &compiled.settings);
-        let mut restart = Vec::new();
-        if new.listen != old.listen {
-            restart.push(format!("listen {} -> {}", old.listen, new.listen));
-        }
-        if new.admin != old.admin {
-            restart.push(format!("admin {} -> {}", old.admin, new.admin));
-        }
+        let changes = describe_changes(&current, &compiled);
+        let (risk_before, risk) = (current.settings.risk, compiled.settings.risk);
+        let restart_needed = self.restart_needed(&compiled.settings);
         if let Err(e) = live.apply(compiled, text_hash) {
             return self.reject(e.to_string());
         }
         self.metrics.reloads_ok.increment(1);
         self.metrics.generation.set(generation as f64);
-        let restart_needed = (!restart.is_empty()).then(|| {
-            let msg = format!("{} need a restart to take effect", restart.join(", "));
+        self.metrics.last_reload_successful.set(1.0);
+        self.metrics.last_reload_success_timestamp.set(unix_now());
+        self.metrics
+            .set_risk(risk.as_str(), Some(risk_before.as_str()));
+        if let Some(msg) = &restart_needed {
             tracing::warn!(config = %self.config_path.display(), "{msg}");
-            msg
-        });
-        tracing::info!(generation, config = %self.config_path.display(), "config applied");
+        }
+        tracing::info!(
+            generation,
+            config = %self.config_path.display(),
+            changes = %if changes.is_empty() { "no route changed".to_owned() } else { changes.join(", ") },
+            "config applied"
+        );
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = ReloadStatus {
             result: Some(ReloadResult::Ok),
             error: None,
@@ -130,13 +143,78 @@ impl Reloader {
         ReloadOutcome::Applied(generation)
     }
 
+    /// The file's text is what serves. After a rejected edit that is a
+    /// revert: the file on disk is accepted again, and `/status`, the log
+    /// and the counters say so.
+    fn unchanged(&self) -> ReloadOutcome {
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        if status.result != Some(ReloadResult::Error) {
+            return ReloadOutcome::Unchanged;
+        }
+        status.result = Some(ReloadResult::Ok);
+        status.error = None;
+        status.at = Some(SystemTime::now());
+        self.metrics.reloads_ok.increment(1);
+        self.metrics.last_reload_successful.set(1.0);
+        tracing::info!(config = %self.config_path.display(), "config file is the serving config again: the rejected edit is gone");
+        ReloadOutcome::Reverted
+    }
+
+    /// Why `settings` cannot fully apply without a restart, if it cannot:
+    /// its `listen` or `admin` differs from what the sockets were bound to.
+    fn restart_needed(&self, settings: &Settings) -> Option<String> {
+        let (listen, admin) = self.started;
+        let mut restart = Vec::new();
+        if settings.listen != listen {
+            restart.push(format!("listen {listen} -> {}", settings.listen));
+        }
+        if settings.admin != admin {
+            restart.push(format!("admin {admin} -> {}", settings.admin));
+        }
+        (!restart.is_empty())
+            .then(|| format!("{} need a restart to take effect", restart.join(", ")))
+    }
+
     fn reject(&self, error: String) -> ReloadOutcome {
         self.metrics.reloads_error.increment(1);
-        tracing::error!(config = %self.config_path.display(), "config rejected, last good config keeps serving:\n{error}");
+        self.metrics.last_reload_successful.set(0.0);
+        // One event, one line: the errors are joined, not printed on lines of their own.
+        tracing::error!(config = %self.config_path.display(), errors = %error.replace('\n', "; "), "config rejected, last good config keeps serving");
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         status.result = Some(ReloadResult::Error);
         status.error = Some(error.clone());
         status.at = Some(SystemTime::now());
         ReloadOutcome::Rejected(error)
     }
+}
+
+/// Seconds since the Unix epoch, now.
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// What a new config changes, route by route, for the log: `orders: shadow
+/// -> streaming`, `customers: added`, `refunds: removed`.
+fn describe_changes(old: &Snapshot, new: &Compiled) -> Vec<String> {
+    let mut changes = Vec::new();
+    for r in &new.routes {
+        match old.routes.iter().find(|o| o.config.name == r.name) {
+            None => changes.push(format!("{}: added", r.name)),
+            Some(o) if o.config.mode != r.mode => changes.push(format!(
+                "{}: {} -> {}",
+                r.name,
+                o.config.mode.as_str(),
+                r.mode.as_str()
+            )),
+            Some(_) => {}
+        }
+    }
+    for o in &old.routes {
+        if !new.routes.iter().any(|r| r.name == o.config.name) {
+            changes.push(format!("{}: removed", o.config.name));
+        }
+    }
+    changes
 }

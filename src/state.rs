@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use crate::config::{FallbackReason, SideName};
 use crate::fallback::{AttemptOutcome, Circuit};
 use crate::freshness::{RatioWindow, WatermarkCell};
-use crate::metrics::{Metrics, RouteMetrics};
+use crate::metrics::{Metrics, RouteKey, RouteMetrics};
 use crate::reconcile::compare::{Category, Report};
 use crate::reconcile::outcome::{Skip, Verdict};
 
@@ -29,6 +29,8 @@ pub struct RouteState {
     errors: ArcSwap<[RatioWindow; 2]>,
     /// Diverged share of comparisons.
     divergence: ArcSwap<RatioWindow>,
+    /// Fallen-back share of reads answered.
+    fallback_share: ArcSwap<RatioWindow>,
     /// Streaming reads waiting for a response head (for `max_inflight`).
     streaming_inflight: AtomicUsize,
     /// When the idle-side probe last ran, per side (Unix ms).
@@ -61,28 +63,27 @@ pub struct Figures {
     /// Streaming minus batch error ratio.
     pub error_ratio_delta: Option<f64>,
     pub divergence_ratio: Option<f64>,
+    /// Fallen-back share of reads answered.
+    pub fallback_ratio: Option<f64>,
+    /// What every ratio above looks back over.
+    pub window: Duration,
 }
 
 impl Figures {
     pub fn fallbacks_total(&self) -> u64 {
         self.fallbacks.iter().sum()
     }
-
-    /// Fallbacks among all reads answered, if any were.
-    pub fn fallback_rate(&self) -> Option<f64> {
-        let total = self.reads[0] + self.reads[1];
-        (total > 0).then(|| self.fallbacks_total() as f64 / total as f64)
-    }
 }
 
 impl RouteState {
-    pub fn new(metrics: &Metrics, consumer: &str, route: &str, window: Duration) -> RouteState {
+    pub fn new(metrics: &Metrics, key: &RouteKey, window: Duration) -> RouteState {
         RouteState {
-            metrics: RouteMetrics::new(metrics, consumer, route),
+            metrics: RouteMetrics::new(metrics, key),
             circuit: Circuit::default(),
             watermarks: Default::default(),
             errors: ArcSwap::from_pointee([RatioWindow::new(window), RatioWindow::new(window)]),
             divergence: ArcSwap::from_pointee(RatioWindow::new(window)),
+            fallback_share: ArcSwap::from_pointee(RatioWindow::new(window)),
             streaming_inflight: AtomicUsize::new(0),
             probed_at: Default::default(),
             reads: Default::default(),
@@ -100,6 +101,8 @@ impl RouteState {
                 RatioWindow::new(window),
             ]));
             self.divergence.store(Arc::new(RatioWindow::new(window)));
+            self.fallback_share
+                .store(Arc::new(RatioWindow::new(window)));
         }
     }
 
@@ -107,10 +110,19 @@ impl RouteState {
         &self.watermarks[side.index()]
     }
 
-    /// A read answered to the consumer by `side` with `status`.
-    pub fn record_read(&self, side: SideName, status: u16, elapsed: Duration) {
+    /// A read answered to the consumer by `side` with `status`; `fell_back`
+    /// when batch answered a read that chose streaming.
+    pub fn record_read(
+        &self,
+        side: SideName,
+        status: u16,
+        elapsed: Duration,
+        fell_back: bool,
+        now_ms: i64,
+    ) {
         let s = side.index();
         self.reads[s].fetch_add(1, Ordering::Relaxed);
+        self.fallback_share.load().record(fell_back, now_ms);
         self.metrics.requests[s][RouteMetrics::code_class(status)].increment(1);
         self.metrics.request_duration[s].record(elapsed.as_secs_f64());
     }
@@ -193,6 +205,8 @@ impl RouteState {
             error_ratio,
             error_ratio_delta: both(error_ratio, |b, s| s - b),
             divergence_ratio: self.divergence.load().ratio(now_ms),
+            fallback_ratio: self.fallback_share.load().ratio(now_ms),
+            window: errors[0].window(),
             ..Figures::default()
         };
         figures.reads.copy_from_slice(&load(&self.reads));
@@ -241,9 +255,6 @@ impl Drop for InflightGuard<'_> {
     }
 }
 
-/// (consumer, route name).
-type RouteKey = (String, String);
-
 /// Hands out `RouteState` by (consumer, route name) so that a reload finds
 /// the state the previous generation used. Only touched while a config is
 /// applied, never per read.
@@ -272,25 +283,26 @@ impl StateRegistry {
 
     /// The state for this route, shared with earlier generations; its
     /// windows take `window`'s length (reset if that changed).
-    pub fn route_state(&self, consumer: &str, route: &str, window: Duration) -> Arc<RouteState> {
+    pub fn route_state(&self, key: &RouteKey, window: Duration) -> Arc<RouteState> {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         let state = routes
-            .entry((consumer.to_owned(), route.to_owned()))
-            .or_insert_with(|| Arc::new(RouteState::new(&self.metrics, consumer, route, window)));
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(RouteState::new(&self.metrics, key, window)));
         state.set_window(window);
-        self.metrics.show_route(consumer, route);
+        self.metrics.show_route(key);
         state.clone()
     }
 
     /// Forgets every route but `keep` (a config just applied): their state
     /// goes, and their series leave `/metrics`. A route that comes back
-    /// later starts afresh.
-    pub fn retain(&self, consumer: &str, keep: &[&str]) {
+    /// later starts afresh (its counters go on from where they were, as
+    /// Prometheus counters must).
+    pub fn retain(&self, keep: &[RouteKey]) {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        routes.retain(|(c, r), _| {
-            let kept = c == consumer && keep.contains(&r.as_str());
+        routes.retain(|key, _| {
+            let kept = keep.contains(key);
             if !kept {
-                self.metrics.hide_route(c, r);
+                self.metrics.hide_route(key);
             }
             kept
         });
@@ -301,30 +313,43 @@ impl StateRegistry {
 mod tests {
     use super::*;
 
+    fn key(route: &str) -> RouteKey {
+        RouteKey {
+            consumer: "c".into(),
+            route: route.into(),
+            dataset: format!("{route}-ds"),
+        }
+    }
+
     #[test]
     fn same_route_name_gets_the_same_state() {
         let r = StateRegistry::detached();
         let w = Duration::from_secs(300);
-        let a = r.route_state("c", "orders", w);
-        let b = r.route_state("c", "orders", w);
+        let a = r.route_state(&key("orders"), w);
+        let b = r.route_state(&key("orders"), w);
         assert!(Arc::ptr_eq(&a, &b));
-        assert!(!Arc::ptr_eq(&a, &r.route_state("c", "refunds", w)));
+        assert!(!Arc::ptr_eq(&a, &r.route_state(&key("refunds"), w)));
     }
 
     #[test]
     fn a_dropped_route_is_forgotten_and_its_series_hidden() {
         let r = StateRegistry::detached();
         let w = Duration::from_secs(300);
-        let orders = r.route_state("c", "orders", w);
-        r.route_state("c", "refunds", w)
-            .record_read(SideName::Batch, 200, Duration::ZERO);
-        orders.record_read(SideName::Batch, 200, Duration::ZERO);
-        r.retain("c", &["orders"]);
+        let orders = r.route_state(&key("orders"), w);
+        r.route_state(&key("refunds"), w).record_read(
+            SideName::Batch,
+            200,
+            Duration::ZERO,
+            false,
+            0,
+        );
+        orders.record_read(SideName::Batch, 200, Duration::ZERO, false, 0);
+        r.retain(&[key("orders")]);
         let text = r.metrics().render();
         assert!(text.contains("route=\"orders\""), "{text}");
         assert!(!text.contains("route=\"refunds\""), "{text}");
-        assert!(Arc::ptr_eq(&orders, &r.route_state("c", "orders", w)));
-        let back = r.route_state("c", "refunds", w);
+        assert!(Arc::ptr_eq(&orders, &r.route_state(&key("orders"), w)));
+        let back = r.route_state(&key("refunds"), w);
         assert_eq!(back.figures(0).reads, [0, 0]);
         assert!(r.metrics().render().contains("route=\"refunds\""));
     }
@@ -332,20 +357,21 @@ mod tests {
     #[test]
     fn one_call_counts_the_metric_and_the_figure() {
         let r = StateRegistry::detached();
-        let s = r.route_state("c", "orders", Duration::from_secs(60));
-        s.record_read(SideName::Streaming, 200, Duration::ZERO);
-        s.record_read(SideName::Batch, 200, Duration::ZERO);
+        let s = r.route_state(&key("orders"), Duration::from_secs(60));
+        s.record_read(SideName::Streaming, 200, Duration::ZERO, false, 1_000);
+        s.record_read(SideName::Batch, 200, Duration::ZERO, true, 1_000);
         s.record_fallback(FallbackReason::Timeout);
         s.record_skip(Skip::Inflight);
-        let f = s.figures(0);
+        let f = s.figures(1_000);
         assert_eq!(f.reads, [1, 1]);
         assert_eq!(f.fallbacks_total(), 1);
-        assert_eq!(f.fallback_rate(), Some(0.5));
+        assert_eq!(f.fallback_ratio, Some(0.5));
+        assert_eq!(f.window, Duration::from_secs(60));
         assert_eq!(f.verdicts[Verdict::Skipped.index()], 1);
         let text = r.metrics().render();
         assert!(
             text.contains(
-                "cutover_fallbacks_total{consumer=\"c\",route=\"orders\",reason=\"timeout\"} 1"
+                "cutover_fallbacks_total{consumer=\"c\",route=\"orders\",dataset=\"orders-ds\",reason=\"timeout\"} 1"
             ),
             "{text}"
         );
@@ -354,7 +380,7 @@ mod tests {
     #[test]
     fn inflight_slots_are_bounded_and_returned() {
         let r = StateRegistry::detached();
-        let s = r.route_state("c", "orders", Duration::from_secs(60));
+        let s = r.route_state(&key("orders"), Duration::from_secs(60));
         let a = s.try_streaming_slot(Some(2)).expect("first slot");
         let b = s.try_streaming_slot(Some(2)).expect("second slot");
         assert!(s.try_streaming_slot(Some(2)).is_none());

@@ -2,6 +2,8 @@
 //! back by `cutover status`. Every field has a default, so a document from
 //! an older or newer cutover still reads (what it lacks shows as unknown).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// What `/status` answers.
@@ -10,6 +12,10 @@ use serde::{Deserialize, Serialize};
 pub struct StatusDoc {
     pub consumer: String,
     pub risk: Option<String>,
+    /// Where consumers' reads are accepted, as bound.
+    pub listen: String,
+    /// Where this document is served, as bound.
+    pub admin: String,
     pub config: ConfigInfo,
     pub last_reload: LastReload,
     pub routes: Vec<RouteStatus>,
@@ -21,6 +27,8 @@ pub struct StatusDoc {
 pub struct ConfigInfo {
     pub path: String,
     pub generation: Option<u64>,
+    /// SHA-256 (hex) of the file text serving now.
+    pub sha256: String,
 }
 
 /// The last reload attempt; all `None` before the first.
@@ -59,15 +67,28 @@ impl<T: Copy> PerSide<T> {
 #[serde(default)]
 pub struct RouteStatus {
     pub name: String,
+    pub dataset: String,
     pub path_prefix: String,
     pub configured_mode: String,
     pub effective_mode: String,
+    /// Share of reads sent to streaming in `canary` mode (0..=100).
+    pub canary_percent: Option<f64>,
     /// `closed`, `open` or `half_open`.
     pub circuit: String,
     pub batch_url: String,
     pub streaming_url: String,
+    /// Reads answered since start, by serving side.
     pub reads: PerSide<Option<u64>>,
+    /// Fallbacks since start.
     pub fallbacks: Option<u64>,
+    /// Fallbacks since start, by reason.
+    pub fallbacks_by_reason: BTreeMap<String, u64>,
+    /// Comparisons since start, by result (`match`, `diverged`, `skipped`).
+    pub comparisons: BTreeMap<String, u64>,
+    /// What every ratio below looks back over (the route's
+    /// `freshness.window`); counts above are since start.
+    pub window_seconds: Option<f64>,
+    /// Fallen-back share of reads answered, over the window.
     pub fallback_rate: Option<f64>,
     pub data_age_seconds: PerSide<Option<f64>>,
     pub freshness_delta_seconds: Option<f64>,

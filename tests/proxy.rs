@@ -1032,18 +1032,38 @@ async fn metrics_are_scraped_with_the_right_values() {
         .is_some()
     );
 
-    // Every series carries consumer and route, but the process-wide ones.
+    // Every series carries consumer, and route and dataset but the
+    // process-wide ones (SPEC 1.1: `dataset` on every per-route series).
+    const PROCESS_WIDE: [&str; 6] = [
+        "cutover_config_reloads_total",
+        "cutover_config_generation",
+        "cutover_config_last_reload_successful",
+        "cutover_config_last_reload_success_timestamp_seconds",
+        "cutover_build_info",
+        "cutover_consumer_info",
+    ];
     for (name, labels, _) in m.samples().filter(|(n, _, _)| n.starts_with("cutover_")) {
         let has = |k: &str| labels.iter().any(|(lk, _)| lk == k);
         assert!(has("consumer"), "{name} {labels:?} lacks consumer");
-        let process_wide =
-            name.starts_with("cutover_config_reloads_total") || name == "cutover_config_generation";
+        let process_wide = PROCESS_WIDE.contains(&name);
         assert_eq!(
             has("route"),
             !process_wide,
             "{name} {labels:?}: route label"
         );
+        assert_eq!(
+            has("dataset"),
+            !process_wide,
+            "{name} {labels:?}: dataset label"
+        );
     }
+    assert_eq!(
+        m.get(
+            "cutover_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
     p.stop().await;
 }
 

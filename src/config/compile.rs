@@ -320,6 +320,15 @@ impl Cx<'_> {
             Some(n) => Some(n.to_owned()),
         };
 
+        let dataset = match raw.dataset.as_deref().map(str::trim) {
+            Some("") => {
+                self.error(&at.key("dataset"), "route `dataset` is empty");
+                None
+            }
+            Some(d) => Some(d.to_owned()),
+            None => name.clone(),
+        };
+
         let match_at = at.key("match");
         let (prefix, methods) = match &raw.matcher {
             None => {
@@ -357,6 +366,7 @@ impl Cx<'_> {
 
         Some(Route {
             name: name?,
+            dataset: dataset?,
             prefix: prefix?,
             methods,
             batch: batch?,

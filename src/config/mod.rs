@@ -65,6 +65,13 @@ pub fn load(path: &Path, generation: u64) -> Result<Compiled, ConfigErrors> {
     compile_str(path, &text, generation)
 }
 
+/// SHA-256 of a config file's text, in hex: what `/status` shows, and how
+/// a reload recognises text it already serves.
+pub fn sha256_hex(text: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The config file's text, or the error that names the file.
 pub fn read(path: &Path) -> Result<String, ConfigErrors> {
     std::fs::read_to_string(path).map_err(|e| {

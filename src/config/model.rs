@@ -217,6 +217,9 @@ impl MethodSet {
 #[derive(Debug)]
 pub struct Route {
     pub name: String,
+    /// The data set the route reads (default: the route's name): a label on
+    /// every per-route series, and what the fleet view groups by.
+    pub dataset: String,
     /// Without a trailing slash (except the root prefix `/`).
     pub prefix: String,
     pub methods: MethodSet,
