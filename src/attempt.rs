@@ -20,6 +20,8 @@ pub struct Attempt {
     pub outcome: AttemptOutcome,
     /// The watermark the answer carried (Unix ms), if any.
     pub watermark_ms: Option<i64>,
+    /// Time to the response head (or to the failure).
+    pub elapsed: Duration,
     /// The response head (its body still streaming), or why there is none.
     pub response: Result<Response<UpstreamBody>, AttemptError>,
 }
@@ -58,6 +60,7 @@ pub async fn send(route: &LiveRoute, side: SideName, out: Outgoing<'_>) -> Attem
     Attempt {
         outcome,
         watermark_ms,
+        elapsed,
         response,
     }
 }

@@ -4,7 +4,11 @@
 //! back), decided on streaming's response head before a byte of it reached the
 //! consumer, only for a reason the route's `fallback.on` lists, never in
 //! `streaming_only` mode, and only when the request can be sent again (its
-//! body, if any, was buffered in full).
+//! body, if any, was buffered in full). Stale streaming data falls back only
+//! when batch's last known watermark is newer than the stale answer's:
+//! otherwise batch would serve data older still, at the cost of a second
+//! round trip, and the stale streaming answer is served (still counted as
+//! `stale`).
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 
@@ -104,6 +108,17 @@ impl AttemptOutcome {
     }
 }
 
+/// What `decide` needs to know besides the outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    /// The request can be sent again (its body, if any, is buffered).
+    pub replayable: bool,
+    /// The watermark of streaming's answer (Unix ms), if it had one.
+    pub answer_watermark_ms: Option<i64>,
+    /// The last watermark batch showed (Unix ms), if it ever showed one.
+    pub batch_watermark_ms: Option<i64>,
+}
+
 /// Decides whether the read falls back to batch. `Some(reason)`: answer from
 /// batch and say `reason`; `None`: the streaming outcome stands (an answer, or
 /// an error passed through to the consumer).
@@ -111,13 +126,22 @@ pub fn decide(
     mode: Mode,
     policy: &FallbackPolicy,
     outcome: AttemptOutcome,
-    request_replayable: bool,
+    facts: Facts,
 ) -> Option<FallbackReason> {
     let reason = outcome.fallback_reason()?;
     if mode == Mode::StreamingOnly || !policy.on.contains(reason) {
         return None;
     }
-    (request_replayable || outcome.nothing_sent()).then_some(reason)
+    if outcome == AttemptOutcome::Stale {
+        let batch_is_newer = matches!(
+            (facts.batch_watermark_ms, facts.answer_watermark_ms),
+            (Some(b), Some(s)) if b > s
+        );
+        if !batch_is_newer {
+            return None;
+        }
+    }
+    (facts.replayable || outcome.nothing_sent()).then_some(reason)
 }
 
 /// What the circuit says about the next streaming attempt.
@@ -242,6 +266,15 @@ mod tests {
     use crate::config::ReasonSet;
     use std::time::Duration;
 
+    /// A replayable (or not) read whose stale answer batch could beat.
+    fn facts(replayable: bool) -> Facts {
+        Facts {
+            replayable,
+            answer_watermark_ms: Some(1_000),
+            batch_watermark_ms: Some(2_000),
+        }
+    }
+
     fn policy(on: ReasonSet) -> FallbackPolicy {
         FallbackPolicy {
             on,
@@ -264,11 +297,14 @@ mod tests {
             (AttemptOutcome::Overflow, FallbackReason::Overflow),
             (AttemptOutcome::CircuitOpen, FallbackReason::Circuit),
         ] {
-            assert_eq!(decide(Mode::Streaming, &p, o, true), Some(r));
-            assert_eq!(decide(Mode::Canary, &p, o, true), Some(r));
-            assert_eq!(decide(Mode::StreamingOnly, &p, o, true), None);
+            assert_eq!(decide(Mode::Streaming, &p, o, facts(true)), Some(r));
+            assert_eq!(decide(Mode::Canary, &p, o, facts(true)), Some(r));
+            assert_eq!(decide(Mode::StreamingOnly, &p, o, facts(true)), None);
         }
-        assert_eq!(decide(Mode::Streaming, &p, AttemptOutcome::Ok, true), None);
+        assert_eq!(
+            decide(Mode::Streaming, &p, AttemptOutcome::Ok, facts(true)),
+            None
+        );
     }
 
     #[test]
@@ -277,11 +313,11 @@ mod tests {
         on.insert(FallbackReason::Connect);
         let p = policy(on);
         assert_eq!(
-            decide(Mode::Streaming, &p, AttemptOutcome::Connect, true),
+            decide(Mode::Streaming, &p, AttemptOutcome::Connect, facts(true)),
             Some(FallbackReason::Connect)
         );
         assert_eq!(
-            decide(Mode::Streaming, &p, AttemptOutcome::Status5xx, true),
+            decide(Mode::Streaming, &p, AttemptOutcome::Status5xx, facts(true)),
             None
         );
     }
@@ -290,17 +326,39 @@ mod tests {
     fn an_unbuffered_body_blocks_fallback_once_sent() {
         let p = policy(ReasonSet::all());
         assert_eq!(
-            decide(Mode::Streaming, &p, AttemptOutcome::Status5xx, false),
+            decide(Mode::Streaming, &p, AttemptOutcome::Status5xx, facts(false)),
             None
         );
         assert_eq!(
-            decide(Mode::Streaming, &p, AttemptOutcome::Timeout, false),
+            decide(Mode::Streaming, &p, AttemptOutcome::Timeout, facts(false)),
             None
         );
         assert_eq!(
-            decide(Mode::Streaming, &p, AttemptOutcome::Overflow, false),
+            decide(Mode::Streaming, &p, AttemptOutcome::Overflow, facts(false)),
             Some(FallbackReason::Overflow)
         );
+    }
+
+    #[test]
+    fn stale_falls_back_only_to_newer_batch_data() {
+        let p = policy(ReasonSet::all());
+        let stale = |batch, answer| {
+            decide(
+                Mode::Streaming,
+                &p,
+                AttemptOutcome::Stale,
+                Facts {
+                    replayable: true,
+                    answer_watermark_ms: answer,
+                    batch_watermark_ms: batch,
+                },
+            )
+        };
+        assert_eq!(stale(Some(2_000), Some(1_000)), Some(FallbackReason::Stale));
+        // Batch is older still, or as old, or unknown: streaming's answer stands.
+        assert_eq!(stale(Some(500), Some(1_000)), None);
+        assert_eq!(stale(Some(1_000), Some(1_000)), None);
+        assert_eq!(stale(None, Some(1_000)), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Keeps both sides' freshness current: a side that no read has touched for
 //! `freshness.probe_interval` gets one light request (HEAD by default) to its
 //! base URL, so `cutover_freshness_delta_seconds` stays meaningful while every
-//! read goes to the other side. A busy side is never probed.
+//! read goes to the other side. A busy side is never probed, and batch is
+//! never probed in `streaming_only` mode.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use http::{HeaderMap, HeaderValue, header};
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::config::SideName;
+use crate::config::{Mode, SideName};
 use crate::freshness::now_unix_ms;
 use crate::upstream::{Outgoing, RequestBody};
 
@@ -40,6 +41,11 @@ fn probe_idle_sides(app: &App) {
         };
         let interval_ms = interval.as_millis() as i64;
         for side in SideName::BOTH {
+            // In `streaming_only` nothing may reach batch: its silence is
+            // the proof that batch can be switched off.
+            if side == SideName::Batch && route.config.mode == Mode::StreamingOnly {
+                continue;
+            }
             let st = &route.state;
             let seen = st.watermark(side).seen_at();
             let probed = &st.probed_at[side.index()];

@@ -29,7 +29,7 @@ pub use self::error::ProxyError;
 use crate::app::App;
 use crate::attempt::{self, Attempt};
 use crate::config::{FallbackReason, Mode, SideName};
-use crate::fallback::{self, Admission, AttemptOutcome, Circuit, CircuitChange};
+use crate::fallback::{self, Admission, AttemptOutcome, Circuit, CircuitChange, Facts};
 use crate::freshness::now_unix_ms;
 use crate::headers::{Peer, add_forwarded, strip_hop_by_hop};
 use crate::live::{LiveRoute, Snapshot};
@@ -46,6 +46,11 @@ pub type ProxyBody = Either<Tee, Full<Bytes>>;
 
 pub const SERVED_BY: HeaderName = HeaderName::from_static("x-cutover-served-by");
 pub const FALLBACK: HeaderName = HeaderName::from_static("x-cutover-fallback");
+/// On every answer cutover made itself, its reason (`ProxyError::reason`).
+pub const ERROR: HeaderName = HeaderName::from_static("x-cutover-error");
+/// One id per read: the consumer's, or one cutover makes; sent with every
+/// upstream attempt of the read.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Largest request head (request line and headers) a consumer may send.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -184,11 +189,21 @@ fn plan(route: &LiveRoute, parts: &Parts) -> Plan {
 
 /// prepare_headers: the consumer's headers as every upstream attempt of the
 /// read sends them: hop-by-hop and `Host` removed, the consumer's address
-/// added to the forwarding headers.
+/// added to the forwarding headers, and an `x-request-id` when the consumer
+/// sent none (`traceparent` and the rest pass as they are).
 fn prepare_headers(headers: &mut HeaderMap, peer: &Peer) {
     strip_hop_by_hop(headers);
     headers.remove(header::HOST);
     add_forwarded(headers, peer);
+    if !headers.contains_key(&REQUEST_ID) {
+        headers.insert(REQUEST_ID, new_request_id());
+    }
+}
+
+/// A fresh request id: 128 random bits in hex.
+fn new_request_id() -> HeaderValue {
+    let id = format!("{:032x}", fastrand::u128(..));
+    HeaderValue::from_str(&id).expect("hex digits are a valid header value")
 }
 
 /// An upstream's answer on its way to the consumer: the head (body still
@@ -242,9 +257,17 @@ async fn forward(
             Mode::StreamingOnly => None,
             _ => body.as_ref().and_then(RequestBody::replay),
         };
-        let (outcome, answer) = try_streaming(route, parts, &mut body).await;
-        let replayable = replay.is_some() || body.is_some();
-        match fallback::decide(cfg.mode, &cfg.fallback, outcome, replayable) {
+        let StreamingTry {
+            outcome,
+            answer,
+            elapsed,
+        } = try_streaming(route, parts, &mut body).await;
+        let facts = Facts {
+            replayable: replay.is_some() || body.is_some(),
+            answer_watermark_ms: answer.as_ref().ok().and_then(|a| a.watermark_ms),
+            batch_watermark_ms: route.state.watermark(SideName::Batch).get(),
+        };
+        match fallback::decide(cfg.mode, &cfg.fallback, outcome, facts) {
             None => {
                 // Served by streaming: a sampled read is also read from batch
                 // and compared (the safety net of phases 2-3).
@@ -260,7 +283,7 @@ async fn forward(
             }
             Some(reason) => {
                 route.state.record_fallback(reason);
-                tracing::debug!(route = %cfg.name, reason = reason.as_str(), "falling back to batch");
+                log_fallback(route, reason, &answer, elapsed);
                 fallback = Some(reason);
                 body = body.or(replay);
             }
@@ -293,6 +316,50 @@ async fn forward(
     }
 }
 
+/// What `try_streaming` came to.
+struct StreamingTry {
+    outcome: AttemptOutcome,
+    answer: Result<Upstream, ProxyError>,
+    /// Time to the response head; zero when nothing was sent.
+    elapsed: Duration,
+}
+
+impl StreamingTry {
+    fn refused(outcome: AttemptOutcome, error: ProxyError) -> StreamingTry {
+        StreamingTry {
+            outcome,
+            answer: Err(error),
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
+/// Logs a fallback at `info`, a few a second per route at most (the
+/// counters have every one), with what streaming did and how long it took.
+fn log_fallback(
+    route: &LiveRoute,
+    reason: FallbackReason,
+    answer: &Result<Upstream, ProxyError>,
+    elapsed: Duration,
+) {
+    let Some(dropped) = route.state.fallback_log.take(now_unix_ms()) else {
+        return;
+    };
+    let (status, error) = match answer {
+        Ok(up) => (Some(up.response.status().as_u16()), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    tracing::info!(
+        route = %route.config.name,
+        reason = reason.as_str(),
+        streaming_status = status,
+        streaming_error = error,
+        streaming_ms = elapsed.as_secs_f64() * 1000.0,
+        not_logged_before = dropped,
+        "streaming failed; batch answers"
+    );
+}
+
 /// try_streaming: the streaming attempt, unless the in-flight cap or the
 /// circuit refuses it first (then nothing was sent and `body` is left as it
 /// was). Feeds the circuit with the attempt's outcome.
@@ -300,14 +367,14 @@ async fn try_streaming(
     route: &LiveRoute,
     parts: &Parts,
     body: &mut Option<RequestBody>,
-) -> (AttemptOutcome, Result<Upstream, ProxyError>) {
+) -> StreamingTry {
     let state = &route.state;
     let Some(_slot) = state.try_streaming_slot(route.config.streaming.max_inflight) else {
-        return (AttemptOutcome::Overflow, Err(ProxyError::Overflow));
+        return StreamingTry::refused(AttemptOutcome::Overflow, ProxyError::Overflow);
     };
     let admission = state.circuit.admit(now_unix_ms());
     if admission == Admission::Open {
-        return (AttemptOutcome::CircuitOpen, Err(ProxyError::CircuitOpen));
+        return StreamingTry::refused(AttemptOutcome::CircuitOpen, ProxyError::CircuitOpen);
     }
     // A trial read dropped before its verdict (the consumer went away)
     // gives the trial back, or the circuit stays half-open.
@@ -331,7 +398,11 @@ async fn try_streaming(
         }
         CircuitChange::None => {}
     }
-    (attempt.outcome, upstream_answer(attempt))
+    StreamingTry {
+        outcome: attempt.outcome,
+        elapsed: attempt.elapsed,
+        answer: upstream_answer(attempt),
+    }
 }
 
 /// An attempt's answer, or the error cutover answers in its place.
@@ -354,6 +425,7 @@ fn respond(
     read: Forwarded,
     parts: &Parts,
 ) -> Response<ProxyBody> {
+    let local = read.answer.as_ref().err().map(ProxyError::reason);
     let mut resp = match read.answer {
         Ok(Upstream {
             response,
@@ -386,10 +458,13 @@ fn respond(
     let h = resp.headers_mut();
     h.insert(SERVED_BY, HeaderValue::from_static(read.served_by.as_str()));
     // Only this cutover's fallback may be reported (an upstream may sit
-    // behind a cutover of its own).
+    // behind a cutover of its own); its error header is set with its answer.
     h.remove(FALLBACK);
     if let Some(reason) = read.fallback {
         h.insert(FALLBACK, reason.header_value());
+    }
+    if local.is_none() {
+        h.remove(ERROR);
     }
     resp
 }

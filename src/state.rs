@@ -43,6 +43,37 @@ pub struct RouteState {
     reconcile_inflight: AtomicUsize,
     /// Comparisons by verdict (`Verdict::index`).
     verdicts: [AtomicU64; Verdict::ALL.len()],
+    /// Fallbacks logged at `info`, a few a second at most.
+    pub fallback_log: LogBudget,
+}
+
+/// A budget of log events per second, so a failing upstream cannot flood
+/// the log: `take` says whether this event may be logged, and how many were
+/// left out since the last one that was.
+#[derive(Debug, Default)]
+pub struct LogBudget {
+    second: AtomicI64,
+    used: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl LogBudget {
+    /// Events logged per second at most.
+    pub const PER_SECOND: u64 = 5;
+
+    /// `Some(dropped since the last logged event)` when this one may be logged.
+    pub fn take(&self, now_ms: i64) -> Option<u64> {
+        let second = now_ms.div_euclid(1000);
+        if self.second.swap(second, Ordering::AcqRel) != second {
+            self.used.store(0, Ordering::Release);
+        }
+        if self.used.fetch_add(1, Ordering::AcqRel) < Self::PER_SECOND {
+            Some(self.dropped.swap(0, Ordering::AcqRel))
+        } else {
+            self.dropped.fetch_add(1, Ordering::AcqRel);
+            None
+        }
+    }
 }
 
 /// A route's figures at one moment: what `/status`, the scrape-time gauges
@@ -90,6 +121,7 @@ impl RouteState {
             fallbacks: Default::default(),
             reconcile_inflight: AtomicUsize::new(0),
             verdicts: Default::default(),
+            fallback_log: LogBudget::default(),
         }
     }
 
@@ -375,6 +407,16 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_log_budget_allows_a_few_a_second_and_counts_the_rest() {
+        let b = LogBudget::default();
+        let logged = (0..20).filter(|_| b.take(10_000).is_some()).count();
+        assert_eq!(logged as u64, LogBudget::PER_SECOND);
+        // The next second: allowed again, and told how many were left out.
+        assert_eq!(b.take(11_000), Some(20 - LogBudget::PER_SECOND));
+        assert_eq!(b.take(11_001), Some(0));
     }
 
     #[test]

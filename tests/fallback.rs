@@ -130,11 +130,35 @@ async fn a_5xx_from_streaming_falls_back_to_batch() {
     p.stop().await;
 }
 
+/// A streaming route whose idle-side probe runs once, at start (then not
+/// for an hour), so batch's watermark is known before the first read.
+fn probed_once(batch: impl Into<Side>, streaming: impl Into<Side>, max_staleness: &str) -> Route {
+    Route::orders(batch, streaming)
+        .mode("streaming")
+        .freshness(json!({ "probe_interval": "1h" }))
+        .reconcile(json!({ "sample": 0 }))
+        .fallback(json!({ "max_staleness": max_staleness }))
+}
+
+/// Waits until the start-up probe has shown both sides' watermarks.
+async fn both_watermarks_known(p: &Proxy) {
+    let status = p.admin_url("/status");
+    wait_until_async("the start-up probe saw both watermarks", || {
+        let status = status.clone();
+        async move {
+            let st = get(&status).await.json();
+            let age = &st["routes"][0]["data_age_seconds"];
+            age["batch"].is_number() && age["streaming"].is_number()
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
-async fn streaming_data_older_than_max_staleness_falls_back_to_batch() {
+async fn streaming_data_older_than_max_staleness_falls_back_to_newer_batch_data() {
     let b = Backend::start(Behaviour::Ok {
         body: "from batch",
-        age: Some(Duration::from_secs(3 * 3600)),
+        age: Some(Duration::from_secs(30 * 60)),
     })
     .await;
     let s = Backend::start(Behaviour::Ok {
@@ -142,13 +166,13 @@ async fn streaming_data_older_than_max_staleness_falls_back_to_batch() {
         age: Some(Duration::from_secs(2 * 3600)),
     })
     .await;
-    let p = Proxy::start(
-        streaming_route(b.url("/t"), s.url("/s")).fallback(json!({"max_staleness": "10m"})),
-    )
-    .await;
+    let p = Proxy::start(probed_once(b.url("/t"), s.url("/s"), "10m")).await;
+    both_watermarks_known(&p).await;
+    let before = p.scrape().await;
+    let hits = (s.hits(), b.hits());
     let r = get(&p.url("/v1/orders/1")).await;
     assert_fell_back(&r, "stale", "from batch");
-    assert_eq!((s.hits(), b.hits()), (1, 1));
+    assert_eq!((s.hits() - hits.0, b.hits() - hits.1), (1, 1));
 
     // Fresh again: served by streaming.
     s.set(Behaviour::Ok {
@@ -162,13 +186,47 @@ async fn streaming_data_older_than_max_staleness_falls_back_to_batch() {
 
     let m = p.scrape().await;
     assert_fallbacks(&m, "stale", 1.0);
-    assert_eq!(upstream(&m, "streaming", "stale"), 1.0);
+    let stale = |m: &Metrics| upstream(m, "streaming", "stale");
+    assert_eq!(stale(&m) - stale(&before), 1.0);
     assert_eq!(upstream(&m, "streaming", "ok"), 1.0);
     // Stale data is not an error: it counts toward freshness, not the error ratio.
     assert_eq!(
         m.value("cutover_error_ratio", &[("side", "streaming")]),
         0.0
     );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn stale_streaming_data_is_served_when_batch_is_older_still() {
+    // The case: streaming 5 s old against a 2 s bound, batch 3 h old.
+    let b = Backend::start(Behaviour::Ok {
+        body: "from batch",
+        age: Some(Duration::from_secs(3 * 3600)),
+    })
+    .await;
+    let s = Backend::start(Behaviour::Ok {
+        body: "from streaming",
+        age: Some(Duration::from_secs(5)),
+    })
+    .await;
+    let p = Proxy::start(probed_once(b.url("/t"), s.url("/s"), "2s")).await;
+    both_watermarks_known(&p).await;
+    let before = p.scrape().await;
+    let hits = (s.hits(), b.hits());
+    for _ in 0..3 {
+        let r = get(&p.url("/v1/orders/1")).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-cutover-served-by"), Some("streaming"));
+        assert_eq!(r.header("x-cutover-fallback"), None);
+        assert_eq!(r.text(), "from streaming");
+    }
+    // One round trip per read: batch is not asked.
+    assert_eq!((s.hits() - hits.0, b.hits() - hits.1), (3, 0));
+    let m = p.scrape().await;
+    assert_fallbacks(&m, "stale", 0.0);
+    let stale = |m: &Metrics| upstream(m, "streaming", "stale");
+    assert_eq!(stale(&m) - stale(&before), 3.0, "each read counted stale");
     p.stop().await;
 }
 

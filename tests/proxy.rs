@@ -108,6 +108,11 @@ async fn streaming_only_passes_errors_through_and_never_reads_batch() {
     assert_eq!(r.status, 502, "{}", r.text());
     assert_eq!(r.header("x-cutover-served-by"), Some("streaming"));
     assert_eq!(r.header("x-cutover-fallback"), None);
+    assert_eq!(
+        r.header("x-cutover-error"),
+        Some("connect"),
+        "cutover's own 502"
+    );
 
     let s = Backend::start(Behaviour::Status(503)).await;
     let p2 = Proxy::start(quiet_route(b.url("/t"), s.url("/s"), "streaming_only")).await;
@@ -119,6 +124,7 @@ async fn streaming_only_passes_errors_through_and_never_reads_batch() {
         "status 503\n",
         "streaming's own error body reaches the consumer"
     );
+    assert_eq!(r.header("x-cutover-error"), None, "the upstream's 503");
     assert_eq!(b.hits(), 0, "streaming_only never reads batch");
 
     let m = p.scrape().await;
@@ -370,6 +376,7 @@ async fn a_read_without_a_route_is_404_and_reaches_no_backend() {
         assert_eq!(r.status, 404, "{path}");
         assert!(r.text().contains("no route"), "{path}: {}", r.text());
         assert_eq!(r.header("x-cutover-served-by"), None);
+        assert_eq!(r.header("x-cutover-error"), Some("no_route"), "{path}");
     }
     assert_eq!((b.hits(), s.hits()), (0, 0));
     p.stop().await;
@@ -395,6 +402,7 @@ async fn a_method_not_listed_is_405_with_allow_and_reaches_no_backend() {
             "Allow: {allow}"
         );
         assert!(!allowed.contains(&method), "Allow: {allow}");
+        assert_eq!(r.header("x-cutover-error"), Some("method"));
     }
     assert_eq!((b.hits(), s.hits()), (0, 0));
     p.stop().await;
@@ -598,6 +606,7 @@ async fn cutover_headers_from_a_backend_are_replaced_by_this_cutovers() {
         http::Response::builder()
             .header("x-cutover-served-by", "batch")
             .header("x-cutover-fallback", "timeout")
+            .header("x-cutover-error", "timeout")
             .body(full_body("from streaming"))
             .expect("response")
     }))
@@ -613,6 +622,43 @@ async fn cutover_headers_from_a_backend_are_replaced_by_this_cutovers() {
         None,
         "no fallback happened here"
     );
+    assert_eq!(
+        r.header("x-cutover-error"),
+        None,
+        "this cutover made no error"
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn every_attempt_of_a_read_carries_one_request_id_and_traceparent_passes() {
+    let s = Backend::start(Behaviour::Status(503)).await;
+    let b = Backend::start(Behaviour::Echo).await;
+    let p = Proxy::start(quiet_route(b.url("/t"), s.url("/s"), "streaming")).await;
+    // None sent: cutover makes one, and both attempts (streaming, then the
+    // fallback to batch) carry it.
+    let r = get(&p.url("/v1/orders/1")).await;
+    assert_eq!(r.header("x-cutover-fallback"), Some("5xx"));
+    let to_streaming = s.last().expect("streaming was asked");
+    let to_batch = b.last().expect("batch was asked");
+    let id = to_streaming.headers["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(id.len(), 32, "{id}");
+    assert!(id.bytes().all(|c| c.is_ascii_hexdigit()), "{id}");
+    assert_eq!(to_batch.headers["x-request-id"], id.as_str());
+    // Sent by the consumer: passed through as it is, with traceparent.
+    let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    get_with(
+        &p.url("/v1/orders/2"),
+        &[("x-request-id", "consumer-42"), ("traceparent", trace)],
+    )
+    .await;
+    for seen in [s.last().expect("streaming"), b.last().expect("batch")] {
+        assert_eq!(seen.headers["x-request-id"], "consumer-42");
+        assert_eq!(seen.headers["traceparent"], trace);
+    }
     p.stop().await;
 }
 
@@ -1124,6 +1170,35 @@ async fn an_idle_side_is_probed_and_its_freshness_reported() {
         m.value(
             "cutover_requests_total",
             &[("side", "streaming"), ("code_class", "2xx")]
+        ),
+        0.0
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn streaming_only_never_touches_batch_not_even_with_a_probe() {
+    let b = Backend::start(Behaviour::aged("from batch", Duration::from_secs(60))).await;
+    let s = Backend::start(Behaviour::aged("from streaming", Duration::from_secs(5))).await;
+    let p = Proxy::start(
+        Route::orders(b.url("/t"), s.url("/s"))
+            .mode("streaming_only")
+            .freshness(json!({"probe_interval": "1s"})),
+    )
+    .await;
+    // Streaming idles, so the probe reads it; two probes prove the probe
+    // loop looked at batch at least once too.
+    wait_until("streaming is probed twice", || s.hits() >= 2).await;
+    for _ in 0..3 {
+        let r = get(&p.url("/v1/orders/1")).await;
+        assert_eq!(r.header("x-cutover-served-by"), Some("streaming"));
+    }
+    assert_eq!(b.hits(), 0, "nothing may reach batch in streaming_only");
+    let m = p.scrape().await;
+    assert_eq!(
+        m.value(
+            "cutover_upstream_requests_total",
+            &[("side", "batch"), ("result", "ok")]
         ),
         0.0
     );

@@ -314,6 +314,41 @@ async fn bad_edit_is_rejected_then_fixed(
 }
 
 #[tokio::test]
+async fn reverting_a_rejected_edit_clears_the_error() {
+    let (b, s) = both_sides().await;
+    let p = Proxy::start(config(&b, &s, "batch")).await;
+    let good = std::fs::read_to_string(&p.path).expect("the config as started");
+    rename_over(&p.path, &good.replace("mode: batch", "mode: sideways"));
+    let status = p.admin_url("/status");
+    let result = |want: &'static str| {
+        let status = status.clone();
+        move || {
+            let status = status.clone();
+            async move { get(&status).await.json()["last_reload"]["result"] == want }
+        }
+    };
+    wait_until_async("the bad edit is rejected", result("error")).await;
+    let m = p.scrape().await;
+    assert_eq!(m.value("cutover_config_last_reload_successful", &[]), 0.0);
+
+    // The normal fix: put the last good text back (an editor's undo).
+    write_in_place(&p.path, &good);
+    wait_until_async("the revert is accepted", result("ok")).await;
+    let st = p.status_json().await;
+    assert!(st["last_reload"]["error"].is_null(), "{st:#}");
+    assert_eq!(st["config"]["generation"], 1, "nothing new was applied");
+    let m = p.scrape().await;
+    assert_eq!(m.value("cutover_config_last_reload_successful", &[]), 1.0);
+    assert_eq!(reloads(&p, "ok").await, 1.0);
+    assert_eq!(reloads(&p, "error").await, 1.0);
+    // A touch of the accepted file is still nothing to do.
+    write_in_place(&p.path, &good);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(reloads(&p, "ok").await, 1.0);
+    p.stop().await;
+}
+
+#[tokio::test]
 async fn broken_yaml_keeps_the_old_config_until_fixed() {
     // Written by a buggy tool: an unterminated flow mapping.
     let (error, path) = bad_edit_is_rejected_then_fixed(|b, s| {
@@ -699,5 +734,33 @@ async fn listen_change_keeps_the_old_address_and_says_restart_needed() {
     for _ in 0..3 {
         assert_eq!(served_by(&p).await, "streaming");
     }
+    // /status shows where the sockets really are.
+    assert_eq!(st["listen"], p.listen.to_string(), "{st:#}");
+    assert_eq!(st["admin"], p.admin.to_string(), "{st:#}");
+
+    // An unrelated edit: the sockets still sit on the old addresses, so a
+    // restart is still needed.
+    let t0 = Instant::now();
+    let unrelated = config(&b, &s, "batch")
+        .listen(new_listen)
+        .admin(new_admin)
+        .yaml();
+    rename_over(&p.path, &unrelated);
+    until_served_by(&p, "batch", t0).await;
+    let st = p.status_json().await;
+    assert_eq!(st["config"]["generation"], 3, "{st:#}");
+    assert!(
+        st["last_reload"]["restart_needed"]
+            .as_str()
+            .is_some_and(|r| r.contains(&new_listen.to_string())),
+        "restart_needed kept: {st:#}"
+    );
+
+    // Back to the addresses it started on: nothing needs a restart.
+    let t0 = Instant::now();
+    rename_over(&p.path, &config(&b, &s, "streaming").yaml());
+    until_served_by(&p, "streaming", t0).await;
+    let st = p.status_json().await;
+    assert!(st["last_reload"]["restart_needed"].is_null(), "{st:#}");
     p.stop().await;
 }

@@ -7,7 +7,7 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 
-use super::ProxyBody;
+use super::{ERROR, ProxyBody};
 use crate::live::LiveRoute;
 use crate::upstream::AttemptError;
 
@@ -66,7 +66,8 @@ impl ProxyError {
         }
     }
 
-    /// A short name for the reason, for logs (and SPEC 1.1's `x-cutover-error`).
+    /// The reason's name: the `x-cutover-error` header and the access log's
+    /// `error` field (SPEC 1.1 fixes the names).
     pub fn reason(&self) -> &'static str {
         match self {
             ProxyError::Malformed(_) | ProxyError::UnreadableBody => "bad_request",
@@ -109,6 +110,7 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        h.insert(ERROR, HeaderValue::from_static(self.reason()));
         if let ProxyError::MethodNotAllowed { allow: Some(allow) } = self {
             h.insert(header::ALLOW, allow);
         }
