@@ -137,10 +137,9 @@ fn rfc3339(t: std::time::SystemTime) -> Option<String> {
 
 /// The `/status` document: what `cutover status` prints.
 pub fn status(app: &App) -> StatusDoc {
-    let snap = app.live.snapshot.load();
+    let (reload, snap) = app.reloader.status_with(&app.live);
     let settings = &snap.settings;
     let now_ms = now_unix_ms();
-    let reload = app.reloader.status();
     let routes = snap
         .routes
         .iter()

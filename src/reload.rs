@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::config::{self, Compiled, Settings};
@@ -85,12 +85,11 @@ impl Reloader {
         &self.config_path
     }
 
-    /// The last reload attempt.
-    pub fn status(&self) -> ReloadStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// The last reload attempt, with the snapshot serving at that moment:
+    /// the two always agree (a reload changes both under one lock).
+    pub fn status_with(&self, live: &Live) -> (ReloadStatus, Arc<Snapshot>) {
+        let status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        (status.clone(), live.snapshot.load_full())
     }
 
     /// Re-reads the config file and makes it serve if it is good. `force`
@@ -116,7 +115,12 @@ impl Reloader {
         let changes = describe_changes(&current, &compiled);
         let (risk_before, risk) = (current.settings.risk, compiled.settings.risk);
         let restart_needed = self.restart_needed(&compiled.settings);
+        // The swap, the counters and the status change under the status
+        // lock, and `/status` reads under it (`status_with`): a reader never
+        // sees the new generation beside the previous reload's result.
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = live.apply(compiled, text_hash) {
+            drop(status);
             return self.reject(e.to_string());
         }
         self.metrics.reloads_ok.increment(1);
@@ -134,7 +138,7 @@ impl Reloader {
             changes = %if changes.is_empty() { "no route changed".to_owned() } else { changes.join(", ") },
             "config applied"
         );
-        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = ReloadStatus {
+        *status = ReloadStatus {
             result: Some(ReloadResult::Ok),
             error: None,
             at: Some(SystemTime::now()),
