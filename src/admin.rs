@@ -173,6 +173,7 @@ pub fn status(app: &App) -> StatusDoc {
                 error_ratio: PerSide::from_array(f.error_ratio),
                 error_ratio_delta: f.error_ratio_delta,
                 divergence_ratio: f.divergence_ratio,
+                gate: None,
             }
         })
         .collect();

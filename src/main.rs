@@ -39,8 +39,11 @@ enum Command {
     },
     /// Validate a config: exit 0 with a summary, or 1 with every error as FILE:LINE:COLUMN.
     Check {
-        #[arg(short, long)]
-        config: PathBuf,
+        /// The config file; `-` reads it from standard input.
+        #[arg(short, long, conflicts_with = "file", required_unless_present = "file")]
+        config: Option<PathBuf>,
+        /// The config file, as a positional argument (same as -c).
+        file: Option<PathBuf>,
     },
     /// Run a self-contained demo: sample batch and streaming services, a config to edit live.
     Demo,
@@ -76,11 +79,16 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         show: usize,
     },
-    /// Print a table of every route from a running cutover's /status.
+    /// Print a table of every route from a running cutover's /status. Exit 0
+    /// when healthy; 1 when the last reload failed, a gate is tripped or a
+    /// circuit is open; 2 when the admin endpoint cannot be read.
     Status {
         /// The admin address of the running cutover.
         #[arg(long, default_value = "http://127.0.0.1:9901")]
         admin: String,
+        /// Print the /status document as JSON instead of the table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -88,7 +96,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config, file } => match config.or(file) {
+            Some(path) => check(&path),
+            None => ExitCode::from(2),
+        },
         Command::Run { config, threads } => serve(threads, |rt| {
             rt.block_on(async { cutover::run(&config, stop_signal()).await })
                 .map_err(anyhow::Error::from)
@@ -97,7 +108,7 @@ fn main() -> ExitCode {
             rt.block_on(async { cutover::demo::run(stop_signal()).await })
                 .map_err(anyhow::Error::from)
         }),
-        Command::Status { admin } => status(&admin),
+        Command::Status { admin, json } => status(&admin, json),
         Command::Diff {
             batch_file,
             streaming_file,
@@ -141,7 +152,28 @@ fn init_logging(format: LogFormat) {
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    match cutover::config::load(path, 1) {
+    // `-` is standard input: errors name it `<stdin>`, and relative paths in
+    // it (ca_file) start at the working directory.
+    let stdin = path.as_os_str() == "-";
+    let (name, text) = if stdin {
+        let mut text = String::new();
+        if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+            eprintln!("<stdin>: cannot read config: {e}");
+            return ExitCode::FAILURE;
+        }
+        (std::path::PathBuf::from("<stdin>"), text)
+    } else {
+        match cutover::config::read(path) {
+            Ok(text) => (path.to_owned(), text),
+            Err(errors) => {
+                for e in &errors.0 {
+                    eprintln!("{e}");
+                }
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    match cutover::config::compile_str(&name, &text, 1) {
         Ok(c) => {
             let routes: Vec<String> = c
                 .routes
@@ -150,7 +182,7 @@ fn check(path: &std::path::Path) -> ExitCode {
                 .collect();
             println!(
                 "{}: ok: {} route{} ({}), consumer {}",
-                path.display(),
+                name.display(),
                 c.routes.len(),
                 if c.routes.len() == 1 { "" } else { "s" },
                 routes.join(", "),
@@ -199,7 +231,10 @@ fn serve(
     match body(&rt) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cutover: {e}");
+            // Through the logger, so `--log-format json` holds for start-up
+            // errors too; one event, one line (config errors are joined).
+            let error = e.to_string().replace('\n', "; ");
+            tracing::error!(error = %error, "cutover cannot start");
             ExitCode::FAILURE
         }
     }
@@ -275,7 +310,11 @@ fn stop_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-fn status(admin: &str) -> ExitCode {
+/// `cutover status` exit codes (SPEC 1.1).
+const STATUS_UNHEALTHY: u8 = 1;
+const STATUS_UNREACHABLE: u8 = 2;
+
+fn status(admin: &str, json: bool) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -283,13 +322,30 @@ fn status(admin: &str) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cutover status: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(STATUS_UNREACHABLE);
         }
     };
     match rt.block_on(cutover::status_table::fetch(admin)) {
         Ok(doc) => {
-            print!("{}", cutover::status_table::render(&doc));
-            ExitCode::SUCCESS
+            if json {
+                match serde_json::to_string_pretty(&doc) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("cutover status: {e}");
+                        return ExitCode::from(STATUS_UNREACHABLE);
+                    }
+                }
+            } else {
+                print!("{}", cutover::status_table::render(&doc));
+            }
+            let problems = doc.problems();
+            if problems.is_empty() {
+                return ExitCode::SUCCESS;
+            }
+            for p in &problems {
+                eprintln!("cutover status: {p}");
+            }
+            ExitCode::from(STATUS_UNHEALTHY)
         }
         Err(e) => {
             let hint = e.hint();
@@ -297,7 +353,7 @@ fn status(admin: &str) -> ExitCode {
             if let Some(hint) = hint {
                 eprintln!("  {hint}");
             }
-            ExitCode::FAILURE
+            ExitCode::from(STATUS_UNREACHABLE)
         }
     }
 }

@@ -21,6 +21,29 @@ pub struct StatusDoc {
     pub routes: Vec<RouteStatus>,
 }
 
+impl StatusDoc {
+    /// What makes this cutover unhealthy, one line each: the last reload
+    /// failed, a circuit is open, or a gate is tripped. Empty when healthy.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.last_reload.result.as_deref() == Some("error") {
+            problems.push("the last reload failed: the config file on disk is rejected".to_owned());
+        }
+        for r in &self.routes {
+            if !r.circuit.is_empty() && r.circuit != "closed" {
+                problems.push(format!(
+                    "route {}: the streaming circuit is {}",
+                    r.name, r.circuit
+                ));
+            }
+            if r.gate_state() == Some("tripped") {
+                problems.push(format!("route {}: its gate is tripped", r.name));
+            }
+        }
+        problems
+    }
+}
+
 /// The config serving now.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -95,11 +118,41 @@ pub struct RouteStatus {
     pub error_ratio: PerSide<Option<f64>>,
     pub error_ratio_delta: Option<f64>,
     pub divergence_ratio: Option<f64>,
+    /// The route's gate, as the serving cutover describes it (kept as
+    /// JSON so a newer cutover's gate details pass through).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<serde_json::Value>,
+}
+
+impl RouteStatus {
+    /// `off`, `armed` or `tripped`, when the document says.
+    pub fn gate_state(&self) -> Option<&str> {
+        self.gate.as_ref()?.get("state")?.as_str()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn problems_are_a_failed_reload_an_open_circuit_and_a_tripped_gate() {
+        let mut doc = StatusDoc {
+            routes: vec![RouteStatus {
+                name: "orders".into(),
+                circuit: "closed".into(),
+                ..RouteStatus::default()
+            }],
+            ..StatusDoc::default()
+        };
+        assert!(doc.problems().is_empty());
+        doc.last_reload.result = Some("error".into());
+        doc.routes[0].circuit = "half_open".into();
+        doc.routes[0].gate = Some(serde_json::json!({ "state": "tripped" }));
+        let problems = doc.problems();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[1].contains("orders") && problems[1].contains("half_open"));
+    }
 
     #[test]
     fn a_document_round_trips_and_missing_fields_default() {

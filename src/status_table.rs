@@ -172,8 +172,14 @@ pub fn render(doc: &StatusDoc) -> String {
     }
     let mut rows = vec![HEADINGS.map(str::to_owned).to_vec()];
     let mut overridden = false;
+    let mut window = None;
     for r in &doc.routes {
-        let configured = or(&r.configured_mode, "-");
+        window = window.or(r.window_seconds);
+        let configured = match r.canary_percent {
+            Some(p) if r.configured_mode == "canary" => format!("canary({p}%)"),
+            _ => or(&r.configured_mode, "-").to_owned(),
+        };
+        let configured = configured.as_str();
         let mut effective = or(&r.effective_mode, "-").to_owned();
         if effective != configured && effective != "-" {
             effective.push('*');
@@ -190,6 +196,7 @@ pub fn render(doc: &StatusDoc) -> String {
                 .map_or_else(|| "-".to_owned(), signed_duration),
             points(r.error_ratio_delta),
             percent(r.divergence_ratio),
+            compared(r),
         ]);
     }
     out.push('\n');
@@ -202,7 +209,37 @@ pub fn render(doc: &StatusDoc) -> String {
     out.push_str(
         "ERR Δ: streaming minus batch error rate, in percentage points (-: streaming fails less)\n",
     );
+    if let Some(w) = window {
+        out.push_str(&format!(
+            "FALLBACK, ERR Δ and DIVERG are over the last {}; READS and COMPARED since start\n",
+            unsigned_duration(w)
+        ));
+    }
     out
+}
+
+/// Comparisons that ran (matched or diverged), `-` when the document has none.
+fn compared(r: &crate::status::RouteStatus) -> String {
+    if r.comparisons.is_empty() {
+        return "-".to_owned();
+    }
+    let ran: u64 = ["match", "diverged"]
+        .iter()
+        .filter_map(|k| r.comparisons.get(*k))
+        .sum();
+    ran.to_string()
+}
+
+/// A window length as people say it: `5m`, `90s`, `1h30m`.
+fn unsigned_duration(seconds: f64) -> String {
+    let total = seconds.round() as u64;
+    match (total / 3600, total / 60 % 60, total % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m:02}m"),
+    }
 }
 
 /// `s`, or `missing` when the document did not say.
@@ -210,7 +247,7 @@ fn or<'a>(s: &'a str, missing: &'a str) -> &'a str {
     if s.is_empty() { missing } else { s }
 }
 
-const HEADINGS: [&str; 9] = [
+const HEADINGS: [&str; 10] = [
     "ROUTE",
     "MODE",
     "EFFECTIVE",
@@ -220,10 +257,13 @@ const HEADINGS: [&str; 9] = [
     "FRESH Δ",
     "ERR Δ",
     "DIVERG",
+    "COMPARED",
 ];
 
 /// Columns holding figures, right-aligned so digits line up.
-const NUMERIC: [bool; 9] = [false, false, false, false, true, true, true, true, true];
+const NUMERIC: [bool; HEADINGS.len()] = [
+    false, false, false, false, true, true, true, true, true, true,
+];
 
 fn reload_line(reload: &LastReload) -> String {
     let at = reload
@@ -373,11 +413,14 @@ mod tests {
                     "freshness_delta_seconds": 10922.0,
                     "error_ratio": { "batch": 0.0, "streaming": 0.049 },
                     "error_ratio_delta": 0.049,
-                    "divergence_ratio": 0.125
+                    "divergence_ratio": 0.125,
+                    "comparisons": { "match": 7, "diverged": 1, "skipped": 2 },
+                    "window_seconds": 300.0
                 },
                 {
                     "name": "customers",
                     "configured_mode": "canary",
+                    "canary_percent": 10.0,
                     "effective_mode": "batch",
                     "circuit": "open",
                     "reads": { "batch": 1200, "streaming": 0 },
@@ -407,15 +450,19 @@ mod tests {
         let (head, orders, customers) = (lines[heading], lines[heading + 1], lines[heading + 2]);
         assert_eq!(
             head,
-            "ROUTE      MODE       EFFECTIVE  CIRCUIT  READS B/S  FALLBACK  FRESH Δ   ERR Δ  DIVERG"
+            "ROUTE      MODE         EFFECTIVE  CIRCUIT  READS B/S  FALLBACK  FRESH Δ   ERR Δ  DIVERG  COMPARED"
         );
         assert_eq!(
             orders,
-            "orders     streaming  streaming  closed        3/41      4.5%   +3h02m  +4.9pp   12.5%"
+            "orders     streaming    streaming  closed        3/41      4.5%   +3h02m  +4.9pp   12.5%         8"
         );
         assert_eq!(
             customers,
-            "customers  canary     batch*     open        1200/0         -        -       -       -"
+            "customers  canary(10%)  batch*     open        1200/0         -        -       -       -         -"
+        );
+        assert!(
+            out.contains("over the last 5m; READS and COMPARED since start"),
+            "{out}"
         );
         // Every column starts at the same character offset in each row.
         let col = |l: &str, needle: &str| l.chars().take(l.find(needle).unwrap()).count();

@@ -78,9 +78,10 @@ fn status_says_clearly_when_nothing_answers() {
     let port = refusing_addr().port();
     let admin = format!("http://127.0.0.1:{port}");
     let out = cutover(&["status", "--admin", &admin]);
+    // SPEC 1.1: 2 when the admin endpoint cannot be read.
     assert_eq!(
         out.code,
-        Some(1),
+        Some(2),
         "stdout: {}\nstderr: {}",
         out.stdout,
         out.stderr
@@ -108,7 +109,7 @@ fn status_says_clearly_when_nothing_answers() {
     );
 
     let out = cutover(&["status", "--admin", "https://127.0.0.1:9901"]);
-    assert_eq!(out.code, Some(1));
+    assert_eq!(out.code, Some(2));
     assert!(out.stderr.contains("not an admin URL"), "{}", out.stderr);
 }
 
@@ -171,6 +172,81 @@ async fn status_prints_a_row_per_route_from_a_live_proxy() {
         "freshness: {row}"
     );
     proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_json_and_exit_codes_say_healthy_or_not() {
+    let batch = Backend::start(Behaviour::ok("b")).await;
+    let streaming = Backend::start(Behaviour::ok("s")).await;
+    let proxy = Proxy::start(
+        Route::orders(batch.url("/t"), streaming.url("/s"))
+            .mode("shadow")
+            .dataset("orders-v2"),
+    )
+    .await;
+    let admin = proxy.admin_url("");
+    let run = |args: Vec<String>| {
+        within(tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cutover(&args)
+        }))
+    };
+    let json = vec![
+        "status".into(),
+        "--admin".into(),
+        admin.clone(),
+        "--json".into(),
+    ];
+    let out = run(json.clone()).await.expect("status runs");
+    assert_eq!(out.code, Some(0), "healthy: {}", out.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("--json prints JSON");
+    assert_eq!(doc["routes"][0]["name"], "orders");
+    assert_eq!(doc["routes"][0]["dataset"], "orders-v2");
+    assert_eq!(doc["listen"], proxy.listen.to_string());
+    assert_eq!(
+        doc["config"]["sha256"].as_str().map(str::len),
+        Some(64),
+        "{doc:#}"
+    );
+
+    // The file on disk is rejected: unhealthy, exit 1, and it says why.
+    std::fs::write(&proxy.path, "version: 1\nconsumer: [\n").expect("break the config");
+    let status = proxy.admin_url("/status");
+    wait_until_async("the broken file is rejected", || {
+        let status = status.clone();
+        async move { get(&status).await.json()["last_reload"]["result"] == "error" }
+    })
+    .await;
+    let out = run(vec!["status".into(), "--admin".into(), admin.clone()])
+        .await
+        .expect("status runs");
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("ERROR"),
+        "the table still prints: {}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("last reload failed"), "{}", out.stderr);
+    let out = run(json).await.expect("status runs");
+    assert_eq!(out.code, Some(1));
+    proxy.stop().await;
+}
+
+#[test]
+fn a_start_up_error_is_one_json_line_with_log_format_json() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, "version: 1\nconsumer: c\nroutes: []\ncolour: blue\n").expect("write");
+    let path = path.display().to_string();
+    let out = cutover(&["--log-format", "json", "run", "-c", &path]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one event, one line: {}", out.stderr);
+    let event: serde_json::Value = serde_json::from_str(lines[0]).expect("a JSON log line");
+    assert_eq!(event["level"], "ERROR", "{event}");
+    let error = event["fields"]["error"].as_str().expect("error field");
+    assert!(error.contains(&format!("{path}:3:")), "{error}");
+    assert!(error.contains(&format!("{path}:4:")), "{error}");
 }
 
 /// `cutover demo` as a user runs it, on ports the OS picks.

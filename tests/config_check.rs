@@ -68,6 +68,47 @@ fn a_good_config_passes_with_a_one_line_summary() {
     );
 }
 
+#[test]
+fn check_reads_a_positional_file_and_standard_input() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "good.yaml", &good().yaml());
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .arg("check")
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok: 2 routes"));
+
+    let stdin = |text: String| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["check", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut pipe = child.stdin.take().expect("stdin piped");
+        std::thread::spawn(move || pipe.write_all(text.as_bytes()));
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        rx.recv_timeout(WAIT)
+            .expect("cutover check - finishes")
+            .expect("runs")
+    };
+    let out = stdin(good().yaml());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("<stdin>: ok: 2 routes"));
+    let out = stdin(good().yaml().replace("mode: shadow", "mode: sideways"));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("<stdin>:"), "{stderr}");
+    assert!(stderr.contains("sideways"), "{stderr}");
+}
+
 /// Every kind of mistake at once, each reported at its own line and column.
 const BAD: &str = "\
 version: 1

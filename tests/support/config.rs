@@ -112,6 +112,8 @@ pub struct Route {
     #[serde(skip_serializing_if = "Option::is_none")]
     mode: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    dataset: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     canary: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     fallback: Option<Value>,
@@ -147,6 +149,7 @@ impl Route {
             batch: batch.into(),
             streaming: streaming.into(),
             mode: None,
+            dataset: None,
             canary: None,
             fallback: None,
             freshness: None,
@@ -162,6 +165,12 @@ impl Route {
 
     pub fn mode(mut self, mode: &str) -> Route {
         self.mode = Some(mode.to_owned());
+        self
+    }
+
+    /// The data set the route reads (default: its name).
+    pub fn dataset(mut self, dataset: &str) -> Route {
+        self.dataset = Some(dataset.to_owned());
         self
     }
 
