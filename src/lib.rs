@@ -41,6 +41,7 @@ use crate::config::ConfigErrors;
 use crate::config::watch::Trigger;
 use crate::live::Live;
 use crate::metrics::{Metrics, ProcessMetrics};
+use crate::reconcile::log::DivergenceLogs;
 pub use crate::reload::ReloadOutcome;
 use crate::reload::Reloader;
 use crate::state::StateRegistry;
@@ -106,13 +107,40 @@ impl Running {
     }
 }
 
-/// Loads the config, binds both listeners, starts the watcher, the probe and
-/// the servers, and returns once they accept connections.
-pub async fn start(config_path: &Path) -> Result<Running, StartError> {
-    start_with_metrics(config_path, Metrics::new()).await
+/// How a cutover runs, beside its config file.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where relative log paths in the config (`divergence_log`) are
+    /// written: never beside the config, which may be a read-only ConfigMap
+    /// mount. `cutover run --data-dir`; default the working directory.
+    pub data_dir: PathBuf,
 }
 
-async fn start_with_metrics(config_path: &Path, metrics: Metrics) -> Result<Running, StartError> {
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            data_dir: PathBuf::from("."),
+        }
+    }
+}
+
+/// Loads the config, binds both listeners, starts the watcher, the probe and
+/// the servers, and returns once they accept connections. Relative log
+/// paths go to the working directory (see `start_with`).
+pub async fn start(config_path: &Path) -> Result<Running, StartError> {
+    start_with(config_path, Options::default()).await
+}
+
+/// As `start`, with `options`.
+pub async fn start_with(config_path: &Path, options: Options) -> Result<Running, StartError> {
+    start_with_metrics(config_path, options, Metrics::new()).await
+}
+
+async fn start_with_metrics(
+    config_path: &Path,
+    options: Options,
+    metrics: Metrics,
+) -> Result<Running, StartError> {
     let config_path = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_owned());
     let text = config::read(&config_path)?;
     let compiled = config::compile_str(&config_path, &text, 1)?;
@@ -151,7 +179,7 @@ async fn start_with_metrics(config_path: &Path, metrics: Metrics) -> Result<Runn
         reloader: Reloader::new(config_path.clone(), &settings, process_metrics),
         bound: (listen_addr, admin_addr),
         ready: Default::default(),
-        divergence_logs: Default::default(),
+        divergence_logs: DivergenceLogs::new(options.data_dir),
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -231,7 +259,16 @@ async fn apply_reloads(app: Arc<App>, mut triggers: mpsc::Receiver<Trigger>) {
 
 /// Serves until `shutdown` completes, then drains and returns.
 pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-    let running = start(config_path).await?;
+    run_with(config_path, Options::default(), shutdown).await
+}
+
+/// As `run`, with `options`.
+pub async fn run_with(
+    config_path: &Path,
+    options: Options,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let running = start_with(config_path, options).await?;
     shutdown.await;
     running.shutdown().await;
     Ok(())

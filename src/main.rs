@@ -16,6 +16,10 @@ struct Cli {
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
+    /// Where relative log paths in the config (divergence_log) are written;
+    /// never beside the config, which may be a read-only mount.
+    #[arg(long, default_value = ".", global = true)]
+    data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -97,11 +101,14 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::Check { config, file } => match config.or(file) {
-            Some(path) => check(&path),
+            Some(path) => check(&path, &cli.data_dir),
             None => ExitCode::from(2),
         },
         Command::Run { config, threads } => serve(threads, |rt| {
-            rt.block_on(async { cutover::run(&config, stop_signal()).await })
+            let options = cutover::Options {
+                data_dir: cli.data_dir,
+            };
+            rt.block_on(async { cutover::run_with(&config, options, stop_signal()).await })
                 .map_err(anyhow::Error::from)
         }),
         Command::Demo => serve(None, |rt| {
@@ -151,7 +158,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
+fn check(path: &std::path::Path, data_dir: &std::path::Path) -> ExitCode {
     // `-` is standard input: errors name it `<stdin>`, and relative paths in
     // it (ca_file) start at the working directory.
     let stdin = path.as_os_str() == "-";
@@ -188,6 +195,21 @@ fn check(path: &std::path::Path) -> ExitCode {
                 routes.join(", "),
                 c.settings.consumer
             );
+            // Warnings, not errors: the directory may only exist where
+            // cutover runs (an emptyDir in the pod).
+            for r in &c.routes {
+                if let Some(log) = &r.reconcile.divergence_log {
+                    let at = data_dir.join(log);
+                    if let Err(e) = writable(&at) {
+                        eprintln!(
+                            "{}: warning: route {}: divergence_log {} is not writable here ({e}); set --data-dir to a writable directory",
+                            name.display(),
+                            r.name,
+                            at.display()
+                        );
+                    }
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -197,6 +219,24 @@ fn check(path: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether a log could be written at `path`: an existing file opens for
+/// appending; otherwise a probe file is created beside it and removed.
+fn writable(path: &std::path::Path) -> std::io::Result<()> {
+    if path.exists() {
+        return std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop);
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let probe = dir.join(format!(".cutover-check-{}", std::process::id()));
+    std::fs::File::create(&probe)?;
+    std::fs::remove_file(&probe)
 }
 
 fn serve(

@@ -69,6 +69,48 @@ fn a_good_config_passes_with_a_one_line_summary() {
 }
 
 #[test]
+fn check_warns_when_a_log_path_is_not_writable_under_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = good();
+    let yaml = config.yaml().replace(
+        "mode: shadow",
+        "mode: shadow\n  reconcile:\n    divergence_log: logs/div.jsonl",
+    );
+    let path = write_config(dir.path(), "good.yaml", &yaml);
+    let run = |data_dir: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["check", "--data-dir"])
+            .arg(data_dir)
+            .arg(&path)
+            .output()
+            .expect("runs")
+    };
+    // No `logs` directory under the data dir: a warning, and still valid.
+    let out = run(dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: route orders: divergence_log")
+            && stderr.contains("logs/div.jsonl")
+            && stderr.contains("--data-dir"),
+        "{stderr}"
+    );
+    // Once it exists: no warning, and check left nothing behind.
+    std::fs::create_dir(dir.path().join("logs")).unwrap();
+    let out = run(dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("logs")).unwrap().count(),
+        0
+    );
+}
+
+#[test]
 fn check_reads_a_positional_file_and_standard_input() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();

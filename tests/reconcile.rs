@@ -962,7 +962,9 @@ async fn divergence_log_writes_a_bounded_sample_per_comparison() {
     .await;
     let p = Proxy::start(orders(&batch, streaming.url("/s/orders")).mode("shadow").reconcile(json!({"records": "/data", "key": "id", "ignore": ["ingested_at"], "divergence_log": "divergences.jsonl"})))
     .await;
-    let log = p.dir.path().join("divergences.jsonl");
+    // A relative path is in the data directory, never beside the config
+    // (a read-only ConfigMap mount, whose watcher each write would wake).
+    let log = p.data.path().join("divergences.jsonl");
 
     get(&p.url("/v1/orders/many?region=eu")).await;
     settle(&p, "the first divergence", |m| {
@@ -985,6 +987,15 @@ async fn divergence_log_writes_a_bounded_sample_per_comparison() {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains("/v1/orders/one"))
     })
     .await;
+    let beside_the_config: Vec<_> = std::fs::read_dir(p.dir.path())
+        .expect("config dir")
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    assert_eq!(
+        beside_the_config,
+        ["cutover.yaml"],
+        "nothing is written beside the config"
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<Value> = text
         .lines()

@@ -115,7 +115,7 @@ struct SideDefaults {
 /// The compile pass: where the file is, and what is wrong with it so far.
 struct Cx<'a> {
     text: &'a str,
-    /// Relative paths in the file (`ca_file`, `divergence_log`) start here.
+    /// Relative `ca_file` paths start here (the config's directory).
     dir: PathBuf,
     problems: Problems,
 }
@@ -567,9 +567,10 @@ impl Cx<'_> {
         let event_time = self.parse(&raw.event_time, &at.key("event_time"), |s| {
             non_empty("event_time", s)
         });
-        let dir = self.dir.clone();
+        // Kept as written: a relative path is in the data directory, which
+        // is the running process's business (`--data-dir`), not the file's.
         let divergence_log = self.parse(&raw.divergence_log, &at.key("divergence_log"), |s| {
-            non_empty("divergence_log", s).map(|s| dir.join(s))
+            non_empty("divergence_log", s).map(PathBuf::from)
         });
         let max_inflight = self.parse(&raw.max_inflight, &at.key("max_inflight"), |s| {
             parse_count(s, 1)
@@ -1081,7 +1082,8 @@ routes:
         assert_eq!(r.reconcile.event_time_field.as_deref(), Some("ts"));
         assert_eq!(
             r.reconcile.divergence_log.as_deref(),
-            Some(Path::new("/etc/cutover/logs/div.jsonl"))
+            Some(Path::new("logs/div.jsonl")),
+            "relative to the data directory, not the config's"
         );
         assert_eq!(r.reconcile.max_inflight, 4);
         assert_eq!(r.reconcile.max_body_bytes, 1000);

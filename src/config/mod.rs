@@ -85,7 +85,7 @@ pub fn read(path: &Path) -> Result<String, ConfigErrors> {
 }
 
 /// As `load`, from text already read. `path` names the file in errors and
-/// anchors relative paths (`ca_file`, `divergence_log`).
+/// anchors relative `ca_file` paths.
 pub fn compile_str(path: &Path, text: &str, generation: u64) -> Result<Compiled, ConfigErrors> {
     compile::compile(path, text, generation)
 }

@@ -4,8 +4,11 @@
 //! The watch is on the file's directory, not the file: editors that save by
 //! renaming a new file over the old one, vim's backup-and-write, and the
 //! Kubernetes ConfigMap `..data` symlink swap all replace the inode, which a
-//! watch on the file itself would lose. Events are debounced, then the file
-//! is re-read; unchanged content is a no-op.
+//! watch on the file itself would lose. Only events that name the config
+//! file, or a link on the way to it (the ConfigMap's `..data`), count:
+//! anything else written beside the config (a log, an editor's swap file)
+//! never wakes a reload. Events are debounced, then the file is re-read;
+//! unchanged content is a no-op.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -60,6 +63,48 @@ fn watched_dirs(path: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// The paths whose events concern the config at `path`: the path itself,
+/// every symbolic link followed on the way to the real file (and the
+/// links among the target's ancestors, like a ConfigMap's `..data`), and the
+/// real file. Worked out again for each event: a swap moves the real file.
+fn config_paths(path: &Path) -> Vec<PathBuf> {
+    let mut paths = vec![path.to_owned()];
+    let mut current = path.to_owned();
+    // A handful of hops covers every real layout; a loop ends here too.
+    for _ in 0..8 {
+        let Ok(link) = std::fs::read_link(&current) else {
+            break;
+        };
+        let target = current.parent().unwrap_or(Path::new("/")).join(link);
+        let mut prefix = PathBuf::new();
+        for part in target.components() {
+            prefix.push(part);
+            if prefix != target && prefix.is_symlink() {
+                paths.push(prefix.clone());
+            }
+        }
+        paths.push(target.clone());
+        current = target;
+    }
+    if let Ok(real) = std::fs::canonicalize(path) {
+        paths.push(real);
+    }
+    paths
+}
+
+/// Whether a watch event is about the config at `path`.
+fn concerns(event: &notify::Event, path: &Path) -> bool {
+    if matches!(
+        event.kind,
+        // Opens and reads (ours included) are not changes.
+        EventKind::Access(AccessKind::Open(_) | AccessKind::Read)
+    ) {
+        return false;
+    }
+    let ours = config_paths(path);
+    event.paths.iter().any(|p| ours.contains(p))
+}
+
 /// Starts watching `path` and listening for SIGHUP; each settled change or
 /// signal is sent on `triggers`.
 pub fn spawn(
@@ -69,14 +114,10 @@ pub fn spawn(
 ) -> Result<WatchHandle, notify::Error> {
     let changed = Arc::new(Notify::new());
     let signal = changed.clone();
+    let watched = path.clone();
     let handler = move |res: notify::Result<notify::Event>| match res {
-        // Opens and reads (ours included) are not changes.
-        Ok(ev)
-            if matches!(
-                ev.kind,
-                EventKind::Access(AccessKind::Open(_) | AccessKind::Read)
-            ) => {}
-        Ok(_) => signal.notify_one(),
+        Ok(ev) if concerns(&ev, &watched) => signal.notify_one(),
+        Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "config watch error"),
     };
     // Ask the kernel only for changes: without this mask every open of any
@@ -139,4 +180,51 @@ async fn wait_for_file(path: &Path) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     missing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_paths_of_a_configmap_mount_are_the_link_the_data_link_and_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        std::fs::create_dir(root.join("..2026_01")).expect("payload dir");
+        std::fs::write(root.join("..2026_01/cutover.yaml"), "x").expect("payload");
+        std::os::unix::fs::symlink("..2026_01", root.join("..data")).expect("..data");
+        std::os::unix::fs::symlink("..data/cutover.yaml", root.join("cutover.yaml"))
+            .expect("user-visible link");
+        let paths = config_paths(&root.join("cutover.yaml"));
+        assert!(paths.contains(&root.join("cutover.yaml")), "{paths:?}");
+        assert!(paths.contains(&root.join("..data")), "{paths:?}");
+        let real = std::fs::canonicalize(root.join("..2026_01/cutover.yaml")).expect("real");
+        assert!(paths.contains(&real), "{paths:?}");
+        assert!(!paths.contains(&root.join("divergences.jsonl")));
+    }
+
+    #[tokio::test]
+    async fn writes_beside_the_config_trigger_nothing_and_a_config_edit_does() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("cutover.yaml");
+        std::fs::write(&config, "version: 1\n").expect("config");
+        let (tx, mut rx) = mpsc::channel(4);
+        let (_stop, shutdown) = watch::channel(false);
+        let handle = spawn(config.clone(), tx, shutdown).expect("watch");
+        // A log next to the config, written 20 times over a second.
+        let log = dir.path().join("divergences.jsonl");
+        for i in 0..20 {
+            std::fs::write(&log, format!("line {i}\n")).expect("log line");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let quiet = tokio::time::timeout(Duration::from_millis(700), rx.recv()).await;
+        assert!(
+            quiet.is_err(),
+            "a write beside the config triggered {quiet:?}"
+        );
+        std::fs::write(&config, "version: 1\n# edited\n").expect("edit");
+        let trigger = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+        assert_eq!(trigger.ok().flatten(), Some(Trigger::FileChanged));
+        handle.stop();
+    }
 }

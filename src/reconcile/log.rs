@@ -119,17 +119,28 @@ impl Writer {
 }
 
 /// One writer per file across reloads, so two generations never write the
-/// same file from two threads.
-#[derive(Debug, Default, Clone)]
+/// same file from two threads. Relative paths are in the data directory.
+#[derive(Debug, Clone)]
 pub struct DivergenceLogs {
+    data_dir: PathBuf,
     logs: Arc<Mutex<HashMap<PathBuf, DivergenceLog>>>,
 }
 
 impl DivergenceLogs {
+    /// Logs whose relative paths are under `data_dir`.
+    pub fn new(data_dir: PathBuf) -> DivergenceLogs {
+        DivergenceLogs {
+            data_dir,
+            logs: Default::default(),
+        }
+    }
+
+    /// The writer for `path` (as the config says it), started on first use.
     pub fn get(&self, path: &Path) -> DivergenceLog {
+        let path = self.data_dir.join(path);
         let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
-        logs.entry(path.to_owned())
-            .or_insert_with(|| DivergenceLog::open(path, DEFAULT_MAX_BYTES))
+        logs.entry(path.clone())
+            .or_insert_with(|| DivergenceLog::open(&path, DEFAULT_MAX_BYTES))
             .clone()
     }
 }

@@ -54,11 +54,14 @@ pub fn watermark(age: Duration) -> String {
         .expect("format")
 }
 
-/// The real proxy, started with `cutover::start` on a config written to a
-/// temp dir.
+/// The real proxy, started with `cutover::start_with` on a config written to
+/// a temp dir, with a data directory of its own (as in a pod: the config on
+/// a read-only mount, logs in an emptyDir).
 pub struct Proxy {
     pub running: Option<cutover::Running>,
     pub dir: tempfile::TempDir,
+    /// `--data-dir`: where relative log paths are written.
+    pub data: tempfile::TempDir,
     pub path: PathBuf,
     pub listen: SocketAddr,
     pub admin: SocketAddr,
@@ -352,16 +355,23 @@ impl Drop for Binary {
 // Helpers for the reload and signal tests.
 
 impl Proxy {
-    /// Starts `cutover::start` on `path`, a config already laid out under
-    /// `dir` in any shape (symlinks, nested directories); the proxy keeps
-    /// `dir` alive. Addresses in the file should be `127.0.0.1:0`.
+    /// Starts `cutover::start_with` on `path`, a config already laid out
+    /// under `dir` in any shape (symlinks, nested directories); the proxy
+    /// keeps `dir` alive. Addresses in the file should be `127.0.0.1:0`.
     pub async fn start_at(dir: tempfile::TempDir, path: PathBuf) -> Proxy {
-        let running = within(cutover::start(&path)).await.expect("proxy starts");
+        let data = tempfile::tempdir().expect("data dir");
+        let options = cutover::Options {
+            data_dir: data.path().to_owned(),
+        };
+        let running = within(cutover::start_with(&path, options))
+            .await
+            .expect("proxy starts");
         Proxy {
             listen: running.listen_addr(),
             admin: running.admin_addr(),
             running: Some(running),
             dir,
+            data,
             path,
         }
     }
