@@ -5,6 +5,7 @@
 //! `start` / `run` are what `main` and the integration tests call.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod attempt;
@@ -150,6 +151,7 @@ async fn start_with_metrics(
         compiled,
         config::sha256_hex(&text),
         StateRegistry::new(metrics),
+        options.data_dir.clone(),
     )?;
     let (listen, admin) = (settings.listen, settings.admin);
     let grace = settings.runtime.shutdown_grace;
@@ -191,6 +193,7 @@ async fn start_with_metrics(
         })?;
     let reloads = tokio::spawn(apply_reloads(app.clone(), triggers));
     let probe = tokio::spawn(probe::run(app.clone(), shutdown_rx.clone()));
+    let reopen = tokio::spawn(reopen_logs_on_sigusr1(app.clone()));
     let upkeep = tokio::spawn(upkeep(app.clone(), shutdown_rx.clone()));
     let admin_task = tokio::spawn(admin::serve(
         app.clone(),
@@ -210,6 +213,7 @@ async fn start_with_metrics(
         let _ = proxy_task.await;
         watcher.stop();
         reloads.abort();
+        reopen.abort();
         probe.abort();
         upkeep.abort();
         let _ = admin_task.await;
@@ -235,6 +239,18 @@ async fn upkeep(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             }
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// Reopens the access log files on SIGUSR1 (after logrotate moved them).
+async fn reopen_logs_on_sigusr1(app: Arc<App>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        return;
+    };
+    while usr1.recv().await.is_some() {
+        tracing::info!("SIGUSR1: reopening the access log");
+        app.live.access_logs.reopen();
     }
 }
 

@@ -3,12 +3,14 @@
 //! clients in one `LiveRoute`; one `ArcSwap<Snapshot>` holds the snapshot
 //! that serves, and each read loads it once.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::access_log::{AccessLog, AccessLogs};
 use crate::config::{Compiled, Route, Settings, SideName};
-use crate::metrics::RouteKey;
+use crate::metrics::{ProcessMetrics, RouteKey};
 use crate::routing::prefix_matches;
 use crate::state::{RouteState, StateRegistry};
 use crate::upstream::{CaFileError, UpstreamClient, Upstreams};
@@ -39,6 +41,8 @@ pub struct Snapshot {
     /// SHA-256 of the file text this came from (hex): shown on `/status`,
     /// and how a reload of unchanged content is recognised.
     pub sha256: String,
+    /// `None` when the config has no `access_log`.
+    pub access_log: Option<AccessLog>,
 }
 
 impl Snapshot {
@@ -59,21 +63,25 @@ pub struct Live {
     pub snapshot: ArcSwap<Snapshot>,
     pub registry: StateRegistry,
     pub upstreams: Upstreams,
+    pub access_logs: AccessLogs,
 }
 
 impl Live {
-    /// Binds the first config.
+    /// Binds the first config; relative log paths go under `data_dir`.
     pub fn new(
         compiled: Compiled,
         sha256: String,
         registry: StateRegistry,
+        data_dir: PathBuf,
     ) -> Result<Live, CaFileError> {
         let upstreams = Upstreams::default();
-        let snapshot = bind(compiled, sha256, &registry, &upstreams)?;
+        let access_logs = AccessLogs::new(data_dir);
+        let snapshot = bind(compiled, sha256, &registry, &upstreams, &access_logs)?;
         Ok(Live {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
             upstreams,
+            access_logs,
         })
     }
 
@@ -81,7 +89,13 @@ impl Live {
     /// state of routes it no longer has is forgotten. On error nothing live
     /// changed.
     pub fn apply(&self, compiled: Compiled, sha256: String) -> Result<(), CaFileError> {
-        let snapshot = bind(compiled, sha256, &self.registry, &self.upstreams)?;
+        let snapshot = bind(
+            compiled,
+            sha256,
+            &self.registry,
+            &self.upstreams,
+            &self.access_logs,
+        )?;
         let keep: Vec<RouteKey> = snapshot
             .routes
             .iter()
@@ -100,6 +114,7 @@ fn bind(
     sha256: String,
     registry: &StateRegistry,
     upstreams: &Upstreams,
+    access_logs: &AccessLogs,
 ) -> Result<Snapshot, CaFileError> {
     let Compiled { settings, routes } = compiled;
     let clients = routes
@@ -119,10 +134,15 @@ fn bind(
             })
         })
         .collect();
+    let access_log = settings.access_log.as_ref().map(|a| {
+        let dropped = ProcessMetrics::access_log_dropped(registry.metrics(), &settings.consumer);
+        access_logs.bind(a, &settings.consumer, dropped)
+    });
     Ok(Snapshot {
         settings,
         routes,
         sha256,
+        access_log,
     })
 }
 
@@ -159,6 +179,7 @@ routes:
             compiled(CONFIG, 1),
             String::new(),
             StateRegistry::detached(),
+            PathBuf::from("."),
         )
         .expect("binds");
         let snap = live.snapshot.load();
@@ -174,6 +195,7 @@ routes:
             compiled(CONFIG, 1),
             String::new(),
             StateRegistry::detached(),
+            PathBuf::from("."),
         )
         .expect("binds");
         let before = live.snapshot.load_full();

@@ -37,6 +37,7 @@ pub const CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: &str =
 pub const BUILD_INFO: &str = "cutover_build_info";
 pub const CONSUMER_INFO: &str = "cutover_consumer_info";
 pub const CIRCUIT_OPENS_TOTAL: &str = "cutover_circuit_opens_total";
+pub const ACCESS_LOG_DROPPED_TOTAL: &str = "cutover_access_log_dropped_total";
 
 /// Histogram buckets for latencies: 100 us to 10 s, dense below 10 ms where a
 /// local sidecar and a healthy upstream live.
@@ -131,6 +132,11 @@ impl Metrics {
             CONFIG_RELOADS_TOTAL,
             None,
             "Config reload attempts, by result.",
+        );
+        c(
+            ACCESS_LOG_DROPPED_TOTAL,
+            None,
+            "Access log entries dropped because the writer's queue was full.",
         );
         c(
             CIRCUIT_OPENS_TOTAL,
@@ -456,6 +462,14 @@ impl ProcessMetrics {
             metrics: m.clone(),
             consumer: consumer.to_owned(),
         }
+    }
+
+    /// The counter of access log entries dropped for `consumer`.
+    pub fn access_log_dropped(m: &Metrics, consumer: &str) -> Counter {
+        m.counter(
+            ACCESS_LOG_DROPPED_TOTAL,
+            vec![label("consumer", consumer.to_owned())],
+        )
     }
 
     /// Sets `cutover_consumer_info` to 1 for `risk`, 0 for a risk it had before.

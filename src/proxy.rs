@@ -9,12 +9,12 @@ mod error;
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use self::error::ProxyError;
+use crate::access_log::{AccessLog, Entry};
 use crate::app::App;
 use crate::attempt::{self, Attempt};
 use crate::config::{FallbackReason, Mode, SideName};
@@ -115,29 +116,29 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
     let started = Instant::now();
     let (mut parts, body) = req.into_parts();
     // One snapshot per read: a reload mid-read does not change this read.
-    let (route, max_body) = {
+    let (route, max_body, log) = {
         let snap = app.live.snapshot.load();
+        let log = snap.access_log.clone();
         match request_filter(&snap, &parts) {
-            Ok(route) => (route, snap.settings.runtime.max_buffered_body),
-            Err(refused) => return refused.respond(None),
+            Ok(route) => (route, snap.settings.runtime.max_buffered_body, log),
+            Err(refused) => return refused.answer(log.as_ref(), None, &parts, started),
         }
     };
     let plan = plan(&route, &parts);
     prepare_headers(&mut parts.headers, peer);
     let Ok(body) = RequestBody::from_incoming(body, max_body).await else {
-        return ProxyError::UnreadableBody.respond(Some(&route));
+        return ProxyError::UnreadableBody.answer(log.as_ref(), Some(&route), &parts, started);
     };
     let read = forward(&route, &parts, body, &plan).await;
-    let (served_by, fell_back) = (read.served_by, read.fallback.is_some());
+    let summary = Summary::of(&read);
     let resp = respond(app, &route, read, &parts);
-    let status = resp.status().as_u16();
-    let state = &route.state;
-    state.record_read(
-        served_by,
-        status,
-        started.elapsed(),
-        fell_back,
-        now_unix_ms(),
+    record(
+        &route,
+        log.as_ref(),
+        &parts,
+        summary,
+        resp.status(),
+        started,
     );
     resp
 }
@@ -467,6 +468,83 @@ fn respond(
         h.remove(ERROR);
     }
     resp
+}
+
+/// What `record` needs of a read once it is answered.
+#[derive(Clone, Copy)]
+struct Summary {
+    served_by: SideName,
+    fallback: Option<FallbackReason>,
+    /// The `x-cutover-error` reason when cutover answered itself.
+    error: Option<&'static str>,
+}
+
+impl Summary {
+    fn of(read: &Forwarded) -> Summary {
+        Summary {
+            served_by: read.served_by,
+            fallback: read.fallback,
+            error: read.answer.as_ref().err().map(ProxyError::reason),
+        }
+    }
+}
+
+/// record (logging): counts the read in the route's figures and metrics,
+/// and writes its access log entry when the access log wants it.
+fn record(
+    route: &LiveRoute,
+    log: Option<&AccessLog>,
+    parts: &Parts,
+    read: Summary,
+    status: StatusCode,
+    started: Instant,
+) {
+    let elapsed = started.elapsed();
+    let fell_back = read.fallback.is_some();
+    route.state.record_read(
+        read.served_by,
+        status.as_u16(),
+        elapsed,
+        fell_back,
+        now_unix_ms(),
+    );
+    if let Some(log) = log
+        && log.wants(fell_back || read.error.is_some())
+    {
+        log.record(Entry {
+            served_by: Some(read.served_by.as_str()),
+            fallback: read.fallback.map(FallbackReason::as_str),
+            error: read.error,
+            upstream_status: read.error.is_none().then_some(status.as_u16()),
+            ..entry(log, Some(route), parts, status, elapsed)
+        });
+    }
+}
+
+/// An access log entry with what every read has; the upstream's part is
+/// empty (cutover answered).
+pub(crate) fn entry(
+    log: &AccessLog,
+    route: Option<&LiveRoute>,
+    parts: &Parts,
+    status: StatusCode,
+    elapsed: Duration,
+) -> Entry {
+    Entry {
+        ts: SystemTime::now(),
+        consumer: log.consumer().clone(),
+        route: route.map(|r| r.config.name.clone()),
+        dataset: route.map(|r| r.config.dataset.clone()),
+        method: parts.method.clone(),
+        path: parts.uri.path().to_owned(),
+        status: status.as_u16(),
+        served_by: None,
+        fallback: None,
+        error: None,
+        upstream_status: None,
+        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        request_id: parts.headers.get(&REQUEST_ID).cloned(),
+    }
 }
 
 /// Starts the other side's read for a comparison, if a slot is free and the

@@ -14,7 +14,7 @@ use rustls::pki_types::pem::PemObject;
 
 use super::locate::{Problems, Target, YamlPath, locate};
 use super::model::*;
-use super::raw::{self, RawConfig, RawDefaults, RawRoute, RawSide, RawSideMap};
+use super::raw::{self, RawAccessLog, RawConfig, RawDefaults, RawRoute, RawSide, RawSideMap};
 use super::{ConfigError, ConfigErrors};
 
 pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -81,6 +81,7 @@ struct Draft {
     listen: SocketAddr,
     admin: SocketAddr,
     runtime: RuntimeSettings,
+    access_log: Option<AccessLogSettings>,
     routes: Vec<Route>,
 }
 
@@ -97,6 +98,7 @@ impl Draft {
                 listen: self.listen,
                 admin: self.admin,
                 runtime: self.runtime,
+                access_log: self.access_log,
             },
             routes,
         }
@@ -206,6 +208,10 @@ impl Cx<'_> {
             Some(d) => self.defaults(d, &top.key("defaults")),
             None => SideDefaults::default(),
         };
+        let access_log = raw
+            .access_log
+            .as_ref()
+            .map(|a| self.access_log(a, &top.key("access_log")));
 
         let routes_at = top.key("routes");
         let mut routes = Vec::new();
@@ -236,8 +242,36 @@ impl Cx<'_> {
                 shutdown_grace,
                 max_buffered_body,
             },
+            access_log,
             routes,
         })
+    }
+
+    fn access_log(&mut self, raw: &RawAccessLog, at: &YamlPath) -> AccessLogSettings {
+        let target = match raw.path.as_deref().map(str::trim) {
+            None | Some("stdout") => LogTarget::Stdout,
+            Some("stderr") => LogTarget::Stderr,
+            Some("") => {
+                self.error(
+                    &at.key("path"),
+                    "`path` is empty: stdout, stderr or a file path",
+                );
+                LogTarget::Stdout
+            }
+            Some(file) => LogTarget::File(PathBuf::from(file)),
+        };
+        let sample = self
+            .parse(&raw.sample, &at.key("sample"), |s| {
+                let v = parse_number(s)?;
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(format!(
+                        "sample `{s}` is out of range: use 0 to 1 (0.1 = 10% of plain reads)"
+                    ));
+                }
+                Ok(v)
+            })
+            .unwrap_or(1.0);
+        AccessLogSettings { target, sample }
     }
 
     fn check_unique(
@@ -1087,6 +1121,34 @@ routes:
         );
         assert_eq!(r.reconcile.max_inflight, 4);
         assert_eq!(r.reconcile.max_body_bytes, 1000);
+    }
+
+    #[test]
+    fn the_access_log_is_off_by_default_and_checked_when_on() {
+        assert_eq!(ok(MINIMAL).settings.access_log, None);
+        let on = ok(&format!(
+            "access_log: {{ path: logs/access.jsonl, sample: 0.1 }}\n{MINIMAL}"
+        ));
+        assert_eq!(
+            on.settings.access_log,
+            Some(AccessLogSettings {
+                target: LogTarget::File(PathBuf::from("logs/access.jsonl")),
+                sample: 0.1
+            })
+        );
+        let stdout = ok(&format!("access_log: {{}}\n{MINIMAL}"));
+        assert_eq!(
+            stdout.settings.access_log,
+            Some(AccessLogSettings {
+                target: LogTarget::Stdout,
+                sample: 1.0
+            })
+        );
+        let bad = errors(&format!(
+            "access_log: {{ path: '', sample: 2, colour: red }}\n{MINIMAL}"
+        ));
+        assert_eq!(bad.len(), 3, "{bad:?}");
+        assert!(bad.iter().all(|e| e.starts_with("1:")), "{bad:?}");
     }
 
     #[test]

@@ -26,6 +26,26 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
     pub runtime: RuntimeSettings,
+    /// `None`: no access log.
+    pub access_log: Option<AccessLogSettings>,
+}
+
+/// Where the access log goes and how much of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLogSettings {
+    pub target: LogTarget,
+    /// Share of plain reads logged (0.0..=1.0); fallbacks and answers
+    /// cutover made itself are always logged.
+    pub sample: f64,
+}
+
+/// Where a log is written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LogTarget {
+    Stdout,
+    Stderr,
+    /// Relative to the data directory (`--data-dir`), reopened on SIGUSR1.
+    File(PathBuf),
 }
 
 /// Process-wide settings that only take effect at start-up.

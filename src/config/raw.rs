@@ -23,6 +23,7 @@ pub(super) struct RawConfig {
     pub shutdown_grace: Option<String>,
     pub max_buffered_body: Option<String>,
     pub defaults: Option<RawDefaults>,
+    pub access_log: Option<RawAccessLog>,
     /// `None` items are list entries that were not maps (already reported).
     pub routes: Option<Vec<Option<RawRoute>>>,
 }
@@ -36,8 +37,19 @@ pub(super) const TOP_KEYS: &[Field] = &[
     Field::scalar("shutdown_grace"),
     Field::scalar("max_buffered_body"),
     Field::new("defaults", Shape::Map(DEFAULTS_KEYS)),
+    Field::new("access_log", Shape::Map(ACCESS_LOG_KEYS)),
     Field::new("routes", Shape::Seq(&Shape::Map(ROUTE_KEYS))),
 ];
+
+/// One JSON line per read, opt-in.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccessLog {
+    pub path: Option<String>,
+    pub sample: Option<String>,
+}
+
+pub(super) const ACCESS_LOG_KEYS: &[Field] = &[Field::scalar("path"), Field::scalar("sample")];
 
 /// Side settings that apply to every side unless the side overrides them.
 #[derive(Debug, Default, Deserialize)]
@@ -390,6 +402,7 @@ mod tests {
         }
         assert_eq!(serde_keys::<RawConfig>(), table(TOP_KEYS));
         assert_eq!(serde_keys::<RawDefaults>(), table(DEFAULTS_KEYS));
+        assert_eq!(serde_keys::<RawAccessLog>(), table(ACCESS_LOG_KEYS));
         assert_eq!(serde_keys::<RawRoute>(), table(ROUTE_KEYS));
         assert_eq!(serde_keys::<RawMatch>(), table(MATCH_KEYS));
         assert_eq!(serde_keys::<RawSideMap>(), table(SIDE_KEYS));

@@ -7,7 +7,12 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 
+use std::time::Instant;
+
+use http::request::Parts;
+
 use super::{ERROR, ProxyBody};
+use crate::access_log::{AccessLog, Entry};
 use crate::live::LiveRoute;
 use crate::upstream::AttemptError;
 
@@ -95,8 +100,28 @@ impl ProxyError {
         }
     }
 
+    /// The answer to a read refused before any upstream was asked: the
+    /// response, and its access log entry (always written).
+    pub(super) fn answer(
+        self,
+        log: Option<&AccessLog>,
+        route: Option<&LiveRoute>,
+        parts: &Parts,
+        started: Instant,
+    ) -> Response<ProxyBody> {
+        let reason = self.reason();
+        let resp = self.respond(route);
+        if let Some(log) = log {
+            log.record(Entry {
+                error: Some(reason),
+                ..super::entry(log, route, parts, resp.status(), started.elapsed())
+            });
+        }
+        resp
+    }
+
     /// The consumer's answer for this error, logged once here. `route` is
-    /// the read's route once known (it names the allowed methods).
+    /// the read's route once known.
     pub fn respond(self, route: Option<&LiveRoute>) -> Response<ProxyBody> {
         let status = self.status();
         let route_name = route.map_or("", |r| r.config.name.as_str());

@@ -28,6 +28,8 @@ pub struct Config {
     shutdown_grace: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_buffered_body: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_log: Option<Value>,
     routes: Vec<Route>,
 }
 
@@ -47,6 +49,7 @@ impl Config {
             admin: "127.0.0.1:0".to_owned(),
             shutdown_grace: None,
             max_buffered_body: None,
+            access_log: None,
             routes: Vec::new(),
         }
     }
@@ -79,6 +82,12 @@ impl Config {
 
     pub fn max_buffered_body(mut self, bytes: u64) -> Config {
         self.max_buffered_body = Some(bytes);
+        self
+    }
+
+    /// The `access_log` block, as the file spells it.
+    pub fn access_log(mut self, access_log: Value) -> Config {
+        self.access_log = Some(access_log);
         self
     }
 
