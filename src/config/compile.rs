@@ -1215,7 +1215,7 @@ routes:
                 "2:9: admin 127.0.0.1:9901 and listen 127.0.0.1:9901 share a port: give admin another port",
                 "3:7: unknown risk `huge` (expected low, medium or high)",
                 "4:9: `routes` is empty: add at least one route",
-                "5:1: unknown key `extra` (expected one of: version, consumer, risk, listen, admin, shutdown_grace, max_buffered_body, defaults, routes)",
+                "5:1: unknown key `extra` (expected one of: version, consumer, risk, listen, admin, shutdown_grace, max_buffered_body, defaults, access_log, routes)",
             ]
         );
         assert_eq!(
