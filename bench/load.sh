@@ -7,7 +7,8 @@
 # Modes: batch, streaming, shadow (streaming healthy), shadow-slow (streaming
 # answers after 200 ms: the consumer's latency must not move), fallback
 # (streaming refuses, circuit disabled: every read falls back), circuit
-# (streaming refuses, circuit opens: reads skip streaming).
+# (streaming refuses, circuit opens: reads skip streaming), access-log
+# (streaming with every read in the access log, sample 1.0, to a file).
 #
 # Environment: DURATION (s, default 6), CONNS (default 64), BODY_BYTES (1024),
 # MODES (which modes, in order; default all six, a mode may repeat).
@@ -71,7 +72,7 @@ class S(socketserver.ThreadingMixIn, http.server.HTTPServer): daemon_threads = T
 S(("127.0.0.1", port), H).serve_forever()
 EOF
 
-config() { # mode streaming_port extra
+config() { # mode streaming_port route_extra top_extra
   cat >"$W/cutover.yaml" <<EOF
 version: 1
 consumer: bench
@@ -84,6 +85,7 @@ routes:
     streaming: { url: "http://127.0.0.1:$2/", timeout: 2s }
     mode: $1
 $3
+${4:-}
 EOF
 }
 wait_port() { for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$1/x" 2>/dev/null && return 0; sleep 0.1; done
@@ -137,6 +139,7 @@ for mode in ${MODES:-batch streaming shadow shadow-slow fallback circuit}; do
     shadow-slow) config shadow $SLOW "" ;;
     fallback) config streaming $REFUSED "    fallback: { circuit: { failures: 0 } }" ;;
     circuit) config streaming $REFUSED "    fallback: { circuit: { failures: 5, cooldown: 1h } }" ;;
+    access-log) config streaming $ORIGIN "" "access_log: { path: $W/access.jsonl, sample: 1.0 }" ;;
   esac
   TOKIO_WORKER_THREADS=1 taskset -c 1 "$BIN" run -c "$W/cutover.yaml" 2>"$W/cutover-$mode.log" & pid=$!
   wait_port $LISTEN

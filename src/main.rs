@@ -320,6 +320,13 @@ fn diff(
         }
     }
     let report = cutover::reconcile::compare(spec, answer(&b), answer(&s));
+    if report.no_records {
+        eprintln!(
+            "cutover diff: --records {} finds no record array in either answer: check the pointer",
+            spec.records
+        );
+        return ExitCode::from(2);
+    }
     print!("{}", cutover::reconcile::diff::render(&report, show));
     if report.diverged() {
         ExitCode::FAILURE

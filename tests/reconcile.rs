@@ -1240,6 +1240,32 @@ fn diff_bad_input_exits_two() {
     assert_eq!(code, Some(2), "bad watermark: {err}");
     let (code, _, err) = diff(&[&b, &b, "--numeric-tolerance", "-1"]);
     assert_eq!(code, Some(2), "negative tolerance: {err}");
+    // A records pointer that finds nothing on either side is a mistake in
+    // the command, not a comparison of whole bodies.
+    let (code, out, err) = diff(&[&b, &b, "--records", "/wrong", "--key", "id"]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains("/wrong"), "names the pointer: {err}");
+    assert!(out.is_empty(), "no report: {out}");
+}
+
+#[tokio::test]
+async fn a_records_pointer_that_finds_nothing_is_a_skip_never_a_divergence() {
+    let batch = fixed(json(BATCH_A)).await;
+    let streaming = fixed(json(BATCH_A)).await;
+    let p = Proxy::start(
+        orders(&batch, streaming.url("/s/orders"))
+            .mode("shadow")
+            .reconcile(json!({"records": "/wrong", "key": "id"})),
+    )
+    .await;
+    assert_eq!(get(&p.url("/v1/orders/1")).await.status, 200);
+    let m = settle(&p, "the comparison is skipped", |m| {
+        skipped(m, "orders", "no_records") == 1.0
+    })
+    .await;
+    assert_eq!(result(&m, "orders", "skipped"), 1.0);
+    assert_eq!(result(&m, "orders", "diverged"), 0.0);
+    assert_eq!(category(&m, "orders", "body"), 0.0);
 }
 
 // ---------------------------------------------------------------- edges of the run-time path

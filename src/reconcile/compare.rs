@@ -105,7 +105,10 @@ pub struct Divergence {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Report {
     /// Records (or bodies) per category, indexed by `Category::index`.
-    pub counts: [u64; 7],
+    pub counts: [u64; Category::ALL.len()],
+    /// The `records` pointer found no record array in either answer: the
+    /// comparison could not run (a mistaken pointer, not a divergence).
+    pub no_records: bool,
     pub batch_rows: Option<usize>,
     pub streaming_rows: Option<usize>,
     /// The first `MAX_SAMPLES` divergences.
@@ -203,6 +206,10 @@ pub fn compare(spec: &Spec<'_>, batch: Answer<'_>, streaming: Answer<'_>) -> Rep
     };
     let cmp = Comparer { spec };
     let has_records = |v: &Value| matches!(v.pointer(spec.records), Some(Value::Array(_)));
+    if !spec.records.is_empty() && !has_records(&b) && !has_records(&s) {
+        report.no_records = true;
+        return report;
+    }
     if !(has_records(&b) && has_records(&s)) {
         if !cmp.equal(&b, &s) {
             report.add(body_divergence(truncate(&b), truncate(&s)));

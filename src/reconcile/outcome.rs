@@ -40,15 +40,18 @@ pub enum Skip {
     Aborted,
     /// The other side gave no answer (refused, timed out).
     UpstreamError,
+    /// `reconcile.records` points at no record array in either answer.
+    NoRecords,
 }
 
 impl Skip {
-    pub const ALL: [Skip; 5] = [
+    pub const ALL: [Skip; 6] = [
         Skip::Inflight,
         Skip::TooLarge,
         Skip::Unbuffered,
         Skip::Aborted,
         Skip::UpstreamError,
+        Skip::NoRecords,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +61,7 @@ impl Skip {
             Skip::Unbuffered => "unbuffered",
             Skip::Aborted => "aborted",
             Skip::UpstreamError => "upstream_error",
+            Skip::NoRecords => "no_records",
         }
     }
 

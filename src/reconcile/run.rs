@@ -227,8 +227,17 @@ fn record(
     streaming_wm: Option<i64>,
     logs: &DivergenceLogs,
 ) {
-    live.state.record_comparison(report, now_unix_ms());
     let route = &live.config;
+    if report.no_records {
+        // A pointer that finds nothing on both sides is a config mistake:
+        // never a divergence (or every read would "diverge").
+        live.state.record_skip(Skip::NoRecords);
+        if live.state.fallback_log.take(now_unix_ms()).is_some() {
+            tracing::warn!(route = %route.name, records = %route.reconcile.records, "reconcile.records finds no record array in either answer: comparison skipped");
+        }
+        return;
+    }
+    live.state.record_comparison(report, now_unix_ms());
     let Some(path) = route.reconcile.divergence_log.as_ref() else {
         return;
     };
