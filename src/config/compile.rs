@@ -61,7 +61,7 @@ fn syntax_error(path: &Path, text: &str, e: &serde_yaml::Error) -> ConfigError {
         .to_string()
         .replacen(&format!(" at line {line} column {column}"), "", 1);
     // serde_yaml places a repeated key at the start of its map; point at the key.
-    let (line, column) = if message.starts_with("duplicate entry") {
+    let (line, column) = if message.contains("duplicate entry with key") {
         super::locate::duplicate_key(text).unwrap_or((line, column))
     } else {
         (line, column)
@@ -1273,6 +1273,30 @@ routes:
         assert_eq!(
             errors("version: 1\nconsumer: a\nroutes: []\nconsumer: b\n"),
             ["4:1: YAML syntax error: duplicate entry with key \"consumer\""]
+        );
+        // Inside a route too, not at the route's start.
+        let nested = format!("{MINIMAL}    mode: batch\n    mode: streaming\n");
+        let errs = errors(&nested);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with(
+                "9:5: YAML syntax error: routes[0]: duplicate entry with key \"mode\""
+            ),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn a_key_indented_out_of_its_block_says_where_it_belongs() {
+        let text = format!("{MINIMAL}    fallback:\n    on: [connect]\n");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("9:5: unknown key `on`"), "{errs:?}");
+        assert!(
+            errs[0].ends_with(
+                "`on` belongs in `fallback`, which is empty above: indent it under `fallback:`"
+            ),
+            "{errs:?}"
         );
     }
 

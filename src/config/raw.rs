@@ -317,20 +317,37 @@ fn normalize(value: &mut Value, shape: &Shape, at: &YamlPath, problems: &mut Pro
 
 fn normalize_map(map: &mut Mapping, fields: &[Field], at: &YamlPath, problems: &mut Problems) {
     let mut unknown = Vec::new();
+    // The key before, when its value is empty: an unknown key that belongs
+    // in its block was most likely meant to be indented under it.
+    let mut empty_block: Option<&Field> = None;
     for (k, v) in map.iter_mut() {
         let name = key_text(k);
         match fields.iter().find(|f| k.as_str() == Some(f.key)) {
-            Some(field) => normalize(v, &field.shape, &at.key(&name), problems),
+            Some(field) => {
+                empty_block = v.is_null().then_some(field);
+                normalize(v, &field.shape, &at.key(&name), problems);
+            }
             None => {
+                let hint = match empty_block.map(|f| (f.key, &f.shape)) {
+                    Some((block, Shape::Map(inner) | Shape::ScalarOrMap(inner)))
+                        if inner.iter().any(|f| f.key == name) =>
+                    {
+                        format!(
+                            "; `{name}` belongs in `{block}`, which is empty above: indent it under `{block}:`"
+                        )
+                    }
+                    _ => String::new(),
+                };
                 problems.push(
                     &at.key(&name),
                     Target::Key,
                     format!(
-                        "unknown key `{name}` (expected one of: {})",
+                        "unknown key `{name}` (expected one of: {}){hint}",
                         key_list(fields)
                     ),
                 );
                 unknown.push(k.clone());
+                empty_block = None;
             }
         }
     }
