@@ -22,6 +22,10 @@ use crate::config::{AccessLogSettings, LogTarget};
 
 /// Entries waiting to be written, per target.
 const QUEUE: usize = 8192;
+/// Pause after each batch: the writer wakes at most this often under load,
+/// rather than once per entry (each wake is a futex call on the read's
+/// thread and the writer's). The queue holds far more than a pause's worth.
+const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// One read, as the access log records it.
 #[derive(Debug)]
@@ -216,6 +220,7 @@ fn write_loop(target: &LogTarget, rx: &Receiver<Entry>, reopen: &AtomicBool) {
             tracing::warn!(error = %e, "access log write failed");
             out = None;
         }
+        std::thread::sleep(BATCH_PAUSE);
     }
 }
 
