@@ -57,7 +57,7 @@ fn respond(app: &App, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     }
     match req.uri().path() {
         "/" => {
-            let mut r = text(StatusCode::OK, STATUS_PAGE.to_owned());
+            let mut r = Response::new(Full::new(Bytes::from_static(STATUS_PAGE.as_bytes())));
             let headers = r.headers_mut();
             headers.insert(
                 CONTENT_TYPE,
