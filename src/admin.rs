@@ -1,12 +1,13 @@
-//! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/status`. Never on
-//! the consumer's listener.
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/status`, the
+//! status page `/` and the effective config `/config`. Never on the
+//! consumer's listener.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -17,11 +18,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::config::{FallbackReason, Mode, SideName};
+use crate::config::{FallbackReason, Mode, Route, SideName, effective};
 use crate::freshness::now_unix_ms;
 use crate::live::LiveRoute;
 use crate::reconcile::outcome::Verdict;
 use crate::status::{ConfigInfo, LastReload, PerSide, RouteStatus, StatusDoc};
+
+/// The status page: static HTML whose own script renders `/status` and
+/// fetches it again every 2 s. Compiled in, so it needs no files at run time
+/// and nothing from outside (no CDN, no fonts).
+const STATUS_PAGE: &str = include_str!("admin/status_page.html");
 
 /// Serves the admin endpoints until `shutdown` flips.
 pub async fn serve(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
@@ -50,6 +56,25 @@ fn respond(app: &App, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
     }
     match req.uri().path() {
+        "/" => {
+            let mut r = Response::new(Full::new(Bytes::from_static(STATUS_PAGE.as_bytes())));
+            let headers = r.headers_mut();
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            // The page is self-contained: the browser may run its inline
+            // script and fetch from this origin, and load nothing else.
+            headers.insert(
+                CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                     connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'",
+                ),
+            );
+            r
+        }
+        "/config" => text(StatusCode::OK, effective_config(app)),
         "/metrics" => {
             refresh_gauges(app);
             let mut r = text(StatusCode::OK, app.live.registry.metrics().render());
@@ -76,9 +101,33 @@ fn respond(app: &App, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "try /metrics, /healthz, /readyz or /status\n".into(),
+            "try / (the status page), /status, /config, /metrics, /healthz or /readyz\n".into(),
         ),
     }
+}
+
+/// `/config`: the serving config as cutover compiled it, defaults filled in
+/// (see `config::effective`), under a comment naming where it came from.
+/// Plain text rather than `application/yaml`, so a browser shows it.
+fn effective_config(app: &App) -> String {
+    let snap = app.live.snapshot.load();
+    let routes: Vec<&Route> = snap.routes.iter().map(|r| &r.config).collect();
+    let (listen, admin) = app.bound;
+    format!(
+        "# The effective config: {path} as cutover compiled it, every default filled in.\n\
+         # generation {generation}, sha256 {sha}; bound: listen {listen}, admin {admin}\n\
+         # It is itself a config (`cutover check -c FILE` accepts it).\n{body}",
+        // A line break in the path would end the comment early.
+        path = app
+            .reloader
+            .config_path()
+            .display()
+            .to_string()
+            .replace(char::is_control, "?"),
+        generation = snap.settings.generation,
+        sha = snap.sha256,
+        body = effective::render(&snap.settings, &routes),
+    )
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -1,8 +1,10 @@
 //! Configuration: raw serde types (`raw`), compiled into typed values
-//! (`model`) with every error located (`compile`, `locate`), and the file
-//! watcher that reloads it (`watch`).
+//! (`model`) with every error located (`compile`, `locate`), the file
+//! watcher that reloads it (`watch`), and the effective config written back
+//! out as YAML (`effective`).
 
 mod compile;
+pub mod effective;
 mod locate;
 pub mod model;
 mod raw;
