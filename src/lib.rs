@@ -117,6 +117,9 @@ async fn start_with_metrics(config_path: &Path, metrics: Metrics) -> Result<Runn
     let text = config::read(&config_path)?;
     let compiled = config::compile_str(&config_path, &text, 1)?;
     let settings = compiled.settings.clone();
+    for w in &compiled.warnings {
+        tracing::warn!("{w}");
+    }
     let process_metrics = ProcessMetrics::new(&metrics, &settings.consumer);
     let live = Live::new(
         compiled,

@@ -101,7 +101,9 @@ fn bind(
     registry: &StateRegistry,
     upstreams: &Upstreams,
 ) -> Result<Snapshot, CaFileError> {
-    let Compiled { settings, routes } = compiled;
+    let Compiled {
+        settings, routes, ..
+    } = compiled;
     let clients = routes
         .iter()
         .map(|r| Ok([upstreams.client(&r.batch)?, upstreams.client(&r.streaming)?]))
