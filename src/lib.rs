@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod fallback;
 pub mod freshness;
+pub mod gate;
 pub mod headers;
 pub mod live;
 pub mod metrics;
@@ -126,6 +127,7 @@ async fn start_with_metrics(config_path: &Path, metrics: Metrics) -> Result<Runn
         config::sha256_hex(&text),
         StateRegistry::new(metrics),
     )?;
+    gate::state_file::restore(&live);
     let (listen, admin) = (settings.listen, settings.admin);
     let grace = settings.runtime.shutdown_grace;
     let bind = |what: &'static str, addr: SocketAddr| async move {
@@ -167,6 +169,7 @@ async fn start_with_metrics(config_path: &Path, metrics: Metrics) -> Result<Runn
     let reloads = tokio::spawn(apply_reloads(app.clone(), triggers));
     let probe = tokio::spawn(probe::run(app.clone(), shutdown_rx.clone()));
     let upkeep = tokio::spawn(upkeep(app.clone(), shutdown_rx.clone()));
+    let gates = tokio::spawn(gate::run(app.clone(), shutdown_rx.clone()));
     let admin_task = tokio::spawn(admin::serve(
         app.clone(),
         admin_listener,
@@ -187,6 +190,7 @@ async fn start_with_metrics(config_path: &Path, metrics: Metrics) -> Result<Runn
         reloads.abort();
         probe.abort();
         upkeep.abort();
+        gates.abort();
         let _ = admin_task.await;
     });
     Ok(Running {

@@ -114,6 +114,9 @@ fn bind(
         .map(|(config, clients)| {
             let state =
                 registry.route_state(&route_key(&settings, &config), config.freshness.window);
+            state
+                .gate
+                .configure(&config.name, config.mode, config.gate.as_ref());
             Arc::new(LiveRoute {
                 config,
                 state,

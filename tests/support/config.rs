@@ -28,6 +28,8 @@ pub struct Config {
     shutdown_grace: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_buffered_body: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_file: Option<String>,
     routes: Vec<Route>,
 }
 
@@ -47,6 +49,7 @@ impl Config {
             admin: "127.0.0.1:0".to_owned(),
             shutdown_grace: None,
             max_buffered_body: None,
+            state_file: None,
             routes: Vec::new(),
         }
     }
@@ -79,6 +82,12 @@ impl Config {
 
     pub fn max_buffered_body(mut self, bytes: u64) -> Config {
         self.max_buffered_body = Some(bytes);
+        self
+    }
+
+    /// Where gate trips survive a restart (relative to the config's directory).
+    pub fn state_file(mut self, path: &str) -> Config {
+        self.state_file = Some(path.to_owned());
         self
     }
 
@@ -121,6 +130,8 @@ pub struct Route {
     freshness: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reconcile: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gate: Option<Value>,
     /// Any other key, e.g. one the config does not know.
     #[serde(flatten)]
     other: Map<String, Value>,
@@ -154,6 +165,7 @@ impl Route {
             fallback: None,
             freshness: None,
             reconcile: None,
+            gate: None,
             other: Map::new(),
         }
     }
@@ -197,6 +209,12 @@ impl Route {
 
     pub fn reconcile(mut self, reconcile: Value) -> Route {
         self.reconcile = Some(reconcile);
+        self
+    }
+
+    /// The route's automatic rollback.
+    pub fn gate(mut self, gate: Value) -> Route {
+        self.gate = Some(gate);
         self
     }
 
