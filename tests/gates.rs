@@ -131,6 +131,33 @@ async fn fallback_ratio_trips_on_its_own() {
     assert_eq!(g["checks"]["fallback_ratio"]["verdict"], "fail", "{g:#}");
     assert_eq!(g["rollback_to"], "batch", "{g:#}");
     assert_rolled_back(&p, &streaming, "fallback_ratio").await;
+
+    // `cutover status`: a GATE column, the trip explained, exit code 1.
+    let admin = p.admin_url("");
+    let out = within(tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["status", "--admin", &admin])
+            .output()
+            .expect("cutover status runs")
+    }))
+    .await
+    .expect("status task");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    let head = table
+        .lines()
+        .find(|l| l.starts_with("ROUTE"))
+        .expect("heading");
+    assert!(head.ends_with("GATE"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("orders "))
+        .expect("orders row");
+    assert!(
+        row.contains(" batch* ") && row.ends_with(" tripped"),
+        "{table}"
+    );
+    assert!(table.contains("orders: gate tripped at "), "{table}");
     p.stop().await;
 }
 
