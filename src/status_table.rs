@@ -204,7 +204,7 @@ pub fn render(doc: &StatusDoc) -> String {
     out.push_str(&table(&rows));
     out.push('\n');
     if overridden {
-        out.push_str("* effective mode differs from the config: the streaming circuit is open, batch serves until a trial read succeeds\n");
+        out.push_str("* effective mode differs from the config: a tripped gate (see below), or the streaming circuit is open and batch serves until a trial read succeeds\n");
     }
     for r in &doc.routes {
         if let Some(line) = trip_line(r) {
