@@ -267,11 +267,6 @@ struct GateRecord {
     trip: Option<Trip>,
 }
 
-/// Whether a gate on a route in `mode` is evaluated at all.
-fn watches(mode: Mode) -> bool {
-    matches!(mode, Mode::Canary | Mode::Streaming | Mode::StreamingOnly)
-}
-
 impl GateState {
     /// The mode a tripped gate imposes on every new read; `None` when the
     /// route serves as configured. Lock-free: the read path calls it.
@@ -309,7 +304,7 @@ impl GateState {
         };
         self.rollback.store(0, Ordering::Release);
         let windows = gate
-            .filter(|_| watches(mode))
+            .filter(|_| mode.serves_streaming())
             .map(|g| Arc::new(GateWindows::new(g.window)));
         self.windows.store(windows);
     }
@@ -318,7 +313,7 @@ impl GateState {
     /// was recorded under; ignored unless the state is armed for exactly those.
     pub fn restore(&self, mode: Mode, gate: &Gate, trip: Trip) -> bool {
         let mut rec = self.lock();
-        if rec.armed_for.as_ref() != Some(&(mode, gate.clone())) || !watches(mode) {
+        if rec.armed_for.as_ref() != Some(&(mode, gate.clone())) || !mode.serves_streaming() {
             return false;
         }
         rec.trip = Some(trip);
@@ -426,7 +421,7 @@ impl GateState {
     /// evaluation of each check and its trip: the `/status` `gate` field.
     pub fn status(&self) -> Value {
         let rec = self.lock();
-        let Some((_, gate)) = rec.armed_for.as_ref().filter(|(m, _)| watches(*m)) else {
+        let Some((_, gate)) = rec.armed_for.as_ref().filter(|(m, _)| m.serves_streaming()) else {
             return json!({ "state": "off" });
         };
         let time = |t: SystemTime| crate::admin::rfc3339(t);
@@ -505,7 +500,8 @@ pub fn evaluate_route(route: &LiveRoute, now_ms: i64) {
 }
 
 /// The evaluation task: evaluates each gated route when its interval comes
-/// round, and keeps the state file in step with the trips. Ends on `shutdown`.
+/// round, and keeps the state file in step with the trips (the write is a
+/// small file, done in this task: never on a read's path). Ends on `shutdown`.
 pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let mut saved = None;
     loop {
@@ -516,7 +512,7 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             let Some(gate) = &route.config.gate else {
                 continue;
             };
-            if !watches(route.config.mode) {
+            if !route.config.mode.serves_streaming() {
                 continue;
             }
             let (due, next) = route.state.gate.schedule(gate.interval, now);

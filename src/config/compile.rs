@@ -692,7 +692,7 @@ impl Cx<'_> {
                 ),
             );
         }
-        if matches!(mode, Mode::Batch | Mode::Shadow) {
+        if !mode.serves_streaming() {
             self.warnings.push(
                 &at,
                 Target::Key,

@@ -96,6 +96,12 @@ impl Mode {
     pub fn index(self) -> usize {
         self as usize
     }
+
+    /// Whether streaming answers (some of) the consumer's reads: the modes
+    /// a gate watches.
+    pub fn serves_streaming(self) -> bool {
+        matches!(self, Mode::Canary | Mode::Streaming | Mode::StreamingOnly)
+    }
 }
 
 /// The two outputs of the same dataset.

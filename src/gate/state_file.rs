@@ -170,12 +170,19 @@ pub fn tripped(snap: &Snapshot) -> Vec<SavedTrip> {
         .collect()
 }
 
-/// Rewrites the file when the tripped gates differ from what was last
-/// written (`saved`; `None` before the first write, so a stale or corrupt
-/// file is replaced at start). A failure is logged once per change.
-pub fn save_if_changed(path: &Path, snap: &Snapshot, saved: &mut Option<Vec<SavedTrip>>) {
+/// What was last written, and where.
+pub type Saved = Option<(PathBuf, Vec<SavedTrip>)>;
+
+/// Rewrites the file when the tripped gates (or the file's path, after a
+/// reload) differ from what was last written (`saved`; `None` before the
+/// first write, so a stale or corrupt file is replaced at start). A failure
+/// is logged once per change.
+pub fn save_if_changed(path: &Path, snap: &Snapshot, saved: &mut Saved) {
     let now = tripped(snap);
-    if saved.as_ref() == Some(&now) {
+    if saved
+        .as_ref()
+        .is_some_and(|(p, trips)| p == path && *trips == now)
+    {
         return;
     }
     match save(path, &now) {
@@ -186,7 +193,7 @@ pub fn save_if_changed(path: &Path, snap: &Snapshot, saved: &mut Option<Vec<Save
             "cannot write the gate state file: a restart will forget these trips"
         ),
     }
-    *saved = Some(now);
+    *saved = Some((path.to_owned(), now));
 }
 
 /// At start: trips the gates the state file says were tripped, where the
