@@ -62,6 +62,16 @@ async fn read_until_tripped(p: &Proxy) -> Value {
     .await
 }
 
+/// Batch with records 1 and 2, streaming missing 2 (every comparison
+/// diverges), and `orders` comparing every read, gated by `thresholds`.
+async fn diverging(thresholds: Value) -> (Backend, Backend, Route) {
+    let batch = Backend::start(Behaviour::ok(r#"{"data":[{"id":1},{"id":2}]}"#)).await;
+    let streaming = Backend::start(Behaviour::ok(r#"{"data":[{"id":1}]}"#)).await;
+    let route = gated(&batch, &streaming, gate(thresholds))
+        .reconcile(json!({ "sample": 1, "records": "/data", "key": "id" }));
+    (batch, streaming, route)
+}
+
 async fn served_by(p: &Proxy) -> String {
     let r = get(&p.url(ROUTE_PATH)).await;
     assert_eq!(r.status, 200, "read failed: {}", r.text());
@@ -184,14 +194,7 @@ async fn error_ratio_delta_trips_on_its_own() {
 
 #[tokio::test]
 async fn divergence_ratio_trips_on_its_own() {
-    let batch = Backend::start(Behaviour::ok(r#"{"data":[{"id":1},{"id":2}]}"#)).await;
-    let streaming = Backend::start(Behaviour::ok(r#"{"data":[{"id":1}]}"#)).await;
-    let route = gated(
-        &batch,
-        &streaming,
-        gate(json!({ "max_divergence_ratio": 0.1 })),
-    )
-    .reconcile(json!({ "sample": 1, "records": "/data", "key": "id" }));
+    let (_batch, streaming, route) = diverging(json!({ "max_divergence_ratio": 0.1 })).await;
     let p = Proxy::start(route).await;
     assert_eq!(served_by(&p).await, "streaming");
     let g = read_until_tripped(&p).await;
@@ -395,14 +398,8 @@ async fn a_trip_survives_an_unrelated_reload_and_a_restart_and_an_edit_of_the_mo
 
 #[tokio::test]
 async fn rollback_to_shadow_keeps_comparing() {
-    let batch = Backend::start(Behaviour::ok(r#"{"data":[{"id":1},{"id":2}]}"#)).await;
-    let streaming = Backend::start(Behaviour::ok(r#"{"data":[{"id":1}]}"#)).await;
-    let route = gated(
-        &batch,
-        &streaming,
-        gate(json!({ "max_divergence_ratio": 0.1, "rollback_to": "shadow" })),
-    )
-    .reconcile(json!({ "sample": 1, "records": "/data", "key": "id" }));
+    let (_batch, streaming, route) =
+        diverging(json!({ "max_divergence_ratio": 0.1, "rollback_to": "shadow" })).await;
     let p = Proxy::start(route).await;
     read_until_tripped(&p).await;
     let st = p.status_json().await;
@@ -441,14 +438,7 @@ async fn rollback_to_shadow_keeps_comparing() {
 
 #[tokio::test]
 async fn no_read_fails_while_a_gate_trips_under_concurrent_load() {
-    let batch = Backend::start(Behaviour::ok(r#"{"data":[{"id":1},{"id":2}]}"#)).await;
-    let streaming = Backend::start(Behaviour::ok(r#"{"data":[{"id":1}]}"#)).await;
-    let route = gated(
-        &batch,
-        &streaming,
-        gate(json!({ "max_divergence_ratio": 0.1 })),
-    )
-    .reconcile(json!({ "sample": 1, "records": "/data", "key": "id" }));
+    let (_batch, _streaming, route) = diverging(json!({ "max_divergence_ratio": 0.1 })).await;
     let p = Proxy::start(route).await;
     let stop = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(AtomicUsize::new(0));
