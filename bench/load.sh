@@ -8,7 +8,8 @@
 # answers after 200 ms: the consumer's latency must not move), fallback
 # (streaming refuses, circuit disabled: every read falls back), circuit
 # (streaming refuses, circuit opens: reads skip streaming), access-log
-# (streaming with every read in the access log, sample 1.0, to a file).
+# (streaming with every read in the access log, sample 1.0, to a file), gated (streaming
+# with a gate evaluated every second: not in the default list).
 #
 # Environment: DURATION (s, default 6), CONNS (default 64), BODY_BYTES (1024),
 # MODES (which modes, in order; default all six, a mode may repeat).
@@ -140,6 +141,7 @@ for mode in ${MODES:-batch streaming shadow shadow-slow fallback circuit}; do
     fallback) config streaming $REFUSED "    fallback: { circuit: { failures: 0 } }" ;;
     circuit) config streaming $REFUSED "    fallback: { circuit: { failures: 5, cooldown: 1h } }" ;;
     access-log) config streaming $ORIGIN "" "access_log: { path: $W/access.jsonl, sample: 1.0 }" ;;
+    gated) config streaming $ORIGIN "    gate: { interval: 1s, window: 30s, max_error_ratio_delta: 0.5, max_fallback_ratio: 0.5, max_divergence_ratio: 0.5 }" ;;
   esac
   TOKIO_WORKER_THREADS=1 taskset -c 1 "$BIN" run -c "$W/cutover.yaml" 2>"$W/cutover-$mode.log" & pid=$!
   wait_port $LISTEN

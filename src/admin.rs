@@ -140,9 +140,13 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     r
 }
 
-/// The mode a route is serving in right now: an open circuit turns
-/// `streaming` and `canary` into `batch` until a trial read succeeds.
+/// The mode a route is serving in right now: a tripped gate imposes its
+/// `rollback_to`; an open circuit turns `streaming` and `canary` into
+/// `batch` until a trial read succeeds.
 pub fn effective_mode(route: &LiveRoute) -> Mode {
+    if let Some(mode) = route.state.gate.rollback() {
+        return mode;
+    }
     match route.config.mode {
         Mode::Streaming | Mode::Canary if route.state.circuit.is_open() => Mode::Batch,
         m => m,
@@ -175,10 +179,12 @@ fn refresh_gauges(app: &App) {
         } else {
             0.0
         });
+        let tripped = route.state.gate.rollback().is_some();
+        m.gate_tripped.set(if tripped { 1.0 } else { 0.0 });
     }
 }
 
-fn rfc3339(t: std::time::SystemTime) -> Option<String> {
+pub(crate) fn rfc3339(t: std::time::SystemTime) -> Option<String> {
     time::OffsetDateTime::from(t)
         .format(&time::format_description::well_known::Rfc3339)
         .ok()
@@ -222,7 +228,7 @@ pub fn status(app: &App) -> StatusDoc {
                 error_ratio: PerSide::from_array(f.error_ratio),
                 error_ratio_delta: f.error_ratio_delta,
                 divergence_ratio: f.divergence_ratio,
-                gate: None,
+                gate: Some(r.state.gate.status()),
             }
         })
         .collect();

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -46,6 +47,8 @@ const STREAMING_STALLS: f64 = 0.03;
 /// pipeline does after a retry: reconcile reports it as a `duplicate`.
 const STREAMING_DUPLICATES: f64 = 0.1;
 const STALL: Duration = Duration::from_millis(450);
+/// Where the sample streaming service takes `POST ?failures=0.8&divergence=0.5`.
+const MISBEHAVE_PATH: &str = "/misbehave";
 /// Bind attempts before giving up when a picked port is taken in between.
 const BIND_ATTEMPTS: usize = 3;
 
@@ -129,6 +132,17 @@ Then edit {path}: change `mode: streaming` to `mode: batch` and curl again
 — the change is live within a second, no restart. Every phase of the migration
 is an edit of that line: batch, shadow, canary, streaming, streaming_only.
 
+Watch the orders gate roll the route back by itself (it checks every 5s over
+the last 30s; two bad checks in a row trip it, well within a minute):
+  curl -s -X POST 'http://{streaming_addr}{MISBEHAVE_PATH}?failures=0.8'
+      streaming now fails 80% of reads (divergence=0.5 makes half its answers lose a record)
+  for i in $(seq 200); do curl -s -o /dev/null http://{listen}/v1/orders; sleep 0.1; done &
+  watch -n1 cutover status --admin http://{admin}
+      GATE turns tripped and EFFECTIVE batch*; the log says which check failed
+  curl -s -X POST 'http://{streaming_addr}{MISBEHAVE_PATH}?failures=0&divergence=0'
+      streaming is healthy again, yet orders stays on batch: no flapping back.
+      A person re-arms the gate by editing the route's mode or gate (e.g. failures: 3).
+
 Ctrl-C stops the demo and removes {dir}.",
         batch_addr = batch.addr,
         streaming_addr = streaming.addr,
@@ -184,6 +198,14 @@ routes:
       key: id # the field that identifies a record
       ignore: [ingested_at] # fields expected to differ between the sides
       event_time: created_at # a record newer than the other side's watermark is \"timing\", not a defect
+    gate: # automatic rollback: when streaming misbehaves, the route rolls itself back
+      interval: 5s # how often the checks run (30s by default)
+      window: 30s # what each check looks back over
+      failures: 2 # bad checks in a row that trip the gate
+      min_reads: 20 # fewer streaming reads (comparisons) in the window: no verdict, never a trip
+      max_fallback_ratio: 0.5 # more than half of streaming's reads answered by batch is bad
+      max_divergence_ratio: 0.4 # more than 40% of comparisons diverging is bad
+      rollback_to: batch # what the route becomes when tripped: batch, or shadow to keep comparing
 
   # customers: not migrated yet. Batch serves; try shadow, then streaming.
   - name: customers # a second route, with the short form of a side
@@ -374,6 +396,17 @@ impl Dataset {
     /// The answer to a read of `path` on one side: `/…/orders`,
     /// `/…/orders/{id}`, `/…/customers`, `/…/customers/{id}`.
     fn answer(&self, kind: Kind, path: &str, now: SystemTime) -> Response<Full<Bytes>> {
+        self.answer_losing(kind, path, now, false)
+    }
+
+    /// As `answer`; with `lose`, a collection answer leaves out its first record.
+    fn answer_losing(
+        &self,
+        kind: Kind,
+        path: &str,
+        now: SystemTime,
+        lose: bool,
+    ) -> Response<Full<Bytes>> {
         let (collection, id) = match path.trim_end_matches('/').rsplit_once('/') {
             Some((rest, last)) if last.parse::<u64>().is_ok() => (
                 rest.rsplit('/').next().unwrap_or(""),
@@ -407,6 +440,10 @@ impl Dataset {
             .collect();
         if id.is_some() && data.is_empty() {
             return plain(StatusCode::NOT_FOUND, "no such record\n");
+        }
+        // The first record: one batch has too, so reconcile sees it `missing`.
+        if lose && id.is_none() && !data.is_empty() {
+            data.remove(0);
         }
         if kind == Kind::Streaming && fastrand::f64() < STREAMING_DUPLICATES {
             let redelivered = data[fastrand::usize(..data.len())].clone();
@@ -442,6 +479,7 @@ impl SampleService {
             Kind::Batch => "sample batch service",
             Kind::Streaming => "sample streaming service",
         };
+        let misbehaviour = Arc::new(Misbehaviour::default());
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let bound = TcpListener::bind(addr).await.and_then(|l| {
             let a = l.local_addr()?;
@@ -458,9 +496,13 @@ impl SampleService {
                 };
                 while connections.try_join_next().is_some() {}
                 let data = data.clone();
+                let misbehaviour = misbehaviour.clone();
                 let service = service_fn(move |req: Request<Incoming>| {
                     let data = data.clone();
-                    async move { Ok::<_, Infallible>(serve_read(kind, &data, &req).await) }
+                    let misbehaviour = misbehaviour.clone();
+                    async move {
+                        Ok::<_, Infallible>(serve_read(kind, &data, &misbehaviour, &req).await)
+                    }
                 });
                 connections.spawn(async move {
                     let _ = auto::Builder::new(TokioExecutor::new())
@@ -477,8 +519,69 @@ impl SampleService {
     }
 }
 
-/// Answers one read the way that side would, streaming's failures included.
-async fn serve_read(kind: Kind, data: &Dataset, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+/// How much worse than usual the sample streaming service behaves, as set
+/// by `POST /misbehave` (f64 bits; 0 = as usual).
+#[derive(Debug, Default)]
+struct Misbehaviour {
+    /// Share of reads answered 503 (when above the usual `STREAMING_FAILURES`).
+    failures: AtomicU64,
+    /// Share of answers that lose a record (reconcile: `missing`).
+    divergence: AtomicU64,
+}
+
+impl Misbehaviour {
+    fn failures(&self) -> f64 {
+        f64::from_bits(self.failures.load(Ordering::Relaxed))
+    }
+
+    fn divergence(&self) -> f64 {
+        f64::from_bits(self.divergence.load(Ordering::Relaxed))
+    }
+
+    /// Applies `failures=0.8&divergence=0.5` (either, or both); what is not
+    /// given stays as it was. `Err` names a bad parameter.
+    fn set(&self, query: &str) -> Result<String, String> {
+        let mut changes = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let share = value
+                .parse::<f64>()
+                .ok()
+                .filter(|v| (0.0..=1.0).contains(v))
+                .ok_or_else(|| format!("{key}={value}: expected a share from 0 to 1"))?;
+            let cell = match key {
+                "failures" => &self.failures,
+                "divergence" => &self.divergence,
+                _ => return Err(format!("unknown parameter `{key}` (failures, divergence)")),
+            };
+            changes.push((cell, share));
+        }
+        for (cell, share) in changes {
+            cell.store(share.to_bits(), Ordering::Relaxed);
+        }
+        Ok(format!(
+            "streaming now fails {:.0}% of reads and loses a record in {:.0}% of answers\n",
+            self.failures().max(STREAMING_FAILURES) * 100.0,
+            self.divergence() * 100.0
+        ))
+    }
+}
+
+/// Answers one read the way that side would, streaming's failures included;
+/// on the streaming service, `POST /misbehave` makes it worse (or better).
+async fn serve_read(
+    kind: Kind,
+    data: &Dataset,
+    misbehaviour: &Misbehaviour,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    if kind == Kind::Streaming && req.method() == Method::POST && req.uri().path() == MISBEHAVE_PATH
+    {
+        return match misbehaviour.set(req.uri().query().unwrap_or("")) {
+            Ok(said) => text(StatusCode::OK, said),
+            Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        };
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD\n");
     }
@@ -486,17 +589,26 @@ async fn serve_read(kind: Kind, data: &Dataset, req: &Request<Incoming>) -> Resp
     // show up on reads, where the fallback handles them.
     if kind == Kind::Streaming && req.method() == Method::GET {
         let roll = fastrand::f64();
-        if roll < STREAMING_FAILURES {
+        let failures = misbehaviour.failures().max(STREAMING_FAILURES);
+        if roll < failures {
             return plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "streaming: partition rebalancing, try again\n",
             );
         }
-        if roll < STREAMING_FAILURES + STREAMING_STALLS {
+        if roll < failures + STREAMING_STALLS {
             tokio::time::sleep(STALL).await;
         }
+        let lose = fastrand::f64() < misbehaviour.divergence();
+        return data.answer_losing(kind, req.uri().path(), SystemTime::now(), lose);
     }
     data.answer(kind, req.uri().path(), SystemTime::now())
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = plain(status, "");
+    *r.body_mut() = Full::new(Bytes::from(body));
+    r
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -652,6 +764,57 @@ mod tests {
         let yaml: serde_yaml::Value = serde_yaml::from_str(&text).expect("valid YAML");
         assert_eq!(yaml["routes"][0]["mode"].as_str(), Some("streaming"));
         assert_eq!(yaml["routes"][1]["mode"].as_str(), Some("batch"));
+    }
+
+    #[test]
+    fn the_demo_config_compiles_with_a_gate_on_orders() {
+        let batch: SocketAddr = "127.0.0.1:7001".parse().expect("addr");
+        let text = demo_config(8080, 9901, batch, batch);
+        let c = crate::config::compile_str(Path::new("demo.yaml"), &text, 1)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.warnings.is_empty());
+        let orders = c
+            .routes
+            .iter()
+            .find(|r| r.name == "orders")
+            .expect("orders");
+        let gate = orders.gate.as_ref().expect("a gate on orders");
+        assert_eq!(gate.interval, Duration::from_secs(5));
+        assert_eq!(gate.failures, 2);
+        assert!(
+            c.routes
+                .iter()
+                .all(|r| r.name == "orders" || r.gate.is_none())
+        );
+    }
+
+    #[test]
+    fn misbehave_sets_shares_and_refuses_nonsense() {
+        let m = Misbehaviour::default();
+        assert_eq!(m.failures(), 0.0);
+        let said = m.set("failures=0.8").expect("ok");
+        assert!(said.contains("fails 80% of reads"), "{said}");
+        m.set("divergence=0.5").expect("ok");
+        assert_eq!((m.failures(), m.divergence()), (0.8, 0.5));
+        assert!(m.set("failures=2").is_err());
+        assert!(m.set("divergence=0.1&speed=3").is_err());
+        assert_eq!(m.divergence(), 0.5, "nothing changes on an error");
+        m.set("failures=0&divergence=0").expect("ok");
+        assert_eq!((m.failures(), m.divergence()), (0.0, 0.0));
+    }
+
+    #[test]
+    fn a_lossy_answer_lacks_a_record_batch_has() {
+        let now = SystemTime::now();
+        let d = Dataset::new(now);
+        let (_, _, lossy) = records(d.answer_losing(Kind::Streaming, "/v1/orders", now, true));
+        let ids: Vec<u64> = lossy["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .filter_map(|r| r["id"].as_u64())
+            .collect();
+        assert!(!ids.contains(&1), "{ids:?}");
     }
 
     #[test]

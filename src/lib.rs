@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod fallback;
 pub mod freshness;
+pub mod gate;
 pub mod headers;
 pub mod live;
 pub mod metrics;
@@ -146,6 +147,9 @@ async fn start_with_metrics(
     let text = config::read(&config_path)?;
     let compiled = config::compile_str(&config_path, &text, 1)?;
     let settings = compiled.settings.clone();
+    for w in &compiled.warnings {
+        tracing::warn!("{w}");
+    }
     let process_metrics = ProcessMetrics::new(&metrics, &settings.consumer);
     let live = Live::new(
         compiled,
@@ -153,6 +157,7 @@ async fn start_with_metrics(
         StateRegistry::new(metrics),
         options.data_dir.clone(),
     )?;
+    gate::state_file::restore(&live);
     let (listen, admin) = (settings.listen, settings.admin);
     let grace = settings.runtime.shutdown_grace;
     let bind = |what: &'static str, addr: SocketAddr| async move {
@@ -195,6 +200,7 @@ async fn start_with_metrics(
     let probe = tokio::spawn(probe::run(app.clone(), shutdown_rx.clone()));
     let reopen = tokio::spawn(reopen_logs_on_sigusr1(app.clone()));
     let upkeep = tokio::spawn(upkeep(app.clone(), shutdown_rx.clone()));
+    let gates = tokio::spawn(gate::run(app.clone(), shutdown_rx.clone()));
     let admin_task = tokio::spawn(admin::serve(
         app.clone(),
         admin_listener,
@@ -216,6 +222,7 @@ async fn start_with_metrics(
         reopen.abort();
         probe.abort();
         upkeep.abort();
+        gates.abort();
         let _ = admin_task.await;
     });
     Ok(Running {

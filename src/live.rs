@@ -61,6 +61,8 @@ impl Snapshot {
 #[derive(Debug)]
 pub struct Live {
     pub snapshot: ArcSwap<Snapshot>,
+    /// Where relative paths of files cutover writes are (`--data-dir`).
+    pub data_dir: PathBuf,
     pub registry: StateRegistry,
     pub upstreams: Upstreams,
     pub access_logs: AccessLogs,
@@ -75,10 +77,11 @@ impl Live {
         data_dir: PathBuf,
     ) -> Result<Live, CaFileError> {
         let upstreams = Upstreams::default();
-        let access_logs = AccessLogs::new(data_dir);
+        let access_logs = AccessLogs::new(data_dir.clone());
         let snapshot = bind(compiled, sha256, &registry, &upstreams, &access_logs)?;
         Ok(Live {
             snapshot: ArcSwap::from_pointee(snapshot),
+            data_dir,
             registry,
             upstreams,
             access_logs,
@@ -116,7 +119,9 @@ fn bind(
     upstreams: &Upstreams,
     access_logs: &AccessLogs,
 ) -> Result<Snapshot, CaFileError> {
-    let Compiled { settings, routes } = compiled;
+    let Compiled {
+        settings, routes, ..
+    } = compiled;
     let clients = routes
         .iter()
         .map(|r| Ok([upstreams.client(&r.batch)?, upstreams.client(&r.streaming)?]))
@@ -127,6 +132,9 @@ fn bind(
         .map(|(config, clients)| {
             let state =
                 registry.route_state(&route_key(&settings, &config), config.freshness.window);
+            state
+                .gate
+                .configure(&config.name, config.mode, config.gate.as_ref());
             Arc::new(LiveRoute {
                 config,
                 state,

@@ -182,6 +182,9 @@ fn check(path: &std::path::Path, data_dir: &std::path::Path) -> ExitCode {
     };
     match cutover::config::compile_str(&name, &text, 1) {
         Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("{}", w.warning());
+            }
             let routes: Vec<String> = c
                 .routes
                 .iter()

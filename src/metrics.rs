@@ -11,6 +11,7 @@ use metrics_exporter_prometheus::{
 
 use crate::config::{FallbackReason, Mode, SideName};
 use crate::fallback::AttemptOutcome;
+use crate::gate::{Check, CheckVerdict};
 use crate::reconcile::compare::Category;
 use crate::reconcile::outcome::{Skip, Verdict};
 
@@ -38,6 +39,9 @@ pub const BUILD_INFO: &str = "cutover_build_info";
 pub const CONSUMER_INFO: &str = "cutover_consumer_info";
 pub const CIRCUIT_OPENS_TOTAL: &str = "cutover_circuit_opens_total";
 pub const ACCESS_LOG_DROPPED_TOTAL: &str = "cutover_access_log_dropped_total";
+pub const GATE_TRIPPED: &str = "cutover_gate_tripped";
+pub const GATE_CHECKS_TOTAL: &str = "cutover_gate_checks_total";
+pub const GATE_TRIPS_TOTAL: &str = "cutover_gate_trips_total";
 
 /// Histogram buckets for latencies: 100 us to 10 s, dense below 10 ms where a
 /// local sidecar and a healthy upstream live.
@@ -143,6 +147,16 @@ impl Metrics {
             None,
             "Times the route's streaming circuit opened.",
         );
+        c(
+            GATE_CHECKS_TOTAL,
+            None,
+            "Gate checks evaluated, by verdict (pass, fail, inconclusive).",
+        );
+        c(
+            GATE_TRIPS_TOTAL,
+            None,
+            "Gate trips, by the check that failed last.",
+        );
         let h = |name: &'static str, text: &'static str| {
             r.describe_histogram(name.into(), Some(Unit::Seconds), text.into())
         };
@@ -211,6 +225,11 @@ impl Metrics {
             CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
             Some(Unit::Seconds),
             "When the serving config was applied (Unix seconds).",
+        );
+        g(
+            GATE_TRIPPED,
+            None,
+            "1 while the route's gate is tripped (the route is rolled back).",
         );
         g(BUILD_INFO, None, "1, labelled with cutover's version.");
         g(
@@ -347,6 +366,11 @@ pub struct RouteMetrics {
     pub route_mode: [Gauge; Mode::ALL.len()],
     pub circuit_open: Gauge,
     pub circuit_opens: Counter,
+    pub gate_tripped: Gauge,
+    /// [`CheckVerdict::index`]
+    pub gate_checks: [Counter; CheckVerdict::ALL.len()],
+    /// [`Check::index`]
+    pub gate_trips: [Counter; Check::ALL.len()],
 }
 
 impl RouteMetrics {
@@ -398,6 +422,11 @@ impl RouteMetrics {
             route_mode: Mode::ALL.map(|md| m.gauge(ROUTE_MODE, with(&[("mode", md.as_str())]))),
             circuit_open: m.gauge(CIRCUIT_OPEN, base()),
             circuit_opens: m.counter(CIRCUIT_OPENS_TOTAL, base()),
+            gate_tripped: m.gauge(GATE_TRIPPED, base()),
+            gate_checks: CheckVerdict::ALL
+                .map(|v| m.counter(GATE_CHECKS_TOTAL, with(&[("result", v.as_str())]))),
+            gate_trips: Check::ALL
+                .map(|c| m.counter(GATE_TRIPS_TOTAL, with(&[("check", c.as_str())]))),
         }
         .mark_unknown()
     }

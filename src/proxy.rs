@@ -164,6 +164,9 @@ fn request_filter(snap: &Snapshot, parts: &Parts) -> Result<Arc<LiveRoute>, Prox
 
 /// What `plan` decided for a read before anything is sent.
 struct Plan {
+    /// The mode this read is served in: the configured one, or the one a
+    /// tripped gate rolled the route back to.
+    mode: Mode,
     /// The side chosen to serve, before any fallback.
     chosen: SideName,
     /// Whether the other side is read too and the answers compared.
@@ -174,13 +177,26 @@ struct Plan {
 /// and whether this read is compared. Costs nothing when it is not.
 fn plan(route: &LiveRoute, parts: &Parts) -> Plan {
     let cfg = &route.config;
+    // A tripped gate rolls every new read back (one atomic load, no lock).
+    let mode = route.state.gate.rollback().unwrap_or(cfg.mode);
     let sticky = cfg
         .canary
         .sticky_header
         .as_ref()
         .and_then(|h| parts.headers.get(h))
         .map(HeaderValue::as_bytes);
+    if mode != cfg.mode {
+        // Rolled back to batch or shadow: batch serves; shadow compares as
+        // shadow mode does (every read unless `reconcile.sample` says).
+        return Plan {
+            mode,
+            chosen: SideName::Batch,
+            compare: mode == Mode::Shadow
+                && (!cfg.reconcile.sample_explicit || reconcile::sampled(cfg, sticky)),
+        };
+    }
     Plan {
+        mode,
         chosen: crate::routing::choose_side(cfg, sticky),
         compare: cfg.mode != Mode::Batch
             && cfg.mode != Mode::StreamingOnly
@@ -244,7 +260,7 @@ async fn forward(
     let cfg = &route.config;
     let mut body = Some(body);
     let mut other = None;
-    if plan.compare && cfg.mode == Mode::Shadow {
+    if plan.compare && plan.mode == Mode::Shadow {
         // Phase 1: the same read goes to streaming beside batch; streaming's
         // answer never reaches the consumer.
         other = start_other_read(route, SideName::Streaming, parts, body.as_ref());

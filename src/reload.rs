@@ -112,6 +112,9 @@ impl Reloader {
             Ok(c) => c,
             Err(e) => return self.reject(e.to_string()),
         };
+        for w in &compiled.warnings {
+            tracing::warn!(config = %self.config_path.display(), "{w}");
+        }
         let changes = describe_changes(&current, &compiled);
         let (risk_before, risk) = (current.settings.risk, compiled.settings.risk);
         let restart_needed = self.restart_needed(&compiled.settings);

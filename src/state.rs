@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use crate::config::{FallbackReason, SideName};
 use crate::fallback::{AttemptOutcome, Circuit};
 use crate::freshness::{RatioWindow, WatermarkCell};
+use crate::gate::GateState;
 use crate::metrics::{Metrics, RouteKey, RouteMetrics};
 use crate::reconcile::compare::{Category, Report};
 use crate::reconcile::outcome::{Skip, Verdict};
@@ -45,6 +46,8 @@ pub struct RouteState {
     verdicts: [AtomicU64; Verdict::ALL.len()],
     /// Fallbacks logged at `info`, a few a second at most.
     pub fallback_log: LogBudget,
+    /// The route's gate: its own windows (fed below) and its trip.
+    pub gate: GateState,
 }
 
 /// A budget of log events per second, so a failing upstream cannot flood
@@ -122,6 +125,7 @@ impl RouteState {
             reconcile_inflight: AtomicUsize::new(0),
             verdicts: Default::default(),
             fallback_log: LogBudget::default(),
+            gate: GateState::default(),
         }
     }
 
@@ -155,6 +159,7 @@ impl RouteState {
         let s = side.index();
         self.reads[s].fetch_add(1, Ordering::Relaxed);
         self.fallback_share.load().record(fell_back, now_ms);
+        self.gate.record_read(side, fell_back, now_ms);
         self.metrics.requests[s][RouteMetrics::code_class(status)].increment(1);
         self.metrics.request_duration[s].record(elapsed.as_secs_f64());
     }
@@ -184,6 +189,7 @@ impl RouteState {
         if let Some(i) = outcome.result_index() {
             self.metrics.upstream_requests[s][i].increment(1);
             self.errors.load()[s].record(outcome.is_failure(), now_ms);
+            self.gate.record_attempt(side, outcome.is_failure(), now_ms);
         }
     }
 
@@ -198,6 +204,7 @@ impl RouteState {
         };
         self.count_verdict(verdict);
         self.divergence.load().record(diverged, now_ms);
+        self.gate.record_comparison(diverged, now_ms);
         for c in Category::ALL {
             let n = report.count(c);
             if n > 0 {

@@ -197,13 +197,19 @@ pub fn render(doc: &StatusDoc) -> String {
             points(r.error_ratio_delta),
             percent(r.divergence_ratio),
             compared(r),
+            r.gate_state().unwrap_or("-").to_owned(),
         ]);
     }
     out.push('\n');
     out.push_str(&table(&rows));
     out.push('\n');
     if overridden {
-        out.push_str("* effective mode differs from the config: the streaming circuit is open, batch serves until a trial read succeeds\n");
+        out.push_str("* effective mode differs from the config: a tripped gate (see below), or the streaming circuit is open and batch serves until a trial read succeeds\n");
+    }
+    for r in &doc.routes {
+        if let Some(line) = trip_line(r) {
+            out.push_str(&line);
+        }
     }
     out.push_str("FRESH Δ: batch data age minus streaming data age (+: streaming is fresher)\n");
     out.push_str(
@@ -216,6 +222,32 @@ pub fn render(doc: &StatusDoc) -> String {
         ));
     }
     out
+}
+
+/// For a route whose gate is tripped: why, when, and how to re-arm it.
+fn trip_line(r: &crate::status::RouteStatus) -> Option<String> {
+    if r.gate_state() != Some("tripped") {
+        return None;
+    }
+    let trip = r.gate.as_ref().map(|g| &g["trip"]);
+    let text = |k: &str| trip.and_then(|t| t[k].as_str()).unwrap_or("?").to_owned();
+    let number = |k: &str| {
+        trip.and_then(|t| t[k].as_f64())
+            .map_or_else(|| "?".to_owned(), |v| format!("{v:.4}"))
+    };
+    let rollback = r
+        .gate
+        .as_ref()
+        .and_then(|g| g["rollback_to"].as_str())
+        .unwrap_or("batch");
+    Some(format!(
+        "{}: gate tripped at {} by {} ({} > {}): {rollback} serves; edit the route's mode or gate to re-arm it\n",
+        r.name,
+        to_the_second(&text("at")),
+        text("check"),
+        number("value"),
+        number("threshold"),
+    ))
 }
 
 /// Comparisons that ran (matched or diverged), `-` when the document has none.
@@ -247,7 +279,7 @@ fn or<'a>(s: &'a str, missing: &'a str) -> &'a str {
     if s.is_empty() { missing } else { s }
 }
 
-const HEADINGS: [&str; 10] = [
+const HEADINGS: [&str; 11] = [
     "ROUTE",
     "MODE",
     "EFFECTIVE",
@@ -258,11 +290,12 @@ const HEADINGS: [&str; 10] = [
     "ERR Δ",
     "DIVERG",
     "COMPARED",
+    "GATE",
 ];
 
 /// Columns holding figures, right-aligned so digits line up.
 const NUMERIC: [bool; HEADINGS.len()] = [
-    false, false, false, false, true, true, true, true, true, true,
+    false, false, false, false, true, true, true, true, true, true, false,
 ];
 
 fn reload_line(reload: &LastReload) -> String {
@@ -450,15 +483,15 @@ mod tests {
         let (head, orders, customers) = (lines[heading], lines[heading + 1], lines[heading + 2]);
         assert_eq!(
             head,
-            "ROUTE      MODE         EFFECTIVE  CIRCUIT  READS B/S  FALLBACK  FRESH Δ   ERR Δ  DIVERG  COMPARED"
+            "ROUTE      MODE         EFFECTIVE  CIRCUIT  READS B/S  FALLBACK  FRESH Δ   ERR Δ  DIVERG  COMPARED  GATE"
         );
         assert_eq!(
             orders,
-            "orders     streaming    streaming  closed        3/41      4.5%   +3h02m  +4.9pp   12.5%         8"
+            "orders     streaming    streaming  closed        3/41      4.5%   +3h02m  +4.9pp   12.5%         8  -"
         );
         assert_eq!(
             customers,
-            "customers  canary(10%)  batch*     open        1200/0         -        -       -       -         -"
+            "customers  canary(10%)  batch*     open        1200/0         -        -       -       -         -  -"
         );
         assert!(
             out.contains("over the last 5m; READS and COMPARED since start"),
@@ -469,6 +502,37 @@ mod tests {
         assert_eq!(col(head, "CIRCUIT"), col(orders, "closed"));
         assert_eq!(col(head, "CIRCUIT"), col(customers, "open"));
         assert!(out.contains("* effective mode differs"));
+    }
+
+    #[test]
+    fn a_tripped_gate_has_its_column_and_a_line_saying_how_to_re_arm() {
+        let mut v = sample();
+        v["routes"][0]["effective_mode"] = json!("batch");
+        v["routes"][0]["gate"] = json!({
+            "state": "tripped",
+            "rollback_to": "batch",
+            "trip": { "check": "fallback_ratio", "value": 0.8, "threshold": 0.05, "at": "2025-06-01T10:07:00.25Z" }
+        });
+        v["routes"][1]["gate"] = json!({ "state": "armed" });
+        let doc = doc(v);
+        let out = render(&doc);
+        let row = |name: &str| {
+            out.lines()
+                .find(|l| l.starts_with(name))
+                .expect("row")
+                .to_owned()
+        };
+        assert!(row("orders ").ends_with("  tripped"), "{out}");
+        assert!(row("customers ").ends_with("  armed"), "{out}");
+        assert!(
+            out.contains("orders: gate tripped at 2025-06-01T10:07:00Z by fallback_ratio (0.8000 > 0.0500): batch serves; edit the route's mode or gate to re-arm it\n"),
+            "{out}"
+        );
+        assert_eq!(
+            doc.problems().len(),
+            2,
+            "a tripped gate and an open circuit"
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@ use rustls::pki_types::pem::PemObject;
 
 use super::locate::{Problems, Target, YamlPath, locate};
 use super::model::*;
-use super::raw::{self, RawAccessLog, RawConfig, RawDefaults, RawRoute, RawSide, RawSideMap};
+use super::raw::{
+    self, RawAccessLog, RawConfig, RawDefaults, RawGate, RawRoute, RawSide, RawSideMap,
+};
 use super::{ConfigError, ConfigErrors};
 
 pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -33,6 +35,9 @@ pub(super) const DEFAULT_SHADOW_SAMPLE: f64 = 1.0;
 pub(super) const DEFAULT_SAMPLE: f64 = 0.01;
 pub(super) const DEFAULT_RECONCILE_INFLIGHT: usize = 32;
 pub(super) const DEFAULT_RECONCILE_BODY: usize = 8 * 1024 * 1024;
+pub(super) const DEFAULT_GATE_INTERVAL: Duration = Duration::from_secs(30);
+pub(super) const DEFAULT_GATE_FAILURES: u32 = 3;
+pub(super) const DEFAULT_GATE_MIN_READS: u64 = 100;
 
 /// Parses, validates and compiles `text` (the file at `path`). On failure,
 /// every problem found, each with its line and column, in file order. Pure:
@@ -46,10 +51,14 @@ pub(super) fn compile(path: &Path, text: &str, generation: u64) -> Result<Compil
         text,
         dir: path.parent().map(Path::to_owned).unwrap_or_default(),
         problems: Problems::default(),
+        warnings: Problems::default(),
     };
     let draft = raw::parse(value, &mut cx.problems).and_then(|raw| cx.config(&raw));
     match draft {
-        Some(draft) if cx.problems.is_empty() => Ok(draft.finish(generation)),
+        Some(draft) if cx.problems.is_empty() => {
+            let warnings = cx.warnings.into_errors(path, text);
+            Ok(draft.finish(generation, warnings))
+        }
         _ => Err(ConfigErrors(cx.problems.into_errors(path, text))),
     }
 }
@@ -82,11 +91,12 @@ struct Draft {
     admin: SocketAddr,
     runtime: RuntimeSettings,
     access_log: Option<AccessLogSettings>,
+    state_file: Option<PathBuf>,
     routes: Vec<Route>,
 }
 
 impl Draft {
-    fn finish(self, generation: u64) -> Compiled {
+    fn finish(self, generation: u64, warnings: Vec<ConfigError>) -> Compiled {
         let mut routes = self.routes;
         // Stable: equal lengths keep file order (equal prefixes are rejected).
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
@@ -99,8 +109,10 @@ impl Draft {
                 admin: self.admin,
                 runtime: self.runtime,
                 access_log: self.access_log,
+                state_file: self.state_file,
             },
             routes,
+            warnings,
         }
     }
 }
@@ -120,6 +132,8 @@ struct Cx<'a> {
     /// Relative `ca_file` paths start here (the config's directory).
     dir: PathBuf,
     problems: Problems,
+    /// Allowed but probably not meant; never stop the config applying.
+    warnings: Problems,
 }
 
 impl Cx<'_> {
@@ -204,6 +218,11 @@ impl Cx<'_> {
                 parse_count(s, 0)
             })
             .unwrap_or(DEFAULT_MAX_BUFFERED_BODY);
+        let state_file = self.parse(&raw.state_file, &top.key("state_file"), |s| {
+            // As written: a relative path is under the process's --data-dir
+            // (never beside the config, which may be read-only).
+            non_empty("state_file", s).map(PathBuf::from)
+        });
         let defaults = match &raw.defaults {
             Some(d) => self.defaults(d, &top.key("defaults")),
             None => SideDefaults::default(),
@@ -243,6 +262,7 @@ impl Cx<'_> {
                 max_buffered_body,
             },
             access_log,
+            state_file,
             routes,
         })
     }
@@ -397,6 +417,10 @@ impl Cx<'_> {
         let fallback = self.fallback(raw, &at.key("fallback"));
         let freshness = self.freshness(raw, &at.key("freshness"));
         let reconcile = self.reconcile(raw, &at.key("reconcile"), mode);
+        let gate = raw
+            .gate
+            .as_ref()
+            .and_then(|g| self.gate(g, at, mode, freshness.window));
 
         Some(Route {
             name: name?,
@@ -410,6 +434,7 @@ impl Cx<'_> {
             fallback,
             freshness,
             reconcile,
+            gate,
         })
     }
 
@@ -629,6 +654,107 @@ impl Cx<'_> {
             max_inflight: max_inflight.unwrap_or(DEFAULT_RECONCILE_INFLIGHT),
             max_body_bytes: max_body_bytes.unwrap_or(DEFAULT_RECONCILE_BODY),
         }
+    }
+}
+
+impl Cx<'_> {
+    /// A route's `gate` block. `None` when it has an error (reported).
+    fn gate(
+        &mut self,
+        raw: &RawGate,
+        route_at: &YamlPath,
+        mode: Mode,
+        default_window: Duration,
+    ) -> Option<Gate> {
+        let at = route_at.key("gate");
+        let before = self.problems.len();
+        let interval = self.parse(&raw.interval, &at.key("interval"), parse_nonzero);
+        let window = self.parse(&raw.window, &at.key("window"), parse_nonzero);
+        let failures = self.parse(&raw.failures, &at.key("failures"), |s| {
+            parse_count(s, 1)
+                .and_then(|n| u32::try_from(n).map_err(|_| format!("`{s}` is too large")))
+        });
+        let min_reads = self.parse(&raw.min_reads, &at.key("min_reads"), |s| {
+            parse_count(s, 0).map(|n| n as u64)
+        });
+        let mut ratio = |value: &Option<String>, key: &str| {
+            self.parse(value, &at.key(key), |s| {
+                let v = parse_number(s)?;
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(format!(
+                        "{key} `{s}` is out of range: use a ratio from 0 to 1 (0.05 = 5%)"
+                    ));
+                }
+                Ok(v)
+            })
+        };
+        let max_error_ratio_delta = ratio(&raw.max_error_ratio_delta, "max_error_ratio_delta");
+        let max_fallback_ratio = ratio(&raw.max_fallback_ratio, "max_fallback_ratio");
+        let max_divergence_ratio = ratio(&raw.max_divergence_ratio, "max_divergence_ratio");
+        let max_streaming_age = self.parse(
+            &raw.max_streaming_age,
+            &at.key("max_streaming_age"),
+            parse_nonzero,
+        );
+        let rollback_to = self.parse(&raw.rollback_to, &at.key("rollback_to"), |s| match s {
+            "batch" => Ok(Mode::Batch),
+            "shadow" => Ok(Mode::Shadow),
+            _ => Err(format!("rollback_to `{s}` must be batch or shadow")),
+        });
+        let thresholds = [
+            &raw.max_error_ratio_delta,
+            &raw.max_fallback_ratio,
+            &raw.max_divergence_ratio,
+            &raw.max_streaming_age,
+        ];
+        if thresholds.iter().all(|t| t.is_none()) {
+            self.problems.push(
+                &at,
+                Target::Key,
+                "`gate` has no threshold: set at least one of max_error_ratio_delta, \
+                 max_fallback_ratio, max_divergence_ratio, max_streaming_age",
+            );
+        }
+        let interval = interval.unwrap_or(DEFAULT_GATE_INTERVAL);
+        let window = window.unwrap_or(default_window);
+        if window < interval && self.problems.len() == before {
+            let (key, what) = match raw.window {
+                Some(_) => ("window", "window"),
+                None => ("interval", "interval"),
+            };
+            self.error(
+                &at.key(key),
+                format!(
+                    "gate {what}: window ({window:?}) is shorter than interval ({interval:?}); \
+                     a check must look back at least as far as the time between checks"
+                ),
+            );
+        }
+        if !mode.serves_streaming() {
+            self.warnings.push(
+                &at,
+                Target::Key,
+                format!(
+                    "a gate on a `{}` route does nothing: it watches reads streaming serves \
+                     (canary, streaming, streaming_only)",
+                    mode.as_str()
+                ),
+            );
+        }
+        if self.problems.len() != before {
+            return None;
+        }
+        Some(Gate {
+            interval,
+            window,
+            failures: failures.unwrap_or(DEFAULT_GATE_FAILURES),
+            min_reads: min_reads.unwrap_or(DEFAULT_GATE_MIN_READS),
+            max_error_ratio_delta,
+            max_fallback_ratio,
+            max_divergence_ratio,
+            max_streaming_age,
+            rollback_to: rollback_to.unwrap_or(Mode::Batch),
+        })
     }
 }
 
@@ -1215,7 +1341,7 @@ routes:
                 "2:9: admin 127.0.0.1:9901 and listen 127.0.0.1:9901 share a port: give admin another port",
                 "3:7: unknown risk `huge` (expected low, medium or high)",
                 "4:9: `routes` is empty: add at least one route",
-                "5:1: unknown key `extra` (expected one of: version, consumer, risk, listen, admin, shutdown_grace, max_buffered_body, defaults, access_log, routes)",
+                "5:1: unknown key `extra` (expected one of: version, consumer, risk, listen, admin, shutdown_grace, max_buffered_body, state_file, defaults, access_log, routes)",
             ]
         );
         assert_eq!(
@@ -1258,6 +1384,126 @@ routes:
                 "13:27: path_prefix `/x` is already used by route `a` (at 5:27); each route needs its own prefix",
             ]
         );
+    }
+
+    const GATED: &str = "\
+version: 1
+consumer: dash
+state_file: state/gates.json
+routes:
+  - name: orders
+    match: { path_prefix: /v1/orders }
+    batch: http://b/
+    streaming: http://s/
+    mode: streaming
+    gate:
+";
+
+    #[test]
+    fn a_gate_compiles_with_its_defaults() {
+        let c = ok(&format!("{GATED}      max_fallback_ratio: 0.05\n"));
+        assert!(c.warnings.is_empty());
+        assert_eq!(
+            c.settings.state_file.as_deref(),
+            Some(Path::new("state/gates.json")),
+            "relative to the data directory, not the config's"
+        );
+        let g = c.routes[0].gate.clone().expect("gate");
+        assert_eq!(
+            g,
+            Gate {
+                interval: Duration::from_secs(30),
+                window: Duration::from_secs(300),
+                failures: 3,
+                min_reads: 100,
+                max_error_ratio_delta: None,
+                max_fallback_ratio: Some(0.05),
+                max_divergence_ratio: None,
+                max_streaming_age: None,
+                rollback_to: Mode::Batch,
+            }
+        );
+        let c = ok(&format!(
+            "{GATED}      {{ interval: 100ms, window: 1s, failures: 1, min_reads: 0, max_error_ratio_delta: 0, \
+             max_divergence_ratio: 1, max_streaming_age: 10m, rollback_to: shadow }}\n"
+        )
+        .replace("gate:\n      {", "gate: {"));
+        let g = c.routes[0].gate.clone().expect("gate");
+        assert_eq!(g.interval, Duration::from_millis(100));
+        assert_eq!(g.window, Duration::from_secs(1));
+        assert_eq!((g.failures, g.min_reads), (1, 0));
+        assert_eq!(g.max_streaming_age, Some(Duration::from_secs(600)));
+        assert_eq!(g.rollback_to, Mode::Shadow);
+        assert_eq!(ok(MINIMAL).routes[0].gate, None);
+        assert_eq!(ok(MINIMAL).settings.state_file, None);
+    }
+
+    #[test]
+    fn gate_rules() {
+        assert_eq!(
+            errors(&format!(
+                "{GATED}      interval: 2s\n      window: 1s\n      failures: 0\n      rollback_to: canary\n"
+            )),
+            [
+                "10:5: `gate` has no threshold: set at least one of max_error_ratio_delta, \
+                 max_fallback_ratio, max_divergence_ratio, max_streaming_age",
+                "13:17: expected a whole number, 1 or more, found `0`",
+                "14:20: rollback_to `canary` must be batch or shadow",
+            ]
+        );
+        assert_eq!(
+            errors(&format!(
+                "{GATED}      window: 1s\n      interval: 2s\n      max_fallback_ratio: 1.5\n      max_divergence_ratio: -0.1\n      max_error_ratio_delta: x\n"
+            )),
+            [
+                "13:27: max_fallback_ratio `1.5` is out of range: use a ratio from 0 to 1 (0.05 = 5%)",
+                "14:29: max_divergence_ratio `-0.1` is out of range: use a ratio from 0 to 1 (0.05 = 5%)",
+                "15:30: expected a number, found `x`",
+            ]
+        );
+        assert_eq!(
+            errors(&format!(
+                "{GATED}      window: 1s\n      interval: 2s\n      max_fallback_ratio: 0.5\n"
+            )),
+            [
+                "11:15: gate window: window (1s) is shorter than interval (2s); \
+              a check must look back at least as far as the time between checks"
+            ]
+        );
+        assert_eq!(
+            errors(&format!(
+                "{GATED}      interval: 10m\n      max_fallback_ratio: 0.5\n"
+            )),
+            [
+                "11:17: gate interval: window (300s) is shorter than interval (600s); \
+              a check must look back at least as far as the time between checks"
+            ]
+        );
+        assert_eq!(
+            errors(&format!(
+                "{GATED}      surprise: 1\n      max_fallback_ratio: 0.5\n"
+            ))[0],
+            "11:7: unknown key `surprise` (expected one of: interval, window, failures, min_reads, \
+             max_error_ratio_delta, max_fallback_ratio, max_divergence_ratio, max_streaming_age, rollback_to)"
+        );
+    }
+
+    #[test]
+    fn a_gate_on_a_route_streaming_does_not_serve_is_a_warning() {
+        for mode in ["batch", "shadow"] {
+            let text = format!("{GATED}      max_fallback_ratio: 0.5\n")
+                .replace("mode: streaming", &format!("mode: {mode}"));
+            let c = ok(&text);
+            assert!(c.routes[0].gate.is_some());
+            let w: Vec<String> = c.warnings.iter().map(ConfigError::warning).collect();
+            assert_eq!(
+                w,
+                [format!(
+                    "/etc/cutover/c.yaml:10:5: warning: a gate on a `{mode}` route does nothing: \
+                     it watches reads streaming serves (canary, streaming, streaming_only)"
+                )]
+            );
+        }
     }
 
     #[test]

@@ -42,6 +42,11 @@ pub fn render(settings: &Settings, routes: &[&Route]) -> String {
         "max_buffered_body",
         &settings.runtime.max_buffered_body.to_string(),
     );
+    match &settings.state_file {
+        // As written: a relative path is under --data-dir.
+        Some(p) => out.scalar(0, "state_file", &text(&p.display().to_string())),
+        None => out.unset(0, "state_file", "gate trips are kept in memory only"),
+    }
     match &settings.access_log {
         None => out.unset(0, "access_log", "no access log"),
         Some(a) => {
@@ -148,6 +153,28 @@ fn route(out: &mut Yaml, r: &Route) {
     }
     out.scalar(i + 2, "max_inflight", &c.max_inflight.to_string());
     out.scalar(i + 2, "max_body_bytes", &c.max_body_bytes.to_string());
+
+    let Some(g) = &r.gate else {
+        out.unset(i, "gate", "no automatic rollback");
+        return;
+    };
+    out.map(i, "gate");
+    out.scalar(i + 2, "interval", &duration(g.interval));
+    out.scalar(i + 2, "window", &duration(g.window));
+    out.scalar(i + 2, "failures", &g.failures.to_string());
+    out.scalar(i + 2, "min_reads", &g.min_reads.to_string());
+    let ratio = |out: &mut Yaml, key: &str, v: Option<f64>| match v {
+        Some(v) => out.scalar(i + 2, key, &number(v)),
+        None => out.unset(i + 2, key, "not checked"),
+    };
+    ratio(out, "max_error_ratio_delta", g.max_error_ratio_delta);
+    ratio(out, "max_fallback_ratio", g.max_fallback_ratio);
+    ratio(out, "max_divergence_ratio", g.max_divergence_ratio);
+    match g.max_streaming_age {
+        Some(d) => out.scalar(i + 2, "max_streaming_age", &duration(d)),
+        None => out.unset(i + 2, "max_streaming_age", "not checked"),
+    }
+    out.scalar(i + 2, "rollback_to", g.rollback_to.as_str());
 }
 
 /// A side, always as a map (never the bare-URL form) so every setting shows.

@@ -43,6 +43,15 @@ impl fmt::Display for ConfigError {
     }
 }
 
+impl ConfigError {
+    /// As a warning: `FILE:LINE:COLUMN: warning: message`.
+    pub fn warning(&self) -> String {
+        let mut w = self.clone();
+        w.message = format!("warning: {}", self.message);
+        w.to_string()
+    }
+}
+
 /// Every problem found in one config file, in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);

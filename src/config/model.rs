@@ -14,6 +14,9 @@ pub struct Compiled {
     pub settings: Settings,
     /// Sorted by prefix length, longest first, so the first match wins.
     pub routes: Vec<Route>,
+    /// What is allowed but probably not meant (a gate on a `batch` route),
+    /// placed like errors: `cutover check` prints them, a reload logs them.
+    pub warnings: Vec<super::ConfigError>,
 }
 
 /// The process-wide part of a config.
@@ -26,6 +29,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
     pub runtime: RuntimeSettings,
+    /// Where gate trips are kept across restarts; `None`: in memory only.
+    pub state_file: Option<PathBuf>,
     /// `None`: no access log.
     pub access_log: Option<AccessLogSettings>,
 }
@@ -110,6 +115,12 @@ impl Mode {
     /// Index into per-mode arrays (metric handles).
     pub fn index(self) -> usize {
         self as usize
+    }
+
+    /// Whether streaming answers (some of) the consumer's reads: the modes
+    /// a gate watches.
+    pub fn serves_streaming(self) -> bool {
+        matches!(self, Mode::Canary | Mode::Streaming | Mode::StreamingOnly)
     }
 }
 
@@ -250,6 +261,8 @@ pub struct Route {
     pub fallback: FallbackPolicy,
     pub freshness: Freshness,
     pub reconcile: Reconcile,
+    /// Automatic rollback; `None`: no gate.
+    pub gate: Option<Gate>,
 }
 
 impl Route {
@@ -357,4 +370,24 @@ pub struct Reconcile {
     pub max_inflight: usize,
     /// Bytes of each answer kept for comparison; past this it is skipped.
     pub max_body_bytes: usize,
+}
+
+/// A route's gate: every `interval`, each configured threshold is checked
+/// over `window`; `failures` evaluations in a row with a failed check roll
+/// the route back to `rollback_to`. Compared as a whole: a reload that
+/// changes any of it re-arms a tripped gate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gate {
+    pub interval: Duration,
+    pub window: Duration,
+    pub failures: u32,
+    /// Fewer streaming reads (comparisons, for the divergence check) in the
+    /// window: the check is inconclusive.
+    pub min_reads: u64,
+    pub max_error_ratio_delta: Option<f64>,
+    pub max_fallback_ratio: Option<f64>,
+    pub max_divergence_ratio: Option<f64>,
+    pub max_streaming_age: Option<Duration>,
+    /// `Batch` or `Shadow`.
+    pub rollback_to: Mode,
 }

@@ -22,6 +22,7 @@ pub(super) struct RawConfig {
     pub admin: Option<String>,
     pub shutdown_grace: Option<String>,
     pub max_buffered_body: Option<String>,
+    pub state_file: Option<String>,
     pub defaults: Option<RawDefaults>,
     pub access_log: Option<RawAccessLog>,
     /// `None` items are list entries that were not maps (already reported).
@@ -36,6 +37,7 @@ pub(super) const TOP_KEYS: &[Field] = &[
     Field::scalar("admin"),
     Field::scalar("shutdown_grace"),
     Field::scalar("max_buffered_body"),
+    Field::scalar("state_file"),
     Field::new("defaults", Shape::Map(DEFAULTS_KEYS)),
     Field::new("access_log", Shape::Map(ACCESS_LOG_KEYS)),
     Field::new("routes", Shape::Seq(&Shape::Map(ROUTE_KEYS))),
@@ -82,6 +84,7 @@ pub(super) struct RawRoute {
     pub fallback: Option<RawFallback>,
     pub freshness: Option<RawFreshness>,
     pub reconcile: Option<RawReconcile>,
+    pub gate: Option<RawGate>,
 }
 
 pub(super) const ROUTE_KEYS: &[Field] = &[
@@ -95,6 +98,7 @@ pub(super) const ROUTE_KEYS: &[Field] = &[
     Field::new("fallback", Shape::Map(FALLBACK_KEYS)),
     Field::new("freshness", Shape::Map(FRESHNESS_KEYS)),
     Field::new("reconcile", Shape::Map(RECONCILE_KEYS)),
+    Field::new("gate", Shape::Map(GATE_KEYS)),
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -210,6 +214,33 @@ pub(super) const RECONCILE_KEYS: &[Field] = &[
     Field::scalar("divergence_log"),
     Field::scalar("max_inflight"),
     Field::scalar("max_body_bytes"),
+];
+
+/// A route's automatic rollback (SPEC 1.1 `gate`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGate {
+    pub interval: Option<String>,
+    pub window: Option<String>,
+    pub failures: Option<String>,
+    pub min_reads: Option<String>,
+    pub max_error_ratio_delta: Option<String>,
+    pub max_fallback_ratio: Option<String>,
+    pub max_divergence_ratio: Option<String>,
+    pub max_streaming_age: Option<String>,
+    pub rollback_to: Option<String>,
+}
+
+pub(super) const GATE_KEYS: &[Field] = &[
+    Field::scalar("interval"),
+    Field::scalar("window"),
+    Field::scalar("failures"),
+    Field::scalar("min_reads"),
+    Field::scalar("max_error_ratio_delta"),
+    Field::scalar("max_fallback_ratio"),
+    Field::scalar("max_divergence_ratio"),
+    Field::scalar("max_streaming_age"),
+    Field::scalar("rollback_to"),
 ];
 
 /// One known key of a map and what its value must look like.
@@ -428,6 +459,7 @@ mod tests {
         assert_eq!(serde_keys::<RawCircuit>(), table(CIRCUIT_KEYS));
         assert_eq!(serde_keys::<RawFreshness>(), table(FRESHNESS_KEYS));
         assert_eq!(serde_keys::<RawReconcile>(), table(RECONCILE_KEYS));
+        assert_eq!(serde_keys::<RawGate>(), table(GATE_KEYS));
     }
 
     #[test]

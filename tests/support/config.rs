@@ -30,6 +30,7 @@ pub struct Config {
     max_buffered_body: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     access_log: Option<Value>,
+    state_file: Option<String>,
     routes: Vec<Route>,
 }
 
@@ -50,6 +51,7 @@ impl Config {
             shutdown_grace: None,
             max_buffered_body: None,
             access_log: None,
+            state_file: None,
             routes: Vec::new(),
         }
     }
@@ -88,6 +90,12 @@ impl Config {
     /// The `access_log` block, as the file spells it.
     pub fn access_log(mut self, access_log: Value) -> Config {
         self.access_log = Some(access_log);
+        self
+    }
+
+    /// Where gate trips survive a restart (relative: under the data directory).
+    pub fn state_file(mut self, path: &str) -> Config {
+        self.state_file = Some(path.to_owned());
         self
     }
 
@@ -130,6 +138,8 @@ pub struct Route {
     freshness: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reconcile: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gate: Option<Value>,
     /// Any other key, e.g. one the config does not know.
     #[serde(flatten)]
     other: Map<String, Value>,
@@ -163,6 +173,7 @@ impl Route {
             fallback: None,
             freshness: None,
             reconcile: None,
+            gate: None,
             other: Map::new(),
         }
     }
@@ -206,6 +217,12 @@ impl Route {
 
     pub fn reconcile(mut self, reconcile: Value) -> Route {
         self.reconcile = Some(reconcile);
+        self
+    }
+
+    /// The route's automatic rollback.
+    pub fn gate(mut self, gate: Value) -> Route {
+        self.gate = Some(gate);
         self
     }
 

@@ -275,11 +275,15 @@ pub struct Binary {
 }
 
 impl Binary {
-    /// Starts `cutover run -c path` and waits for it to serve.
+    /// Starts `cutover run -c path` and waits for it to serve. Its data
+    /// directory is the config's (never the test's working directory).
     pub fn run(path: &std::path::Path) -> Binary {
         use std::io::BufRead;
+        let data_dir = path.parent().expect("a config file in a directory");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
-            .args(["run", "-c"])
+            .args(["run", "--data-dir"])
+            .arg(data_dir)
+            .arg("-c")
             .arg(path)
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::null())
@@ -359,7 +363,11 @@ impl Proxy {
     /// under `dir` in any shape (symlinks, nested directories); the proxy
     /// keeps `dir` alive. Addresses in the file should be `127.0.0.1:0`.
     pub async fn start_at(dir: tempfile::TempDir, path: PathBuf) -> Proxy {
-        let data = tempfile::tempdir().expect("data dir");
+        Proxy::start_in(dir, tempfile::tempdir().expect("data dir"), path).await
+    }
+
+    /// As `start_at`, with the data directory `data` (a restart keeps it).
+    pub async fn start_in(dir: tempfile::TempDir, data: tempfile::TempDir, path: PathBuf) -> Proxy {
         let options = cutover::Options {
             data_dir: data.path().to_owned(),
         };
