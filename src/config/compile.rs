@@ -43,6 +43,9 @@ pub(super) const DEFAULT_GATE_MIN_READS: u64 = 100;
 /// every problem found, each with its line and column, in file order. Pure:
 /// nothing outside the returned value is read or changed.
 pub(super) fn compile(path: &Path, text: &str, generation: u64) -> Result<Compiled, ConfigErrors> {
+    if let Some(e) = too_deep(path, text) {
+        return Err(ConfigErrors(vec![e]));
+    }
     let value: serde_yaml::Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => return Err(ConfigErrors(vec![syntax_error(path, text, &e)])),
@@ -61,6 +64,58 @@ pub(super) fn compile(path: &Path, text: &str, generation: u64) -> Result<Compil
         }
         _ => Err(ConfigErrors(cx.problems.into_errors(path, text))),
     }
+}
+
+/// Flow collections (`{`, `[`) nested deeper than any config needs. Found
+/// before parsing: the YAML parser and the locator each take time that
+/// grows with depth, and a 200 KB file of `{a: {a: ...}}` took seconds.
+const MAX_FLOW_DEPTH: usize = 64;
+
+/// Where a file nests flow collections past `MAX_FLOW_DEPTH`, if it does.
+/// Quoted strings and comments are skipped; a bracket there is text.
+fn too_deep(path: &Path, text: &str) -> Option<ConfigError> {
+    let (mut depth, mut line, mut column) = (0usize, 1usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut prev = '\n';
+    for c in text.chars() {
+        column += 1;
+        match (quote, c) {
+            (_, '\n') => {
+                line += 1;
+                column = 0;
+                comment = false;
+            }
+            _ if comment => {}
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            // A quote opens a quoted scalar only where a scalar starts (an
+            // apostrophe inside `it's` is text, and must not hide what follows).
+            (None, '\'' | '"')
+                if matches!(prev, ' ' | '\t' | '\n' | ':' | ',' | '[' | '{' | '-') =>
+            {
+                quote = Some(c)
+            }
+            (None, '#') if prev.is_whitespace() => comment = true,
+            (None, '{' | '[') => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Some(ConfigError {
+                        file: path.to_owned(),
+                        line,
+                        column,
+                        message: format!(
+                            "nested more than {MAX_FLOW_DEPTH} levels deep: no cutover config needs that"
+                        ),
+                    });
+                }
+            }
+            (None, '}' | ']') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        prev = c;
+    }
+    None
 }
 
 fn syntax_error(path: &Path, text: &str, e: &serde_yaml::Error) -> ConfigError {
@@ -188,7 +243,7 @@ impl Cx<'_> {
                 self.error(&top.key("consumer"), "`consumer` is empty");
                 None
             }
-            Some(c) => Some(c.to_owned()),
+            Some(c) => self.label(&top.key("consumer"), "consumer", c),
         };
         let risk = self.parse(&raw.risk, &top.key("risk"), parse_risk);
         let listen = self.parse(&raw.listen, &top.key("listen"), parse_addr);
@@ -294,6 +349,31 @@ impl Cx<'_> {
         AccessLogSettings { target, sample }
     }
 
+    /// A name that becomes a metric label value: short, and of characters
+    /// every dashboard and query language takes as they are.
+    fn label(&mut self, at: &YamlPath, what: &str, value: &str) -> Option<String> {
+        let ok_char =
+            |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/');
+        if value.len() > MAX_LABEL_LEN {
+            self.error(
+                at,
+                format!(
+                    "{what} is {} bytes long: at most {MAX_LABEL_LEN} (it is a metric label)",
+                    value.len()
+                ),
+            );
+            return None;
+        }
+        if let Some(bad) = value.chars().find(|c| !ok_char(*c)) {
+            self.error(
+                at,
+                format!("{what} `{value}` has {bad:?}: use letters, digits and - _ . : / (it is a metric label)"),
+            );
+            return None;
+        }
+        Some(value.to_owned())
+    }
+
     fn check_unique(
         &mut self,
         route: &RawRoute,
@@ -371,7 +451,7 @@ impl Cx<'_> {
                 self.error(&at.key("name"), "route `name` is empty");
                 None
             }
-            Some(n) => Some(n.to_owned()),
+            Some(n) => self.label(&at.key("name"), "route `name`", n),
         };
 
         let dataset = match raw.dataset.as_deref().map(str::trim) {
@@ -379,7 +459,7 @@ impl Cx<'_> {
                 self.error(&at.key("dataset"), "route `dataset` is empty");
                 None
             }
-            Some(d) => Some(d.to_owned()),
+            Some(d) => self.label(&at.key("dataset"), "route `dataset`", d),
             None => name.clone(),
         };
 
@@ -780,7 +860,10 @@ pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
             "bad duration `{s}`: add a unit (ms, s, m, h), e.g. {s}s or {s}ms"
         ));
     }
-    let n: u64 = number.parse().map_err(|_| bad())?;
+    let too_long =
+        || format!("bad duration `{s}`: longer than the longest cutover takes, 365 days (8760h)");
+    // All digits: a number that does not parse is too large for u64.
+    let n: u64 = number.parse().map_err(|_| too_long())?;
     let millis = match unit {
         "ms" => Some(n),
         "s" => n.checked_mul(1000),
@@ -788,10 +871,20 @@ pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n.checked_mul(3_600_000),
         _ => return Err(bad()),
     };
-    millis
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("bad duration `{s}`: too long"))
+    match millis {
+        Some(ms) if ms <= MAX_DURATION_MS => Ok(Duration::from_millis(ms)),
+        _ => Err(too_long()),
+    }
 }
+
+/// The longest consumer, route or dataset name: a label value, not a novel
+/// (a 100 KB consumer name once made `/metrics` 15 MB).
+const MAX_LABEL_LEN: usize = 128;
+
+/// The longest duration any key takes: a year. Far past any timeout,
+/// window or staleness bound that means something, and far below where
+/// millisecond arithmetic on Unix times could overflow.
+const MAX_DURATION_MS: u64 = 365 * 24 * 3_600_000;
 
 /// A duration that must be more than zero (timeouts, cooldowns).
 fn parse_nonzero(s: &str) -> Result<Duration, String> {
@@ -1052,6 +1145,72 @@ routes:
     batch: http://127.0.0.1:7001/tables/orders/
     streaming: https://stream.internal:8443/v1/orders?fmt=json
 ";
+
+    #[test]
+    fn deep_nesting_is_refused_quickly_and_located() {
+        let deep = format!(
+            "version: 1\nconsumer: {}x{}\n",
+            "{a: ".repeat(40_000),
+            "}".repeat(40_000)
+        );
+        let started = std::time::Instant::now();
+        let errs = errors(&deep);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(errs.len(), 1);
+        let col = 11 + 4 * MAX_FLOW_DEPTH;
+        assert!(
+            errs[0].starts_with(&format!("2:{col}: nested more than 64")),
+            "{errs:?}"
+        );
+        // Brackets in quotes and comments are text.
+        let quoted = format!("{MINIMAL}# {}\n", "[".repeat(200));
+        assert!(compile_text(&quoted).is_ok());
+        // An apostrophe in plain text does not hide nesting after it.
+        let sneaky = format!("version: 1\nrisk: it's\nconsumer: {}x\n", "[".repeat(100));
+        assert!(
+            errors(&sneaky)[0].starts_with("3:"),
+            "{:?}",
+            errors(&sneaky)
+        );
+    }
+
+    #[test]
+    fn names_that_become_labels_are_short_and_plain() {
+        let long = "c".repeat(129);
+        let errs = errors(&MINIMAL.replace("consumer: dash", &format!("consumer: {long}")));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("2:11: consumer is 129 bytes long: at most 128"),
+            "{errs:?}"
+        );
+        let errs = errors(&MINIMAL.replace("name: orders", "name: 'orders v2'"));
+        assert!(
+            errs[0].contains("route `name` `orders v2` has ' '"),
+            "{errs:?}"
+        );
+        assert!(compile_text(&MINIMAL.replace("name: orders", "name: orders.v2/eu:1_a-b")).is_ok());
+    }
+
+    #[test]
+    fn durations_are_bounded_by_a_year() {
+        assert_eq!(
+            parse_duration("8760h"),
+            Ok(Duration::from_secs(365 * 86_400))
+        );
+        for huge in ["8761h", "18446744073709551615ms", "99999999999999999999s"] {
+            let e = parse_duration(huge).expect_err(huge);
+            assert!(e.contains("365 days"), "{huge}: {e}");
+        }
+        let errs = errors(&format!(
+            "{MINIMAL}    fallback: {{ max_staleness: 18446744073709551615ms }}\n"
+        ));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("365 days"), "{errs:?}");
+    }
 
     #[test]
     fn durations_need_a_whole_number_and_a_unit() {

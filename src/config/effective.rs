@@ -351,7 +351,7 @@ mod tests {
         std::fs::write(dir.path().join("ca.pem"), cert.cert.pem()).expect("write ca");
         let text = "\
 version: 1
-consumer: 'yes: a consumer # with a hash'
+consumer: 'null'
 risk: high
 listen: 127.0.0.1:0
 admin: '[::1]:0'

@@ -83,15 +83,33 @@ pub fn sha256_hex(text: &str) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The config file's text, or the error that names the file.
+/// The config file's text, or the error that names the file (and, for
+/// bytes that are not UTF-8, the line and column of the first one).
 pub fn read(path: &Path) -> Result<String, ConfigErrors> {
-    std::fs::read_to_string(path).map_err(|e| {
+    let error = |line, column, message| {
         ConfigErrors(vec![ConfigError {
             file: path.to_owned(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read config: {e}"),
+            line,
+            column,
+            message,
         }])
+    };
+    let bytes = std::fs::read(path).map_err(|e| error(0, 0, format!("cannot read config: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let bad = e.utf8_error().valid_up_to();
+        let good = &e.as_bytes()[..bad];
+        let line = 1 + good.iter().filter(|&&b| b == b'\n').count();
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // Columns count characters, as the YAML errors do.
+        let column = 1 + String::from_utf8_lossy(&good[line_start..]).chars().count();
+        error(
+            line,
+            column,
+            format!(
+                "not UTF-8: byte 0x{:02x} at offset {bad}",
+                e.as_bytes()[bad]
+            ),
+        )
     })
 }
 
@@ -99,4 +117,22 @@ pub fn read(path: &Path) -> Result<String, ConfigErrors> {
 /// anchors relative `ca_file` paths.
 pub fn compile_str(path: &Path, text: &str, generation: u64) -> Result<Compiled, ConfigErrors> {
     compile::compile(path, text, generation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_located() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, b"version: 1\nconsumer: caf\xe9\n").expect("write");
+        let e = read(&path).expect_err("not UTF-8");
+        assert_eq!((e.0[0].line, e.0[0].column), (2, 14), "{e}");
+        assert!(
+            e.to_string().contains("c.yaml:2:14: not UTF-8: byte 0xe9"),
+            "{e}"
+        );
+    }
 }
