@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -623,6 +623,17 @@ fn malformed(parts: &Parts) -> Option<&'static str> {
     }
     if h.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
         return Some("more than one Content-Length\n");
+    }
+    // RFC 9112 3.2: an HTTP/1.1 request has exactly one Host (h2 carries
+    // :authority instead). Two that differ are how a request is made to
+    // mean one host to one hop and another to the next.
+    if parts.version == Version::HTTP_11 {
+        let mut hosts = h.get_all(header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (None, _) => return Some("no Host header\n"),
+            (Some(a), Some(b)) if a != b => return Some("two different Host headers\n"),
+            _ => {}
+        }
     }
     if has_dot_segment(parts.uri.path()) {
         return Some("dot segments are not allowed in the path\n");
