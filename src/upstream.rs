@@ -79,10 +79,21 @@ pub struct Outgoing<'a> {
 impl Outgoing<'_> {
     /// As an `http::Request` with `uri`, for hyper's clients.
     fn into_request(self, uri: Uri) -> Request<RequestBody> {
+        // A body of unknown length (the consumer sent it chunked; that
+        // header went as hop-by-hop) is sent chunked again: left to itself,
+        // hyper sends a GET of unknown length with no body at all, and a
+        // search read would be answered for a different query.
+        let chunked = self.body.size_hint().exact().is_none();
         let mut req = Request::new(self.body);
         *req.method_mut() = self.method.into_owned();
         *req.uri_mut() = uri;
         *req.headers_mut() = self.headers.into_owned();
+        if chunked {
+            req.headers_mut().insert(
+                http::header::TRANSFER_ENCODING,
+                http::HeaderValue::from_static("chunked"),
+            );
+        }
         req
     }
 }

@@ -806,6 +806,33 @@ async fn a_garbage_request_line_is_400() {
 // ---------------------------------------------------------------- request bodies
 
 #[tokio::test]
+async fn a_chunked_get_body_past_max_buffered_body_arrives_whole() {
+    let b = Backend::start(Behaviour::Echo).await;
+    let s = Backend::start(Behaviour::Echo).await;
+    let p = Proxy::start(quiet_route(b.url("/t"), s.url("/s"), "batch")).await;
+    // 96 KiB of chunks: past the 64 KiB cutover buffers, so it streams.
+    let chunk = vec![b'q'; 8 * 1024];
+    let mut req = b"GET /v1/orders/search HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    for _ in 0..12 {
+        req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        req.extend_from_slice(&chunk);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let answer = raw(p.listen, &req).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+    let seen = b.last().expect("batch was asked");
+    assert_eq!(seen.method, "GET");
+    assert_eq!(seen.body.len(), 96 * 1024, "the body arrived whole");
+    assert!(seen.body.iter().all(|&c| c == b'q'));
+    p.stop().await;
+}
+
+#[tokio::test]
 async fn a_body_past_max_buffered_body_reaches_streaming_once_and_never_falls_back() {
     let b = Backend::start(Behaviour::Echo).await;
     let s = Backend::start(Behaviour::Status(503)).await;
