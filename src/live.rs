@@ -181,15 +181,21 @@ routes:
         crate::config::compile_str(Path::new("c.yaml"), text, generation).expect("compiles")
     }
 
-    #[test]
-    fn the_longest_prefix_wins() {
-        let live = Live::new(
-            compiled(CONFIG, 1),
+    /// `text` compiled and bound as the first config.
+    fn bound(text: &str) -> Live {
+        let registry = StateRegistry::detached();
+        Live::new(
+            compiled(text, 1),
             String::new(),
-            StateRegistry::detached(),
+            registry,
             PathBuf::from("."),
         )
-        .expect("binds");
+        .expect("binds")
+    }
+
+    #[test]
+    fn the_longest_prefix_wins() {
+        let live = bound(CONFIG);
         let snap = live.snapshot.load();
         let name = |p| snap.route_for(p).map(|r| r.config.name.as_str());
         assert_eq!(name("/v1/orders/7"), Some("orders"));
@@ -199,13 +205,7 @@ routes:
 
     #[test]
     fn route_state_survives_a_reload_and_dropped_routes_are_forgotten() {
-        let live = Live::new(
-            compiled(CONFIG, 1),
-            String::new(),
-            StateRegistry::detached(),
-            PathBuf::from("."),
-        )
-        .expect("binds");
+        let live = bound(CONFIG);
         let before = live.snapshot.load_full();
         let only_orders = CONFIG
             .lines()
