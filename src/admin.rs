@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue};
@@ -12,7 +13,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -30,8 +31,19 @@ use crate::status::{ConfigInfo, LastReload, PerSide, RouteStatus, StatusDoc};
 const STATUS_PAGE: &str = include_str!("admin/status_page.html");
 
 /// Serves the admin endpoints until `shutdown` flips.
-pub async fn serve(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    head_timeout: Duration,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A slow or silent client is cut here too: the admin port is reachable
+    // from the whole pod network (Prometheus scrapes it).
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(head_timeout);
     loop {
         tokio::select! {
             accepted = listener.accept() => {

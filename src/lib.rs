@@ -201,16 +201,19 @@ async fn start_with_metrics(
     let reopen = tokio::spawn(reopen_logs_on_sigusr1(app.clone()));
     let upkeep = tokio::spawn(upkeep(app.clone(), shutdown_rx.clone()));
     let gates = tokio::spawn(gate::run(app.clone(), shutdown_rx.clone()));
+    let head_timeout = settings.runtime.head_timeout;
     let admin_task = tokio::spawn(admin::serve(
         app.clone(),
         admin_listener,
         shutdown_rx.clone(),
+        head_timeout,
     ));
     let proxy_task = tokio::spawn(proxy::serve(
         app.clone(),
         proxy_listener,
         shutdown_rx,
         grace,
+        head_timeout,
     ));
     app.ready.store(true, Ordering::Release);
     tracing::info!(%listen_addr, %admin_addr, config = %config_path.display(), "cutover serving");

@@ -64,12 +64,13 @@ pub async fn serve(
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
+    head_timeout: Duration,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(head_timeout)
         .max_buf_size(MAX_HEAD_BYTES);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
@@ -116,19 +117,25 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
     let started = Instant::now();
     let (mut parts, body) = req.into_parts();
     // One snapshot per read: a reload mid-read does not change this read.
-    let (route, max_body, log) = {
+    let (route, runtime, log) = {
         let snap = app.live.snapshot.load();
         let log = snap.access_log.clone();
         match request_filter(&snap, &parts) {
-            Ok(route) => (route, snap.settings.runtime.max_buffered_body, log),
+            Ok(route) => (route, snap.settings.runtime.clone(), log),
             Err(refused) => return refused.answer(log.as_ref(), None, &parts, started),
         }
     };
     let plan = plan(&route, &parts);
     prepare_headers(&mut parts.headers, peer);
-    let Ok(body) = RequestBody::from_incoming(body, max_body).await else {
-        return ProxyError::UnreadableBody.answer(log.as_ref(), Some(&route), &parts, started);
-    };
+    let body =
+        match RequestBody::from_incoming(body, runtime.max_buffered_body, runtime.body_timeout)
+            .await
+        {
+            Ok(body) => body,
+            Err(e) => {
+                return ProxyError::from(e).answer(log.as_ref(), Some(&route), &parts, started);
+            }
+        };
     let read = forward(&route, &parts, body, &plan).await;
     let summary = Summary::of(&read);
     let resp = respond(app, &route, read, &parts);

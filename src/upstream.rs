@@ -282,6 +282,15 @@ impl Http1Pool {
     }
 }
 
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyReadError {
+    #[error("reading the request body failed: {0}")]
+    Read(#[source] hyper::Error),
+    #[error("the request body paused for more than {0:?}")]
+    Stalled(Duration),
+}
+
 /// An upstream response body: read straight off a pooled HTTP/1.1
 /// connection (which goes back to its pool once the body has been read to
 /// the end), or hyper's (HTTPS, and large-request connections).
@@ -478,17 +487,25 @@ impl RequestBody {
 
     /// Reads the consumer's body: buffered in full up to `limit` bytes,
     /// streaming past it. A read error is the consumer's (answered 400).
+    /// `Err` when the body cannot be read, or pauses longer than `idle`
+    /// between two pieces (a stalled client must not hold the read forever).
     pub async fn from_incoming(
         mut body: Incoming,
         limit: usize,
-    ) -> Result<RequestBody, hyper::Error> {
+        idle: Duration,
+    ) -> Result<RequestBody, BodyReadError> {
         use http_body_util::BodyExt;
         if body.is_end_stream() {
             return Ok(RequestBody::empty());
         }
         let mut buf = bytes::BytesMut::new();
-        while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame?.into_data() {
+        loop {
+            let frame = match tokio::time::timeout(idle, body.frame()).await {
+                Err(_) => return Err(BodyReadError::Stalled(idle)),
+                Ok(None) => break,
+                Ok(Some(frame)) => frame.map_err(BodyReadError::Read)?,
+            };
+            if let Ok(data) = frame.into_data() {
                 buf.extend_from_slice(&data);
                 if buf.len() > limit {
                     return Ok(RequestBody::Streaming {

@@ -803,6 +803,62 @@ async fn a_garbage_request_line_is_400() {
     p.stop().await;
 }
 
+// ---------------------------------------------------------------- limits
+
+/// Sends `bytes` and waits for the peer to close; how long that took.
+async fn closed_after(addr: std::net::SocketAddr, bytes: &[u8]) -> (Duration, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    within(async {
+        let started = std::time::Instant::now();
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(bytes).await.expect("write");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        (
+            started.elapsed(),
+            String::from_utf8_lossy(&out).into_owned(),
+        )
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_stalled_head_or_body_is_cut_on_both_listeners() {
+    let b = Backend::start(Behaviour::Echo).await;
+    let s = Backend::start(Behaviour::Echo).await;
+    let p = Proxy::start(
+        Config::new()
+            .limits(json!({ "head_timeout": "300ms", "body_timeout": "300ms" }))
+            .route(
+                Route::orders(b.url("/t"), s.url("/s"))
+                    .mode("batch")
+                    .methods(&["GET", "POST"])
+                    .quiet(),
+            ),
+    )
+    .await;
+    // A body that stops after 10 of its 1000 bytes: 408, never forwarded.
+    let (took, answer) = closed_after(
+        p.listen,
+        b"POST /v1/orders/q HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.to_lowercase().contains("x-cutover-error: timeout"),
+        "{answer}"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // A head that never ends, on the consumer port and on the admin port.
+    for addr in [p.listen, p.admin] {
+        let (took, _) =
+            closed_after(addr, b"GET /v1/orders/1 HTTP/1.1\r\nHost: x\r\nX-Slow:").await;
+        assert!(took < Duration::from_secs(5), "{addr}: held {took:?}");
+    }
+    assert_eq!((b.hits(), s.hits()), (0, 0));
+    p.stop().await;
+}
+
 // ---------------------------------------------------------------- request bodies
 
 #[tokio::test]

@@ -28,6 +28,10 @@ pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 pub(super) const DEFAULT_CIRCUIT_FAILURES: u32 = 5;
 pub(super) const DEFAULT_CIRCUIT_COOLDOWN: Duration = Duration::from_secs(30);
 pub(super) const DEFAULT_WATERMARK_HEADER: &str = "x-data-watermark";
+/// As nginx's `client_header_timeout` and hyper's default.
+pub(super) const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// As nginx's `client_body_timeout`.
+pub(super) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 pub(super) const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(30);
 pub(super) const DEFAULT_WINDOW: Duration = Duration::from_secs(5 * 60);
 pub(super) const MIN_WINDOW: Duration = Duration::from_secs(30);
@@ -282,6 +286,26 @@ impl Cx<'_> {
             Some(d) => self.defaults(d, &top.key("defaults")),
             None => SideDefaults::default(),
         };
+        let limits = raw.limits.as_ref();
+        let limits_at = top.key("limits");
+        let head_timeout = limits
+            .and_then(|l| {
+                self.parse(
+                    &l.head_timeout,
+                    &limits_at.key("head_timeout"),
+                    parse_nonzero,
+                )
+            })
+            .unwrap_or(DEFAULT_HEAD_TIMEOUT);
+        let body_timeout = limits
+            .and_then(|l| {
+                self.parse(
+                    &l.body_timeout,
+                    &limits_at.key("body_timeout"),
+                    parse_nonzero,
+                )
+            })
+            .unwrap_or(DEFAULT_BODY_TIMEOUT);
         let access_log = raw
             .access_log
             .as_ref()
@@ -315,6 +339,8 @@ impl Cx<'_> {
             runtime: RuntimeSettings {
                 shutdown_grace,
                 max_buffered_body,
+                head_timeout,
+                body_timeout,
             },
             access_log,
             state_file,
@@ -1500,7 +1526,7 @@ routes:
                 "2:9: admin 127.0.0.1:9901 and listen 127.0.0.1:9901 share a port: give admin another port",
                 "3:7: unknown risk `huge` (expected low, medium or high)",
                 "4:9: `routes` is empty: add at least one route",
-                "5:1: unknown key `extra` (expected one of: version, consumer, risk, listen, admin, shutdown_grace, max_buffered_body, state_file, defaults, access_log, routes)",
+                "5:1: unknown key `extra` (expected one of: version, consumer, risk, listen, admin, shutdown_grace, max_buffered_body, state_file, defaults, access_log, limits, routes)",
             ]
         );
         assert_eq!(

@@ -42,6 +42,9 @@ pub fn render(settings: &Settings, routes: &[&Route]) -> String {
         "max_buffered_body",
         &settings.runtime.max_buffered_body.to_string(),
     );
+    out.map(0, "limits");
+    out.scalar(2, "head_timeout", &duration(settings.runtime.head_timeout));
+    out.scalar(2, "body_timeout", &duration(settings.runtime.body_timeout));
     match &settings.state_file {
         // As written: a relative path is under --data-dir.
         Some(p) => out.scalar(0, "state_file", &text(&p.display().to_string())),

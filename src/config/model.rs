@@ -60,6 +60,12 @@ pub struct RuntimeSettings {
     pub shutdown_grace: Duration,
     /// Largest request body kept in memory so a fallback can resend it.
     pub max_buffered_body: usize,
+    /// `limits.head_timeout`: a request head (or the next one on a
+    /// keep-alive connection) must arrive within this, on both listeners.
+    pub head_timeout: Duration,
+    /// `limits.body_timeout`: the longest pause between two pieces of a
+    /// request body before the read is answered 408.
+    pub body_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

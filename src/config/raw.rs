@@ -25,6 +25,7 @@ pub(super) struct RawConfig {
     pub state_file: Option<String>,
     pub defaults: Option<RawDefaults>,
     pub access_log: Option<RawAccessLog>,
+    pub limits: Option<RawLimits>,
     /// `None` items are list entries that were not maps (already reported).
     pub routes: Option<Vec<Option<RawRoute>>>,
 }
@@ -40,8 +41,20 @@ pub(super) const TOP_KEYS: &[Field] = &[
     Field::scalar("state_file"),
     Field::new("defaults", Shape::Map(DEFAULTS_KEYS)),
     Field::new("access_log", Shape::Map(ACCESS_LOG_KEYS)),
+    Field::new("limits", Shape::Map(LIMITS_KEYS)),
     Field::new("routes", Shape::Seq(&Shape::Map(ROUTE_KEYS))),
 ];
+
+/// How long a consumer may take.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub head_timeout: Option<String>,
+    pub body_timeout: Option<String>,
+}
+
+pub(super) const LIMITS_KEYS: &[Field] =
+    &[Field::scalar("head_timeout"), Field::scalar("body_timeout")];
 
 /// One JSON line per read, opt-in.
 #[derive(Debug, Default, Deserialize)]
@@ -451,6 +464,7 @@ mod tests {
         assert_eq!(serde_keys::<RawConfig>(), table(TOP_KEYS));
         assert_eq!(serde_keys::<RawDefaults>(), table(DEFAULTS_KEYS));
         assert_eq!(serde_keys::<RawAccessLog>(), table(ACCESS_LOG_KEYS));
+        assert_eq!(serde_keys::<RawLimits>(), table(LIMITS_KEYS));
         assert_eq!(serde_keys::<RawRoute>(), table(ROUTE_KEYS));
         assert_eq!(serde_keys::<RawMatch>(), table(MATCH_KEYS));
         assert_eq!(serde_keys::<RawSideMap>(), table(SIDE_KEYS));

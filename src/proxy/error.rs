@@ -14,7 +14,7 @@ use http::request::Parts;
 use super::{ERROR, ProxyBody};
 use crate::access_log::{AccessLog, Entry};
 use crate::live::LiveRoute;
-use crate::upstream::AttemptError;
+use crate::upstream::{AttemptError, BodyReadError};
 
 /// Why cutover answered a read itself.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,9 @@ pub enum ProxyError {
     /// The request body could not be read from the consumer.
     #[error("could not read the request body")]
     UnreadableBody,
+    /// The consumer paused its request body past `limits.body_timeout`.
+    #[error(transparent)]
+    BodyTimeout(BodyReadError),
     /// Streaming was at `max_inflight` and no fallback was allowed.
     #[error("streaming is at max_inflight")]
     Overflow,
@@ -46,6 +49,15 @@ pub enum ProxyError {
     /// The upstream answered something that is not HTTP cutover can frame.
     #[error(transparent)]
     UpstreamProtocol(AttemptError),
+}
+
+impl From<BodyReadError> for ProxyError {
+    fn from(e: BodyReadError) -> ProxyError {
+        match e {
+            BodyReadError::Read(_) => ProxyError::UnreadableBody,
+            BodyReadError::Stalled(_) => ProxyError::BodyTimeout(e),
+        }
+    }
 }
 
 impl From<AttemptError> for ProxyError {
@@ -68,6 +80,7 @@ impl ProxyError {
             ProxyError::Overflow | ProxyError::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect(_) | ProxyError::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -81,7 +94,7 @@ impl ProxyError {
             ProxyError::Overflow => "overflow",
             ProxyError::CircuitOpen => "circuit",
             ProxyError::Connect(_) => "connect",
-            ProxyError::Timeout(_) => "timeout",
+            ProxyError::Timeout(_) | ProxyError::BodyTimeout(_) => "timeout",
             ProxyError::UpstreamProtocol(_) => "upstream_protocol",
         }
     }
@@ -93,6 +106,7 @@ impl ProxyError {
             ProxyError::NoRoute => "no route for this path\n",
             ProxyError::MethodNotAllowed { .. } => "method not allowed on this route\n",
             ProxyError::UnreadableBody => "could not read the request body\n",
+            ProxyError::BodyTimeout(_) => "the request body stalled\n",
             _ => self
                 .status()
                 .canonical_reason()

@@ -30,6 +30,8 @@ pub struct Config {
     max_buffered_body: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     access_log: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limits: Option<Value>,
     state_file: Option<String>,
     routes: Vec<Route>,
 }
@@ -51,6 +53,7 @@ impl Config {
             shutdown_grace: None,
             max_buffered_body: None,
             access_log: None,
+            limits: None,
             state_file: None,
             routes: Vec::new(),
         }
@@ -84,6 +87,12 @@ impl Config {
 
     pub fn max_buffered_body(mut self, bytes: u64) -> Config {
         self.max_buffered_body = Some(bytes);
+        self
+    }
+
+    /// The `limits` block, as the file spells it.
+    pub fn limits(mut self, limits: Value) -> Config {
+        self.limits = Some(limits);
         self
     }
 
