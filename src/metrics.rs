@@ -260,18 +260,34 @@ impl Metrics {
 
     /// Leaves a removed route's series out of `render`.
     pub fn hide_route(&self, route: &RouteKey) {
-        let key = route.labels_text();
-        let mut hidden = self.hidden.lock().unwrap_or_else(|p| p.into_inner());
-        if !hidden.contains(&key) {
-            hidden.push(key);
-        }
+        self.hide(route.labels_text());
     }
 
     /// Shows a route's series again (a reload brought it back).
     pub fn show_route(&self, route: &RouteKey) {
-        let key = route.labels_text();
+        self.show(&route.labels_text());
+    }
+
+    /// Leaves every series of a consumer a reload renamed out of `render`.
+    pub fn hide_consumer(&self, consumer: &str) {
+        self.hide(format!("consumer=\"{}\"", escape_label(consumer)));
+    }
+
+    /// Shows a consumer's series again (a reload named it again).
+    pub fn show_consumer(&self, consumer: &str) {
+        self.show(&format!("consumer=\"{}\"", escape_label(consumer)));
+    }
+
+    fn hide(&self, prefix: String) {
         let mut hidden = self.hidden.lock().unwrap_or_else(|p| p.into_inner());
-        hidden.retain(|h| *h != key);
+        if !hidden.contains(&prefix) {
+            hidden.push(prefix);
+        }
+    }
+
+    fn show(&self, prefix: &str) {
+        let mut hidden = self.hidden.lock().unwrap_or_else(|p| p.into_inner());
+        hidden.retain(|h| h != prefix);
     }
 
     /// Drains histogram samples into their buckets; call now and then so an
@@ -321,18 +337,20 @@ impl RouteKey {
     /// How the exporter writes these labels at the start of a series
     /// (values escaped as the text format escapes them).
     fn labels_text(&self) -> String {
-        let esc = |v: &str| {
-            v.replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n")
-        };
         format!(
             "consumer=\"{}\",route=\"{}\",dataset=\"{}\"",
-            esc(&self.consumer),
-            esc(&self.route),
-            esc(&self.dataset)
+            escape_label(&self.consumer),
+            escape_label(&self.route),
+            escape_label(&self.dataset)
         )
     }
+}
+
+/// A label value as the text format writes it.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn metadata() -> Metadata<'static> {

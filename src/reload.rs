@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use std::time::SystemTime;
 
 use crate::config::{self, Compiled, Settings};
@@ -59,7 +61,8 @@ pub struct Reloader {
     /// `listen` and `admin` as the config said when the sockets were bound:
     /// a file that differs needs a restart until it no longer differs.
     started: (SocketAddr, SocketAddr),
-    metrics: ProcessMetrics,
+    /// Replaced when a reload renames the consumer (its label).
+    metrics: ArcSwap<ProcessMetrics>,
     status: Mutex<ReloadStatus>,
     /// Serialises reloads (watcher and SIGHUP may race); never taken per read.
     serial: Mutex<()>,
@@ -75,7 +78,7 @@ impl Reloader {
         Reloader {
             config_path,
             started: (first.listen, first.admin),
-            metrics,
+            metrics: ArcSwap::from_pointee(metrics),
             status: Mutex::new(ReloadStatus::default()),
             serial: Mutex::new(()),
         }
@@ -118,6 +121,10 @@ impl Reloader {
         let changes = describe_changes(&current, &compiled);
         let (risk_before, risk) = (current.settings.risk, compiled.settings.risk);
         let restart_needed = self.restart_needed(&compiled.settings);
+        let (consumer_before, consumer) = (
+            current.settings.consumer.clone(),
+            compiled.settings.consumer.clone(),
+        );
         // The swap, the counters and the status change under the status
         // lock, and `/status` reads under it (`status_with`): a reader never
         // sees the new generation beside the previous reload's result.
@@ -126,12 +133,24 @@ impl Reloader {
             drop(status);
             return self.reject(e.to_string());
         }
-        self.metrics.reloads_ok.increment(1);
-        self.metrics.generation.set(generation as f64);
-        self.metrics.last_reload_successful.set(1.0);
-        self.metrics.last_reload_success_timestamp.set(unix_now());
-        self.metrics
-            .set_risk(risk.as_str(), Some(risk_before.as_str()));
+        let metrics = if consumer_before == consumer {
+            self.metrics.load_full()
+        } else {
+            // The old name's series go (as its routes' did), the new
+            // name's start here.
+            let m = live.registry.metrics();
+            m.hide_consumer(&consumer_before);
+            m.show_consumer(&consumer);
+            let fresh = Arc::new(ProcessMetrics::new(m, &consumer));
+            self.metrics.store(fresh.clone());
+            fresh
+        };
+        metrics.reloads_ok.increment(1);
+        metrics.generation.set(generation as f64);
+        metrics.last_reload_successful.set(1.0);
+        metrics.last_reload_success_timestamp.set(unix_now());
+        let same_consumer = consumer_before == consumer;
+        metrics.set_risk(risk.as_str(), same_consumer.then_some(risk_before.as_str()));
         if let Some(msg) = &restart_needed {
             tracing::warn!(config = %self.config_path.display(), "{msg}");
         }
@@ -161,8 +180,9 @@ impl Reloader {
         status.result = Some(ReloadResult::Ok);
         status.error = None;
         status.at = Some(SystemTime::now());
-        self.metrics.reloads_ok.increment(1);
-        self.metrics.last_reload_successful.set(1.0);
+        let metrics = self.metrics.load();
+        metrics.reloads_ok.increment(1);
+        metrics.last_reload_successful.set(1.0);
         tracing::info!(config = %self.config_path.display(), "config file is the serving config again: the rejected edit is gone");
         ReloadOutcome::Reverted
     }
@@ -183,8 +203,9 @@ impl Reloader {
     }
 
     fn reject(&self, error: String) -> ReloadOutcome {
-        self.metrics.reloads_error.increment(1);
-        self.metrics.last_reload_successful.set(0.0);
+        let metrics = self.metrics.load();
+        metrics.reloads_error.increment(1);
+        metrics.last_reload_successful.set(0.0);
         // One event, one line: the errors are joined, not printed on lines of their own.
         tracing::error!(config = %self.config_path.display(), errors = %error.replace('\n', "; "), "config rejected, last good config keeps serving");
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());

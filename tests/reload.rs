@@ -349,6 +349,58 @@ async fn reverting_a_rejected_edit_clears_the_error() {
 }
 
 #[tokio::test]
+async fn renaming_the_consumer_leaves_no_ghost_series() {
+    let (b, s) = both_sides().await;
+    let p = Proxy::start(config(&b, &s, "streaming")).await;
+    assert_eq!(served_by(&p).await, "streaming");
+    let t0 = Instant::now();
+    rename_over(
+        &p.path,
+        &config(&b, &s, "streaming").consumer("renamed").yaml(),
+    );
+    let status = p.admin_url("/status");
+    wait_until_async("the renamed consumer serves", || {
+        let status = status.clone();
+        async move { get(&status).await.json()["consumer"] == "renamed" }
+    })
+    .await;
+    until_served_by(&p, "streaming", t0).await;
+    let m = p.scrape().await;
+    let ghosts: Vec<_> = m
+        .samples()
+        .filter(|(n, l, _)| {
+            n.starts_with("cutover_") && l.iter().any(|(k, v)| k == "consumer" && v != "renamed")
+        })
+        .map(|(n, l, _)| format!("{n} {l:?}"))
+        .collect();
+    assert!(ghosts.is_empty(), "series of the old name: {ghosts:#?}");
+    assert_eq!(
+        m.value("cutover_config_generation", &[("consumer", "renamed")]),
+        2.0
+    );
+    assert_eq!(
+        m.value(
+            "cutover_config_reloads_total",
+            &[("consumer", "renamed"), ("result", "ok")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.value(
+            "cutover_requests_total",
+            &[
+                ("consumer", "renamed"),
+                ("side", "streaming"),
+                ("code_class", "2xx")
+            ]
+        ),
+        1.0,
+        "the read after the rename, under the new name"
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
 async fn broken_yaml_keeps_the_old_config_until_fixed() {
     // Written by a buggy tool: an unterminated flow mapping.
     let (error, path) = bad_edit_is_rejected_then_fixed(|b, s| {
