@@ -375,6 +375,8 @@ async fn the_board_shows_every_consumer_and_the_verdicts() {
         fraud.contains("0.050%") && fraud.contains("4000"),
         "{fraud}"
     );
+    // Began within the history: exact, not "at least".
+    assert!(fraud.contains(" 2d00h") && !fraud.contains('≥'), "{fraud}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -381,7 +381,7 @@ pub fn assemble(req: &Request, a: &Answers<'_>) -> Board {
             f.gate_tripped_now |= v >= 1.0;
         }
     }
-    history(&mut figures, a.mode_history);
+    history(&mut figures, a.mode_history, a.history_start);
     for s in a.batch_counters {
         let rise = verdict::last_counter_rise(&s.samples, a.history_start, HISTORY_STEP);
         if let Some(f) = known(&mut figures, s)
@@ -437,7 +437,7 @@ fn known<'a>(
 /// Time in the current mode, time on streaming, last seen and last modes,
 /// from the mode history: per consumer and dataset, the set of modes at
 /// each step.
-fn history(figures: &mut BTreeMap<Key, ConsumerFigures>, modes: &[Series]) {
+fn history(figures: &mut BTreeMap<Key, ConsumerFigures>, modes: &[Series], start: f64) {
     let mut steps: BTreeMap<Key, BTreeMap<i64, BTreeSet<String>>> = BTreeMap::new();
     for s in modes {
         let at = steps.entry(key(s)).or_default();
@@ -469,9 +469,9 @@ fn history(figures: &mut BTreeMap<Key, ConsumerFigures>, modes: &[Series]) {
             .map(|(&t, m)| (t as f64, m.iter().all(|m| verdict::mode_reads_streaming(m))))
             .collect();
         if !f.modes.is_empty() {
-            f.mode_since = verdict::run_start(&same, HISTORY_STEP);
+            f.mode_since = verdict::run_start(&same, start, HISTORY_STEP);
             if f.modes.iter().all(|m| verdict::mode_reads_streaming(m)) {
-                f.streaming_since = verdict::run_start(&streaming, HISTORY_STEP);
+                f.streaming_since = verdict::run_start(&streaming, start, HISTORY_STEP);
             }
         }
     }

@@ -388,23 +388,23 @@ pub fn decommission_blocks(c: &mut DecommissionConsumer) {
 /// `points` are the evaluation times (ascending) with whether the condition
 /// held. The run is the contiguous stretch ending at the last point; a
 /// missing point (a gap longer than 1.5 steps) ends it as a `false` would.
-pub fn run_start(points: &[(f64, bool)], step: f64) -> Option<Since> {
+/// Only a run reaching back to `range_start` (the history's first step) may
+/// be older than it looks (`at_least`); one starting later began there.
+pub fn run_start(points: &[(f64, bool)], range_start: f64, step: f64) -> Option<Since> {
     let &(last_t, last_ok) = points.last()?;
     if !last_ok {
         return None;
     }
     let mut start = last_t;
-    let mut at_least = true;
     for &(t, ok) in points.iter().rev().skip(1) {
         if !ok || start - t > step * 1.5 {
-            at_least = false;
             break;
         }
         start = t;
     }
     Some(Since {
         at: start,
-        at_least,
+        at_least: start - range_start < step * 0.5,
     })
 }
 
@@ -646,14 +646,19 @@ mod tests {
         let step = 3600.0;
         let pts: Vec<(f64, bool)> = (0..10).map(|i| (i as f64 * step, i >= 4)).collect();
         assert_eq!(
-            run_start(&pts, step),
+            run_start(&pts, 0.0, step),
             Some(Since {
                 at: 4.0 * step,
                 at_least: false
             })
         );
         let all: Vec<(f64, bool)> = (0..10).map(|i| (i as f64 * step, true)).collect();
-        assert_eq!(run_start(&all, step).map(|s| s.at_least), Some(true));
+        assert_eq!(run_start(&all, 0.0, step).map(|s| s.at_least), Some(true));
+        // A series that begins after the history's start began then.
+        assert_eq!(
+            run_start(&all, -step, step).map(|s| s.at_least),
+            Some(false)
+        );
         // A gap (the sidecar was down) ends the run.
         let gap = [
             (0.0, true),
@@ -661,9 +666,9 @@ mod tests {
             (4.0 * step, true),
             (5.0 * step, true),
         ];
-        assert_eq!(run_start(&gap, step).map(|s| s.at), Some(4.0 * step));
-        assert_eq!(run_start(&[(0.0, false)], step), None);
-        assert_eq!(run_start(&[], step), None);
+        assert_eq!(run_start(&gap, 0.0, step).map(|s| s.at), Some(4.0 * step));
+        assert_eq!(run_start(&[(0.0, false)], 0.0, step), None);
+        assert_eq!(run_start(&[], 0.0, step), None);
     }
 
     #[test]
