@@ -12,6 +12,7 @@ pub mod attempt;
 pub mod config;
 pub mod demo;
 pub mod fallback;
+pub mod fleet;
 pub mod freshness;
 pub mod gate;
 pub mod headers;

@@ -94,6 +94,44 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The migration board from Prometheus: per dataset, each consumer's
+    /// risk, mode, figures over the window and the verdicts (leave shadow,
+    /// next to move, risk order). With --decommission DATASET: exit 0 only
+    /// when batch can be switched off for it, else 1 naming each consumer
+    /// that still reads batch. Exit 2 when Prometheus cannot be queried.
+    Fleet {
+        /// Prometheus' base URL (http or https), e.g. http://prometheus:9090.
+        #[arg(long)]
+        prometheus: String,
+        /// Only this dataset.
+        #[arg(long, conflicts_with = "decommission")]
+        dataset: Option<String>,
+        /// What the figures look back over (default 1h; 7d with --decommission).
+        #[arg(long)]
+        window: Option<String>,
+        /// Print the board as one JSON document.
+        #[arg(long)]
+        json: bool,
+        /// Check whether batch can be switched off for this dataset.
+        #[arg(long, value_name = "DATASET")]
+        decommission: Option<String>,
+        /// Basic auth user; the password is read from --basic-auth-password-file.
+        #[arg(
+            long,
+            requires = "basic_auth_password_file",
+            conflicts_with = "bearer_token_file"
+        )]
+        basic_auth_user: Option<String>,
+        /// File holding the basic auth password.
+        #[arg(long, requires = "basic_auth_user")]
+        basic_auth_password_file: Option<PathBuf>,
+        /// File holding a bearer token.
+        #[arg(long)]
+        bearer_token_file: Option<PathBuf>,
+        /// Extra CA certificates (PEM) for an https Prometheus.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -116,6 +154,35 @@ fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
         }),
         Command::Status { admin, json } => status(&admin, json),
+        Command::Fleet {
+            prometheus,
+            dataset,
+            window,
+            json,
+            decommission,
+            basic_auth_user,
+            basic_auth_password_file,
+            bearer_token_file,
+            ca_file,
+        } => {
+            let auth = match (basic_auth_user, basic_auth_password_file, bearer_token_file) {
+                (Some(user), Some(password_file), _) => cutover::fleet::query::Auth::Basic {
+                    user,
+                    password_file,
+                },
+                (_, _, Some(token)) => cutover::fleet::query::Auth::BearerFile(token),
+                _ => cutover::fleet::query::Auth::None,
+            };
+            fleet(
+                &prometheus,
+                &auth,
+                ca_file.as_ref(),
+                dataset,
+                window.as_deref(),
+                json,
+                decommission.as_deref(),
+            )
+        }
         Command::Diff {
             batch_file,
             streaming_file,
@@ -404,6 +471,82 @@ fn status(admin: &str, json: bool) -> ExitCode {
                 eprintln!("  {hint}");
             }
             ExitCode::from(STATUS_UNREACHABLE)
+        }
+    }
+}
+
+/// `cutover fleet`: 0 (board printed, or batch can be switched off), 1 (a
+/// consumer still reads batch), 2 (Prometheus cannot be queried, or bad
+/// arguments).
+fn fleet(
+    prometheus: &str,
+    auth: &cutover::fleet::query::Auth,
+    ca_file: Option<&PathBuf>,
+    dataset: Option<String>,
+    window: Option<&str>,
+    json: bool,
+    decommission: Option<&str>,
+) -> ExitCode {
+    const UNREACHABLE: u8 = 2;
+    let default = if decommission.is_some() { "7d" } else { "1h" };
+    let window = match cutover::fleet::parse_window(window.unwrap_or(default)) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("cutover fleet: --window {e}");
+            return ExitCode::from(UNREACHABLE);
+        }
+    };
+    let prom = match cutover::fleet::query::Prometheus::new(prometheus, auth, ca_file) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("cutover fleet: {e}");
+            return ExitCode::from(UNREACHABLE);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cutover fleet: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let printed = if let Some(ds) = decommission {
+        rt.block_on(cutover::fleet::decommission(&prom, ds, window, now))
+            .map(|d| {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+                } else {
+                    print!("{}", cutover::fleet::render::decommission(&d));
+                }
+                d.ready
+            })
+    } else {
+        let req = cutover::fleet::Request {
+            dataset,
+            window,
+            now,
+        };
+        rt.block_on(cutover::fleet::board(&prom, &req)).map(|b| {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&b).unwrap_or_default());
+            } else {
+                print!("{}", cutover::fleet::render::board(&b));
+            }
+            true
+        })
+    };
+    match printed {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("cutover fleet: {e}");
+            ExitCode::from(UNREACHABLE)
         }
     }
 }
