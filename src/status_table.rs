@@ -201,7 +201,7 @@ pub fn render(doc: &StatusDoc) -> String {
         ]);
     }
     out.push('\n');
-    out.push_str(&table(&rows));
+    out.push_str(&table(&rows, &NUMERIC, ""));
     out.push('\n');
     if overridden {
         out.push_str("* effective mode differs from the config: a tripped gate (see below), or the streaming circuit is open and batch serves until a trial read succeeds\n");
@@ -338,10 +338,11 @@ fn to_the_second(t: &str) -> String {
     format!("{}{}", &t[..dot], &t[dot + 1 + digits..])
 }
 
-/// Pads every cell to its column's width, two spaces between columns.
-fn table(rows: &[Vec<String>]) -> String {
+/// Pads every cell to its column's width, two spaces between columns, each
+/// line after `indent`; `numeric` columns are right-aligned so digits line up.
+pub(crate) fn table(rows: &[Vec<String>], numeric: &[bool], indent: &str) -> String {
     let width = |s: &str| s.chars().count();
-    let mut widths = vec![0; HEADINGS.len()];
+    let mut widths = vec![0; numeric.len()];
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
             widths[i] = widths[i].max(width(cell));
@@ -349,13 +350,13 @@ fn table(rows: &[Vec<String>]) -> String {
     }
     let mut out = String::new();
     for row in rows {
-        let mut line = String::new();
+        let mut line = String::from(indent);
         for (i, cell) in row.iter().enumerate() {
             if i > 0 {
                 line.push_str("  ");
             }
             let pad = " ".repeat(widths[i] - width(cell));
-            if NUMERIC[i] {
+            if numeric[i] {
                 line.push_str(&pad);
                 line.push_str(cell);
             } else {

@@ -414,7 +414,9 @@ fn connector(connect_timeout: Duration) -> HttpConnector {
     http
 }
 
-fn root_store(ca_file: Option<&PathBuf>) -> Result<RootCertStore, CaFileError> {
+/// The trust anchors for an https client: webpki's, the system's where it
+/// has them, and the certificates of `ca_file`.
+pub fn root_store(ca_file: Option<&PathBuf>) -> Result<RootCertStore, CaFileError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     // System roots too, where the host has them; a missing or unreadable

@@ -16,8 +16,6 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 /// How long one query may take, connect to last byte.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -299,25 +297,10 @@ pub fn parse(body: &[u8], query: &str) -> Result<Vec<Series>, QueryError> {
 }
 
 fn client(ca_file: Option<&PathBuf>) -> Result<HttpsClient, QueryError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    if let Some(path) = ca_file {
-        let err = |reason: String| QueryError::CaFile {
-            path: path.clone(),
-            reason,
-        };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| err(e.to_string()))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| err(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(err("no PEM certificate in file".into()));
-        }
-        for c in certs {
-            roots.add(c).map_err(|e| err(e.to_string()))?;
-        }
-    }
+    let roots = crate::upstream::root_store(ca_file).map_err(|e| QueryError::CaFile {
+        path: e.path,
+        reason: e.reason,
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

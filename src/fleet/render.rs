@@ -27,7 +27,7 @@ pub fn board(b: &Board) -> String {
         for c in &d.consumers {
             rows.push(row(c, b.evaluated_at));
         }
-        out.push_str(&table(&rows));
+        out.push_str(&crate::status_table::table(&rows, &NUMERIC, "  "));
         let s = &d.shadow;
         out.push_str(&format!(
             "  leave shadow: {} ({})\n",
@@ -75,6 +75,18 @@ pub fn board(b: &Board) -> String {
     out.push_str(
         "\nREADS, FALLBACK, ERR Δ (streaming minus batch failed share, percentage points), DIVERG, COMPARED and TRIPS are over the window.\n",
     );
+    let mut known: Vec<&str> = b
+        .datasets
+        .iter()
+        .flat_map(|d| d.consumers.iter().map(|c| c.consumer.as_str()))
+        .collect();
+    known.sort_unstable();
+    known.dedup();
+    out.push_str(&format!(
+        "{} consumer{} known through cutover; a reader that never went through cutover is invisible here.\n",
+        known.len(),
+        if known.len() == 1 { "" } else { "s" }
+    ));
     out
 }
 
@@ -139,9 +151,11 @@ fn row(c: &ConsumerFigures, now: f64) -> Vec<String> {
         c.last_batch_read.map_or_else(
             || format!("none in {}", human_duration(super::HISTORY_SECONDS)),
             |t| {
+                // The history's step can put the last read a moment past
+                // now: say "0s ago", not a negative time.
                 format!(
                     "{} ago (±{})",
-                    human_duration(now - t),
+                    human_duration((now - t).max(0.0)),
                     human_duration(HISTORY_STEP)
                 )
             },
@@ -217,34 +231,4 @@ pub fn rfc3339(t: f64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| format!("{t:.0}"))
-}
-
-fn table(rows: &[Vec<String>]) -> String {
-    let width = |s: &str| s.chars().count();
-    let mut widths = vec![0; HEADINGS.len()];
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(width(cell));
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::from("  ");
-        for (i, cell) in row.iter().enumerate() {
-            if i > 0 {
-                line.push_str("  ");
-            }
-            let pad = " ".repeat(widths[i] - width(cell));
-            if NUMERIC[i] {
-                line.push_str(&pad);
-                line.push_str(cell);
-            } else {
-                line.push_str(cell);
-                line.push_str(&pad);
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
