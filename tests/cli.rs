@@ -4,48 +4,21 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use support::{
-    Backend, Behaviour, Proxy, Route, WAIT, get, refusing_addr, wait_exit, wait_until_async, within,
+    Backend, Behaviour, Output, Proxy, Route, WAIT, get, refusing_addr, run_cutover, wait_exit,
+    wait_until_async, within,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_cutover");
 
-/// A finished command.
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs `cutover args`, killing it if it outlives `WAIT`.
 fn cutover(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn cutover");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = pipe.read_to_string(&mut s);
-            s
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("stdout piped")));
-    let stderr = drain(Box::new(child.stderr.take().expect("stderr piped")));
-    let status = wait_exit(&mut child, &format!("cutover {args:?} exits"), String::new);
-    Output {
-        code: status.code(),
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
+    run_cutover(args)
 }
 
 #[test]

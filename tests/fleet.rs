@@ -5,15 +5,10 @@
 
 mod support;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use http::Response;
 use serde_json::{Value, json};
-use support::{Backend, Behaviour, full_body, now_secs, refusing_addr, wait_exit};
+use support::{Backend, Behaviour, Output, full_body, now_secs, refusing_addr, run_cutover};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cutover");
 const DAY: f64 = 86_400.0;
 
 /// What the fake Prometheus knows.
@@ -296,44 +291,12 @@ async fn prometheus(fleet: Fleet) -> Backend {
     .await
 }
 
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
 /// Runs `cutover args` off the runtime (the fake answers on it meanwhile).
 async fn cutover(args: &[&str]) -> Output {
     let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn cutover");
-        let drain = |mut pipe: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut s = String::new();
-                let _ = pipe.read_to_string(&mut s);
-                s
-            })
-        };
-        let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
-        let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
-        let status = wait_exit(&mut child, &format!("cutover {args:?} exits"), String::new);
-        Output {
-            code: status.code(),
-            stdout: stdout.join().expect("stdout reader"),
-            stderr: stderr.join().expect("stderr reader"),
-            took: started.elapsed(),
-        }
-    })
-    .await
-    .expect("runner")
+    tokio::task::spawn_blocking(move || run_cutover(&args))
+        .await
+        .expect("the cutover run")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

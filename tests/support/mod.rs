@@ -413,25 +413,50 @@ pub fn config_file(config: impl Into<Config>) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-/// Runs the real binary with `args` until it exits (within `WAIT`) and
-/// returns its exit code and stderr.
-pub fn run_to_exit(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+/// What a run of the real binary did.
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// From spawn to exit.
+    pub took: Duration,
+}
+
+/// Runs the real binary with `args` until it exits, killing it (and failing
+/// the test) if it outlives `WAIT`. Standard input is empty.
+pub fn run_cutover<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> Output {
     use std::io::Read;
+    let started = std::time::Instant::now();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
         .args(args)
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn cutover");
-    let mut pipe = child.stderr.take().expect("stderr piped");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = pipe.read_to_string(&mut s);
-        s
-    });
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = pipe.read_to_string(&mut s);
+            s
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout piped")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr piped")));
     let status = wait_exit(&mut child, &format!("cutover {args:?} exits"), String::new);
-    (status.code(), reader.join().expect("stderr reader"))
+    Output {
+        code: status.code(),
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+        took: started.elapsed(),
+    }
+}
+
+/// Runs the real binary with `args` until it exits (within `WAIT`) and
+/// returns its exit code and stderr.
+pub fn run_to_exit(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    let out = run_cutover(args);
+    (out.code, out.stderr)
 }
 
 /// POST `body` to `url` and read the whole answer.
