@@ -68,9 +68,7 @@ struct Line<'a> {
 
 impl Entry {
     fn to_line(&self) -> String {
-        let ts = time::OffsetDateTime::from(self.ts)
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
+        let ts = crate::freshness::rfc3339(self.ts).unwrap_or_default();
         let line = Line {
             ts,
             consumer: &self.consumer,

@@ -196,12 +196,6 @@ fn refresh_gauges(app: &App) {
     }
 }
 
-pub(crate) fn rfc3339(t: std::time::SystemTime) -> Option<String> {
-    time::OffsetDateTime::from(t)
-        .format(&time::format_description::well_known::Rfc3339)
-        .ok()
-}
-
 /// The `/status` document: what `cutover status` prints.
 pub fn status(app: &App) -> StatusDoc {
     let (reload, snap) = app.reloader.status_with(&app.live);
@@ -257,7 +251,7 @@ pub fn status(app: &App) -> StatusDoc {
         last_reload: LastReload {
             result: reload.result.map(|r| r.as_str().to_owned()),
             error: reload.error,
-            at: reload.at.and_then(rfc3339),
+            at: reload.at.and_then(crate::freshness::rfc3339),
             restart_needed: reload.restart_needed,
         },
         routes,

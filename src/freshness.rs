@@ -21,6 +21,11 @@ pub fn now_unix_ms() -> i64 {
 /// Unix milliseconds from a watermark value: RFC 3339 (any offset), Unix
 /// seconds (with or without a fraction) or Unix milliseconds. A bare integer
 /// of 12 digits or more is read as milliseconds (seconds that large are past
+/// `t` as RFC 3339 (UTC), for /status, the state file and the access log.
+pub fn rfc3339(t: std::time::SystemTime) -> Option<String> {
+    time::OffsetDateTime::from(t).format(&Rfc3339).ok()
+}
+
 /// the year 33000). `None` for anything else.
 pub fn parse_watermark(value: &[u8]) -> Option<i64> {
     let s = std::str::from_utf8(value).ok()?.trim();

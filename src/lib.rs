@@ -201,7 +201,7 @@ async fn start_with_metrics(
     let probe = tokio::spawn(probe::run(app.clone(), shutdown_rx.clone()));
     let reopen = tokio::spawn(reopen_logs_on_sigusr1(app.clone()));
     let upkeep = tokio::spawn(upkeep(app.clone(), shutdown_rx.clone()));
-    let gates = tokio::spawn(gate::run(app.clone(), shutdown_rx.clone()));
+    let gates = tokio::spawn(gate::task::run(app.clone(), shutdown_rx.clone()));
     let head_timeout = settings.runtime.head_timeout;
     let admin_task = tokio::spawn(admin::serve(
         app.clone(),

@@ -164,7 +164,7 @@ pub fn tripped(snap: &Snapshot) -> Vec<SavedTrip> {
                 check: trip.check.as_str().to_owned(),
                 value: trip.value.is_finite().then_some(trip.value),
                 threshold: trip.threshold,
-                at: crate::admin::rfc3339(trip.at).unwrap_or_default(),
+                at: crate::freshness::rfc3339(trip.at).unwrap_or_default(),
             })
         })
         .collect()
