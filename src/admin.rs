@@ -13,13 +13,12 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::App;
 use crate::config::{FallbackReason, Mode, Route, SideName, effective};
+use crate::conn::{self, ConnInfo, ConnLimits};
 use crate::freshness::now_unix_ms;
 use crate::live::LiveRoute;
 use crate::reconcile::outcome::Verdict;
@@ -30,37 +29,38 @@ use crate::status::{ConfigInfo, LastReload, PerSide, RouteStatus, StatusDoc};
 /// and nothing from outside (no CDN, no fonts).
 const STATUS_PAGE: &str = include_str!("admin/status_page.html");
 
-/// Serves the admin endpoints until `shutdown` flips.
+/// Connections the admin listener takes at once: Prometheus, the kubelet's
+/// probes and a few people, with room to spare; a flood beyond it is
+/// refused without touching the consumer's listener.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Serves the admin endpoints until `shutdown` flips. A slow or silent
+/// client is cut here as on `listen` (`limits`): the admin port is
+/// reachable from the whole pod network (Prometheus scrapes it).
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
-    head_timeout: Duration,
+    shutdown: watch::Receiver<bool>,
+    limits: ConnLimits,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // A slow or silent client is cut here too: the admin port is reachable
-    // from the whole pod network (Prometheus scrapes it).
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(head_timeout);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let app = app.clone();
-                let service = service_fn(move |req| {
-                    let app = app.clone();
-                    async move { Ok::<_, Infallible>(respond(&app, &req)) }
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-            _ = shutdown.changed() => return,
-        }
-    }
+    let counters = app.admin_connections.clone();
+    let make_service = |_: ConnInfo| {
+        let app = app.clone();
+        service_fn(move |req| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(respond(&app, &req)) }
+        })
+    };
+    // Nothing to drain: every admin answer is made at once.
+    conn::serve(
+        listener,
+        limits,
+        counters,
+        make_service,
+        shutdown,
+        Duration::ZERO,
+    )
+    .await;
 }
 
 fn respond(app: &App, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -194,6 +194,24 @@ fn refresh_gauges(app: &App) {
         let tripped = route.state.gate.rollback().is_some();
         m.gate_tripped.set(if tripped { 1.0 } else { 0.0 });
     }
+    let metrics = app.live.registry.metrics();
+    let consumer = &snap.settings.consumer;
+    for (listener, c) in [
+        ("consumer", &app.consumer_connections),
+        ("admin", &app.admin_connections),
+    ] {
+        metrics.publish_connections(
+            consumer,
+            listener,
+            c.open.load(Ordering::Relaxed),
+            c.refused.load(Ordering::Relaxed),
+        );
+    }
+    metrics.publish_reads(
+        consumer,
+        app.reads.inflight.load(Ordering::Relaxed),
+        app.reads.shed.load(Ordering::Relaxed),
+    );
 }
 
 /// The `/status` document: what `cutover status` prints.

@@ -1,8 +1,10 @@
 //! What a running cutover shares between its listeners and tasks.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use crate::conn::{Counters, ReadSlots};
 use crate::live::Live;
 use crate::reconcile::log::DivergenceLogs;
 use crate::reload::{ReloadOutcome, Reloader};
@@ -18,6 +20,11 @@ pub struct App {
     pub ready: AtomicBool,
     /// Divergence log writers, one per file, shared across reloads.
     pub divergence_logs: DivergenceLogs,
+    /// Connections on `listen` and on `admin`: open now, refused so far.
+    pub consumer_connections: Arc<Counters>,
+    pub admin_connections: Arc<Counters>,
+    /// Reads in flight and shed (`limits.max_inflight_reads`).
+    pub reads: ReadSlots,
 }
 
 impl App {

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod app;
 pub mod attempt;
 pub mod config;
+pub mod conn;
 pub mod demo;
 pub mod fallback;
 pub mod fleet;
@@ -188,6 +189,9 @@ async fn start_with_metrics(
         bound: (listen_addr, admin_addr),
         ready: Default::default(),
         divergence_logs: DivergenceLogs::new(options.data_dir),
+        consumer_connections: Default::default(),
+        admin_connections: Default::default(),
+        reads: Default::default(),
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -202,19 +206,33 @@ async fn start_with_metrics(
     let reopen = tokio::spawn(reopen_logs_on_sigusr1(app.clone()));
     let upkeep = tokio::spawn(upkeep(app.clone(), shutdown_rx.clone()));
     let gates = tokio::spawn(gate::task::run(app.clone(), shutdown_rx.clone()));
-    let head_timeout = settings.runtime.head_timeout;
+    let rt = &settings.runtime;
+    let limits = conn::ConnLimits {
+        max_connections: rt.max_connections,
+        handshake_timeout: rt.handshake_timeout,
+        head_timeout: rt.head_timeout,
+        idle_timeout: rt.idle_timeout,
+        ping_interval: rt.h2_ping_interval,
+        ping_timeout: rt.h2_ping_timeout,
+        strict_framing: true,
+    };
+    let admin_limits = conn::ConnLimits {
+        max_connections: admin::MAX_CONNECTIONS,
+        strict_framing: false,
+        ..limits.clone()
+    };
     let admin_task = tokio::spawn(admin::serve(
         app.clone(),
         admin_listener,
         shutdown_rx.clone(),
-        head_timeout,
+        admin_limits,
     ));
     let proxy_task = tokio::spawn(proxy::serve(
         app.clone(),
         proxy_listener,
         shutdown_rx,
         grace,
-        head_timeout,
+        limits,
     ));
     app.ready.store(true, Ordering::Release);
     tracing::info!(%listen_addr, %admin_addr, config = %config_path.display(), "cutover serving");

@@ -42,6 +42,10 @@ pub const ACCESS_LOG_DROPPED_TOTAL: &str = "cutover_access_log_dropped_total";
 pub const GATE_TRIPPED: &str = "cutover_gate_tripped";
 pub const GATE_CHECKS_TOTAL: &str = "cutover_gate_checks_total";
 pub const GATE_TRIPS_TOTAL: &str = "cutover_gate_trips_total";
+pub const CONNECTIONS_OPEN: &str = "cutover_connections_open";
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "cutover_connections_refused_total";
+pub const READS_INFLIGHT: &str = "cutover_reads_inflight";
+pub const READS_SHED_TOTAL: &str = "cutover_reads_shed_total";
 
 /// Histogram buckets for latencies: 100 us to 10 s, dense below 10 ms where a
 /// local sidecar and a healthy upstream live.
@@ -157,6 +161,16 @@ impl Metrics {
             None,
             "Gate trips, by the check that failed last.",
         );
+        c(
+            CONNECTIONS_REFUSED_TOTAL,
+            None,
+            "Connections closed at once because limits.max_connections were open, by listener.",
+        );
+        c(
+            READS_SHED_TOTAL,
+            None,
+            "Reads answered 503 with Retry-After because limits.max_inflight_reads were in flight.",
+        );
         let h = |name: &'static str, text: &'static str| {
             r.describe_histogram(name.into(), Some(Unit::Seconds), text.into())
         };
@@ -233,6 +247,16 @@ impl Metrics {
         );
         g(BUILD_INFO, None, "1, labelled with cutover's version.");
         g(
+            CONNECTIONS_OPEN,
+            None,
+            "Connections open now, by listener (consumer or admin).",
+        );
+        g(
+            READS_INFLIGHT,
+            None,
+            "Reads waiting for an upstream's answer now.",
+        );
+        g(
             CONSUMER_INFO,
             None,
             "1 for the consumer's risk (a risk it had before a reload reads 0).",
@@ -256,6 +280,32 @@ impl Metrics {
             }
         }
         kept
+    }
+
+    /// A listener's connection figures (`conn::Counters`), as of now.
+    pub fn publish_connections(
+        &self,
+        consumer: &str,
+        listener: &'static str,
+        open: usize,
+        refused: u64,
+    ) {
+        let labels = || {
+            vec![
+                label("consumer", consumer.to_owned()),
+                label("listener", listener),
+            ]
+        };
+        self.gauge(CONNECTIONS_OPEN, labels()).set(open as f64);
+        self.counter(CONNECTIONS_REFUSED_TOTAL, labels())
+            .absolute(refused);
+    }
+
+    /// Reads in flight and shed (`conn::ReadSlots`), as of now.
+    pub fn publish_reads(&self, consumer: &str, inflight: usize, shed: u64) {
+        let labels = || vec![label("consumer", consumer.to_owned())];
+        self.gauge(READS_INFLIGHT, labels()).set(inflight as f64);
+        self.counter(READS_SHED_TOTAL, labels()).absolute(shed);
     }
 
     /// Leaves a removed route's series out of `render`.

@@ -9,6 +9,7 @@ mod error;
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -18,9 +19,6 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -30,6 +28,7 @@ use crate::access_log::{AccessLog, Entry};
 use crate::app::App;
 use crate::attempt::{self, Attempt};
 use crate::config::{FallbackReason, Mode, SideName};
+use crate::conn::{self, ConnInfo, ConnLimits};
 use crate::fallback::{self, Admission, AttemptOutcome, Circuit, CircuitChange, Facts};
 use crate::freshness::now_unix_ms;
 use crate::headers::{Peer, add_forwarded, strip_hop_by_hop};
@@ -53,64 +52,41 @@ pub const ERROR: HeaderName = HeaderName::from_static("x-cutover-error");
 /// upstream attempt of the read.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Largest request head (request line and headers) a consumer may send.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
-
 /// Accepts consumer connections (HTTP/1.1 and prior-knowledge h2c) until
 /// `shutdown` flips, then stops accepting and gives in-flight reads up to
-/// `grace` to finish.
+/// `grace` to finish. `limits` bound each connection (`conn`).
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     grace: Duration,
-    head_timeout: Duration,
+    limits: ConnLimits,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(head_timeout)
-        .max_buf_size(MAX_HEAD_BYTES);
-    builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let app = app.clone();
-                let consumer = Arc::new(Peer::new(peer));
-                let service = service_fn(move |req| {
-                    let app = app.clone();
-                    let consumer = consumer.clone();
-                    async move { Ok::<_, Infallible>(handle(&app, req, &consumer).await) }
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "consumer connection ended with an error");
-                    }
-                });
+    let counters = app.consumer_connections.clone();
+    let make_service = |info: ConnInfo| {
+        let app = app.clone();
+        let consumer = Arc::new(Peer::new(info.peer));
+        let refusal = info.refusal;
+        // Requests on this connection so far: the framing follower names
+        // the first refused one by its index.
+        let seq = Arc::new(AtomicU64::new(0));
+        service_fn(move |mut req: Request<Incoming>| {
+            let n = seq.fetch_add(1, Ordering::Relaxed);
+            if let Some(why) = conn::refused(&refusal, n) {
+                req.extensions_mut().insert(FramingRefused(why));
             }
-            _ = shutdown.changed() => break,
-        }
-    }
-    drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all in-flight reads finished"),
-        _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "shutdown grace period over; cutting remaining reads"),
-    }
+            let app = app.clone();
+            let consumer = consumer.clone();
+            async move { Ok::<_, Infallible>(handle(&app, req, &consumer).await) }
+        })
+    };
+    conn::serve(listener, limits, counters, make_service, shutdown, grace).await;
 }
+
+/// Marks a request whose raw head the framing follower refused (both
+/// framings, or a repeated `Content-Length`): hyper hid it from the head.
+#[derive(Debug, Clone, Copy)]
+struct FramingRefused(&'static str);
 
 /// Answers one read. Never fails: every problem becomes an HTTP answer.
 pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<ProxyBody> {
@@ -124,6 +100,12 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
             Ok(route) => (route, snap.settings.runtime.clone(), log),
             Err(refused) => return refused.answer(log.as_ref(), None, &parts, started),
         }
+    };
+    // Held until the answer's head is ready: the reads cutover is waiting
+    // on upstreams for, bounded so a burst batch cannot serve is shed
+    // rather than queued without end.
+    let Some(_slot) = app.reads.admit(runtime.max_inflight_reads) else {
+        return ProxyError::Shed.answer(log.as_ref(), Some(&route), &parts, started);
     };
     let plan = plan(&route, &parts);
     prepare_headers(&mut parts.headers, peer);
@@ -154,6 +136,9 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
 /// read's route by path only (never the Host header or an absolute-form
 /// target's authority). `Err` is answered by cutover itself.
 fn request_filter(snap: &Snapshot, parts: &Parts) -> Result<Arc<LiveRoute>, ProxyError> {
+    if let Some(FramingRefused(why)) = parts.extensions.get::<FramingRefused>() {
+        return Err(ProxyError::Framing(why));
+    }
     if let Some(reason) = malformed(parts) {
         return Err(ProxyError::Malformed(reason));
     }

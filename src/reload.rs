@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use std::time::SystemTime;
 
-use crate::config::{self, Compiled, Settings};
+use crate::config::{self, Compiled, RuntimeSettings, Settings};
 use crate::live::{Live, Snapshot};
 use crate::metrics::ProcessMetrics;
 
@@ -61,6 +61,8 @@ pub struct Reloader {
     /// `listen` and `admin` as the config said when the sockets were bound:
     /// a file that differs needs a restart until it no longer differs.
     started: (SocketAddr, SocketAddr),
+    /// The connection limits the listeners were built with (same rule).
+    started_runtime: RuntimeSettings,
     /// Replaced when a reload renames the consumer (its label).
     metrics: ArcSwap<ProcessMetrics>,
     status: Mutex<ReloadStatus>,
@@ -78,6 +80,7 @@ impl Reloader {
         Reloader {
             config_path,
             started: (first.listen, first.admin),
+            started_runtime: first.runtime.clone(),
             metrics: ArcSwap::from_pointee(metrics),
             status: Mutex::new(ReloadStatus::default()),
             serial: Mutex::new(()),
@@ -188,7 +191,8 @@ impl Reloader {
     }
 
     /// Why `settings` cannot fully apply without a restart, if it cannot:
-    /// its `listen` or `admin` differs from what the sockets were bound to.
+    /// its `listen` or `admin` differs from what the sockets were bound to,
+    /// or a connection limit from what the listeners were built with.
     fn restart_needed(&self, settings: &Settings) -> Option<String> {
         let (listen, admin) = self.started;
         let mut restart = Vec::new();
@@ -198,6 +202,7 @@ impl Reloader {
         if settings.admin != admin {
             restart.push(format!("admin {admin} -> {}", settings.admin));
         }
+        restart.extend(self.started_runtime.restart_only_changes(&settings.runtime));
         (!restart.is_empty())
             .then(|| format!("{} need a restart to take effect", restart.join(", ")))
     }

@@ -816,3 +816,34 @@ async fn listen_change_keeps_the_old_address_and_says_restart_needed() {
     assert!(st["last_reload"]["restart_needed"].is_null(), "{st:#}");
     p.stop().await;
 }
+
+/// Connection limits are built into the listeners: a reload that changes
+/// one says so, and the live ones (`max_inflight_reads`) do not.
+#[tokio::test]
+async fn a_connection_limit_change_says_restart_needed_and_a_live_one_does_not() {
+    let (b, s) = both_sides().await;
+    let p = Proxy::start(config(&b, &s, "batch")).await;
+    let t0 = Instant::now();
+    let edit = config(&b, &s, "streaming").limits(serde_json::json!({
+        "max_connections": 10, "idle_timeout": "5s", "max_inflight_reads": 7
+    }));
+    rename_over(&p.path, &edit.yaml());
+    until_served_by(&p, "streaming", t0).await;
+    let st = p.status_json().await;
+    let restart = st["last_reload"]["restart_needed"]
+        .as_str()
+        .unwrap_or_else(|| panic!("restart_needed set: {st:#}"));
+    assert!(
+        restart.contains("limits.max_connections 1024 -> 10"),
+        "{restart}"
+    );
+    assert!(restart.contains("limits.idle_timeout"), "{restart}");
+    assert!(!restart.contains("max_inflight_reads"), "{restart}");
+    let t0 = Instant::now();
+    let live_only = config(&b, &s, "batch").limits(serde_json::json!({ "max_inflight_reads": 7 }));
+    rename_over(&p.path, &live_only.yaml());
+    until_served_by(&p, "batch", t0).await;
+    let st = p.status_json().await;
+    assert!(st["last_reload"]["restart_needed"].is_null(), "{st:#}");
+    p.stop().await;
+}

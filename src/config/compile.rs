@@ -32,6 +32,15 @@ pub(super) const DEFAULT_WATERMARK_HEADER: &str = "x-data-watermark";
 pub(super) const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// As nginx's `client_body_timeout`.
 pub(super) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// A local consumer shows its protocol in its first packet.
+pub(super) const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// As nginx's `keepalive_timeout` (75 s), rounded.
+pub(super) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const DEFAULT_H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+pub(super) const DEFAULT_H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// About 25 MiB of idle HTTP/1 connections: inside a 64 MiB sidecar limit.
+pub(super) const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub(super) const DEFAULT_MAX_INFLIGHT_READS: usize = 1024;
 pub(super) const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(30);
 pub(super) const DEFAULT_WINDOW: Duration = Duration::from_secs(5 * 60);
 pub(super) const MIN_WINDOW: Duration = Duration::from_secs(30);
@@ -288,24 +297,56 @@ impl Cx<'_> {
         };
         let limits = raw.limits.as_ref();
         let limits_at = top.key("limits");
-        let head_timeout = limits
-            .and_then(|l| {
-                self.parse(
-                    &l.head_timeout,
-                    &limits_at.key("head_timeout"),
-                    parse_nonzero,
-                )
-            })
-            .unwrap_or(DEFAULT_HEAD_TIMEOUT);
-        let body_timeout = limits
-            .and_then(|l| {
-                self.parse(
-                    &l.body_timeout,
-                    &limits_at.key("body_timeout"),
-                    parse_nonzero,
-                )
-            })
-            .unwrap_or(DEFAULT_BODY_TIMEOUT);
+        let mut limit = |value: Option<&Option<String>>, key: &str, default: Duration| {
+            value
+                .and_then(|v| self.parse(v, &limits_at.key(key), parse_nonzero))
+                .unwrap_or(default)
+        };
+        let head_timeout = limit(
+            limits.map(|l| &l.head_timeout),
+            "head_timeout",
+            DEFAULT_HEAD_TIMEOUT,
+        );
+        let body_timeout = limit(
+            limits.map(|l| &l.body_timeout),
+            "body_timeout",
+            DEFAULT_BODY_TIMEOUT,
+        );
+        let handshake_timeout = limit(
+            limits.map(|l| &l.handshake_timeout),
+            "handshake_timeout",
+            DEFAULT_HANDSHAKE_TIMEOUT,
+        );
+        let idle_timeout = limit(
+            limits.map(|l| &l.idle_timeout),
+            "idle_timeout",
+            DEFAULT_IDLE_TIMEOUT,
+        );
+        let h2_ping_interval = limit(
+            limits.map(|l| &l.h2_ping_interval),
+            "h2_ping_interval",
+            DEFAULT_H2_PING_INTERVAL,
+        );
+        let h2_ping_timeout = limit(
+            limits.map(|l| &l.h2_ping_timeout),
+            "h2_ping_timeout",
+            DEFAULT_H2_PING_TIMEOUT,
+        );
+        let mut count = |value: Option<&Option<String>>, key: &str, default: usize| {
+            value
+                .and_then(|v| self.parse(v, &limits_at.key(key), |s| parse_count(s, 1)))
+                .unwrap_or(default)
+        };
+        let max_connections = count(
+            limits.map(|l| &l.max_connections),
+            "max_connections",
+            DEFAULT_MAX_CONNECTIONS,
+        );
+        let max_inflight_reads = count(
+            limits.map(|l| &l.max_inflight_reads),
+            "max_inflight_reads",
+            DEFAULT_MAX_INFLIGHT_READS,
+        );
         let access_log = raw
             .access_log
             .as_ref()
@@ -341,6 +382,12 @@ impl Cx<'_> {
                 max_buffered_body,
                 head_timeout,
                 body_timeout,
+                handshake_timeout,
+                idle_timeout,
+                h2_ping_interval,
+                h2_ping_timeout,
+                max_connections,
+                max_inflight_reads,
             },
             access_log,
             state_file,

@@ -45,6 +45,13 @@ pub fn render(settings: &Settings, routes: &[&Route]) -> String {
     out.map(0, "limits");
     out.scalar(2, "head_timeout", &duration(settings.runtime.head_timeout));
     out.scalar(2, "body_timeout", &duration(settings.runtime.body_timeout));
+    let rt = &settings.runtime;
+    out.scalar(2, "handshake_timeout", &duration(rt.handshake_timeout));
+    out.scalar(2, "idle_timeout", &duration(rt.idle_timeout));
+    out.scalar(2, "h2_ping_interval", &duration(rt.h2_ping_interval));
+    out.scalar(2, "h2_ping_timeout", &duration(rt.h2_ping_timeout));
+    out.scalar(2, "max_connections", &rt.max_connections.to_string());
+    out.scalar(2, "max_inflight_reads", &rt.max_inflight_reads.to_string());
     match &settings.state_file {
         // As written: a relative path is under --data-dir.
         Some(p) => out.scalar(0, "state_file", &text(&p.display().to_string())),

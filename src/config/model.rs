@@ -66,6 +66,66 @@ pub struct RuntimeSettings {
     /// `limits.body_timeout`: the longest pause between two pieces of a
     /// request body before the read is answered 408.
     pub body_timeout: Duration,
+    /// `limits.handshake_timeout`: a new connection must show its protocol
+    /// (an HTTP/1 byte, or the whole h2 preface) within this.
+    pub handshake_timeout: Duration,
+    /// `limits.idle_timeout`: an h2 connection with no read for this long
+    /// is closed (GOAWAY). HTTP/1's keep-alive wait is `head_timeout`.
+    pub idle_timeout: Duration,
+    /// `limits.h2_ping_interval` / `h2_ping_timeout`: an h2 peer silent for
+    /// the interval is pinged, and closed when the ping goes unanswered.
+    pub h2_ping_interval: Duration,
+    pub h2_ping_timeout: Duration,
+    /// `limits.max_connections`: consumer connections beyond this are
+    /// closed at once and counted.
+    pub max_connections: usize,
+    /// `limits.max_inflight_reads`: reads waiting for an upstream answer
+    /// beyond this are shed with 503 and `Retry-After` (applies live).
+    pub max_inflight_reads: usize,
+}
+
+impl RuntimeSettings {
+    /// What only a restart applies (the listeners are built with it):
+    /// `key = value` for each that differs from `other`.
+    pub fn restart_only_changes(&self, other: &RuntimeSettings) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut diff = |key: &str, a: String, b: String| {
+            if a != b {
+                out.push(format!("limits.{key} {a} -> {b}"));
+            }
+        };
+        diff(
+            "head_timeout",
+            format!("{:?}", self.head_timeout),
+            format!("{:?}", other.head_timeout),
+        );
+        diff(
+            "handshake_timeout",
+            format!("{:?}", self.handshake_timeout),
+            format!("{:?}", other.handshake_timeout),
+        );
+        diff(
+            "idle_timeout",
+            format!("{:?}", self.idle_timeout),
+            format!("{:?}", other.idle_timeout),
+        );
+        diff(
+            "h2_ping_interval",
+            format!("{:?}", self.h2_ping_interval),
+            format!("{:?}", other.h2_ping_interval),
+        );
+        diff(
+            "h2_ping_timeout",
+            format!("{:?}", self.h2_ping_timeout),
+            format!("{:?}", other.h2_ping_timeout),
+        );
+        diff(
+            "max_connections",
+            self.max_connections.to_string(),
+            other.max_connections.to_string(),
+        );
+        out
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -45,16 +45,30 @@ pub(super) const TOP_KEYS: &[Field] = &[
     Field::new("routes", Shape::Seq(&Shape::Map(ROUTE_KEYS))),
 ];
 
-/// How long a consumer may take.
+/// How long a consumer may take, and how much of cutover it may hold.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLimits {
     pub head_timeout: Option<String>,
     pub body_timeout: Option<String>,
+    pub handshake_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub h2_ping_interval: Option<String>,
+    pub h2_ping_timeout: Option<String>,
+    pub max_connections: Option<String>,
+    pub max_inflight_reads: Option<String>,
 }
 
-pub(super) const LIMITS_KEYS: &[Field] =
-    &[Field::scalar("head_timeout"), Field::scalar("body_timeout")];
+pub(super) const LIMITS_KEYS: &[Field] = &[
+    Field::scalar("head_timeout"),
+    Field::scalar("body_timeout"),
+    Field::scalar("handshake_timeout"),
+    Field::scalar("idle_timeout"),
+    Field::scalar("h2_ping_interval"),
+    Field::scalar("h2_ping_timeout"),
+    Field::scalar("max_connections"),
+    Field::scalar("max_inflight_reads"),
+];
 
 /// One JSON line per read, opt-in.
 #[derive(Debug, Default, Deserialize)]

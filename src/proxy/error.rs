@@ -22,6 +22,13 @@ pub enum ProxyError {
     /// The request must never reach a backend (smuggling, dot segments).
     #[error("malformed request: {}", .0.trim_end())]
     Malformed(&'static str),
+    /// The raw head framed its body twice over (both framings, or a
+    /// repeated `Content-Length`): refused, and the connection closed.
+    #[error("ambiguous framing: {}", .0.trim_end())]
+    Framing(&'static str),
+    /// `limits.max_inflight_reads` reads are already waiting on upstreams.
+    #[error("cutover is at max_inflight_reads")]
+    Shed,
     /// No route's `path_prefix` matches.
     #[error("no route for this path")]
     NoRoute,
@@ -74,10 +81,14 @@ impl ProxyError {
     /// The status the consumer gets.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::Malformed(_) | ProxyError::UnreadableBody => StatusCode::BAD_REQUEST,
+            ProxyError::Malformed(_) | ProxyError::Framing(_) | ProxyError::UnreadableBody => {
+                StatusCode::BAD_REQUEST
+            }
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ProxyError::Overflow | ProxyError::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Overflow | ProxyError::CircuitOpen | ProxyError::Shed => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Connect(_) | ProxyError::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -88,10 +99,13 @@ impl ProxyError {
     /// `error` field (SPEC 1.1 fixes the names).
     pub fn reason(&self) -> &'static str {
         match self {
-            ProxyError::Malformed(_) | ProxyError::UnreadableBody => "bad_request",
+            ProxyError::Malformed(_) | ProxyError::Framing(_) | ProxyError::UnreadableBody => {
+                "bad_request"
+            }
             ProxyError::NoRoute => "no_route",
             ProxyError::MethodNotAllowed { .. } => "method",
-            ProxyError::Overflow => "overflow",
+            // SPEC's name for "cutover is at an in-flight bound".
+            ProxyError::Overflow | ProxyError::Shed => "overflow",
             ProxyError::CircuitOpen => "circuit",
             ProxyError::Connect(_) => "connect",
             ProxyError::Timeout(_) | ProxyError::BodyTimeout(_) => "timeout",
@@ -102,7 +116,8 @@ impl ProxyError {
     /// The text of the answer: what went wrong, in a line.
     fn text(&self) -> &'static str {
         match self {
-            ProxyError::Malformed(reason) => reason,
+            ProxyError::Malformed(reason) | ProxyError::Framing(reason) => reason,
+            ProxyError::Shed => "cutover is at max_inflight_reads: retry shortly\n",
             ProxyError::NoRoute => "no route for this path\n",
             ProxyError::MethodNotAllowed { .. } => "method not allowed on this route\n",
             ProxyError::UnreadableBody => "could not read the request body\n",
@@ -150,8 +165,20 @@ impl ProxyError {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         h.insert(ERROR, HeaderValue::from_static(self.reason()));
-        if let ProxyError::MethodNotAllowed { allow: Some(allow) } = self {
-            h.insert(header::ALLOW, allow);
+        match self {
+            ProxyError::MethodNotAllowed { allow: Some(allow) } => {
+                h.insert(header::ALLOW, allow);
+            }
+            // Nothing after an ambiguous body can be trusted to be a request
+            // (only HTTP/1 heads are followed, so this is never h2).
+            ProxyError::Framing(_) => {
+                h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            // As Envoy's overload manager and nginx's limit_req: come back soon.
+            ProxyError::Shed => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         resp
     }

@@ -1,0 +1,406 @@
+//! Connections, for both listeners: admission (`limits.max_connections`),
+//! the protocol told from the first bytes under a deadline, HTTP/1.1 or h2
+//! served with every connection state bounded in time, and the drain on
+//! shutdown.
+//!
+//! | connection state | bound |
+//! | --- | --- |
+//! | first bytes, until HTTP/1 or the whole h2 preface is seen | `handshake_timeout` |
+//! | HTTP/1 request head, and the wait for the next one (keep-alive idle) | `head_timeout` (hyper's header read timer) |
+//! | HTTP/1 request body pauses | `body_timeout` (in `upstream::RequestBody`) |
+//! | h2 with no request for a while | `idle_timeout`, then GOAWAY |
+//! | h2 peer that stops answering | a PING every `ping_interval`, closed after `ping_timeout` |
+
+mod framing;
+mod io;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::{Body, Incoming};
+use hyper::server::conn::{http1, http2};
+use hyper::service::Service;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use self::io::ConnIo;
+pub use self::io::{Refusal, refused};
+
+/// The h2 connection preface (RFC 9113 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Largest request head (request line and headers) a consumer may send.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// The bounds on one listener's connections (`limits:` in the config).
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// Connections beyond this are closed at once and counted.
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    pub head_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    /// Follow HTTP/1 framing to refuse both framings or repeated lengths
+    /// (the consumer listener; the admin listener takes no bodies).
+    pub strict_framing: bool,
+}
+
+/// A listener's connection figures, kept as plain atomics (no metric work
+/// per connection or read); `/metrics` publishes them when scraped.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections open now.
+    pub open: AtomicUsize,
+    /// Connections closed at once because `max_connections` were open.
+    pub refused: AtomicU64,
+}
+
+/// The reads in flight across the process (`limits.max_inflight_reads`).
+#[derive(Debug, Default)]
+pub struct ReadSlots {
+    /// Reads waiting for an upstream's answer now.
+    pub inflight: AtomicUsize,
+    /// Reads shed with 503 because `max_inflight_reads` were in flight.
+    pub shed: AtomicU64,
+}
+
+impl ReadSlots {
+    /// A slot for one read, or `None` (counted as shed) when `max` are taken.
+    pub fn admit(&self, max: usize) -> Option<ReadSlot<'_>> {
+        if self.inflight.fetch_add(1, Ordering::AcqRel) >= max {
+            self.inflight.fetch_sub(1, Ordering::AcqRel);
+            self.shed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(ReadSlot(self))
+    }
+}
+
+/// One read's slot; given back when dropped.
+pub struct ReadSlot<'a>(&'a ReadSlots);
+
+impl Drop for ReadSlot<'_> {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What a connection's service is built from.
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// On HTTP/1 with strict framing: the first refused request, once seen.
+    pub refusal: Refusal,
+}
+
+/// Accepts on `listener` until `shutdown` flips, then stops accepting,
+/// asks every connection to finish (GOAWAY on h2, close after the current
+/// read on HTTP/1) and gives them `grace` before cutting the rest.
+pub async fn serve<M, S, B>(
+    listener: TcpListener,
+    limits: ConnLimits,
+    counters: Arc<Counters>,
+    make_service: M,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) where
+    M: Fn(ConnInfo) -> S,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let limits = Arc::new(limits);
+    let mut tasks = JoinSet::new();
+    let mut last_refusal_warning = None::<Instant>;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                // Reap what finished, so the set stays the size of what is open.
+                while tasks.try_join_next().is_some() {}
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let Some(open) = Open::admit(&counters, limits.max_connections) else {
+                    counters.refused.fetch_add(1, Ordering::Relaxed);
+                    if last_refusal_warning.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1)) {
+                        last_refusal_warning = Some(Instant::now());
+                        tracing::warn!(%peer, max_connections = limits.max_connections, "connection refused: max_connections are open");
+                    }
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let refusal = Refusal::default();
+                let service = make_service(ConnInfo { peer, refusal: refusal.clone() });
+                let limits = limits.clone();
+                let shutdown = shutdown.clone();
+                tasks.spawn(async move {
+                    connection(stream, peer, &limits, service, refusal, shutdown).await;
+                    drop(open);
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    match drained {
+        Ok(()) => tracing::debug!("every connection finished"),
+        Err(_) => {
+            tracing::warn!(
+                ?grace,
+                open = tasks.len(),
+                "shutdown grace period over; cutting remaining connections"
+            );
+            tasks.shutdown().await;
+        }
+    }
+}
+
+/// One admitted connection; gives its slot back when dropped.
+struct Open(Arc<Counters>);
+
+impl Open {
+    fn admit(counters: &Arc<Counters>, max: usize) -> Option<Open> {
+        let before = counters.open.fetch_add(1, Ordering::AcqRel);
+        if before >= max {
+            counters.open.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Open(counters.clone()))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Tells the protocol, then serves the connection to its end.
+async fn connection<S, B>(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    limits: &ConnLimits,
+    service: S,
+    refusal: Refusal,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let protocol = tokio::time::timeout(limits.handshake_timeout, sniff(&mut stream)).await;
+    let (h2, seen) = match protocol {
+        Ok(Ok(Some(found))) => found,
+        // Closed before a byte, or a read error: nothing to answer.
+        Ok(Ok(None) | Err(_)) => return,
+        Err(_) => {
+            tracing::debug!(%peer, "no protocol within handshake_timeout: closed");
+            return;
+        }
+    };
+    let result = if h2 {
+        let io = TokioIo::new(ConnIo::new(stream, seen, None));
+        let activity = Arc::new(Activity::new());
+        let conn = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(limits.ping_interval)
+            .keep_alive_timeout(limits.ping_timeout)
+            .serve_connection(
+                io,
+                Tracked {
+                    inner: service,
+                    activity: activity.clone(),
+                },
+            );
+        drive(conn, shutdown, Some((activity, limits.idle_timeout))).await
+    } else {
+        let follow = limits.strict_framing.then_some(refusal);
+        let io = TokioIo::new(ConnIo::new(stream, seen, follow));
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.head_timeout)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .serve_connection(io, service);
+        drive(conn, shutdown, None).await
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Reads until the bytes are either the whole h2 preface (`true`) or not a
+/// prefix of it (`false`, HTTP/1). `None` when the peer closed first.
+async fn sniff(stream: &mut TcpStream) -> std::io::Result<Option<(bool, Bytes)>> {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let mut len = 0;
+    loop {
+        let n = stream.read(&mut buf[len..]).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        len += n;
+        let seen = &buf[..len];
+        if seen != &H2_PREFACE[..len] {
+            return Ok(Some((false, Bytes::copy_from_slice(seen))));
+        }
+        if len == H2_PREFACE.len() {
+            return Ok(Some((true, Bytes::copy_from_slice(seen))));
+        }
+    }
+}
+
+/// Polls `conn` to its end; on shutdown, or once an h2 connection has been
+/// idle for `idle`, asks it to finish gracefully and keeps polling.
+async fn drive<C, E>(
+    conn: C,
+    mut shutdown: watch::Receiver<bool>,
+    idle: Option<(Arc<Activity>, Duration)>,
+) -> Result<(), E>
+where
+    C: GracefulConnection<Error = E>,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut closing = false;
+    let mut idle_check = idle.as_ref().map(|(_, d)| Instant::now() + *d);
+    loop {
+        let idle_at = idle_check;
+        tokio::select! {
+            result = conn.as_mut() => return result,
+            _ = shutdown.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = sleep_until(idle_at), if !closing && idle_at.is_some() => {
+                let Some((activity, d)) = &idle else { continue };
+                match activity.idle_since() {
+                    Some(since) if since.elapsed() >= *d => {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    Some(since) => idle_check = Some(since + *d),
+                    None => idle_check = Some(Instant::now() + *d),
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// When an h2 connection last had a request in flight.
+#[derive(Debug)]
+struct Activity {
+    /// Requests waiting for their response head.
+    busy: AtomicUsize,
+    /// When the last one started or got its head (or the connection
+    /// started), in ms since `epoch()`.
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        let a = Activity {
+            busy: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+        };
+        a.touch();
+        a
+    }
+
+    /// Since when the connection has had nothing in flight, or `None` while
+    /// something is.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.busy.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        Some(epoch() + Duration::from_millis(self.last_ms.load(Ordering::Acquire)))
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.fetch_max(ms, Ordering::AcqRel);
+    }
+}
+
+/// The origin of every connection's activity clock.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// An h2 connection's service, noting when requests start and end so the
+/// connection can be closed once idle.
+#[derive(Clone)]
+struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S, B> Service<Request<Incoming>> for Tracked<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<B>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<B>, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        self.activity.busy.fetch_add(1, Ordering::AcqRel);
+        self.activity.touch();
+        let done = Done(self.activity.clone());
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let _done = done;
+            fut.await
+        })
+    }
+}
+
+/// Marks a request done when its future completes or is dropped.
+struct Done(Arc<Activity>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
