@@ -31,8 +31,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, watch};
 
 use self::io::ConnIo;
 pub use self::io::{Refusal, refused};
@@ -66,6 +65,23 @@ pub struct Counters {
     pub open: AtomicUsize,
     /// Connections closed at once because `max_connections` were open.
     pub refused: AtomicU64,
+    /// Woken each time a connection closes (the drain waits on it).
+    closed: Notify,
+}
+
+impl Counters {
+    /// Returns once no connection is open.
+    async fn all_closed(&self) {
+        loop {
+            let closed = self.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if self.open.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            closed.await;
+        }
+    }
 }
 
 /// The reads in flight across the process (`limits.max_inflight_reads`).
@@ -128,13 +144,12 @@ pub async fn serve<M, S, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let limits = Arc::new(limits);
-    let mut tasks = JoinSet::new();
+    // Set once the grace period is over: connections still open are cut.
+    let (cut_tx, cut) = watch::channel(false);
     let mut last_refusal_warning = None::<Instant>;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                // Reap what finished, so the set stays the size of what is open.
-                while tasks.try_join_next().is_some() {}
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
@@ -158,8 +173,14 @@ pub async fn serve<M, S, B>(
                 let service = make_service(ConnInfo { peer, refusal: refusal.clone() });
                 let limits = limits.clone();
                 let shutdown = shutdown.clone();
-                tasks.spawn(async move {
-                    connection(stream, peer, &limits, service, refusal, shutdown).await;
+                let mut cut = cut.clone();
+                // Detached: a finished connection's task is freed at once
+                // (a JoinSet would keep each one until reaped).
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = connection(stream, peer, &limits, service, refusal, shutdown) => {}
+                        _ = cut.wait_for(|c| *c) => {}
+                    }
                     drop(open);
                 });
             }
@@ -167,17 +188,17 @@ pub async fn serve<M, S, B>(
         }
     }
     drop(listener);
-    let drained =
-        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
-    match drained {
+    match tokio::time::timeout(grace, counters.all_closed()).await {
         Ok(()) => tracing::debug!("every connection finished"),
         Err(_) => {
+            let open = counters.open.load(Ordering::Acquire);
             tracing::warn!(
                 ?grace,
-                open = tasks.len(),
+                open,
                 "shutdown grace period over; cutting remaining connections"
             );
-            tasks.shutdown().await;
+            let _ = cut_tx.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(1), counters.all_closed()).await;
         }
     }
 }
@@ -199,6 +220,7 @@ impl Open {
 impl Drop for Open {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.closed.notify_waiters();
     }
 }
 
