@@ -1,0 +1,1044 @@
+//! `cutover fleet` against a real Prometheus (Debian's `prometheus` and
+//! `promtool`), never a fake one:
+//!
+//! - *live*: three real sidecars (risk low, medium, high; one dataset)
+//!   scraped every second by a Prometheus this test starts; their files are
+//!   edited from mode to mode and the board follows each edit, flagging the
+//!   high-risk consumer that goes to streaming first;
+//! - *history*: three weeks in the migration guide's order, written as
+//!   OpenMetrics and turned into blocks by `promtool tsdb
+//!   create-blocks-from openmetrics`, then judged by the board and by
+//!   `--decommission` from real PromQL over the stored data.
+//!
+//! `cargo test` must pass with the Rust toolchain alone, so these run only
+//! when `CUTOVER_PROMETHEUS_TESTS=1` (as `.ci/run` sets); otherwise each says
+//! on the terminal that it was skipped and why. With the variable set, a
+//! missing `prometheus` or `promtool` fails the test: it never skips then.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{
+    Backend, Behaviour, Binary, Config, Output, Route, now_secs, run_cutover, try_get,
+    wait_until_async_within,
+};
+
+const GATE: &str = "CUTOVER_PROMETHEUS_TESTS";
+
+/// How long Prometheus may take to load its TSDB and answer `/-/ready`.
+const PROMETHEUS_START: Duration = Duration::from_secs(60);
+
+/// How long an edit may take to reach the board: the file watcher, a 1 s
+/// scrape, and two scrapes for `increase()` to see new reads.
+const BOARD_FOLLOWS: Duration = Duration::from_secs(30);
+
+/// Whether to run. When not, says so where the harness does not capture it
+/// (`eprintln!` would be swallowed for a passing test).
+fn enabled(test: &str) -> bool {
+    if std::env::var(GATE).is_ok_and(|v| v == "1") {
+        return true;
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: it needs a real Prometheus; run it with {GATE}=1 \
+         (as .ci/run does) and Debian's prometheus package installed"
+    );
+    false
+}
+
+/// The two Prometheus binaries. Asked for only when the gate is set, so a
+/// missing one is a failure.
+struct Tools {
+    prometheus: PathBuf,
+    promtool: PathBuf,
+}
+
+impl Tools {
+    fn find() -> Tools {
+        let find = |name: &str| -> PathBuf {
+            std::env::var_os("PATH")
+                .and_then(|paths| {
+                    std::env::split_paths(&paths)
+                        .map(|d| d.join(name))
+                        .find(|p| p.is_file())
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{GATE}=1 but `{name}` is not on PATH: install Debian's prometheus \
+                         package (apt-get install prometheus). Asked to run, this test never skips."
+                    )
+                })
+        };
+        Tools {
+            prometheus: find("prometheus"),
+            promtool: find("promtool"),
+        }
+    }
+}
+
+/// A port nobody listens on right now (bound, then released). Prometheus may
+/// lose a race for it; `PromServer::start` then tries another.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// A Prometheus server of this test's own, killed on drop (a panic too).
+struct PromServer {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Drop for PromServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl PromServer {
+    /// Starts Prometheus on `data` (a TSDB directory, maybe holding
+    /// backfilled blocks) scraping `targets` every second, and waits until
+    /// it is ready: its blocks are loaded.
+    async fn start(tools: &Tools, dir: &Path, data: &Path, targets: &[SocketAddr]) -> PromServer {
+        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+        let config = dir.join("prometheus.yml");
+        let scrape = if targets.is_empty() {
+            "scrape_configs: []\n".to_owned()
+        } else {
+            format!(
+                "scrape_configs:\n  - job_name: cutover\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            )
+        };
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n{scrape}"
+            ),
+        )
+        .expect("write prometheus.yml");
+        let mut last = String::new();
+        for attempt in 1..=5 {
+            let port = free_port();
+            let log = dir.join(format!("prometheus.{attempt}.log"));
+            let child = Command::new(&tools.prometheus)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", data.display()))
+                // The history reaches three weeks back; the default (15d)
+                // would delete its first week at start.
+                .arg("--storage.tsdb.retention.time=90d")
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.level=warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("prometheus log"))
+                .spawn()
+                .expect("spawn prometheus");
+            let mut server = PromServer {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+                log,
+            };
+            match server.ready().await {
+                Ok(()) => return server,
+                Err(exit) => {
+                    last = format!("{exit}\n{}", server.log_text());
+                    if !last.contains("address already in use") {
+                        panic!("prometheus exited before it was ready: {last}");
+                    }
+                }
+            }
+        }
+        panic!("prometheus could not bind a free port in 5 attempts: {last}");
+    }
+
+    /// `Ok` once `/-/ready` answers 200; `Err` with the exit status if the
+    /// process ended first.
+    async fn ready(&mut self) -> Result<(), String> {
+        let ready = format!("{}/-/ready", self.url);
+        let child = &mut self.child;
+        wait_until_async_within(PROMETHEUS_START, "prometheus is ready", || {
+            let exited = child.try_wait().expect("try_wait").map(|s| s.to_string());
+            let ready = ready.clone();
+            async move {
+                if let Some(status) = exited {
+                    return Ok(Err(format!("prometheus exited: {status}")));
+                }
+                match try_get(&ready).await {
+                    Ok(a) if a.status == 200 => Ok(Ok(())),
+                    Ok(a) => Err(format!("/-/ready answered {}: {}", a.status, a.text())),
+                    Err(e) => Err(e),
+                }
+            }
+        })
+        .await
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// `cutover fleet --prometheus URL ARGS…`, run off the runtime's threads
+/// (the fake backends of the live test serve on them meanwhile).
+async fn fleet(prom: &PromServer, args: &[&str]) -> Output {
+    let mut all = vec![
+        "fleet".to_owned(),
+        "--prometheus".to_owned(),
+        prom.url.clone(),
+    ];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    tokio::task::spawn_blocking(move || run_cutover(&all))
+        .await
+        .expect("cutover fleet runner")
+}
+
+/// The board as JSON; `Err` (for a wait to retry) if the call failed.
+async fn board(prom: &PromServer, window: &str) -> Result<Value, String> {
+    let out = fleet(prom, &["--window", window, "--json"]).await;
+    if out.code != Some(0) {
+        return Err(format!(
+            "cutover fleet exited {:?}: {}",
+            out.code, out.stderr
+        ));
+    }
+    serde_json::from_str(&out.stdout).map_err(|e| format!("not JSON ({e}): {}", out.stdout))
+}
+
+fn dataset<'a>(board: &'a Value, name: &str) -> Option<&'a Value> {
+    board["datasets"]
+        .as_array()?
+        .iter()
+        .find(|d| d["dataset"] == name)
+}
+
+fn consumer<'a>(dataset: &'a Value, name: &str) -> Option<&'a Value> {
+    dataset["consumers"]
+        .as_array()?
+        .iter()
+        .find(|c| c["consumer"] == name)
+}
+
+fn modes(c: &Value) -> Vec<&str> {
+    c["modes"]
+        .as_array()
+        .map(|m| m.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+/// One line per consumer of `name`, and its verdicts: what a failed wait shows.
+fn summary(board: &Value, name: &str) -> String {
+    let Some(d) = dataset(board, name) else {
+        return format!("no dataset {name} on the board: {board}");
+    };
+    let mut out = String::new();
+    for c in d["consumers"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "{} risk={} modes={:?} reads b/s={}/{} comparisons={}",
+            c["consumer"],
+            c["risk"],
+            modes(c),
+            c["reads_batch"],
+            c["reads_streaming"],
+            c["comparisons"]
+        );
+    }
+    let _ = writeln!(
+        out,
+        "next_to_move={} violations={} shadow={}",
+        d["next_to_move"], d["risk_order_violations"], d["shadow"]
+    );
+    out
+}
+
+// ---------------------------------------------------------------------------
+// live
+// ---------------------------------------------------------------------------
+
+const LIVE: [(&str, &str); 3] = [("dash", "low"), ("ops", "medium"), ("fraud", "high")];
+
+/// One real `cutover run` process for one consumer, its config in a temp dir.
+struct Sidecar {
+    name: &'static str,
+    risk: &'static str,
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    batch: String,
+    streaming: String,
+    bin: Binary,
+}
+
+/// How people rewrite a config file.
+#[derive(Clone, Copy)]
+enum Edit {
+    /// Write a sibling and rename it over the file (most editors, kubectl's
+    /// ConfigMap swap in spirit).
+    RenameOver,
+    /// Truncate and write in place (`cat > file`, `sed -i` on some systems).
+    InPlace,
+}
+
+/// A consumer's file: one route of dataset `orders` in `mode`.
+fn sidecar_config(name: &str, risk: &str, batch: &str, streaming: &str, mode: &str) -> Config {
+    Config::new().consumer(name).risk(risk).route(
+        Route::orders(batch, streaming)
+            .dataset("orders")
+            .mode(mode)
+            .no_probe(),
+    )
+}
+
+impl Sidecar {
+    fn start(
+        name: &'static str,
+        risk: &'static str,
+        batch: &Backend,
+        streaming: &Backend,
+    ) -> Sidecar {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("cutover.yaml");
+        let batch = batch.url("/tables/orders");
+        let streaming = streaming.url("/v1/orders");
+        sidecar_config(name, risk, &batch, &streaming, "batch").write(&path);
+        let bin = Binary::run(&path);
+        Sidecar {
+            name,
+            risk,
+            _dir: dir,
+            path,
+            batch,
+            streaming,
+            bin,
+        }
+    }
+
+    fn set_mode(&self, mode: &str, how: Edit) {
+        let text = sidecar_config(self.name, self.risk, &self.batch, &self.streaming, mode).yaml();
+        match how {
+            Edit::RenameOver => {
+                let tmp = self.path.with_file_name(".cutover.yaml.swp");
+                std::fs::write(&tmp, text).expect("write temp file");
+                std::fs::rename(&tmp, &self.path).expect("rename over config");
+            }
+            Edit::InPlace => std::fs::write(&self.path, text).expect("rewrite config"),
+        }
+    }
+}
+
+/// Reads through every sidecar, ten a second each, until dropped.
+struct Traffic(tokio::task::JoinHandle<()>);
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn drive(urls: Vec<String>) -> Traffic {
+    Traffic(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            for u in &urls {
+                let _ = try_get(u).await;
+            }
+        }
+    }))
+}
+
+/// Waits until the board's `orders` satisfies `check` (which says what it
+/// missed), and returns that board.
+async fn board_until(
+    prom: &PromServer,
+    what: &str,
+    check: impl Fn(&Value) -> Result<(), String>,
+) -> Value {
+    let started = Instant::now();
+    let b = wait_until_async_within(BOARD_FOLLOWS, what, || async {
+        let b = board(prom, "5m").await?;
+        let d = dataset(&b, "orders").ok_or_else(|| summary(&b, "orders"))?;
+        check(d).map_err(|e| format!("{e}\n{}", summary(&b, "orders")))?;
+        Ok::<Value, String>(b)
+    })
+    .await;
+    println!("board shows {what} after {:.1?}", started.elapsed());
+    b
+}
+
+fn expect_modes(d: &Value, want: &[(&str, &str)]) -> Result<(), String> {
+    for (name, mode) in want {
+        let c = consumer(d, name).ok_or_else(|| format!("{name} not on the board"))?;
+        if modes(c) != [*mode] {
+            return Err(format!("{name} is {:?}, not {mode}", modes(c)));
+        }
+    }
+    Ok(())
+}
+
+fn pairs(d: &Value) -> Vec<(String, String)> {
+    d["risk_order_violations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            (
+                v["on_streaming"].as_str().unwrap_or("?").to_owned(),
+                v["on_batch"].as_str().unwrap_or("?").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_board_follows_each_edit_and_flags_high_risk_first() {
+    if !enabled("live_board_follows_each_edit_and_flags_high_risk_first") {
+        return;
+    }
+    let tools = Tools::find();
+    let body = r#"{"data":[{"id":1,"total":10}]}"#;
+    let batch = Backend::start(Behaviour::ok(body)).await;
+    let streaming = Backend::start(Behaviour::ok(body)).await;
+    let sidecars: Vec<Sidecar> = LIVE
+        .iter()
+        .map(|(name, risk)| Sidecar::start(name, risk, &batch, &streaming))
+        .collect();
+    let by = |name: &str| sidecars.iter().find(|s| s.name == name).expect("sidecar");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let admins: Vec<SocketAddr> = sidecars.iter().map(|s| s.bin.admin).collect();
+    let prom = PromServer::start(&tools, dir.path(), &dir.path().join("tsdb"), &admins).await;
+    let _traffic = drive(
+        sidecars
+            .iter()
+            .map(|s| format!("http://{}/v1/orders/1", s.bin.listen))
+            .collect(),
+    );
+
+    // 1. Everyone on batch: all three known with their risk; dash is next.
+    let b = board_until(&prom, "three consumers on batch, reading", |d| {
+        expect_modes(
+            d,
+            &[("dash", "batch"), ("ops", "batch"), ("fraud", "batch")],
+        )?;
+        for (name, risk) in LIVE {
+            let c = consumer(d, name).expect("checked above");
+            if c["risk"] != risk || num(&c["reads_batch"]) <= 0.0 {
+                return Err(format!(
+                    "{name}: risk {} reads {}",
+                    c["risk"], c["reads_batch"]
+                ));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    let d = dataset(&b, "orders").expect("orders");
+    assert_eq!(d["consumers"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        d["next_to_move"]["consumer"],
+        "dash",
+        "{}",
+        summary(&b, "orders")
+    );
+    assert_eq!(d["next_to_move"]["ready"], true);
+    assert!(pairs(d).is_empty());
+    assert_eq!(d["shadow"]["ready"], false, "no comparison yet");
+
+    // 2. The high-risk consumer goes first: the board flags it against both.
+    by("fraud").set_mode("streaming", Edit::RenameOver);
+    let b = board_until(&prom, "fraud on streaming, breaking the risk order", |d| {
+        expect_modes(
+            d,
+            &[("dash", "batch"), ("ops", "batch"), ("fraud", "streaming")],
+        )?;
+        let fraud = consumer(d, "fraud").expect("checked above");
+        if num(&fraud["reads_streaming"]) <= 0.0 {
+            return Err("no streaming read of fraud counted yet".into());
+        }
+        Ok(())
+    })
+    .await;
+    let d = dataset(&b, "orders").expect("orders");
+    assert_eq!(
+        pairs(d),
+        [
+            ("fraud".to_owned(), "dash".to_owned()),
+            ("fraud".to_owned(), "ops".to_owned())
+        ]
+    );
+    assert_eq!(d["next_to_move"]["consumer"], "dash");
+    let text = fleet(&prom, &["--window", "5m", "--dataset", "orders"]).await;
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    println!("{}", text.stdout);
+    assert!(
+        text.stdout.contains("risk order: VIOLATED"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout
+            .contains("fraud (high) reads streaming while dash (low) still reads batch"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("3 consumers known through cutover"));
+
+    // 3. Roll fraud back (in place), start dash's shadow (rename).
+    by("fraud").set_mode("batch", Edit::InPlace);
+    by("dash").set_mode("shadow", Edit::RenameOver);
+    board_until(
+        &prom,
+        "fraud back on batch, dash in shadow comparing",
+        |d| {
+            expect_modes(
+                d,
+                &[("dash", "shadow"), ("ops", "batch"), ("fraud", "batch")],
+            )?;
+            if !pairs(d).is_empty() {
+                return Err(format!("violations left: {:?}", pairs(d)));
+            }
+            let dash = consumer(d, "dash").expect("checked above");
+            if num(&dash["comparisons"]) <= 0.0 {
+                return Err("no comparison counted for dash yet".into());
+            }
+            Ok(())
+        },
+    )
+    .await;
+
+    // 4. dash moves to streaming: ops is next, waiting for dash's 14 days.
+    by("dash").set_mode("streaming", Edit::InPlace);
+    let b = board_until(&prom, "dash on streaming, ops next and waiting", |d| {
+        expect_modes(
+            d,
+            &[("dash", "streaming"), ("ops", "batch"), ("fraud", "batch")],
+        )?;
+        if d["next_to_move"]["consumer"] != "ops" {
+            return Err(format!("next to move is {}", d["next_to_move"]["consumer"]));
+        }
+        Ok(())
+    })
+    .await;
+    let next = &dataset(&b, "orders").expect("orders")["next_to_move"];
+    assert_eq!(next["ready"], false, "{next}");
+    assert!(
+        next["waiting_for"][0]
+            .as_str()
+            .is_some_and(|w| w.starts_with("dash (low) has read streaming for")),
+        "{next}"
+    );
+    assert!(pairs(dataset(&b, "orders").expect("orders")).is_empty());
+
+    // 5. Everyone to streaming_only: nobody is next; batch was read minutes
+    //    ago, so batch cannot go yet, and each consumer is named.
+    for (s, how) in sidecars
+        .iter()
+        .zip([Edit::RenameOver, Edit::InPlace, Edit::RenameOver])
+    {
+        s.set_mode("streaming_only", how);
+    }
+    let b = board_until(&prom, "every consumer streaming_only", |d| {
+        expect_modes(
+            d,
+            &[
+                ("dash", "streaming_only"),
+                ("ops", "streaming_only"),
+                ("fraud", "streaming_only"),
+            ],
+        )
+    })
+    .await;
+    let d = dataset(&b, "orders").expect("orders");
+    assert_eq!(d["next_to_move"]["consumer"], Value::Null);
+    assert!(pairs(d).is_empty());
+    let out = fleet(&prom, &["--decommission", "orders", "--window", "5m"]).await;
+    println!("{}", out.stdout);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    for (name, _) in LIVE {
+        assert!(
+            out.stdout.lines().any(|l| l.starts_with(&format!(
+                "  {name}  streaming_only  BLOCKS: sent reads to batch"
+            ))),
+            "{name} not named as a batch reader:\n{}",
+            out.stdout
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// history
+// ---------------------------------------------------------------------------
+
+/// Seconds between two samples of the history: under Prometheus' 5 min
+/// lookback, so every evaluation step of a range query finds one.
+const STEP: u64 = 240;
+const HOUR: u64 = 3600;
+const DAY: u64 = 86_400;
+/// Reads per consumer per step (one a second).
+const READS: u64 = 240;
+/// Comparisons per step in `streaming` mode (`reconcile.sample` 5 %).
+const SAMPLED: u64 = 12;
+
+const MODES: [&str; 5] = ["batch", "shadow", "canary", "streaming", "streaming_only"];
+const RISKS: [(&str, &str); 3] = [("dash", "low"), ("ops", "medium"), ("fraud", "high")];
+
+/// The four datasets and what each shows:
+/// - `customers`: dash (low) left shadow 16 days ago; ops and fraud still
+///   compare in shadow, divergence 0.02 %: ready to leave shadow, ops next
+///   and ready;
+/// - `refunds`: everyone in shadow, 0.4 % diverged with `missing` records:
+///   not ready to leave shadow, and why;
+/// - `orders`: the guide's whole timeline compressed into three weeks:
+///   shadow, dash, ops, fraud to streaming in risk order, every consumer
+///   `streaming_only` for the last 8 days; ops' sidecar restarted 3 days ago
+///   (counters back to 0, no batch read since): batch can go;
+/// - `invoices`: as `orders`, but ops' restarted sidecar came back with a
+///   stale file (`streaming`) for two hours and read batch: blocked by ops.
+const DATASETS: [&str; 4] = ["customers", "refunds", "orders", "invoices"];
+
+/// When ops' sidecar restarted, from the history's start.
+const RESTART: u64 = 18 * DAY;
+/// How long the restarted sidecar ran its stale `streaming` file (invoices).
+const STALE: u64 = 2 * HOUR;
+
+/// The effective mode of `consumer`'s route of `dataset` at `at` seconds
+/// into the history.
+fn mode_at(dataset: &str, consumer: &str, at: u64) -> &'static str {
+    let day = at / DAY;
+    match dataset {
+        "customers" if consumer == "dash" && day >= 5 => "streaming",
+        "customers" | "refunds" => "shadow",
+        _ => {
+            if dataset == "invoices"
+                && consumer == "ops"
+                && (RESTART..RESTART + STALE).contains(&at)
+            {
+                return "streaming";
+            }
+            let moved = match consumer {
+                "dash" => 2,
+                "ops" => 6,
+                _ => 10,
+            };
+            if day >= 13 {
+                "streaming_only"
+            } else if day >= moved {
+                "streaming"
+            } else {
+                "shadow"
+            }
+        }
+    }
+}
+
+/// Records diverged in step `k` of a shadow comparison, by category.
+fn divergences(dataset: &str, k: u64) -> Option<(&'static str, u64)> {
+    match dataset {
+        "refunds" => Some((if k % 10 == 0 { "missing" } else { "aggregate" }, 1)),
+        _ if k % 20 == 0 => Some(("timing", 1)),
+        _ => None,
+    }
+}
+
+/// One series: its OpenMetrics family and type, sample name and labels, and
+/// one value per step.
+struct Series {
+    family: &'static str,
+    kind: &'static str,
+    sample: &'static str,
+    labels: String,
+    values: Vec<u64>,
+}
+
+/// The series cutover exports (names and labels as `src/metrics.rs` writes
+/// them, plus the `job` and `instance` a scrape adds) for every consumer and
+/// dataset, one sample per `STEP` for `steps` steps from the history's start.
+fn history(steps: u64) -> Vec<Series> {
+    let mut out = Vec::new();
+    let restart_k = RESTART / STEP;
+    for (consumer, risk) in RISKS {
+        let target = format!(r#"instance="{consumer}:9901",job="cutover""#);
+        out.push(Series {
+            family: "cutover_consumer_info",
+            kind: "gauge",
+            sample: "cutover_consumer_info",
+            labels: format!(r#"consumer="{consumer}",risk="{risk}",{target}"#),
+            values: vec![1; steps as usize],
+        });
+        for dataset in DATASETS {
+            let base =
+                format!(r#"consumer="{consumer}",route="{dataset}",dataset="{dataset}",{target}"#);
+            let mut mode: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+            // Running counter values; a restart sets them all back to 0.
+            let mut c: BTreeMap<(&'static str, &'static str, String), u64> = BTreeMap::new();
+            let mut counters: BTreeMap<(&'static str, &'static str, String), Vec<u64>> =
+                BTreeMap::new();
+            let cats: &[&str] = if dataset == "refunds" {
+                &["aggregate", "missing"]
+            } else {
+                &["timing"]
+            };
+            let keys = {
+                let mut k = vec![
+                    (
+                        "cutover_requests",
+                        "cutover_requests_total",
+                        r#"side="batch",code_class="2xx""#.to_owned(),
+                    ),
+                    (
+                        "cutover_requests",
+                        "cutover_requests_total",
+                        r#"side="streaming",code_class="2xx""#.to_owned(),
+                    ),
+                    (
+                        "cutover_upstream_requests",
+                        "cutover_upstream_requests_total",
+                        r#"side="batch",result="ok""#.to_owned(),
+                    ),
+                    (
+                        "cutover_upstream_requests",
+                        "cutover_upstream_requests_total",
+                        r#"side="streaming",result="ok""#.to_owned(),
+                    ),
+                    (
+                        "cutover_fallbacks",
+                        "cutover_fallbacks_total",
+                        r#"reason="5xx""#.to_owned(),
+                    ),
+                    (
+                        "cutover_reconcile",
+                        "cutover_reconcile_total",
+                        r#"result="match""#.to_owned(),
+                    ),
+                    (
+                        "cutover_reconcile",
+                        "cutover_reconcile_total",
+                        r#"result="diverged""#.to_owned(),
+                    ),
+                ];
+                for cat in cats {
+                    k.push((
+                        "cutover_reconcile_divergences",
+                        "cutover_reconcile_divergences_total",
+                        format!(r#"category="{cat}""#),
+                    ));
+                }
+                k
+            };
+            for k in &keys {
+                c.insert(k.clone(), 0);
+            }
+            let key = |i: usize| keys[i].clone();
+            for k in 0..steps {
+                let at = k * STEP;
+                if consumer == "ops" && k == restart_k {
+                    c.values_mut().for_each(|v| *v = 0);
+                }
+                let m = mode_at(dataset, consumer, at);
+                for name in MODES {
+                    mode.entry(name).or_default().push(u64::from(name == m));
+                }
+                let mut add = |i: usize, n: u64| *c.get_mut(&key(i)).expect("known key") += n;
+                match m {
+                    "shadow" => {
+                        add(0, READS);
+                        add(2, READS);
+                        add(3, READS);
+                        let diverged = divergences(dataset, k);
+                        let d = diverged.map_or(0, |(_, n)| n);
+                        add(5, READS - d);
+                        add(6, d);
+                        if let Some((cat, n)) = diverged {
+                            let i = 7 + cats.iter().position(|x| *x == cat).expect("category");
+                            add(i, n);
+                        }
+                    }
+                    "streaming" => {
+                        // One read in ten steps falls back to batch; 5 % are
+                        // compared against batch.
+                        let f = u64::from(k % 10 == 0);
+                        add(0, f);
+                        add(1, READS - f);
+                        add(4, f);
+                        add(3, READS);
+                        add(2, f + SAMPLED);
+                        add(5, SAMPLED);
+                    }
+                    "streaming_only" => {
+                        add(1, READS);
+                        add(3, READS);
+                    }
+                    _ => {
+                        add(0, READS);
+                        add(2, READS);
+                    }
+                }
+                for ck in &keys {
+                    counters.entry(ck.clone()).or_default().push(c[ck]);
+                }
+            }
+            for (name, values) in mode {
+                out.push(Series {
+                    family: "cutover_route_mode",
+                    kind: "gauge",
+                    sample: "cutover_route_mode",
+                    labels: format!(r#"{base},mode="{name}""#),
+                    values,
+                });
+            }
+            for ((family, sample, extra), values) in counters {
+                out.push(Series {
+                    family,
+                    kind: "counter",
+                    sample,
+                    labels: format!("{base},{extra}"),
+                    values,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Writes the history as one OpenMetrics file per UTC day (so each file
+/// covers whole 2 h blocks, and promtool, which reads its input once per
+/// block, reads each file 12 times, not 250) and turns them into blocks in
+/// `data`. Returns the number of samples.
+fn write_blocks(tools: &Tools, series: &[Series], start: u64, dir: &Path, data: &Path) -> usize {
+    let steps = series[0].values.len() as u64;
+    let mut families: BTreeMap<&str, Vec<&Series>> = BTreeMap::new();
+    for s in series {
+        families.entry(s.family).or_default().push(s);
+    }
+    let (first, last) = (start / DAY, (start + (steps - 1) * STEP) / DAY);
+    let mut samples = 0;
+    for day in first..=last {
+        let mut text = String::new();
+        for (family, members) in &families {
+            let _ = writeln!(text, "# TYPE {family} {}", members[0].kind);
+            for s in members {
+                for (k, v) in s.values.iter().enumerate() {
+                    let t = start + k as u64 * STEP;
+                    if t / DAY == day {
+                        let _ = writeln!(text, "{}{{{}}} {v} {t}", s.sample, s.labels);
+                        samples += 1;
+                    }
+                }
+            }
+        }
+        text.push_str("# EOF\n");
+        let file = dir.join(format!("history-{day}.om"));
+        std::fs::write(&file, text).expect("write OpenMetrics");
+        let mut child = Command::new(&tools.promtool)
+            .args(["tsdb", "create-blocks-from", "openmetrics", "--quiet"])
+            .arg(&file)
+            .arg(data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn promtool");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("try_wait") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("promtool took over 60 s on {}", file.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let out = child.wait_with_output().expect("promtool output");
+        assert!(
+            status.success(),
+            "promtool tsdb create-blocks-from openmetrics {} failed: {}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::remove_file(&file).expect("remove OpenMetrics file");
+    }
+    samples
+}
+
+fn rfc3339(t: f64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t.floor() as i64)
+        .expect("valid time")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_of_three_weeks_gives_each_verdict_from_stored_data() {
+    if !enabled("history_of_three_weeks_gives_each_verdict_from_stored_data") {
+        return;
+    }
+    let tools = Tools::find();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("tsdb");
+    std::fs::create_dir(&data).expect("tsdb dir");
+
+    // Three weeks ending at the last whole step before now: the instant
+    // queries (5 min lookback) see the last sample as current.
+    let end = now_secs() / STEP * STEP;
+    let start = end - 21 * DAY;
+    let steps = (end - start) / STEP + 1;
+    let built = Instant::now();
+    let series = history(steps);
+    let samples = write_blocks(&tools, &series, start, dir.path(), &data);
+    println!(
+        "history: {} series, {samples} samples, blocks written in {:.1?}",
+        series.len(),
+        built.elapsed()
+    );
+    let loading = Instant::now();
+    let prom = PromServer::start(&tools, dir.path(), &data, &[]).await;
+    println!(
+        "prometheus ready on the history in {:.1?}",
+        loading.elapsed()
+    );
+
+    // The board over a week, as a person would ask it.
+    let text = fleet(&prom, &["--window", "7d"]).await;
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    println!(
+        "one `cutover fleet --window 7d` call against the history took {:.0?}\n{}",
+        text.took, text.stdout
+    );
+    let b = board(&prom, "7d").await.expect("board");
+    let now = num(&b["evaluated_at"]);
+    let day = DAY as f64;
+    let near = |got: f64, want: f64, slack: f64| (got - want).abs() <= slack;
+
+    // customers: ready to leave shadow, ops next and ready.
+    let d = dataset(&b, "customers").unwrap_or_else(|| panic!("{b}"));
+    let shadow = &d["shadow"];
+    assert_eq!(shadow["ready"], true, "{}", summary(&b, "customers"));
+    assert!(num(&shadow["divergence_ratio"]) < 0.001, "{shadow}");
+    assert_eq!(
+        d["next_to_move"]["consumer"],
+        "ops",
+        "{}",
+        summary(&b, "customers")
+    );
+    assert_eq!(d["next_to_move"]["ready"], true, "{}", d["next_to_move"]);
+    let dash = consumer(d, "dash").expect("dash");
+    assert_eq!(modes(dash), ["streaming"]);
+    let on = now - num(&dash["mode_since"]["at"]);
+    assert!(
+        near(on, 16.0 * day, (HOUR + STEP) as f64),
+        "dash in streaming for {on} s"
+    );
+    assert!(pairs(d).is_empty());
+
+    // refunds: not ready, and the reason is the missing records.
+    let d = dataset(&b, "refunds").unwrap_or_else(|| panic!("{b}"));
+    let shadow = &d["shadow"];
+    assert_eq!(shadow["ready"], false, "{shadow}");
+    assert!(num(&shadow["missing"]) > 0.0, "{shadow}");
+    assert!(
+        shadow["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("missing") && r.ends_with("fix before proceeding")),
+        "{shadow}"
+    );
+    assert_eq!(d["next_to_move"]["consumer"], "dash");
+
+    // orders: everyone streaming_only for 8 days, nobody next. ops'
+    // restart is no mode change, so its run goes back 8 days too.
+    let d = dataset(&b, "orders").unwrap_or_else(|| panic!("{b}"));
+    for (name, _) in RISKS {
+        let c = consumer(d, name).unwrap_or_else(|| panic!("{name} in orders"));
+        assert_eq!(modes(c), ["streaming_only"], "{name}");
+        let since = now - num(&c["mode_since"]["at"]);
+        assert!(
+            near(since, 8.0 * day, (HOUR + STEP) as f64),
+            "{name}: {since} s"
+        );
+        // Its last batch read was its last step on `streaming`, 8 days ago:
+        // outside the week, inside the board's 30-day history.
+        let read = now - num(&c["last_batch_read"]);
+        assert!(near(read, 8.0 * day, (HOUR + STEP) as f64), "{name}: {c}");
+        assert_eq!(num(&c["reads_batch"]), 0.0, "{name}: {c}");
+    }
+    assert_eq!(d["next_to_move"]["consumer"], Value::Null);
+
+    // invoices: ops' stale two hours after the restart are seen.
+    let last_read = (start + (RESTART + STALE) - STEP) as f64;
+    let d = dataset(&b, "invoices").unwrap_or_else(|| panic!("{b}"));
+    let ops = consumer(d, "ops").expect("ops");
+    let seen = num(&ops["last_batch_read"]);
+    assert!(
+        (last_read..last_read + HOUR as f64).contains(&seen),
+        "board: ops' last batch read {seen}, expected {last_read} to an hour"
+    );
+    let since = now - num(&ops["mode_since"]["at"]);
+    assert!(
+        near(since, 3.0 * day - STALE as f64, (HOUR + STEP) as f64),
+        "ops streaming_only again for {since} s"
+    );
+
+    // Decommission: orders is ready (the restart's drop to 0 is no read) ...
+    let out = fleet(&prom, &["--decommission", "orders"]).await;
+    println!("{}", out.stdout);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .starts_with("decommission orders over the last 7d00h: READY")
+    );
+
+    // ... invoices is blocked by ops, whose last batch read is named.
+    let out = fleet(&prom, &["--decommission", "invoices"]).await;
+    println!("{}", out.stdout);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    let json = fleet(&prom, &["--decommission", "invoices", "--json"]).await;
+    assert_eq!(json.code, Some(1), "{}", json.stderr);
+    let j: Value = serde_json::from_str(&json.stdout).expect("decommission JSON");
+    let step = num(&j["window_seconds"]) / 2000.0;
+    let by = |name: &str| {
+        j["consumers"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["consumer"] == name))
+            .unwrap_or_else(|| panic!("{name} in {j}"))
+    };
+    let t = num(&by("ops")["last_batch_read"]);
+    assert!(
+        (last_read..last_read + step.max(15.0).round()).contains(&t),
+        "decommission: ops' last batch read {t}, expected {last_read} to a step"
+    );
+    assert!(num(&by("ops")["batch_reads"]) > 0.0, "{}", by("ops"));
+    for name in ["dash", "fraud"] {
+        assert_eq!(by(name)["blocks"], serde_json::json!([]), "{}", by(name));
+    }
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("  ops  "))
+        .unwrap_or_else(|| panic!("ops not named:\n{}", out.stdout));
+    assert!(
+        line.contains("BLOCKS: sent reads to batch during the window"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("last batch read {}", rfc3339(t))),
+        "{line}"
+    );
+}
