@@ -415,7 +415,7 @@ async fn live_board_follows_each_edit_and_flags_high_risk_first() {
     let body = r#"{"data":[{"id":1,"total":10}]}"#;
     let batch = Backend::start(Behaviour::ok(body)).await;
     let streaming = Backend::start(Behaviour::ok(body)).await;
-    let sidecars: Vec<Sidecar> = LIVE
+    let mut sidecars: Vec<Sidecar> = LIVE
         .iter()
         .map(|(name, risk)| Sidecar::start(name, risk, &batch, &streaming))
         .collect();
@@ -579,6 +579,50 @@ async fn live_board_follows_each_edit_and_flags_high_risk_first() {
             out.stdout
         );
     }
+
+    // 6. fraud's sidecar stops (it ran for under a minute, so no hourly step
+    //    of the mode history saw it): the board keeps it, NOT REPORTING,
+    //    with its last mode, and --decommission says it cannot vouch for it.
+    let fraud = sidecars
+        .iter_mut()
+        .find(|s| s.name == "fraud")
+        .expect("fraud");
+    fraud.bin.child.kill().expect("kill fraud's sidecar");
+    fraud.bin.child.wait().expect("reap fraud's sidecar");
+    let b = board_until(&prom, "fraud not reporting, still on the board", |d| {
+        let fraud = consumer(d, "fraud").ok_or("fraud dropped from the board")?;
+        if !modes(fraud).is_empty() {
+            return Err(format!("fraud still reports {:?}", modes(fraud)));
+        }
+        if fraud["last_modes"] != serde_json::json!(["streaming_only"]) {
+            return Err(format!("fraud's last modes: {}", fraud["last_modes"]));
+        }
+        Ok(())
+    })
+    .await;
+    let d = dataset(&b, "orders").expect("orders");
+    assert_eq!(d["consumers"].as_array().map(Vec::len), Some(3));
+    // When it was last seen comes at 15 s steps, which a life this short can
+    // fall between; if one caught it, it is right.
+    let fraud = consumer(d, "fraud").expect("fraud");
+    if !fraud["last_seen"].is_null() {
+        let seen = num(&b["evaluated_at"]) - num(&fraud["last_seen"]);
+        assert!((0.0..120.0).contains(&seen), "fraud last seen {seen} s ago");
+    }
+    let text = fleet(&prom, &["--window", "5m", "--dataset", "orders"]).await;
+    println!("{}", text.stdout);
+    let row = text
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("fraud "))
+        .unwrap_or_else(|| panic!("no fraud row:\n{}", text.stdout));
+    assert!(
+        row.contains("NOT REPORTING (last streaming_only, seen "),
+        "{row}"
+    );
+    // It read batch in the window: never "none".
+    assert!(!row.contains("none in"), "{row}");
+    assert!(text.stdout.contains("3 consumers known through cutover"));
 }
 
 // ---------------------------------------------------------------------------

@@ -115,14 +115,16 @@ where
     Fut: Future<Output = O>,
 {
     let deadline = Deadline::after(limit);
+    let mut last = String::new();
     loop {
-        let last = match tokio::time::timeout(deadline.left(), cond()).await {
+        match tokio::time::timeout(deadline.left(), cond()).await {
             Ok(outcome) => match outcome.done() {
                 Ok(value) => return value,
-                Err(last) => last,
+                Err(seen) => last = seen,
             },
-            Err(_) => "a check that did not finish".to_owned(),
-        };
+            // Keep what the last finished check saw: it says why.
+            Err(_) => last.push_str("\n(then a check that did not finish in time)"),
+        }
         deadline.check(what, &last);
         tokio::time::sleep(POLL).await;
     }
