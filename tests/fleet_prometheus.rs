@@ -642,24 +642,51 @@ const SAMPLED: u64 = 12;
 const MODES: [&str; 5] = ["batch", "shadow", "canary", "streaming", "streaming_only"];
 const RISKS: [(&str, &str); 3] = [("dash", "low"), ("ops", "medium"), ("fraud", "high")];
 
-/// The four datasets and what each shows:
+/// The datasets and what each shows:
 /// - `customers`: dash (low) left shadow 16 days ago; ops and fraud still
 ///   compare in shadow, divergence 0.02 %: ready to leave shadow, ops next
 ///   and ready;
 /// - `refunds`: everyone in shadow, 0.4 % diverged with `missing` records:
 ///   not ready to leave shadow, and why;
+/// - `payments`: dash on streaming for 18 days, but its gate tripped 9 days
+///   ago for 12 minutes (too short for the hourly mode history to see): ops
+///   is next and waits for dash's trip to age out of the 14 days;
 /// - `orders`: the guide's whole timeline compressed into three weeks:
 ///   shadow, dash, ops, fraud to streaming in risk order, every consumer
 ///   `streaming_only` for the last 8 days; ops' sidecar restarted 3 days ago
 ///   (counters back to 0, no batch read since): batch can go;
 /// - `invoices`: as `orders`, but ops' restarted sidecar came back with a
-///   stale file (`streaming`) for two hours and read batch: blocked by ops.
-const DATASETS: [&str; 4] = ["customers", "refunds", "orders", "invoices"];
+///   stale file (`streaming`) for two hours and read batch: blocked by ops;
+/// - `shipments`: as `orders`, but fraud's new pod (below) compared 7 reads
+///   against batch before its first scrape: reads `increase()` cannot see
+///   (a series born above zero), blocked by fraud.
+///
+/// Two events touch every dataset of a consumer, as they would: ops'
+/// sidecar restarts in place (same `instance`, counters back to 0), and
+/// fraud's pod moves (a new `instance`: its series end, new ones begin).
+const DATASETS: [&str; 6] = [
+    "customers",
+    "refunds",
+    "payments",
+    "orders",
+    "invoices",
+    "shipments",
+];
 
 /// When ops' sidecar restarted, from the history's start.
 const RESTART: u64 = 18 * DAY;
 /// How long the restarted sidecar ran its stale `streaming` file (invoices).
 const STALE: u64 = 2 * HOUR;
+/// When fraud's pod moved to another node.
+const MOVED: u64 = 19 * DAY;
+/// Batch comparisons fraud's new pod made before its first scrape (shipments).
+const UNSCRAPED: u64 = 7;
+/// When dash's gate tripped in `payments` (9 days before the end, 40
+/// minutes off the hour: the board's hourly steps, taken within minutes of
+/// the end, fall 20 minutes either side), and how long until a person
+/// re-armed it.
+const TRIP: u64 = 12 * DAY - 40 * 60;
+const TRIP_FOR: u64 = 3 * STEP;
 
 /// The effective mode of `consumer`'s route of `dataset` at `at` seconds
 /// into the history.
@@ -667,7 +694,9 @@ fn mode_at(dataset: &str, consumer: &str, at: u64) -> &'static str {
     let day = at / DAY;
     match dataset {
         "customers" if consumer == "dash" && day >= 5 => "streaming",
-        "customers" | "refunds" => "shadow",
+        "payments" if consumer == "dash" && (TRIP..TRIP + TRIP_FOR).contains(&at) => "batch",
+        "payments" if consumer == "dash" && day >= 3 => "streaming",
+        "customers" | "refunds" | "payments" => "shadow",
         _ => {
             if dataset == "invoices"
                 && consumer == "ops"
@@ -691,6 +720,15 @@ fn mode_at(dataset: &str, consumer: &str, at: u64) -> &'static str {
     }
 }
 
+/// The scrape target of `consumer`'s sidecar at `at`.
+fn instance(consumer: &str, at: u64) -> String {
+    if consumer == "fraud" && at >= MOVED {
+        "fraud-7c9f4:9901".to_owned()
+    } else {
+        format!("{consumer}-5d2a8:9901")
+    }
+}
+
 /// Records diverged in step `k` of a shadow comparison, by category.
 fn divergences(dataset: &str, k: u64) -> Option<(&'static str, u64)> {
     match dataset {
@@ -700,164 +738,224 @@ fn divergences(dataset: &str, k: u64) -> Option<(&'static str, u64)> {
     }
 }
 
+/// The counters of one route, as (family, sample name, labels beyond the route's).
+const COUNTERS: [(&str, &str, &str); 7] = [
+    (
+        "cutover_requests",
+        "cutover_requests_total",
+        r#"side="batch",code_class="2xx""#,
+    ),
+    (
+        "cutover_requests",
+        "cutover_requests_total",
+        r#"side="streaming",code_class="2xx""#,
+    ),
+    (
+        "cutover_upstream_requests",
+        "cutover_upstream_requests_total",
+        r#"side="batch",result="ok""#,
+    ),
+    (
+        "cutover_upstream_requests",
+        "cutover_upstream_requests_total",
+        r#"side="streaming",result="ok""#,
+    ),
+    (
+        "cutover_fallbacks",
+        "cutover_fallbacks_total",
+        r#"reason="5xx""#,
+    ),
+    (
+        "cutover_reconcile",
+        "cutover_reconcile_total",
+        r#"result="match""#,
+    ),
+    (
+        "cutover_reconcile",
+        "cutover_reconcile_total",
+        r#"result="diverged""#,
+    ),
+];
+const READS_BATCH: usize = 0;
+const READS_STREAMING: usize = 1;
+const ATTEMPTS_BATCH: usize = 2;
+const ATTEMPTS_STREAMING: usize = 3;
+const FALLBACKS: usize = 4;
+const MATCHED: usize = 5;
+const DIVERGED: usize = 6;
+
 /// One series: its OpenMetrics family and type, sample name and labels, and
-/// one value per step.
+/// its value at each step (`None`: no sample, e.g. before a pod existed).
 struct Series {
     family: &'static str,
     kind: &'static str,
     sample: &'static str,
     labels: String,
-    values: Vec<u64>,
+    values: Vec<Option<u64>>,
+}
+
+/// Collects samples by series.
+struct Recorder {
+    steps: usize,
+    series: BTreeMap<(&'static str, &'static str, &'static str, String), Vec<Option<u64>>>,
+}
+
+impl Recorder {
+    fn set(
+        &mut self,
+        s: (&'static str, &'static str, &'static str),
+        labels: String,
+        k: u64,
+        v: u64,
+    ) {
+        let steps = self.steps;
+        self.series
+            .entry((s.0, s.1, s.2, labels))
+            .or_insert_with(|| vec![None; steps])[k as usize] = Some(v);
+    }
 }
 
 /// The series cutover exports (names and labels as `src/metrics.rs` writes
 /// them, plus the `job` and `instance` a scrape adds) for every consumer and
 /// dataset, one sample per `STEP` for `steps` steps from the history's start.
 fn history(steps: u64) -> Vec<Series> {
-    let mut out = Vec::new();
-    let restart_k = RESTART / STEP;
+    let mut rec = Recorder {
+        steps: steps as usize,
+        series: BTreeMap::new(),
+    };
     for (consumer, risk) in RISKS {
-        let target = format!(r#"instance="{consumer}:9901",job="cutover""#);
-        out.push(Series {
-            family: "cutover_consumer_info",
-            kind: "gauge",
-            sample: "cutover_consumer_info",
-            labels: format!(r#"consumer="{consumer}",risk="{risk}",{target}"#),
-            values: vec![1; steps as usize],
-        });
+        for k in 0..steps {
+            let target = format!(
+                r#"instance="{}",job="cutover""#,
+                instance(consumer, k * STEP)
+            );
+            rec.set(
+                ("cutover_consumer_info", "gauge", "cutover_consumer_info"),
+                format!(r#"consumer="{consumer}",risk="{risk}",{target}"#),
+                k,
+                1,
+            );
+        }
         for dataset in DATASETS {
-            let base =
-                format!(r#"consumer="{consumer}",route="{dataset}",dataset="{dataset}",{target}"#);
-            let mut mode: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-            // Running counter values; a restart sets them all back to 0.
-            let mut c: BTreeMap<(&'static str, &'static str, String), u64> = BTreeMap::new();
-            let mut counters: BTreeMap<(&'static str, &'static str, String), Vec<u64>> =
-                BTreeMap::new();
             let cats: &[&str] = if dataset == "refunds" {
                 &["aggregate", "missing"]
             } else {
                 &["timing"]
             };
-            let keys = {
-                let mut k = vec![
-                    (
-                        "cutover_requests",
-                        "cutover_requests_total",
-                        r#"side="batch",code_class="2xx""#.to_owned(),
-                    ),
-                    (
-                        "cutover_requests",
-                        "cutover_requests_total",
-                        r#"side="streaming",code_class="2xx""#.to_owned(),
-                    ),
-                    (
-                        "cutover_upstream_requests",
-                        "cutover_upstream_requests_total",
-                        r#"side="batch",result="ok""#.to_owned(),
-                    ),
-                    (
-                        "cutover_upstream_requests",
-                        "cutover_upstream_requests_total",
-                        r#"side="streaming",result="ok""#.to_owned(),
-                    ),
-                    (
-                        "cutover_fallbacks",
-                        "cutover_fallbacks_total",
-                        r#"reason="5xx""#.to_owned(),
-                    ),
-                    (
-                        "cutover_reconcile",
-                        "cutover_reconcile_total",
-                        r#"result="match""#.to_owned(),
-                    ),
-                    (
-                        "cutover_reconcile",
-                        "cutover_reconcile_total",
-                        r#"result="diverged""#.to_owned(),
-                    ),
-                ];
-                for cat in cats {
-                    k.push((
-                        "cutover_reconcile_divergences",
-                        "cutover_reconcile_divergences_total",
-                        format!(r#"category="{cat}""#),
-                    ));
-                }
-                k
-            };
-            for k in &keys {
-                c.insert(k.clone(), 0);
-            }
-            let key = |i: usize| keys[i].clone();
+            let gated = consumer == "dash" && dataset == "payments";
+            // Running counter values; a new process starts them at 0.
+            let mut c = [0u64; COUNTERS.len()];
+            let mut by_cat = vec![0u64; cats.len()];
+            let mut trips = 0;
             for k in 0..steps {
                 let at = k * STEP;
-                if consumer == "ops" && k == restart_k {
-                    c.values_mut().for_each(|v| *v = 0);
+                let target = format!(r#"instance="{}",job="cutover""#, instance(consumer, at));
+                let base = format!(
+                    r#"consumer="{consumer}",route="{dataset}",dataset="{dataset}",{target}"#
+                );
+                let fresh_process =
+                    (consumer == "ops" && at == RESTART) || (consumer == "fraud" && at == MOVED);
+                if fresh_process {
+                    c = [0; COUNTERS.len()];
+                    by_cat.iter_mut().for_each(|v| *v = 0);
+                    trips = 0;
+                }
+                if dataset == "shipments" && consumer == "fraud" && at == MOVED {
+                    c[ATTEMPTS_BATCH] += UNSCRAPED;
+                    c[MATCHED] += UNSCRAPED;
                 }
                 let m = mode_at(dataset, consumer, at);
                 for name in MODES {
-                    mode.entry(name).or_default().push(u64::from(name == m));
+                    rec.set(
+                        ("cutover_route_mode", "gauge", "cutover_route_mode"),
+                        format!(r#"{base},mode="{name}""#),
+                        k,
+                        u64::from(name == m),
+                    );
                 }
-                let mut add = |i: usize, n: u64| *c.get_mut(&key(i)).expect("known key") += n;
                 match m {
                     "shadow" => {
-                        add(0, READS);
-                        add(2, READS);
-                        add(3, READS);
+                        c[READS_BATCH] += READS;
+                        c[ATTEMPTS_BATCH] += READS;
+                        c[ATTEMPTS_STREAMING] += READS;
                         let diverged = divergences(dataset, k);
                         let d = diverged.map_or(0, |(_, n)| n);
-                        add(5, READS - d);
-                        add(6, d);
+                        c[MATCHED] += READS - d;
+                        c[DIVERGED] += d;
                         if let Some((cat, n)) = diverged {
-                            let i = 7 + cats.iter().position(|x| *x == cat).expect("category");
-                            add(i, n);
+                            by_cat[cats.iter().position(|x| *x == cat).expect("category")] += n;
                         }
                     }
                     "streaming" => {
                         // One read in ten steps falls back to batch; 5 % are
                         // compared against batch.
                         let f = u64::from(k % 10 == 0);
-                        add(0, f);
-                        add(1, READS - f);
-                        add(4, f);
-                        add(3, READS);
-                        add(2, f + SAMPLED);
-                        add(5, SAMPLED);
+                        c[READS_BATCH] += f;
+                        c[READS_STREAMING] += READS - f;
+                        c[FALLBACKS] += f;
+                        c[ATTEMPTS_STREAMING] += READS;
+                        c[ATTEMPTS_BATCH] += f + SAMPLED;
+                        c[MATCHED] += SAMPLED;
                     }
                     "streaming_only" => {
-                        add(1, READS);
-                        add(3, READS);
+                        c[READS_STREAMING] += READS;
+                        c[ATTEMPTS_STREAMING] += READS;
                     }
                     _ => {
-                        add(0, READS);
-                        add(2, READS);
+                        c[READS_BATCH] += READS;
+                        c[ATTEMPTS_BATCH] += READS;
                     }
                 }
-                for ck in &keys {
-                    counters.entry(ck.clone()).or_default().push(c[ck]);
+                for (i, (family, sample, extra)) in COUNTERS.iter().enumerate() {
+                    rec.set(
+                        (family, "counter", sample),
+                        format!("{base},{extra}"),
+                        k,
+                        c[i],
+                    );
                 }
-            }
-            for (name, values) in mode {
-                out.push(Series {
-                    family: "cutover_route_mode",
-                    kind: "gauge",
-                    sample: "cutover_route_mode",
-                    labels: format!(r#"{base},mode="{name}""#),
-                    values,
-                });
-            }
-            for ((family, sample, extra), values) in counters {
-                out.push(Series {
-                    family,
-                    kind: "counter",
-                    sample,
-                    labels: format!("{base},{extra}"),
-                    values,
-                });
+                for (cat, v) in cats.iter().zip(&by_cat) {
+                    rec.set(
+                        (
+                            "cutover_reconcile_divergences",
+                            "counter",
+                            "cutover_reconcile_divergences_total",
+                        ),
+                        format!(r#"{base},category="{cat}""#),
+                        k,
+                        *v,
+                    );
+                }
+                // The gate came with the move to streaming (day 3).
+                if gated && at >= 3 * DAY {
+                    let tripped = (TRIP..TRIP + TRIP_FOR).contains(&at);
+                    trips += u64::from(at == TRIP);
+                    rec.set(
+                        ("cutover_gate_tripped", "gauge", "cutover_gate_tripped"),
+                        base.clone(),
+                        k,
+                        u64::from(tripped),
+                    );
+                    rec.set(
+                        ("cutover_gate_trips", "counter", "cutover_gate_trips_total"),
+                        format!(r#"{base},check="error_ratio_delta""#),
+                        k,
+                        trips,
+                    );
+                }
             }
         }
     }
-    out
+    rec.series
+        .into_iter()
+        .map(|((family, kind, sample, labels), values)| Series {
+            family,
+            kind,
+            sample,
+            labels,
+            values,
+        })
+        .collect()
 }
 
 /// A running `promtool`, killed on drop (a panic too).
@@ -901,12 +999,10 @@ fn write_blocks(tools: &Tools, series: &[Series], start: u64, dir: &Path, data: 
             for s in members {
                 for i in k..end {
                     let t = start + i * STEP;
-                    let _ = writeln!(
-                        text,
-                        "{}{{{}}} {} {t}",
-                        s.sample, s.labels, s.values[i as usize]
-                    );
-                    samples += 1;
+                    if let Some(v) = s.values[i as usize] {
+                        let _ = writeln!(text, "{}{{{}}} {v} {t}", s.sample, s.labels);
+                        samples += 1;
+                    }
                 }
             }
         }
@@ -1046,8 +1142,33 @@ async fn history_of_three_weeks_gives_each_verdict_from_stored_data() {
     );
     assert_eq!(d["next_to_move"]["consumer"], "dash");
 
-    // orders: everyone streaming_only for 8 days, nobody next. ops'
-    // restart is no mode change, so its run goes back 8 days too.
+    // payments: ops is next, but dash's gate trip 9 days ago holds it,
+    // though the hourly mode history never saw the 12-minute rollback.
+    let d = dataset(&b, "payments").unwrap_or_else(|| panic!("{b}"));
+    let next = &d["next_to_move"];
+    assert_eq!(next["consumer"], "ops", "{}", summary(&b, "payments"));
+    assert_eq!(next["ready"], false, "{next}");
+    assert_eq!(
+        next["waiting_for"],
+        serde_json::json!(["dash (low) had a gate trip in the last 14d"]),
+        "{next}"
+    );
+    let dash = consumer(d, "dash").expect("dash");
+    let on = now - num(&dash["streaming_since"]["at"]);
+    assert!(
+        near(on, 18.0 * day, (HOUR + STEP) as f64),
+        "dash on streaming for {on} s"
+    );
+    assert!(num(&dash["gate_trips_settle"]) >= 1.0, "{dash}");
+    assert_eq!(
+        num(&dash["gate_trips_window"]),
+        0.0,
+        "the trip is older than the week: {dash}"
+    );
+
+    // orders: everyone streaming_only for 8 days, nobody next. Neither ops'
+    // restart nor fraud's new pod is a mode change: their runs go back 8
+    // days too.
     let d = dataset(&b, "orders").unwrap_or_else(|| panic!("{b}"));
     for (name, _) in RISKS {
         let c = consumer(d, name).unwrap_or_else(|| panic!("{name} in orders"));
@@ -1078,6 +1199,16 @@ async fn history_of_three_weeks_gives_each_verdict_from_stored_data() {
     assert!(
         near(since, 3.0 * day - STALE as f64, (HOUR + STEP) as f64),
         "ops streaming_only again for {since} s"
+    );
+
+    // shipments: fraud's run on streaming_only spans its two pods.
+    let d = dataset(&b, "shipments").unwrap_or_else(|| panic!("{b}"));
+    let fraud = consumer(d, "fraud").expect("fraud in shipments");
+    assert_eq!(modes(fraud), ["streaming_only"]);
+    let since = now - num(&fraud["mode_since"]["at"]);
+    assert!(
+        near(since, 8.0 * day, (HOUR + STEP) as f64),
+        "fraud: {since} s"
     );
 
     // Decommission: orders is ready (the restart's drop to 0 is no read) ...
@@ -1124,5 +1255,36 @@ async fn history_of_three_weeks_gives_each_verdict_from_stored_data() {
     assert!(
         line.contains(&format!("last batch read {}", rfc3339(t))),
         "{line}"
+    );
+
+    // shipments: fraud's new pod was first scraped with 7 batch comparisons
+    // already counted; increase() sees no rise, `unless … offset` does.
+    let moved = (start + MOVED) as f64;
+    let out = fleet(&prom, &["--decommission", "shipments"]).await;
+    println!("{}", out.stdout);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    let json = fleet(&prom, &["--decommission", "shipments", "--json"]).await;
+    assert_eq!(json.code, Some(1), "{}", json.stderr);
+    let j: Value = serde_json::from_str(&json.stdout).expect("decommission JSON");
+    let fraud = j["consumers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["consumer"] == "fraud"))
+        .unwrap_or_else(|| panic!("fraud in {j}"));
+    assert_eq!(fraud["batch_reads_unseen_by_increase"], true, "{fraud}");
+    let t = num(&fraud["last_batch_read"]);
+    assert!(
+        (moved..moved + step.max(15.0).round()).contains(&t),
+        "decommission: fraud's last batch read {t}, expected {moved} to a step"
+    );
+    for c in j["consumers"].as_array().into_iter().flatten() {
+        if c["consumer"] != "fraud" {
+            assert_eq!(c["blocks"], serde_json::json!([]), "{c}");
+        }
+    }
+    assert!(
+        out.stdout.lines().any(|l| l.starts_with("  fraud  ")
+            && l.contains("BLOCKS: sent reads to batch during the window")),
+        "{}",
+        out.stdout
     );
 }
