@@ -4,7 +4,8 @@
 //! - *live*: three real sidecars (risk low, medium, high; one dataset)
 //!   scraped every second by a Prometheus this test starts; their files are
 //!   edited from mode to mode and the board follows each edit, flagging the
-//!   high-risk consumer that goes to streaming first;
+//!   high-risk consumer that goes to streaming first, and keeping a killed
+//!   sidecar on the board as not reporting;
 //! - *history*: three weeks in the migration guide's order, written as
 //!   OpenMetrics and turned into blocks by `promtool tsdb
 //!   create-blocks-from openmetrics`, then judged by the board and by
@@ -1058,11 +1059,15 @@ fn write_blocks(tools: &Tools, series: &[Series], start: u64, dir: &Path, data: 
     }
 }
 
-fn rfc3339(t: f64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t.floor() as i64)
-        .expect("valid time")
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("format")
+/// The RFC 3339 time printed after `after` in `line`, as Unix seconds.
+fn printed_time(line: &str, after: &str) -> f64 {
+    let at = line
+        .split_once(after)
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no time after {after:?} in {line}"));
+    time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{at} is not RFC 3339 ({e}): {line}"))
+        .unix_timestamp() as f64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1252,9 +1257,12 @@ async fn history_of_three_weeks_gives_each_verdict_from_stored_data() {
         line.contains("BLOCKS: sent reads to batch during the window"),
         "{line}"
     );
+    // The text comes from a call of its own: its range starts a moment
+    // later, so its steps (and the time it prints) may differ by one.
+    let printed = printed_time(line, "last batch read ");
     assert!(
-        line.contains(&format!("last batch read {}", rfc3339(t))),
-        "{line}"
+        (last_read..last_read + step.max(15.0).round()).contains(&printed),
+        "text: ops' last batch read {printed}, expected {last_read} to a step: {line}"
     );
 
     // shipments: fraud's new pod was first scraped with 7 batch comparisons
@@ -1281,10 +1289,18 @@ async fn history_of_three_weeks_gives_each_verdict_from_stored_data() {
             assert_eq!(c["blocks"], serde_json::json!([]), "{c}");
         }
     }
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("  fraud  "))
+        .unwrap_or_else(|| panic!("fraud not named:\n{}", out.stdout));
     assert!(
-        out.stdout.lines().any(|l| l.starts_with("  fraud  ")
-            && l.contains("BLOCKS: sent reads to batch during the window")),
-        "{}",
-        out.stdout
+        line.contains("BLOCKS: sent reads to batch during the window"),
+        "{line}"
+    );
+    let printed = printed_time(line, "last batch read ");
+    assert!(
+        (moved..moved + step.max(15.0).round()).contains(&printed),
+        "text: fraud's last batch read {printed}, expected {moved} to a step: {line}"
     );
 }
