@@ -26,6 +26,12 @@ pub const HISTORY_SECONDS: f64 = 30.0 * 86_400.0;
 pub const HISTORY_STEP: f64 = 3600.0;
 /// The settle period of the next-to-move rule, as PromQL.
 const SETTLE: &str = "14d";
+/// How far back every raw sample of the mode series is looked at, beyond the
+/// hourly history: a sidecar that stopped before any hourly step saw it (it
+/// ran for minutes) is still known, with the modes it had last.
+pub const RECENT_SECONDS: f64 = 2.0 * HISTORY_STEP;
+/// The resolution of a recently stopped sidecar's "last seen".
+pub const RECENT_STEP: f64 = 15.0;
 
 /// What `cutover fleet` was asked.
 #[derive(Clone, Debug)]
@@ -173,6 +179,25 @@ pub fn board_queries(dataset: Option<&str>, window: f64) -> Vec<(&'static str, S
             "gate_tripped",
             format!("max by ({by}) ({})", s("cutover_gate_tripped", &[])),
         ),
+        (
+            "recent_modes",
+            format!(
+                "max by ({by}, mode) (last_over_time({}{}) == 1)",
+                s("cutover_route_mode", &[]),
+                range(RECENT_SECONDS)
+            ),
+        ),
+        // timestamp() of a plain selector is its sample's time; a subquery
+        // step can still miss a life shorter than RECENT_STEP.
+        (
+            "recent_seen",
+            format!(
+                "max by ({by}) (max_over_time(timestamp({}){}:{}s]))",
+                s("cutover_route_mode", &[]),
+                range(RECENT_SECONDS).trim_end_matches(']'),
+                RECENT_STEP as u64
+            ),
+        ),
     ]
 }
 
@@ -247,6 +272,8 @@ pub async fn board(prom: &Prometheus, req: &Request) -> Result<Board, QueryError
             gate_trips_settle: get("gate_trips_settle"),
             gate_tripped_settle: get("gate_tripped_settle"),
             gate_tripped: get("gate_tripped"),
+            recent_modes: get("recent_modes"),
+            recent_seen: get("recent_seen"),
             mode_history: &modes,
             batch_counters: &batch,
             history_start,
@@ -268,6 +295,10 @@ pub struct Answers<'a> {
     pub gate_trips_settle: &'a [Series],
     pub gate_tripped_settle: &'a [Series],
     pub gate_tripped: &'a [Series],
+    /// The modes whose last sample in the last `RECENT_SECONDS` is 1.
+    pub recent_modes: &'a [Series],
+    /// When any mode series was last sampled in the last `RECENT_SECONDS`.
+    pub recent_seen: &'a [Series],
     pub mode_history: &'a [Series],
     pub batch_counters: &'a [Series],
     pub history_start: f64,
@@ -285,9 +316,9 @@ pub fn assemble(req: &Request, a: &Answers<'_>) -> Board {
             ))
         })
         .collect();
-    // Known consumers: anything with a mode now or in the history.
+    // Known consumers: anything with a mode now, recently or in the history.
     let mut figures: BTreeMap<Key, ConsumerFigures> = BTreeMap::new();
-    for s in a.mode.iter().chain(a.mode_history) {
+    for s in a.mode.iter().chain(a.mode_history).chain(a.recent_modes) {
         let k = key(s);
         let risk = risks.get(&k.0).copied();
         figures.entry(k.clone()).or_insert_with(|| ConsumerFigures {
@@ -382,6 +413,7 @@ pub fn assemble(req: &Request, a: &Answers<'_>) -> Board {
         }
     }
     history(&mut figures, a.mode_history, a.history_start);
+    recent(&mut figures, a.recent_modes, a.recent_seen);
     for s in a.batch_counters {
         let rise = verdict::last_counter_rise(&s.samples, a.history_start, HISTORY_STEP);
         if let Some(f) = known(&mut figures, s)
@@ -473,6 +505,31 @@ fn history(figures: &mut BTreeMap<Key, ConsumerFigures>, modes: &[Series], start
             if f.modes.iter().all(|m| verdict::mode_reads_streaming(m)) {
                 f.streaming_since = verdict::run_start(&streaming, start, HISTORY_STEP);
             }
+        }
+    }
+}
+
+/// For a consumer not reporting now: the modes of its last samples in the
+/// last `RECENT_SECONDS` (later than any hourly step of the history), and
+/// when they were taken, if a step of `recent_seen` caught it.
+fn recent(figures: &mut BTreeMap<Key, ConsumerFigures>, modes: &[Series], seen: &[Series]) {
+    let mut last: BTreeMap<Key, BTreeSet<String>> = BTreeMap::new();
+    for s in modes.iter().filter(|s| s.value() == Some(1.0)) {
+        last.entry(key(s))
+            .or_default()
+            .insert(s.label("mode").to_owned());
+    }
+    for (k, modes) in last {
+        if let Some(f) = figures.get_mut(&k).filter(|f| f.modes.is_empty()) {
+            f.last_modes = modes.into_iter().collect();
+        }
+    }
+    for s in seen {
+        let t = s.value().filter(|t| t.is_finite());
+        if let Some(f) = figures.get_mut(&key(s)).filter(|f| f.modes.is_empty())
+            && let Some(t) = t
+        {
+            f.last_seen = Some(f.last_seen.map_or(t, |l: f64| l.max(t)));
         }
     }
 }
@@ -727,6 +784,8 @@ mod tests {
             gate_trips_settle: &[],
             gate_tripped_settle: &[],
             gate_tripped: &[],
+            recent_modes: &[],
+            recent_seen: &[],
             mode_history: &[gone_history, here.clone()],
             batch_counters: &[],
             history_start: now - HISTORY_SECONDS,
@@ -747,6 +806,71 @@ mod tests {
         );
         assert_eq!(board.datasets[0].consumers[0].last_modes, ["streaming"]);
         assert_eq!(board.datasets[0].consumers[0].last_seen, Some(now - 3600.0));
+    }
+
+    #[test]
+    fn a_sidecar_that_stopped_between_two_history_steps_is_not_dropped() {
+        // It ran for 20 minutes and stopped 10 minutes ago: no hourly step
+        // of the history saw it, its raw samples did (found against a real
+        // Prometheus: such a consumer vanished from the board).
+        let now = 1_800_000_000.0;
+        let req = Request {
+            dataset: None,
+            window: 3600.0,
+            now,
+        };
+        let cdm = |m: &'static str| vec![("consumer", "brief"), ("dataset", "orders"), ("mode", m)];
+        let recent = [
+            series(&cdm("canary"), &[(now, 0.0)]),
+            series(&cdm("streaming"), &[(now, 1.0)]),
+        ];
+        let seen = [series(
+            &[("consumer", "brief"), ("dataset", "orders")],
+            &[(now, now - 600.0)],
+        )];
+        let a = Answers {
+            risk: &[],
+            mode: &[],
+            reads: &[],
+            fallbacks: &[],
+            attempts: &[],
+            comparisons: &[],
+            divergences: &[],
+            compared_since: &[],
+            gate_trips: &[],
+            gate_trips_settle: &[],
+            gate_tripped_settle: &[],
+            gate_tripped: &[],
+            recent_modes: &recent,
+            recent_seen: &seen,
+            mode_history: &[],
+            batch_counters: &[],
+            history_start: now - HISTORY_SECONDS,
+        };
+        let board = assemble(&req, &a);
+        let brief = &board.datasets[0].consumers[0];
+        assert_eq!(brief.consumer, "brief");
+        assert_eq!(brief.phase(), verdict::Phase::NotReporting);
+        assert_eq!(brief.last_modes, ["streaming"]);
+        assert_eq!(brief.last_seen, Some(now - 600.0));
+        let text = render::board(&board);
+        assert!(
+            text.contains("NOT REPORTING (last streaming, seen 10m ago)"),
+            "{text}"
+        );
+        // No step caught it at all: known, and said to be recent.
+        let unseen = assemble(
+            &req,
+            &Answers {
+                recent_seen: &[],
+                ..a
+            },
+        );
+        let text = render::board(&unseen);
+        assert!(
+            text.contains("NOT REPORTING (last streaming, seen in the last 2h00m)"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub fn board(b: &Board) -> String {
         ));
         let mut rows = vec![HEADINGS.map(str::to_owned).to_vec()];
         for c in &d.consumers {
-            rows.push(row(c, b.evaluated_at));
+            rows.push(row(c, b.evaluated_at, b.window_seconds));
         }
         out.push_str(&crate::status_table::table(&rows, &NUMERIC, "  "));
         let s = &d.shadow;
@@ -108,17 +108,21 @@ const NUMERIC: [bool; HEADINGS.len()] = [
     false, false, false, true, true, true, true, true, true, true, false,
 ];
 
-fn row(c: &ConsumerFigures, now: f64) -> Vec<String> {
+fn row(c: &ConsumerFigures, now: f64, window: f64) -> Vec<String> {
     let mode = match c.phase() {
         Phase::NotReporting => format!(
-            "NOT REPORTING (last {}, seen {} ago)",
+            "NOT REPORTING (last {}, seen {})",
             if c.last_modes.is_empty() {
                 "?".to_owned()
             } else {
                 c.last_modes.join("+")
             },
-            c.last_seen
-                .map_or("?".to_owned(), |t| human_duration(now - t))
+            // Without a time, it was known only from its raw samples of
+            // the last RECENT_SECONDS (it lived between two steps).
+            c.last_seen.map_or_else(
+                || format!("in the last {}", human_duration(super::RECENT_SECONDS)),
+                |t| format!("{} ago", human_duration((now - t).max(0.0)))
+            )
         ),
         _ if c.gate_tripped_now => format!("{} (gate tripped: rolled back)", c.modes.join("+")),
         _ => c.modes.join("+"),
@@ -149,7 +153,15 @@ fn row(c: &ConsumerFigures, now: f64) -> Vec<String> {
         format!("{:.0}", c.comparisons),
         format!("{:.0}", c.gate_trips_window),
         c.last_batch_read.map_or_else(
-            || format!("none in {}", human_duration(super::HISTORY_SECONDS)),
+            || {
+                // The hourly history can miss a sidecar that lived between
+                // two steps; the window's counters did not.
+                if c.attempts_batch > 0.0 {
+                    format!("within {} (time not resolved)", human_duration(window))
+                } else {
+                    format!("none in {}", human_duration(super::HISTORY_SECONDS))
+                }
+            },
             |t| {
                 // The history's step can put the last read a moment past
                 // now: say "0s ago", not a negative time.
@@ -195,10 +207,12 @@ pub fn decommission(d: &Decommission) -> String {
             continue;
         }
         let last = match c.last_batch_read {
+            // Prometheus rounds the range's end to the millisecond, so the
+            // last step can be a moment past now: "0s ago", not "- ago".
             Some(t) => format!(
                 "; last batch read {} ({} ago)",
                 rfc3339(t),
-                human_duration(d.evaluated_at - t)
+                human_duration((d.evaluated_at - t).max(0.0))
             ),
             None if c.batch_reads > 0.0 || c.batch_reads_unseen_by_increase => {
                 "; last batch read within the window (time not resolved)".to_owned()

@@ -181,9 +181,18 @@ pub struct ShadowVerdict {
 /// `MIN_COMPARISONS` comparisons, a divergence ratio under 0.1 %, and no
 /// `missing` or `duplicate` divergence. All consumers' comparisons count.
 pub fn shadow_verdict(consumers: &[&ConsumerFigures], window: f64, now: f64) -> ShadowVerdict {
-    let comparisons: f64 = consumers.iter().map(|c| c.comparisons).sum();
-    let diverged: f64 = consumers.iter().map(|c| c.diverged).sum();
-    let category = |k: &str| -> f64 { consumers.iter().filter_map(|c| c.divergences.get(k)).sum() };
+    // Folded from +0.0: `Sum for f64` starts at -0.0, so a category no
+    // consumer has would print as "-0 duplicate records".
+    let total = |v: &mut dyn Iterator<Item = f64>| v.fold(0.0, |a, b| a + b);
+    let comparisons = total(&mut consumers.iter().map(|c| c.comparisons));
+    let diverged = total(&mut consumers.iter().map(|c| c.diverged));
+    let category = |k: &str| {
+        total(
+            &mut consumers
+                .iter()
+                .filter_map(|c| c.divergences.get(k).copied()),
+        )
+    };
     let (missing, duplicate) = (category("missing"), category("duplicate"));
     let since = consumers
         .iter()
@@ -514,6 +523,9 @@ mod tests {
             let v = shadow_verdict(&[&a], 3600.0, NOW);
             assert!(!v.ready, "{category}");
             assert!(v.reason.contains("fix before proceeding"), "{}", v.reason);
+            // The category nobody has is a plain 0 (found against a real
+            // Prometheus: "1 missing and -0 duplicate records").
+            assert!(!v.reason.contains("-0"), "{}", v.reason);
         }
         // Other categories only count toward the ratio.
         let mut a = compared(consumer("a", Risk::Low, "shadow"), 100_000.0, 1.0);

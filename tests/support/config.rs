@@ -22,6 +22,8 @@ use serde_json::{Map, Value, json};
 pub struct Config {
     version: u32,
     consumer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    risk: Option<String>,
     listen: String,
     admin: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,6 +50,7 @@ impl Config {
         Config {
             version: 1,
             consumer: "test".to_owned(),
+            risk: None,
             listen: "127.0.0.1:0".to_owned(),
             admin: "127.0.0.1:0".to_owned(),
             shutdown_grace: None,
@@ -61,6 +64,12 @@ impl Config {
 
     pub fn consumer(mut self, consumer: &str) -> Config {
         self.consumer = consumer.to_owned();
+        self
+    }
+
+    /// `low`, `medium` or `high` (absent: the file says nothing, cutover assumes low).
+    pub fn risk(mut self, risk: &str) -> Config {
+        self.risk = Some(risk.to_owned());
         self
     }
 

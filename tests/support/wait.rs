@@ -56,12 +56,16 @@ impl<T> Outcome for Result<T, String> {
     }
 }
 
-/// The one deadline every wait shares.
-struct Deadline(Instant);
+/// The deadline of one wait, and the limit it was set with.
+struct Deadline(Instant, Duration);
 
 impl Deadline {
     fn start() -> Deadline {
-        Deadline(Instant::now() + WAIT)
+        Deadline::after(WAIT)
+    }
+
+    fn after(limit: Duration) -> Deadline {
+        Deadline(Instant::now() + limit, limit)
     }
 
     fn left(&self) -> Duration {
@@ -71,10 +75,11 @@ impl Deadline {
     /// Fails the test, naming what was awaited, once the deadline has passed.
     fn check(&self, what: &str, last: &str) {
         if Instant::now() >= self.0 {
+            let limit = self.1;
             if last.is_empty() {
-                panic!("timed out after {WAIT:?} waiting until {what}");
+                panic!("timed out after {limit:?} waiting until {what}");
             }
-            panic!("timed out after {WAIT:?} waiting until {what}; last seen:\n{last}");
+            panic!("timed out after {limit:?} waiting until {what}; last seen:\n{last}");
         }
     }
 }
@@ -87,21 +92,39 @@ pub async fn wait_until<O: Outcome>(what: &str, mut cond: impl FnMut() -> O) -> 
 
 /// As `wait_until`, for a condition that has to await (a scrape, a read).
 /// Each check is bounded by what is left of the same `WAIT`.
-pub async fn wait_until_async<O, F, Fut>(what: &str, mut cond: F) -> O::Value
+pub async fn wait_until_async<O, F, Fut>(what: &str, cond: F) -> O::Value
 where
     O: Outcome,
     F: FnMut() -> Fut,
     Fut: Future<Output = O>,
 {
-    let deadline = Deadline::start();
+    wait_until_async_within(WAIT, what, cond).await
+}
+
+/// As `wait_until_async`, with a limit of its own: for what takes longer than
+/// `WAIT` by nature (a Prometheus scrape interval, a block load), never to
+/// paper over a slow step.
+pub async fn wait_until_async_within<O, F, Fut>(
+    limit: Duration,
+    what: &str,
+    mut cond: F,
+) -> O::Value
+where
+    O: Outcome,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = O>,
+{
+    let deadline = Deadline::after(limit);
+    let mut last = String::new();
     loop {
-        let last = match tokio::time::timeout(deadline.left(), cond()).await {
+        match tokio::time::timeout(deadline.left(), cond()).await {
             Ok(outcome) => match outcome.done() {
                 Ok(value) => return value,
-                Err(last) => last,
+                Err(seen) => last = seen,
             },
-            Err(_) => "a check that did not finish".to_owned(),
-        };
+            // Keep what the last finished check saw: it says why.
+            Err(_) => last.push_str("\n(then a check that did not finish in time)"),
+        }
         deadline.check(what, &last);
         tokio::time::sleep(POLL).await;
     }
