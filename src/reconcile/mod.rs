@@ -4,6 +4,7 @@
 
 pub mod compare;
 pub mod diff;
+mod identical;
 pub mod log;
 pub mod outcome;
 pub mod run;

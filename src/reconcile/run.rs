@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -71,7 +72,14 @@ pub fn spawn_other_read(
         let watermark_ms = attempt.watermark_ms;
         let limit = route.config.reconcile.max_body_bytes;
         let mut body = resp.into_body();
-        let mut buf = BytesMut::new();
+        // Sized once from the announced length (at most the cap): growing by
+        // doubling copies a 4 MiB answer about twice more and faults in
+        // pages it then frees.
+        let announced = body.size_hint().exact().unwrap_or(0);
+        if announced > limit as u64 {
+            return Err(Skip::TooLarge);
+        }
+        let mut buf = BytesMut::with_capacity(announced as usize);
         let read = async {
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|_| Skip::Aborted)?;

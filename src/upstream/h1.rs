@@ -37,9 +37,16 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Largest chunk-size line or trailer section accepted.
 const MAX_CHUNK_LINE: usize = 4096;
 const MAX_TRAILER_BYTES: usize = 64 * 1024;
-/// Read buffer a connection starts with, and the least free space asked of
-/// the buffer before each read.
+/// Read buffer a connection starts with: a response head and a small body
+/// come in one read. Also the least a read asks for.
 const READ_BUF: usize = 8 * 1024;
+/// Most body bytes asked of one read. A big answer moves in pieces of this
+/// size: each piece is one `read`, one frame to hyper and (hyper writes a
+/// frame this size at once) one `writev` to the consumer, where 8 KiB pieces
+/// cost eight of each. Per connection at most about two pieces are alive
+/// (one in hyper's write queue, one being read), so memory stays bounded
+/// whatever the answer's size.
+const BODY_READ: usize = 64 * 1024;
 /// Bodies up to this size go out in the same write as the head.
 const COPY_BODY_MAX: usize = 16 * 1024;
 
@@ -110,10 +117,18 @@ impl Conn {
         }
     }
 
-    /// Reads more into the buffer; `Ok(0)` is end of stream.
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < 1024 {
-            self.buf.reserve(READ_BUF);
+    /// Reads more into the buffer, up to about `want` bytes (what the caller
+    /// can use: the rest of a body, or a head's worth); `Ok(0)` is end of
+    /// stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        let want = want.clamp(READ_BUF, BODY_READ);
+        // Too little room left for a worthwhile read: ask for `want`. The
+        // pieces already handed out share this allocation; once hyper has
+        // written and dropped them all, `reserve` takes the same allocation
+        // back instead of making a new one.
+        let least = if want > READ_BUF { want / 2 } else { 1024 };
+        if self.buf.capacity() - self.buf.len() < least {
+            self.buf.reserve(want);
         }
         // Through `AsyncRead` rather than `try_read_buf`: a short read there
         // also clears the socket's readiness, so the next wait costs no
@@ -123,7 +138,7 @@ impl Conn {
     }
 
     async fn fill(&mut self) -> io::Result<usize> {
-        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+        std::future::poll_fn(|cx| self.poll_fill(cx, READ_BUF)).await
     }
 
     /// Sends an encoded request (`head`, with the body in it when small, and
@@ -457,10 +472,15 @@ pub enum BodyError {
 impl Body {
     fn finish(&mut self) {
         self.state = Framing::Done;
-        if let (Some(conn), Some(pool)) = (self.conn.take(), self.pool.take())
+        if let (Some(mut conn), Some(pool)) = (self.conn.take(), self.pool.take())
             && self.reusable
             && conn.buf.is_empty()
         {
+            // An idle connection keeps a head-sized buffer, not what a big
+            // body grew it to.
+            if conn.buf.capacity() > READ_BUF {
+                conn.buf = BytesMut::new();
+            }
             pool.give_back(conn);
         }
     }
@@ -559,7 +579,14 @@ impl hyper::body::Body for Body {
                 },
             };
             if need_more {
-                match ready!(conn.poll_fill(cx)) {
+                let want = match this.state {
+                    Framing::Length(rest) | Framing::ChunkData(rest) => {
+                        usize::try_from(rest).unwrap_or(BODY_READ)
+                    }
+                    Framing::UntilClose => BODY_READ,
+                    _ => READ_BUF,
+                };
+                match ready!(conn.poll_fill(cx, want)) {
                     Ok(0) if this.state == Framing::UntilClose => {
                         this.reusable = false;
                         this.finish();
