@@ -22,8 +22,8 @@ const MAX_HEAD: usize = 64 * 1024 + 1024;
 /// Where the follower is in the consumer's byte stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Inside a request head; `ends` counts the line-end bytes just seen.
-    Head { ends: u8 },
+    /// Inside (or before) a request head.
+    Head,
     /// Inside a body framed by length: bytes still to come.
     Length(u64),
     /// Reading a chunk-size line: the size so far, digits seen.
@@ -56,7 +56,7 @@ pub struct Follower {
 impl Default for Follower {
     fn default() -> Follower {
         Follower {
-            state: State::Head { ends: 0 },
+            state: State::Head,
             partial: Vec::new(),
             heads: 0,
             refused: None,
@@ -85,7 +85,7 @@ impl Follower {
                 State::Length(left) => {
                     let n = left.min(bytes.len() as u64);
                     self.state = match left - n {
-                        0 => State::Head { ends: 0 },
+                        0 => State::Head,
                         rest => State::Length(rest),
                     };
                     n as usize
@@ -135,67 +135,59 @@ impl Follower {
             (State::ChunkEnd, b'\r') => State::ChunkEnd,
             (State::ChunkEnd, b'\n') => State::ChunkSize { size: 0, digits: 0 },
             (State::Trailer { line_start: true }, b'\r') => State::Trailer { line_start: true },
-            (State::Trailer { line_start: true }, b'\n') => State::Head { ends: 0 },
+            (State::Trailer { line_start: true }, b'\n') => State::Head,
             (State::Trailer { .. }, b'\n') => State::Trailer { line_start: true },
             (State::Trailer { .. }, _) => State::Trailer { line_start: false },
             _ => State::Off,
         };
     }
 
-    /// Head bytes: finds the head's end, then judges the whole head. Returns
-    /// how many of `bytes` belong to the head.
+    /// Head bytes: parses the head once it is whole (httparse finds its
+    /// end) and judges it. Returns how many of `bytes` belong to the head.
     fn head(&mut self, bytes: &[u8]) -> usize {
-        let State::Head { mut ends } = self.state else {
-            return 0;
-        };
-        let mut end = None;
-        for (i, &b) in bytes.iter().enumerate() {
-            ends = match b {
-                b'\n' if ends >= 1 => {
-                    end = Some(i + 1);
-                    break;
+        if self.partial.is_empty() {
+            // The common case: the whole head in one read.
+            return match self.judge(bytes) {
+                Judged::Whole(len, next) => self.next(len, next),
+                Judged::Partial => {
+                    self.keep(bytes);
+                    bytes.len()
                 }
-                b'\n' => 1,
-                // A CR before a line's LF does not end the line.
-                b'\r' => ends,
-                _ => 0,
             };
         }
-        let Some(end) = end else {
-            self.state = State::Head { ends };
-            self.keep(bytes);
+        // A head that arrived over several reads: judged again only when a
+        // line ended (as hyper does, so no worse than hyper's own parse).
+        let had = self.partial.len();
+        self.keep(bytes);
+        if self.state == State::Off || !bytes.contains(&b'\n') {
             return bytes.len();
-        };
-        let judged = if self.partial.is_empty() {
-            self.judge(&bytes[..end])
-        } else {
-            self.keep(&bytes[..end]);
-            let head = std::mem::take(&mut self.partial);
-            let judged = self.judge(&head);
-            self.partial = head;
-            judged
-        };
+        }
+        let head = std::mem::take(&mut self.partial);
+        let judged = self.judge(&head);
+        self.partial = head;
         match judged {
-            // Only leading empty lines so far (allowed before a request
-            // line): the head goes on.
-            Judged::Partial => {
-                self.state = State::Head { ends: 0 };
-                if self.partial.is_empty() {
-                    self.keep(&bytes[..end]);
-                }
-            }
-            Judged::Next(state) => {
+            Judged::Whole(len, next) if len > had => {
                 // A long head's buffer is not kept for the connection's life.
                 if self.partial.capacity() > 4096 {
                     self.partial = Vec::new();
                 } else {
                     self.partial.clear();
                 }
-                self.heads += 1;
-                self.state = state;
+                self.next(len - had, next)
             }
+            Judged::Whole(..) => {
+                self.state = State::Off;
+                bytes.len()
+            }
+            Judged::Partial => bytes.len(),
         }
-        end
+    }
+
+    /// A whole head was `used` bytes of this read; `next` follows it.
+    fn next(&mut self, used: usize, next: State) -> usize {
+        self.heads += 1;
+        self.state = next;
+        used
     }
 
     /// Keeps head bytes that arrived before the head's end.
@@ -212,16 +204,14 @@ impl Follower {
     fn judge(&mut self, head: &[u8]) -> Judged {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
-        match req.parse(head) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) if head.iter().all(|b| matches!(b, b'\r' | b'\n')) => {
-                return Judged::Partial;
-            }
+        let len = match req.parse(head) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Judged::Partial,
             // hyper refuses it itself, and closes.
-            _ => return Judged::Next(State::Off),
-        }
+            Err(_) => return Judged::Whole(head.len(), State::Off),
+        };
         if req.method == Some("CONNECT") {
-            return Judged::Next(State::Off);
+            return Judged::Whole(len, State::Off);
         }
         let (mut lengths, mut length, mut coding) = (0u32, None, None);
         for h in req.headers.iter() {
@@ -234,7 +224,7 @@ impl Follower {
                 coding = Some(h.value);
             } else if h.name.eq_ignore_ascii_case("upgrade") {
                 // What follows may not be HTTP/1 at all.
-                return Judged::Next(State::Off);
+                return Judged::Whole(len, State::Off);
             }
         }
         let refused = match (lengths, coding) {
@@ -245,26 +235,27 @@ impl Follower {
         if let Some(why) = refused {
             // The connection closes after the refusal: stop here.
             self.refused.get_or_insert((self.heads, why));
-            return Judged::Next(State::Off);
+            return Judged::Whole(len, State::Off);
         }
-        Judged::Next(match (coding, length) {
+        let next = match (coding, length) {
             (Some(c), _) if ends_chunked(c) => State::ChunkSize { size: 0, digits: 0 },
             // Not chunked last: hyper refuses it.
             (Some(_), _) => State::Off,
-            (None, Some(0)) if lengths == 1 => State::Head { ends: 0 },
+            (None, Some(0)) if lengths == 1 => State::Head,
             (None, Some(n)) => State::Length(n),
-            (None, None) if lengths == 0 => State::Head { ends: 0 },
+            (None, None) if lengths == 0 => State::Head,
             // An unparsable length: hyper refuses it.
             (None, None) => State::Off,
-        })
+        };
+        Judged::Whole(len, next)
     }
 }
 
 enum Judged {
-    /// Only empty lines so far: the head goes on.
+    /// The head goes on past these bytes.
     Partial,
-    /// A whole head: what follows it.
-    Next(State),
+    /// A whole head of this many bytes, and what follows it.
+    Whole(usize, State),
 }
 
 /// Whether a `Transfer-Encoding` value's last coding is `chunked`.

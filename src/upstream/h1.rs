@@ -776,4 +776,197 @@ mod tests {
             "GET / HTTP/1.1\r\nhost: batch:8080\r\n\r\n"
         );
     }
+
+    /// How a generated answer frames its body.
+    #[derive(Debug, Clone)]
+    enum Frames {
+        Length,
+        /// Chunk sizes (cycled over the body), with extensions and trailers.
+        Chunked {
+            sizes: Vec<usize>,
+            ext: bool,
+            trailers: bool,
+        },
+        /// HTTP/1.0 with no length: the body ends when the upstream closes.
+        UntilClose,
+    }
+
+    fn answer(body: &[u8], frames: &Frames) -> Vec<u8> {
+        let mut out = Vec::new();
+        match frames {
+            Frames::Length => {
+                out.extend_from_slice(
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(),
+                );
+                out.extend_from_slice(body);
+            }
+            Frames::Chunked {
+                sizes,
+                ext,
+                trailers,
+            } => {
+                out.extend_from_slice(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+                let (mut rest, mut i) = (body, 0);
+                while !rest.is_empty() {
+                    let n = sizes[i % sizes.len()].clamp(1, rest.len());
+                    let e = if *ext { ";name=\"v\"" } else { "" };
+                    out.extend_from_slice(format!("{n:x}{e}\r\n").as_bytes());
+                    out.extend_from_slice(&rest[..n]);
+                    out.extend_from_slice(b"\r\n");
+                    rest = &rest[n..];
+                    i += 1;
+                }
+                out.extend_from_slice(b"0\r\n");
+                if *trailers {
+                    out.extend_from_slice(b"X-Checksum: 1\r\nX-Other: 2\r\n");
+                }
+                out.extend_from_slice(b"\r\n");
+            }
+            Frames::UntilClose => {
+                out.extend_from_slice(b"HTTP/1.0 200 OK\r\n\r\n");
+                out.extend_from_slice(body);
+            }
+        }
+        out
+    }
+
+    fn frames() -> impl proptest::strategy::Strategy<Value = Frames> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Frames::Length),
+            (
+                proptest::collection::vec(1usize..40, 1..4),
+                any::<bool>(),
+                any::<bool>()
+            )
+                .prop_map(|(sizes, ext, trailers)| Frames::Chunked {
+                    sizes,
+                    ext,
+                    trailers
+                }),
+            Just(Frames::UntilClose),
+        ]
+    }
+
+    /// Reads `raw` as the upstream's answer, sent in pieces cut at `cuts`:
+    /// the body cutover streams, and whether the connection went back to
+    /// the pool.
+    fn read_answer(raw: Vec<u8>, cuts: Vec<usize>, close: bool) -> (Result<Bytes, String>, usize) {
+        use http_body_util::BodyExt;
+        use tokio::io::AsyncWriteExt;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let upstream = tokio::spawn(async move {
+                let (mut s, _) = listener.accept().await.expect("accept");
+                // Read the request first, as a server does: closing with it
+                // unread would reset the connection.
+                let mut request = Vec::new();
+                while !request.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0u8; 1];
+                    match tokio::io::AsyncReadExt::read(&mut s, &mut byte).await {
+                        Ok(1) => request.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let mut from = 0;
+                for cut in cuts.into_iter().chain([raw.len()]) {
+                    s.write_all(&raw[from..cut]).await.expect("write");
+                    s.flush().await.expect("flush");
+                    tokio::task::yield_now().await;
+                    from = cut;
+                }
+                if !close {
+                    // Keep it open until the reader is done.
+                    let mut sink = [0u8; 64];
+                    let _ = tokio::io::AsyncReadExt::read(&mut s, &mut sink).await;
+                }
+            });
+            let authority: http::uri::Authority = addr.to_string().parse().expect("authority");
+            let pool = Arc::new(
+                super::super::Http1Pool::new(
+                    hyper_util::client::legacy::connect::HttpConnector::new(),
+                    &authority,
+                )
+                .expect("pool"),
+            );
+            let io = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let mut conn = Conn::new(io);
+            let mut got = false;
+            let read = async {
+                let head = conn
+                    .exchange(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", None, false, &mut got)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let resp = head.into_response(conn, pool.clone());
+                resp.into_body()
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .map_err(|e| e.to_string())
+            };
+            let body = tokio::time::timeout(std::time::Duration::from_secs(10), read)
+                .await
+                .unwrap_or_else(|_| Err("timed out".to_owned()));
+            let pooled = pool.idle.lock().map(|q| q.len()).unwrap_or(0);
+            upstream.abort();
+            (body, pooled)
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// However the upstream frames its body and however the bytes are cut
+        /// into reads, the consumer gets exactly the body, and a connection
+        /// whose framing ended the body cleanly goes back to the pool.
+        #[test]
+        fn any_framing_cut_anywhere_streams_the_exact_body(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            frames in frames(),
+            cuts in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..6),
+        ) {
+            let raw = answer(&body, &frames);
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(raw.len() + 1)).collect();
+            at.sort_unstable();
+            let until_close = matches!(frames, Frames::UntilClose);
+            let (got, pooled) = read_answer(raw, at, until_close);
+            proptest::prop_assert_eq!(got.as_deref(), Ok(&body[..]));
+            proptest::prop_assert_eq!(pooled, usize::from(!until_close));
+        }
+
+        /// Arbitrary bytes as a response head never panic the parser.
+        #[test]
+        fn any_bytes_as_a_response_head_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            head_request in proptest::prelude::any::<bool>(),
+        ) {
+            let mut buf = BytesMut::from(&bytes[..]);
+            let _ = parse_head(&mut buf, head_request);
+        }
+
+        /// A truncated answer is never a whole body: a length or chunked
+        /// answer cut short is an error, not a shorter success.
+        #[test]
+        fn a_truncated_answer_is_an_error(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..200),
+            frames in frames(),
+            keep in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            proptest::prop_assume!(!matches!(frames, Frames::UntilClose));
+            let raw = answer(&body, &frames);
+            let head_len = raw.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |p| p + 4);
+            // Keep the whole head and part of what follows it.
+            let cut = head_len + keep.index(raw.len() - head_len);
+            let (got, pooled) = read_answer(raw[..cut].to_vec(), vec![], true);
+            proptest::prop_assert!(got.is_err(), "cut at {cut} of {}: {got:?}", raw.len());
+            proptest::prop_assert_eq!(pooled, 0);
+        }
+    }
 }
