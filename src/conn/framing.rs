@@ -81,7 +81,7 @@ impl Follower {
         while !bytes.is_empty() {
             let used = match self.state {
                 State::Off => return,
-                State::Head { .. } => self.head(bytes),
+                State::Head => self.head(bytes),
                 State::Length(left) => {
                     let n = left.min(bytes.len() as u64);
                     self.state = match left - n {
