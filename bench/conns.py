@@ -17,12 +17,12 @@ import os
 import resource
 import selectors
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from benchlib import Cutover
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release/cutover"
 CONNS = int(os.environ.get("CONNS", 5000))
@@ -46,29 +46,12 @@ class Origin(BaseHTTPRequestHandler):
         pass
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
-
-
-def wait_port(port, deadline=20):
-    end = time.time() + deadline
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def burst(port, n, wave=100):
@@ -108,28 +91,9 @@ def main():
     origin = ThreadingHTTPServer(("127.0.0.1", 0), Origin)
     threading.Thread(target=origin.serve_forever, daemon=True).start()
     oport = origin.server_address[1]
-    listen, admin = free_port(), free_port()
-    work = tempfile.mkdtemp()
-    cfg = os.path.join(work, "cutover.yaml")
-    with open(cfg, "w") as f:
-        f.write(f"""version: 1
-consumer: bench
-listen: 127.0.0.1:{listen}
-admin: 127.0.0.1:{admin}
-limits: {{ max_connections: {2 * CONNS}, handshake_timeout: 300s }}
-routes:
-  - name: orders
-    match: {{ path_prefix: /v1/orders }}
-    mode: batch
-    batch: http://127.0.0.1:{oport}/
-    streaming: http://127.0.0.1:{oport}/
-    freshness: {{ probe_interval: off }}
-""")
-    env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
-    proc = subprocess.Popen([BIN, "run", "--config", cfg, "--data-dir", work], env=env,
-                            stdout=subprocess.DEVNULL)
-    try:
-        wait_port(listen)
+    limits = f"{{ max_connections: {2 * CONNS}, handshake_timeout: 300s }}"
+    with Cutover(BIN, oport, limits=limits, log="warn") as proc:
+        listen = proc.listen
         # One read first: the pools and the route's state exist.
         burst(listen, 1)[0].close()
         time.sleep(1)
@@ -150,13 +114,7 @@ routes:
             if MAX_AFTER_MIB and (after - base) / 1024 > float(MAX_AFTER_MIB):
                 raise SystemExit(f"FAIL: RSS stayed {(after - base) / 1024:.1f} MiB above baseline "
                                  f"{AFTER:.0f} s after the burst closed (bound {MAX_AFTER_MIB} MiB)")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        origin.shutdown()
+    origin.shutdown()
 
 
 if __name__ == "__main__":

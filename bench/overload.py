@@ -16,11 +16,10 @@ MAX_INFLIGHT ("1024 50"), TIMEOUT (side timeout, 2s).
 """
 import asyncio
 import os
-import socket
-import subprocess
 import sys
-import tempfile
 import time
+
+from benchlib import Cutover
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release/cutover"
 CLIENTS = int(os.environ.get("CLIENTS", 400))
@@ -30,12 +29,6 @@ SERVICE_MS = float(os.environ.get("SERVICE_MS", 40))
 MAX_INFLIGHT = os.environ.get("MAX_INFLIGHT", "1024 50").split()
 TIMEOUT = os.environ.get("TIMEOUT", "2s")
 BODY = b'{"data": [1, 2, 3]}'
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def origin(reader, writer, slots):
@@ -107,33 +100,9 @@ async def run_once(max_inflight):
     slots = asyncio.Semaphore(ORIGIN_SLOTS)
     server = await asyncio.start_server(lambda r, w: origin(r, w, slots), "127.0.0.1", 0, backlog=4096)
     oport = server.sockets[0].getsockname()[1]
-    listen, admin = free_port(), free_port()
-    work = tempfile.mkdtemp()
-    cfg = os.path.join(work, "cutover.yaml")
-    with open(cfg, "w") as f:
-        f.write(f"""version: 1
-consumer: bench
-listen: 127.0.0.1:{listen}
-admin: 127.0.0.1:{admin}
-limits: {{ max_inflight_reads: {max_inflight}, max_connections: {CLIENTS * 2} }}
-routes:
-  - name: orders
-    match: {{ path_prefix: /v1/orders }}
-    mode: batch
-    batch: {{ url: "http://127.0.0.1:{oport}/", timeout: {TIMEOUT} }}
-    streaming: http://127.0.0.1:{oport}/
-    freshness: {{ probe_interval: off }}
-""")
-    proc = subprocess.Popen([BIN, "run", "--config", cfg, "--data-dir", work],
-                            env=dict(os.environ, RUST_LOG="error"), stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", listen)
-                w.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
+    limits = f"{{ max_inflight_reads: {max_inflight}, max_connections: {CLIENTS * 2} }}"
+    with Cutover(BIN, oport, limits=limits, batch_timeout=TIMEOUT) as proc:
+        listen, admin = proc.listen, proc.admin
         stats, peak = {}, [0.0]
         until = time.time() + SECONDS
         await asyncio.gather(scrape_peak(admin, until, peak),
@@ -142,12 +111,9 @@ routes:
         print(f"| {max_inflight} | {len(ok) / SECONDS:.0f} | {pct(ok, 0.5):.0f} | {pct(ok, 0.99):.0f} "
               f"| {len(stats.get(503, []))} | {len(stats.get(504, []))} | {len(stats.get('error', []))} "
               f"| {peak[0]:.0f} |", flush=True)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        server.close()
-        for t in asyncio.all_tasks() - {asyncio.current_task()}:
-            t.cancel()
+    server.close()
+    for t in asyncio.all_tasks() - {asyncio.current_task()}:
+        t.cancel()
 
 
 async def main():

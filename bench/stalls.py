@@ -4,13 +4,12 @@ limits (issue 13's figures). All kinds run at once; about a minute.
 
     python3 bench/stalls.py [BINARY]          (default target/release/cutover)
 """
-import os
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
+
+from benchlib import Cutover
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release/cutover"
 H2_START = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
@@ -25,12 +24,6 @@ KINDS = [
     ("silent connection", "admin", b""),
     ("request head that never ends", "admin", b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow:"),
 ]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def held(port, data, out, i):
@@ -75,32 +68,8 @@ def main():
                 c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n")
 
     threading.Thread(target=serve_origin, daemon=True).start()
-    listen, admin = free_port(), free_port()
-    work = tempfile.mkdtemp()
-    cfg = os.path.join(work, "cutover.yaml")
-    with open(cfg, "w") as f:
-        f.write(f"""version: 1
-consumer: bench
-listen: 127.0.0.1:{listen}
-admin: 127.0.0.1:{admin}
-routes:
-  - name: orders
-    match: {{ path_prefix: /v1/orders, methods: [GET, POST] }}
-    mode: batch
-    batch: http://127.0.0.1:{oport}/
-    streaming: http://127.0.0.1:{oport}/
-    freshness: {{ probe_interval: off }}
-""")
-    proc = subprocess.Popen([BIN, "run", "--config", cfg, "--data-dir", work],
-                            env=dict(os.environ, RUST_LOG="error"), stdout=subprocess.DEVNULL)
-    try:
-        end = time.time() + 20
-        while time.time() < end:
-            try:
-                socket.create_connection(("127.0.0.1", listen), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+    with Cutover(BIN, oport, methods="GET, POST") as proc:
+        listen, admin = proc.listen, proc.admin
         out = [None] * len(KINDS)
         threads = [threading.Thread(target=held, args=(listen if l == "listen" else admin, d, out, i))
                    for i, (_, l, d) in enumerate(KINDS)]
@@ -113,9 +82,6 @@ routes:
         for (kind, l, _), r in zip(KINDS, out):
             took, line = r if r else (float("nan"), "still open after 180 s")
             print(f"| {kind} | {l} | {took:.1f} s | {line or '(none)'} |")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,41 @@ pub struct ConnLimits {
     pub strict_framing: bool,
 }
 
+/// What answers a connection's requests: any hyper service that hyper's
+/// HTTP/1 and h2 servers can both run on tokio.
+pub trait ConnService<B>:
+    Service<Request<Incoming>, Response = Response<B>, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S, B> ConnService<B> for S where
+    S: Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// A response body both servers can send.
+pub trait ConnBody:
+    Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+{
+}
+
+impl<B> ConnBody for B where
+    B: Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+{
+}
+
 /// A listener's connection figures, kept as plain atomics (no metric work
 /// per connection or read); `/metrics` publishes them when scraped.
 #[derive(Debug, Default)]
@@ -133,15 +168,8 @@ pub async fn serve<M, S, B>(
     grace: Duration,
 ) where
     M: Fn(ConnInfo) -> S,
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: ConnService<B>,
+    B: ConnBody,
 {
     let limits = Arc::new(limits);
     // Set once the grace period is over: connections still open are cut.
@@ -233,15 +261,8 @@ async fn connection<S, B>(
     refusal: Refusal,
     shutdown: watch::Receiver<bool>,
 ) where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: ConnService<B>,
+    B: ConnBody,
 {
     let protocol = tokio::time::timeout(limits.handshake_timeout, sniff(&mut stream)).await;
     let (h2, seen) = match protocol {
