@@ -126,6 +126,9 @@ fn bind(
         .iter()
         .map(|r| Ok([upstreams.client(&r.batch)?, upstreams.client(&r.streaming)?]))
         .collect::<Result<Vec<_>, CaFileError>>()?;
+    registry
+        .compare_budget()
+        .set_max(settings.runtime.max_compared_bytes);
     let routes = routes
         .into_iter()
         .zip(clients)

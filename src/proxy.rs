@@ -579,7 +579,7 @@ fn start_other_read(
         ..out
     };
     Some(OtherRead {
-        read: reconcile::spawn_other_read(route.clone(), side, out),
+        read: reconcile::spawn_other_read(route.clone(), side, out, slot.held()),
         slot,
     })
 }

@@ -3,6 +3,7 @@
 //! handles, keyed by route name. Every event is recorded by one call that
 //! updates both the metric and the figure, so the two never disagree.
 
+use crate::reconcile::budget::{Budget, Held};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -48,6 +49,9 @@ pub struct RouteState {
     pub fallback_log: LogBudget,
     /// The route's gate: its own windows (fed below) and its trip.
     pub gate: GateState,
+    /// The process's budget of bytes held by comparisons (shared by every
+    /// route; `limits.max_compared_bytes`).
+    compare_budget: Arc<Budget>,
 }
 
 /// A budget of log events per second, so a failing upstream cannot flood
@@ -110,7 +114,12 @@ impl Figures {
 }
 
 impl RouteState {
-    pub fn new(metrics: &Metrics, key: &RouteKey, window: Duration) -> RouteState {
+    pub fn new(
+        metrics: &Metrics,
+        key: &RouteKey,
+        window: Duration,
+        compare_budget: Arc<Budget>,
+    ) -> RouteState {
         RouteState {
             metrics: RouteMetrics::new(metrics, key),
             circuit: Circuit::default(),
@@ -126,6 +135,7 @@ impl RouteState {
             verdicts: Default::default(),
             fallback_log: LogBudget::default(),
             gate: GateState::default(),
+            compare_budget,
         }
     }
 
@@ -270,17 +280,32 @@ impl RouteState {
 /// can travel with the comparison task.
 pub fn try_reconcile_slot(state: &Arc<RouteState>, max: usize) -> Option<ReconcileSlot> {
     let n = state.reconcile_inflight.fetch_add(1, Ordering::AcqRel);
-    let slot = ReconcileSlot(state.clone());
+    let slot = ReconcileSlot {
+        state: state.clone(),
+        held: Held::new(state.compare_budget.clone()),
+    };
     (n < max).then_some(slot)
 }
 
-/// Gives back a comparison slot when dropped.
+/// A comparison's slot, and the bytes of the process's budget its answers
+/// hold; both given back when dropped (the bytes once every handle from
+/// `held` is dropped too).
 #[derive(Debug)]
-pub struct ReconcileSlot(Arc<RouteState>);
+pub struct ReconcileSlot {
+    state: Arc<RouteState>,
+    held: Arc<Held>,
+}
+
+impl ReconcileSlot {
+    /// A handle for what buffers an answer of this comparison.
+    pub fn held(&self) -> Arc<Held> {
+        self.held.clone()
+    }
+}
 
 impl Drop for ReconcileSlot {
     fn drop(&mut self) {
-        self.0.reconcile_inflight.fetch_sub(1, Ordering::AcqRel);
+        self.state.reconcile_inflight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -301,6 +326,8 @@ impl Drop for InflightGuard<'_> {
 pub struct StateRegistry {
     metrics: Metrics,
     routes: Arc<Mutex<HashMap<RouteKey, Arc<RouteState>>>>,
+    /// Bytes held by comparisons, across routes (`limits.max_compared_bytes`).
+    compare_budget: Arc<Budget>,
 }
 
 impl StateRegistry {
@@ -308,7 +335,13 @@ impl StateRegistry {
         StateRegistry {
             metrics,
             routes: Default::default(),
+            compare_budget: Arc::new(Budget::new(usize::MAX)),
         }
+    }
+
+    /// The comparisons' byte budget (its bound is set by each config).
+    pub fn compare_budget(&self) -> &Arc<Budget> {
+        &self.compare_budget
     }
 
     /// A registry whose metrics go nowhere useful: for tests and benchmarks.
@@ -324,9 +357,14 @@ impl StateRegistry {
     /// windows take `window`'s length (reset if that changed).
     pub fn route_state(&self, key: &RouteKey, window: Duration) -> Arc<RouteState> {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        let state = routes
-            .entry(key.clone())
-            .or_insert_with(|| Arc::new(RouteState::new(&self.metrics, key, window)));
+        let state = routes.entry(key.clone()).or_insert_with(|| {
+            Arc::new(RouteState::new(
+                &self.metrics,
+                key,
+                window,
+                self.compare_budget.clone(),
+            ))
+        });
         state.set_window(window);
         self.metrics.show_route(key);
         state.clone()

@@ -1437,3 +1437,57 @@ async fn sides_keep_their_roles_when_streaming_serves() {
     )
     .await;
 }
+
+/// `limits.max_compared_bytes` bounds what all comparisons hold at once: a
+/// comparison that would pass it is skipped ("memory"), never buffered, and
+/// each comparison gives its bytes back once it has run.
+#[tokio::test]
+async fn comparisons_past_max_compared_bytes_are_skipped_and_bytes_come_back() {
+    let records: Vec<String> = (0..20)
+        .map(|i| format!(r#"{{"id":{i},"amount":{i}}}"#))
+        .collect();
+    let body = format!(r#"{{"data":[{}],"page":1}}"#, records.join(","));
+    let size = body.len();
+    let batch = fixed(json(body.clone())).await;
+    let streaming = fixed(json(body.clone())).await;
+    // Room for one side's answer, not both: every comparison is skipped.
+    let p = Proxy::start(
+        Config::new()
+            .limits(serde_json::json!({ "max_compared_bytes": size + size / 2 }))
+            .route(orders(&batch, streaming.url("/s/orders")).mode("shadow")),
+    )
+    .await;
+    for _ in 0..3 {
+        let r = get(&p.url("/v1/orders/1")).await;
+        assert_eq!(
+            (r.status, r.body.len()),
+            (200, size),
+            "the read itself is whole"
+        );
+    }
+    let m = settle(&p, "three comparisons are skipped for memory", |m| {
+        skipped(m, "orders", "memory") == 3.0
+    })
+    .await;
+    assert_eq!(result(&m, "orders", "match"), 0.0);
+    p.stop().await;
+
+    // Room for exactly one comparison: reads one after another all compare,
+    // so each gave its bytes back.
+    let p = Proxy::start(
+        Config::new()
+            .limits(serde_json::json!({ "max_compared_bytes": 2 * size }))
+            .route(orders(&batch, streaming.url("/s/orders")).mode("shadow")),
+    )
+    .await;
+    for i in 1..=3 {
+        assert_eq!(get(&p.url("/v1/orders/1")).await.status, 200);
+        settle(&p, "the comparison ran", |m| {
+            result(m, "orders", "match") == f64::from(i)
+        })
+        .await;
+    }
+    let m = p.scrape().await;
+    assert_eq!(skipped(&m, "orders", "memory"), 0.0);
+    p.stop().await;
+}

@@ -41,6 +41,8 @@ pub(super) const DEFAULT_H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// About 25 MiB of idle HTTP/1 connections: inside a 64 MiB sidecar limit.
 pub(super) const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub(super) const DEFAULT_MAX_INFLIGHT_READS: usize = 1024;
+/// Two whole answers at the default `reconcile.max_body_bytes`.
+pub(super) const DEFAULT_MAX_COMPARED_BYTES: usize = 16 * 1024 * 1024;
 pub(super) const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(30);
 pub(super) const DEFAULT_WINDOW: Duration = Duration::from_secs(5 * 60);
 pub(super) const MIN_WINDOW: Duration = Duration::from_secs(30);
@@ -347,6 +349,11 @@ impl Cx<'_> {
             "max_inflight_reads",
             DEFAULT_MAX_INFLIGHT_READS,
         );
+        let max_compared_bytes = count(
+            limits.map(|l| &l.max_compared_bytes),
+            "max_compared_bytes",
+            DEFAULT_MAX_COMPARED_BYTES,
+        );
         let access_log = raw
             .access_log
             .as_ref()
@@ -388,6 +395,7 @@ impl Cx<'_> {
                 h2_ping_timeout,
                 max_connections,
                 max_inflight_reads,
+                max_compared_bytes,
             },
             access_log,
             state_file,

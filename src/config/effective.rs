@@ -52,6 +52,7 @@ pub fn render(settings: &Settings, routes: &[&Route]) -> String {
     out.scalar(2, "h2_ping_timeout", &duration(rt.h2_ping_timeout));
     out.scalar(2, "max_connections", &rt.max_connections.to_string());
     out.scalar(2, "max_inflight_reads", &rt.max_inflight_reads.to_string());
+    out.scalar(2, "max_compared_bytes", &rt.max_compared_bytes.to_string());
     match &settings.state_file {
         // As written: a relative path is under --data-dir.
         Some(p) => out.scalar(0, "state_file", &text(&p.display().to_string())),

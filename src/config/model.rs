@@ -82,6 +82,9 @@ pub struct RuntimeSettings {
     /// `limits.max_inflight_reads`: reads waiting for an upstream answer
     /// beyond this are shed with 503 and `Retry-After` (applies live).
     pub max_inflight_reads: usize,
+    /// `limits.max_compared_bytes`: bytes of answers all comparisons in
+    /// flight may hold; a comparison past it is skipped (applies live).
+    pub max_compared_bytes: usize,
 }
 
 impl RuntimeSettings {

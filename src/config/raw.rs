@@ -57,6 +57,7 @@ pub(super) struct RawLimits {
     pub h2_ping_timeout: Option<String>,
     pub max_connections: Option<String>,
     pub max_inflight_reads: Option<String>,
+    pub max_compared_bytes: Option<String>,
 }
 
 pub(super) const LIMITS_KEYS: &[Field] = &[
@@ -68,6 +69,7 @@ pub(super) const LIMITS_KEYS: &[Field] = &[
     Field::scalar("h2_ping_timeout"),
     Field::scalar("max_connections"),
     Field::scalar("max_inflight_reads"),
+    Field::scalar("max_compared_bytes"),
 ];
 
 /// One JSON line per read, opt-in.

@@ -2,6 +2,7 @@
 //! read (the comparator), at run time off the consumer's path (`run`, `tee`),
 //! with a bounded divergence log.
 
+pub mod budget;
 pub mod compare;
 pub mod diff;
 mod identical;

@@ -42,16 +42,19 @@ pub enum Skip {
     UpstreamError,
     /// `reconcile.records` points at no record array in either answer.
     NoRecords,
+    /// Comparisons in flight already held `limits.max_compared_bytes`.
+    Memory,
 }
 
 impl Skip {
-    pub const ALL: [Skip; 6] = [
+    pub const ALL: [Skip; 7] = [
         Skip::Inflight,
         Skip::TooLarge,
         Skip::Unbuffered,
         Skip::Aborted,
         Skip::UpstreamError,
         Skip::NoRecords,
+        Skip::Memory,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +65,7 @@ impl Skip {
             Skip::Aborted => "aborted",
             Skip::UpstreamError => "upstream_error",
             Skip::NoRecords => "no_records",
+            Skip::Memory => "memory",
         }
     }
 

@@ -21,6 +21,7 @@ use super::tee::{Capture, Copied};
 use crate::config::{Route, SideName};
 use crate::freshness::now_unix_ms;
 use crate::live::LiveRoute;
+use crate::reconcile::budget::Held;
 use crate::state::ReconcileSlot;
 use crate::upstream::Outgoing;
 
@@ -64,6 +65,7 @@ pub fn spawn_other_read(
     route: Arc<LiveRoute>,
     side: SideName,
     out: Outgoing<'static>,
+    held: Arc<Held>,
 ) -> JoinHandle<Result<Read, Skip>> {
     tokio::spawn(async move {
         let attempt = crate::attempt::send(&route, side, out).await;
@@ -79,13 +81,25 @@ pub fn spawn_other_read(
         if announced > limit as u64 {
             return Err(Skip::TooLarge);
         }
-        let mut buf = BytesMut::with_capacity(announced as usize);
+        // What the buffer may hold, taken from the process's budget first.
+        let mut reserved = announced as usize;
+        if !held.take(reserved) {
+            return Err(Skip::Memory);
+        }
+        let mut buf = BytesMut::with_capacity(reserved);
         let read = async {
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|_| Skip::Aborted)?;
                 if let Some(d) = frame.data_ref() {
-                    if buf.len() + d.len() > limit {
+                    let len = buf.len() + d.len();
+                    if len > limit {
                         return Err(Skip::TooLarge);
+                    }
+                    if len > reserved {
+                        if !held.take(len - reserved) {
+                            return Err(Skip::Memory);
+                        }
+                        reserved = len;
                     }
                     buf.extend_from_slice(d);
                 }
@@ -122,7 +136,7 @@ pub fn start(
     slot: ReconcileSlot,
     logs: DivergenceLogs,
 ) -> Capture {
-    let (capture, copied) = Capture::new(route.config.reconcile.max_body_bytes);
+    let (capture, copied) = Capture::new(route.config.reconcile.max_body_bytes, slot.held());
     tokio::spawn(async move {
         let _slot = slot;
         match collect(served.status, served.watermark_ms, copied, other).await {
@@ -197,6 +211,7 @@ async fn collect(
             }
             b.freeze()
         }
+        Ok(Ok(Copied::OverBudget)) => return Err(Skip::Memory),
         Ok(Ok(Copied::TooLarge)) => {
             other.abort();
             return Err(Skip::TooLarge);

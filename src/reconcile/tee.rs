@@ -3,11 +3,13 @@
 //! Copies are `Bytes` handles to the same buffers, not byte copies.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
+use crate::reconcile::budget::Held;
 use crate::upstream::UpstreamBody;
 use tokio::sync::oneshot;
 
@@ -18,6 +20,9 @@ pub enum Copied {
     Complete(Vec<Bytes>),
     /// The body was larger than the cap; the copy was dropped.
     TooLarge,
+    /// Comparisons in flight held `limits.max_compared_bytes`; the copy
+    /// was dropped.
+    OverBudget,
 }
 
 /// Sends the copy when the body ends. If the consumer goes away first the
@@ -27,17 +32,20 @@ pub struct Capture {
     chunks: Vec<Bytes>,
     size: usize,
     limit: usize,
+    /// The comparison's share of the process's byte budget.
+    held: Arc<Held>,
     tx: oneshot::Sender<Copied>,
 }
 
 impl Capture {
-    pub fn new(limit: usize) -> (Capture, oneshot::Receiver<Copied>) {
+    pub fn new(limit: usize, held: Arc<Held>) -> (Capture, oneshot::Receiver<Copied>) {
         let (tx, rx) = oneshot::channel();
         (
             Capture {
                 chunks: Vec::new(),
                 size: 0,
                 limit,
+                held,
                 tx,
             },
             rx,
@@ -84,9 +92,16 @@ impl Body for Tee {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(data) = frame.data_ref() {
                         let c = this.capture.as_mut().expect("checked above");
-                        if c.size + data.len() > c.limit {
+                        let refused = if c.size + data.len() > c.limit {
+                            Some(Copied::TooLarge)
+                        } else if !c.held.take(data.len()) {
+                            Some(Copied::OverBudget)
+                        } else {
+                            None
+                        };
+                        if let Some(why) = refused {
                             if let Some(c) = this.capture.take() {
-                                let _ = c.tx.send(Copied::TooLarge);
+                                let _ = c.tx.send(why);
                             }
                         } else {
                             c.size += data.len();
