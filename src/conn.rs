@@ -275,20 +275,25 @@ async fn connection<S, B>(
         }
     };
     let result = if h2 {
-        let io = TokioIo::new(ConnIo::new(stream, seen, None));
-        let activity = Arc::new(Activity::new());
-        let conn = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(limits.ping_interval)
-            .keep_alive_timeout(limits.ping_timeout)
-            .serve_connection(
-                io,
-                Tracked {
-                    inner: service,
-                    activity: activity.clone(),
-                },
-            );
-        drive(conn, shutdown, Some((activity, limits.idle_timeout))).await
+        // Boxed: the h2 connection's state is several KiB, and every
+        // (HTTP/1) connection's task would otherwise reserve room for it.
+        Box::pin(async move {
+            let io = TokioIo::new(ConnIo::new(stream, seen, None));
+            let activity = Arc::new(Activity::new());
+            let conn = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(limits.ping_interval)
+                .keep_alive_timeout(limits.ping_timeout)
+                .serve_connection(
+                    io,
+                    Tracked {
+                        inner: service,
+                        activity: activity.clone(),
+                    },
+                );
+            drive(conn, shutdown, Some((activity, limits.idle_timeout))).await
+        })
+        .await
     } else {
         let follow = limits.strict_framing.then_some(refusal);
         let io = TokioIo::new(ConnIo::new(stream, seen, follow));

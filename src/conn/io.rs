@@ -56,6 +56,10 @@ impl AsyncRead for ConnIo {
             let n = this.replay.len().min(buf.remaining());
             buf.put_slice(&this.replay[..n]);
             this.replay.advance(n);
+            if this.replay.is_empty() {
+                // Not kept for the connection's life.
+                this.replay = Bytes::new();
+            }
         } else {
             std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         }
