@@ -15,7 +15,7 @@ use rustls::pki_types::pem::PemObject;
 use super::locate::{Problems, Target, YamlPath, locate};
 use super::model::*;
 use super::raw::{
-    self, RawAccessLog, RawConfig, RawDefaults, RawGate, RawRoute, RawSide, RawSideMap,
+    self, RawAccessLog, RawConfig, RawDefaults, RawGate, RawLimits, RawRoute, RawSide, RawSideMap,
 };
 use super::{ConfigError, ConfigErrors};
 
@@ -299,59 +299,48 @@ impl Cx<'_> {
         };
         let limits = raw.limits.as_ref();
         let limits_at = top.key("limits");
-        let mut limit = |value: Option<&Option<String>>, key: &str, default: Duration| {
-            value
-                .and_then(|v| self.parse(v, &limits_at.key(key), parse_nonzero))
+        type Key = fn(&RawLimits) -> &Option<String>;
+        let mut limit = |key: &str, get: Key, default: Duration| {
+            limits
+                .and_then(|l| self.parse(get(l), &limits_at.key(key), parse_nonzero))
                 .unwrap_or(default)
         };
-        let head_timeout = limit(
-            limits.map(|l| &l.head_timeout),
-            "head_timeout",
-            DEFAULT_HEAD_TIMEOUT,
-        );
-        let body_timeout = limit(
-            limits.map(|l| &l.body_timeout),
-            "body_timeout",
-            DEFAULT_BODY_TIMEOUT,
-        );
+        let head_timeout = limit("head_timeout", |l| &l.head_timeout, DEFAULT_HEAD_TIMEOUT);
+        let body_timeout = limit("body_timeout", |l| &l.body_timeout, DEFAULT_BODY_TIMEOUT);
         let handshake_timeout = limit(
-            limits.map(|l| &l.handshake_timeout),
             "handshake_timeout",
+            |l| &l.handshake_timeout,
             DEFAULT_HANDSHAKE_TIMEOUT,
         );
-        let idle_timeout = limit(
-            limits.map(|l| &l.idle_timeout),
-            "idle_timeout",
-            DEFAULT_IDLE_TIMEOUT,
-        );
+        let idle_timeout = limit("idle_timeout", |l| &l.idle_timeout, DEFAULT_IDLE_TIMEOUT);
         let h2_ping_interval = limit(
-            limits.map(|l| &l.h2_ping_interval),
             "h2_ping_interval",
+            |l| &l.h2_ping_interval,
             DEFAULT_H2_PING_INTERVAL,
         );
         let h2_ping_timeout = limit(
-            limits.map(|l| &l.h2_ping_timeout),
             "h2_ping_timeout",
+            |l| &l.h2_ping_timeout,
             DEFAULT_H2_PING_TIMEOUT,
         );
-        let mut count = |value: Option<&Option<String>>, key: &str, default: usize| {
-            value
-                .and_then(|v| self.parse(v, &limits_at.key(key), |s| parse_count(s, 1)))
+        let mut count = |key: &str, get: Key, default: usize| {
+            limits
+                .and_then(|l| self.parse(get(l), &limits_at.key(key), |s| parse_count(s, 1)))
                 .unwrap_or(default)
         };
         let max_connections = count(
-            limits.map(|l| &l.max_connections),
             "max_connections",
+            |l| &l.max_connections,
             DEFAULT_MAX_CONNECTIONS,
         );
         let max_inflight_reads = count(
-            limits.map(|l| &l.max_inflight_reads),
             "max_inflight_reads",
+            |l| &l.max_inflight_reads,
             DEFAULT_MAX_INFLIGHT_READS,
         );
         let max_compared_bytes = count(
-            limits.map(|l| &l.max_compared_bytes),
             "max_compared_bytes",
+            |l| &l.max_compared_bytes,
             DEFAULT_MAX_COMPARED_BYTES,
         );
         let access_log = raw
@@ -1274,6 +1263,25 @@ routes:
             "{errs:?}"
         );
         assert!(compile_text(&MINIMAL.replace("name: orders", "name: orders.v2/eu:1_a-b")).is_ok());
+    }
+
+    #[test]
+    fn every_bad_limit_is_located_at_its_key() {
+        let errs = errors(&format!(
+            "{MINIMAL}limits:\n  max_connections: 0\n  idle_timeout: 0s\n  handshake_timeout: soon\n  max_compared_bytes: -1\n"
+        ));
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        for (at, what) in [
+            ("9:20", "1 or more"),
+            ("10:17", "more than 0"),
+            ("11:22", "soon"),
+            ("12:23", "-1"),
+        ] {
+            assert!(
+                errs.iter().any(|e| e.starts_with(at) && e.contains(what)),
+                "{at} {what}: {errs:?}"
+            );
+        }
     }
 
     #[test]

@@ -91,43 +91,35 @@ impl RuntimeSettings {
     /// What only a restart applies (the listeners are built with it):
     /// `key = value` for each that differs from `other`.
     pub fn restart_only_changes(&self, other: &RuntimeSettings) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut diff = |key: &str, a: String, b: String| {
-            if a != b {
-                out.push(format!("limits.{key} {a} -> {b}"));
-            }
-        };
-        diff(
-            "head_timeout",
-            format!("{:?}", self.head_timeout),
-            format!("{:?}", other.head_timeout),
-        );
-        diff(
-            "handshake_timeout",
-            format!("{:?}", self.handshake_timeout),
-            format!("{:?}", other.handshake_timeout),
-        );
-        diff(
-            "idle_timeout",
-            format!("{:?}", self.idle_timeout),
-            format!("{:?}", other.idle_timeout),
-        );
-        diff(
-            "h2_ping_interval",
-            format!("{:?}", self.h2_ping_interval),
-            format!("{:?}", other.h2_ping_interval),
-        );
-        diff(
-            "h2_ping_timeout",
-            format!("{:?}", self.h2_ping_timeout),
-            format!("{:?}", other.h2_ping_timeout),
-        );
-        diff(
-            "max_connections",
-            self.max_connections.to_string(),
-            other.max_connections.to_string(),
-        );
-        out
+        let d = |v: Duration| format!("{v:?}");
+        [
+            ("head_timeout", d(self.head_timeout), d(other.head_timeout)),
+            (
+                "handshake_timeout",
+                d(self.handshake_timeout),
+                d(other.handshake_timeout),
+            ),
+            ("idle_timeout", d(self.idle_timeout), d(other.idle_timeout)),
+            (
+                "h2_ping_interval",
+                d(self.h2_ping_interval),
+                d(other.h2_ping_interval),
+            ),
+            (
+                "h2_ping_timeout",
+                d(self.h2_ping_timeout),
+                d(other.h2_ping_timeout),
+            ),
+            (
+                "max_connections",
+                self.max_connections.to_string(),
+                other.max_connections.to_string(),
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(key, a, b)| format!("limits.{key} {a} -> {b}"))
+        .collect()
     }
 }
 
