@@ -26,31 +26,9 @@ MODE=${MODE:-streaming}
 BASE=${BASE_PORT:-19700}
 ORIGIN=$BASE; LISTEN=$((BASE+1)); ADMIN=$((BASE+2))
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need nginx || ! need wrk || ! need strace; then
-  echo "installing nginx, wrk, strace (Debian packages)..." >&2
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk strace >/dev/null
-fi
-[ -x "$BIN" ] || { echo "no binary at $BIN: cargo build --release" >&2; exit 1; }
-BIN=$(readlink -f "$BIN")
-
-W=$(mktemp -d); chmod 755 "$W"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
-trap cleanup EXIT
-
-python3 - "$W/body.json" "$BODY_BYTES" <<'EOF'
-import json, sys
-path, size = sys.argv[1], int(sys.argv[2])
-# Grown row by row with a running length (dumping the whole list each time
-# is quadratic: minutes for 4 MiB).
-rows, total, i = [], len(json.dumps({"data": []})), 0
-while total < size:
-    row = {"id": i, "amount": round(i * 1.25, 2), "status": "settled"}
-    total += len(json.dumps(row)) + (2 if rows else 0)
-    rows.append(row); i += 1
-open(path, "w").write(json.dumps({"data": rows}))
-EOF
+. "$(dirname "$0")/common.sh"
+bench_setup nginx-light:nginx wrk:wrk strace:strace
+bench_body "$W/body.json" "$BODY_BYTES"
 mkdir -p "$W/ngx"
 cat >"$W/ngx/nginx.conf" <<EOF
 worker_processes 1; daemon off; pid $W/ngx/pid; error_log $W/ngx/error.log;

@@ -20,26 +20,9 @@ MODE=${MODE:-streaming}
 BASE=${BASE_PORT:-19500}
 ORIGIN=$BASE; LISTEN=$((BASE+1)); ADMIN=$((BASE+2))
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need nginx || ! need valgrind || ! need curl; then
-  echo "installing nginx, valgrind, curl (Debian packages)..." >&2
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light valgrind curl >/dev/null
-fi
-[ -x "$BIN" ] || { echo "no binary at $BIN: cargo build --release" >&2; exit 1; }
-BIN=$(readlink -f "$BIN")
-
-W=$(mktemp -d); chmod 755 "$W"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
-trap cleanup EXIT
-
-python3 - "$W/body.json" <<'EOF'
-import json, sys
-rows, i = [], 0
-while len(json.dumps({"data": rows})) < 1024:
-    rows.append({"id": i, "amount": round(i * 1.25, 2), "status": "settled"}); i += 1
-open(sys.argv[1], "w").write(json.dumps({"data": rows}))
-EOF
+. "$(dirname "$0")/common.sh"
+bench_setup nginx-light:nginx valgrind:valgrind curl:curl
+bench_body "$W/body.json" 1024
 
 mkdir -p "$W/ngx"
 cat >"$W/ngx/nginx.conf" <<EOF

@@ -28,27 +28,9 @@ BODY_BYTES=${BODY_BYTES:-1024}
 BASE=${BASE_PORT:-19000}
 ORIGIN=$BASE; SLOW=$((BASE+1)); REFUSED=$((BASE+2)); LISTEN=$((BASE+3)); ADMIN=$((BASE+4)); NGX_PROXY=$((BASE+5))
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need nginx || ! need wrk; then
-  echo "installing nginx, wrk (Debian packages)..." >&2
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
-fi
-[ -x "$BIN" ] || { echo "no binary at $BIN: cargo build --release" >&2; exit 1; }
-BIN=$(readlink -f "$BIN")
-
-W=$(mktemp -d); chmod 755 "$W"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
-trap cleanup EXIT
-
-python3 - "$W/body.json" "$BODY_BYTES" <<'EOF'
-import json, sys
-path, size = sys.argv[1], int(sys.argv[2])
-rows, i = [], 0
-while len(json.dumps({"data": rows})) < size:
-    rows.append({"id": i, "amount": round(i * 1.25, 2), "status": "settled"}); i += 1
-open(path, "w").write(json.dumps({"data": rows}))
-EOF
+. "$(dirname "$0")/common.sh"
+bench_setup nginx-light:nginx wrk:wrk
+bench_body "$W/body.json" "$BODY_BYTES"
 mkdir -p "$W/ngx"
 cat >"$W/ngx/nginx.conf" <<EOF
 worker_processes 1; daemon off; pid $W/ngx/pid; error_log $W/ngx/error.log;
