@@ -609,7 +609,10 @@ fn outgoing<'a>(
 fn malformed(parts: &Parts) -> Option<&'static str> {
     let h = &parts.headers;
     // Both framings at once is the classic smuggling vector: refuse rather
-    // than pick one (RFC 9112 6.1 allows either).
+    // than pick one (RFC 9112 6.1 allows either). On HTTP/1 hyper hides both
+    // cases from the head, so `conn::framing` refuses them from the raw
+    // bytes (`FramingRefused` above); this check covers what reaches the
+    // service with the headers intact (h2).
     if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
         return Some("both Transfer-Encoding and Content-Length\n");
     }

@@ -82,21 +82,9 @@ impl Follower {
             let used = match self.state {
                 State::Off => return,
                 State::Head => self.head(bytes),
-                State::Length(left) => {
-                    let n = left.min(bytes.len() as u64);
-                    self.state = match left - n {
-                        0 => State::Head,
-                        rest => State::Length(rest),
-                    };
-                    n as usize
-                }
+                State::Length(left) => self.skip(left, bytes.len(), State::Head, State::Length),
                 State::ChunkData(left) => {
-                    let n = left.min(bytes.len() as u64);
-                    self.state = match left - n {
-                        0 => State::ChunkEnd,
-                        rest => State::ChunkData(rest),
-                    };
-                    n as usize
+                    self.skip(left, bytes.len(), State::ChunkEnd, State::ChunkData)
                 }
                 _ => {
                     self.chunk_byte(bytes[0]);
@@ -105,6 +93,17 @@ impl Follower {
             };
             bytes = &bytes[used..];
         }
+    }
+
+    /// Skips what it can of `left` body bytes among `available`: `done`
+    /// follows once none are left, else `more` with what is.
+    fn skip(&mut self, left: u64, available: usize, done: State, more: fn(u64) -> State) -> usize {
+        let n = left.min(available as u64);
+        self.state = match left - n {
+            0 => done,
+            rest => more(rest),
+        };
+        n as usize
     }
 
     /// One byte of chunked framing outside chunk data.
