@@ -12,7 +12,7 @@ use cutover::config::compile_str;
 use cutover::freshness::parse_watermark;
 use cutover::headers::strip_hop_by_hop;
 use cutover::reconcile::{Answer, Spec, compare};
-use cutover::routing::{choose_side, prefix_matches, rewrite};
+use cutover::routing::{canary_point, choose_side, prefix_matches, rewrite};
 use http::HeaderMap;
 
 const CONFIG: &str = r#"
@@ -52,7 +52,11 @@ fn routing(c: &mut Criterion) {
                 .iter()
                 .find(|r| prefix_matches(&r.prefix, black_box(path)))
                 .expect("a route");
-            black_box(choose_side(r, Some(b"customer-42")))
+            black_box(choose_side(
+                r.mode,
+                &r.canary,
+                canary_point(Some(b"customer-42"), 0),
+            ))
         })
     });
     let route = cfg

@@ -24,6 +24,7 @@ pub mod proxy;
 pub mod reconcile;
 pub mod reload;
 pub mod routing;
+pub mod sequence;
 pub mod state;
 pub mod status;
 pub mod status_table;

@@ -46,6 +46,9 @@ pub const CONNECTIONS_OPEN: &str = "cutover_connections_open";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "cutover_connections_refused_total";
 pub const READS_INFLIGHT: &str = "cutover_reads_inflight";
 pub const READS_SHED_TOTAL: &str = "cutover_reads_shed_total";
+pub const SEQUENCE_PINS: &str = "cutover_sequence_pins";
+pub const SEQUENCE_PINNED_READS_TOTAL: &str = "cutover_sequence_pinned_reads_total";
+pub const SEQUENCE_REFUSED_TOTAL: &str = "cutover_sequence_refused_total";
 
 /// Histogram buckets for latencies: 100 us to 10 s, dense below 10 ms where a
 /// local sidecar and a healthy upstream live.
@@ -171,6 +174,16 @@ impl Metrics {
             None,
             "Reads answered 503 with Retry-After because limits.max_inflight_reads were in flight.",
         );
+        c(
+            SEQUENCE_PINNED_READS_TOTAL,
+            None,
+            "Reads whose side a sequence pin decided (a continuing read, or any read of a sequence a fallback pinned), by side.",
+        );
+        c(
+            SEQUENCE_REFUSED_TOTAL,
+            None,
+            "Reads continuing a sequence whose side failed, answered with that failure rather than by the other side.",
+        );
         let h = |name: &'static str, text: &'static str| {
             r.describe_histogram(name.into(), Some(Unit::Seconds), text.into())
         };
@@ -246,6 +259,11 @@ impl Metrics {
             "1 while the route's gate is tripped (the route is rolled back).",
         );
         g(BUILD_INFO, None, "1, labelled with cutover's version.");
+        g(
+            SEQUENCE_PINS,
+            None,
+            "Sequences (objects read in ranges, listings read in pages) the route remembers with their side.",
+        );
         g(
             CONNECTIONS_OPEN,
             None,
@@ -439,6 +457,10 @@ pub struct RouteMetrics {
     pub gate_checks: [Counter; CheckVerdict::ALL.len()],
     /// [`Check::index`]
     pub gate_trips: [Counter; Check::ALL.len()],
+    pub sequence_pins: Gauge,
+    /// [side]
+    pub sequence_pinned_reads: [Counter; 2],
+    pub sequence_refused: Counter,
 }
 
 impl RouteMetrics {
@@ -495,6 +517,10 @@ impl RouteMetrics {
                 .map(|v| m.counter(GATE_CHECKS_TOTAL, with(&[("result", v.as_str())]))),
             gate_trips: Check::ALL
                 .map(|c| m.counter(GATE_TRIPS_TOTAL, with(&[("check", c.as_str())]))),
+            sequence_pins: m.gauge(SEQUENCE_PINS, base()),
+            sequence_pinned_reads: sides
+                .map(|s| m.counter(SEQUENCE_PINNED_READS_TOTAL, with(&[("side", s)]))),
+            sequence_refused: m.counter(SEQUENCE_REFUSED_TOTAL, base()),
         }
         .mark_unknown()
     }

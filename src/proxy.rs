@@ -107,7 +107,13 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
     let Some(_slot) = app.reads.admit(runtime.max_inflight_reads) else {
         return ProxyError::Shed.answer(log.as_ref(), Some(&route), &parts, started);
     };
-    let plan = plan(&route, &parts);
+    let plan = match plan(&route, &parts) {
+        Ok(plan) => plan,
+        Err(refused) => {
+            route.state.metrics.sequence_refused.increment(1);
+            return refused.answer(log.as_ref(), Some(&route), &parts, started);
+        }
+    };
     prepare_headers(&mut parts.headers, peer);
     let body =
         match RequestBody::from_incoming(body, runtime.max_buffered_body, runtime.body_timeout)
@@ -119,6 +125,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
             }
         };
     let read = forward(&route, &parts, body, &plan).await;
+    remember_sequence(&route, &parts, &plan, &read);
     let summary = Summary::of(&read);
     let resp = respond(app, &route, read, &parts);
     record(
@@ -163,37 +170,157 @@ struct Plan {
     chosen: SideName,
     /// Whether the other side is read too and the answers compared.
     compare: bool,
+    /// The read's place in its sequence.
+    sequence: Role,
 }
 
-/// plan: the side that serves the read (mode, canary share, sticky header)
-/// and whether this read is compared. Costs nothing when it is not.
-fn plan(route: &LiveRoute, parts: &Parts) -> Plan {
+/// A read's place in its sequence (`sequence`), as `plan` found it.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    /// Not looked at: a plain read (no `Range`, no query) of a route that
+    /// remembers no sequence, outside canary mode. Costs nothing.
+    Untracked,
+    /// Starts a sequence: decided by the mode (and canary split), never by
+    /// an earlier pin, since a read that starts one mixes nothing.
+    /// `remember`: the route keeps it in its table.
+    Starts {
+        key: u64,
+        remember: bool,
+        /// It carries `Range` or a sequence param (of a sequence unseen
+        /// within `pin_ttl`): it starts a sequence, but not plainly.
+        may_continue: bool,
+    },
+    /// Continues a sequence its pin says `chosen` answered: never the other side.
+    Continues { key: u64 },
+}
+
+/// plan: the side that serves the read (sequence pin, mode, canary split by
+/// sticky header or sequence) and whether this read is compared. Costs one
+/// atomic load more than the mode decision on a plain read of a route with
+/// no sequences. `Err`: the read continues a sequence whose side this mode
+/// no longer serves (a rollback mid-object), answered by cutover.
+fn plan(route: &LiveRoute, parts: &Parts) -> Result<Plan, ProxyError> {
     let cfg = &route.config;
     // A tripped gate rolls every new read back (one atomic load, no lock).
-    let mode = route.state.gate.rollback().unwrap_or(cfg.mode);
+    let rolled_back = route.state.gate.rollback();
+    let mode = rolled_back.unwrap_or(cfg.mode);
     let sticky = cfg
         .canary
         .sticky_header
         .as_ref()
         .and_then(|h| parts.headers.get(h))
         .map(HeaderValue::as_bytes);
-    if mode != cfg.mode {
+    let (sequence, pin) = sequence_role(route, parts, mode);
+    // Shadow mode reads streaming only for reads that start a sequence, so
+    // streaming never receives batch's cursors or a range of batch's file.
+    let starts_plainly = match sequence {
+        Role::Untracked => true,
+        Role::Starts { may_continue, .. } => !may_continue,
+        Role::Continues { .. } => false,
+    };
+    let shadow_compares =
+        |explicit: bool| starts_plainly && (!explicit || reconcile::sampled(cfg, sticky));
+    let chosen = match (sequence, pin) {
+        (Role::Continues { .. }, Some(side)) => {
+            if !crate::sequence::mode_serves(mode, side) {
+                return Err(ProxyError::Pinned { side, cause: None });
+            }
+            route.state.metrics.sequence_pinned_reads[side.index()].increment(1);
+            side
+        }
+        _ => {
+            let key = match sequence {
+                Role::Starts { key, .. } | Role::Continues { key, .. } => key,
+                Role::Untracked => 0,
+            };
+            crate::routing::choose_side(
+                mode,
+                &cfg.canary,
+                crate::routing::canary_point(sticky, key),
+            )
+        }
+    };
+    let compare = if rolled_back.is_some() && mode != cfg.mode {
         // Rolled back to batch or shadow: batch serves; shadow compares as
         // shadow mode does (every read unless `reconcile.sample` says).
-        return Plan {
-            mode,
-            chosen: SideName::Batch,
-            compare: mode == Mode::Shadow
-                && (!cfg.reconcile.sample_explicit || reconcile::sampled(cfg, sticky)),
-        };
-    }
-    Plan {
+        mode == Mode::Shadow && shadow_compares(cfg.reconcile.sample_explicit)
+    } else {
+        match mode {
+            Mode::Batch | Mode::StreamingOnly => false,
+            Mode::Shadow => shadow_compares(true),
+            Mode::Canary | Mode::Streaming => reconcile::sampled(cfg, sticky),
+        }
+    };
+    Ok(Plan {
         mode,
-        chosen: crate::routing::choose_side(cfg, sticky),
-        compare: cfg.mode != Mode::Batch
-            && cfg.mode != Mode::StreamingOnly
-            && reconcile::sampled(cfg, sticky),
+        chosen,
+        compare,
+        sequence,
+    })
+}
+
+/// The read's sequence role, and for a read that continues a sequence the
+/// side its pin names.
+fn sequence_role(route: &LiveRoute, parts: &Parts, mode: Mode) -> (Role, Option<SideName>) {
+    let pins = &route.state.pins;
+    let rules = &route.config.sequence;
+    let plain = parts.uri.query().is_none() && !parts.headers.contains_key(header::RANGE);
+    let tracking = pins.tracking();
+    if plain && mode != Mode::Canary && pins.is_empty() && !tracking {
+        return (Role::Untracked, None);
     }
+    let read =
+        crate::sequence::classify(rules, parts.uri.path(), parts.uri.query(), &parts.headers);
+    if read.may_continue {
+        pins.start_tracking();
+    }
+    let pin = if pins.is_empty() {
+        None
+    } else {
+        pins.get(read.key, rules.pin_ttl, now_unix_ms())
+    };
+    match pin {
+        Some(p) if read.may_continue => (Role::Continues { key: read.key }, Some(p.side)),
+        _ => (
+            Role::Starts {
+                key: read.key,
+                // A range reader's `HEAD` (or first plain read) starts the
+                // sequence its ranges continue, before the route is tracking.
+                remember: read.may_continue || tracking || parts.method == Method::HEAD,
+                may_continue: read.may_continue,
+            },
+            None,
+        ),
+    }
+}
+
+/// After the read: the route's table learns which side answered its
+/// sequence, so the reads that continue it go there too. A fallback pins the
+/// sequence to batch; a continuing read keeps its pin fresh; plain reads of a
+/// route that never reads in ranges or pages, and never fell back, are not
+/// remembered at all.
+fn remember_sequence(route: &LiveRoute, parts: &Parts, plan: &Plan, read: &Forwarded) {
+    if read.answer.is_err() {
+        return;
+    }
+    let rules = &route.config.sequence;
+    let fell_back = read.fallback.is_some();
+    let key = match plan.sequence {
+        Role::Untracked if !fell_back => return,
+        Role::Untracked => {
+            crate::sequence::classify(rules, parts.uri.path(), parts.uri.query(), &parts.headers)
+                .key
+        }
+        Role::Starts {
+            remember: false, ..
+        } if !fell_back => return,
+        Role::Starts { key, .. } | Role::Continues { key } => key,
+    };
+    let held = route
+        .state
+        .pins
+        .record(key, read.served_by, rules, now_unix_ms());
+    route.state.metrics.sequence_pins.set(held as f64);
 }
 
 /// prepare_headers: the consumer's headers as every upstream attempt of the
@@ -266,11 +393,12 @@ async fn forward(
             Mode::StreamingOnly => None,
             _ => body.as_ref().and_then(RequestBody::replay),
         };
+        let continues = matches!(plan.sequence, Role::Continues { .. });
         let StreamingTry {
             outcome,
             answer,
             elapsed,
-        } = try_streaming(route, parts, &mut body).await;
+        } = try_streaming(route, parts, &mut body, continues).await;
         let facts = Facts {
             replayable: replay.is_some() || body.is_some(),
             answer_watermark_ms: answer.as_ref().ok().and_then(|a| a.watermark_ms),
@@ -288,6 +416,21 @@ async fn forward(
                     fallback: None,
                     answer,
                     other,
+                };
+            }
+            Some(_) if continues => {
+                // The read continues a sequence streaming answered: batch's
+                // bytes would not fit with the ones the consumer already
+                // has, so streaming's failure is the answer.
+                route.state.metrics.sequence_refused.increment(1);
+                return Forwarded {
+                    served_by: SideName::Streaming,
+                    fallback: None,
+                    answer: answer.map_err(|cause| ProxyError::Pinned {
+                        side: SideName::Streaming,
+                        cause: Some(Box::new(cause)),
+                    }),
+                    other: None,
                 };
             }
             Some(reason) => {
@@ -371,18 +514,22 @@ fn log_fallback(
 
 /// try_streaming: the streaming attempt, unless the in-flight cap or the
 /// circuit refuses it first (then nothing was sent and `body` is left as it
-/// was). Feeds the circuit with the attempt's outcome.
+/// was). Feeds the circuit with the attempt's outcome. A read that
+/// `continues` a sequence is refused by neither: it cannot go elsewhere,
+/// the cap and the circuit divert new sequences only.
 async fn try_streaming(
     route: &LiveRoute,
     parts: &Parts,
     body: &mut Option<RequestBody>,
+    continues: bool,
 ) -> StreamingTry {
     let state = &route.state;
-    let Some(_slot) = state.try_streaming_slot(route.config.streaming.max_inflight) else {
+    let cap = route.config.streaming.max_inflight.filter(|_| !continues);
+    let Some(_slot) = state.try_streaming_slot(cap) else {
         return StreamingTry::refused(AttemptOutcome::Overflow, ProxyError::Overflow);
     };
     let admission = state.circuit.admit(now_unix_ms());
-    if admission == Admission::Open {
+    if admission == Admission::Open && !continues {
         return StreamingTry::refused(AttemptOutcome::CircuitOpen, ProxyError::CircuitOpen);
     }
     // A trial read dropped before its verdict (the consumer went away)
@@ -392,6 +539,15 @@ async fn try_streaming(
     let out = outgoing(parts, route, SideName::Streaming, sent);
     let attempt = attempt::send(route, SideName::Streaming, out).await;
     trial.0 = None;
+    if admission == Admission::Open {
+        // Sent past an open circuit (a continuing read): its outcome is no
+        // trial, so it neither closes the circuit nor extends it.
+        return StreamingTry {
+            outcome: attempt.outcome,
+            elapsed: attempt.elapsed,
+            answer: upstream_answer(attempt),
+        };
+    }
     let policy = &route.config.fallback.circuit;
     let failed = attempt.outcome.is_failure();
     match state

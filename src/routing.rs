@@ -1,7 +1,7 @@
 //! Route matching, path rewriting and the per-read side decision: pure
 //! functions over the compiled config.
 
-use crate::config::{Canary, Mode, Route, Side, SideName};
+use crate::config::{Canary, Mode, Side, SideName};
 
 /// Whether `prefix` matches `path` on a segment boundary. `prefix` has no
 /// trailing slash unless it is `/`.
@@ -58,14 +58,14 @@ pub fn rewrite(route_prefix: &str, side: &Side, path: &str, query: Option<&str>)
     s
 }
 
-/// The side chosen to serve a read before any fallback. `sticky` is the
-/// value of the canary sticky header, if the route has one and the read sent it.
-pub fn choose_side(route: &Route, sticky: Option<&[u8]>) -> SideName {
-    match route.mode {
+/// The side chosen to serve a read in `mode` before any fallback or pin.
+/// `point` places the read in the canary split (`canary_point`).
+pub fn choose_side(mode: Mode, canary: &Canary, point: u64) -> SideName {
+    match mode {
         Mode::Batch | Mode::Shadow => SideName::Batch,
         Mode::Streaming | Mode::StreamingOnly => SideName::Streaming,
         Mode::Canary => {
-            if canary_to_streaming(&route.canary, sticky) {
+            if canary_to_streaming(canary, point) {
                 SideName::Streaming
             } else {
                 SideName::Batch
@@ -74,14 +74,17 @@ pub fn choose_side(route: &Route, sticky: Option<&[u8]>) -> SideName {
     }
 }
 
-/// Whether a canary read goes to streaming: `percent` of reads, the same
-/// answer every time (and on every sidecar) for the same sticky value.
-pub fn canary_to_streaming(canary: &Canary, sticky: Option<&[u8]>) -> bool {
-    let point = match sticky {
-        Some(v) => (fnv1a(v) % 10_000) as f64,
-        None => fastrand::u32(0..10_000) as f64,
-    };
-    point < canary.percent * 100.0
+/// Where a read falls in the canary split: by the sticky header's value
+/// when the route has one and the read sent it, else by the read's
+/// sequence (`sequence::classify`), so every read of one object or listing
+/// lands on the same side (and on every sidecar).
+pub fn canary_point(sticky: Option<&[u8]>, sequence_key: u64) -> u64 {
+    sticky.map_or(sequence_key, fnv1a)
+}
+
+/// Whether a read at `point` goes to streaming: `percent` of points.
+pub fn canary_to_streaming(canary: &Canary, point: u64) -> bool {
+    ((point % 10_000) as f64) < canary.percent * 100.0
 }
 
 /// FNV-1a, 64-bit: stable across processes and versions, unlike std's hasher.
@@ -160,30 +163,44 @@ mod tests {
             percent: 10.0,
             sticky_header: None,
         };
-        let first = canary_to_streaming(&c, Some(b"customer-42"));
+        let point = |v: &str| canary_point(Some(v.as_bytes()), 0);
+        let first = canary_to_streaming(&c, point("customer-42"));
         for _ in 0..100 {
-            assert_eq!(canary_to_streaming(&c, Some(b"customer-42")), first);
+            assert_eq!(canary_to_streaming(&c, point("customer-42")), first);
         }
         let hits = (0..20_000)
-            .filter(|i| canary_to_streaming(&c, Some(format!("c{i}").as_bytes())))
+            .filter(|i| canary_to_streaming(&c, point(&format!("c{i}"))))
             .count();
         assert!(
             (1_600..2_400).contains(&hits),
             "{hits} of 20000 sticky values"
         );
-        let random = (0..20_000)
-            .filter(|_| canary_to_streaming(&c, None))
+        // Without a sticky value, the sequence decides: objects, not reads.
+        let rules = crate::config::Sequence {
+            params: vec!["cursor".into()],
+            pin_ttl: Duration::from_secs(60),
+            max_pins: 10,
+        };
+        let by_object = (0..20_000)
+            .filter(|i| {
+                let path = format!("/lake/part-{i}.parquet");
+                let seq = crate::sequence::classify(&rules, &path, None, &Default::default());
+                canary_to_streaming(&c, canary_point(None, seq.key))
+            })
             .count();
-        assert!((1_600..2_400).contains(&random), "{random} of 20000 reads");
+        assert!(
+            (1_600..2_400).contains(&by_object),
+            "{by_object} of 20000 objects"
+        );
         let none = Canary {
             percent: 0.0,
             sticky_header: None,
         };
-        assert!((0..1000).all(|_| !canary_to_streaming(&none, None)));
+        assert!((0..1000).all(|p| !canary_to_streaming(&none, p * 7919)));
         let all = Canary {
             percent: 100.0,
             sticky_header: None,
         };
-        assert!((0..1000).all(|_| canary_to_streaming(&all, None)));
+        assert!((0..1000).all(|p| canary_to_streaming(&all, p * 7919)));
     }
 }

@@ -18,6 +18,7 @@ use crate::gate::GateState;
 use crate::metrics::{Metrics, RouteKey, RouteMetrics};
 use crate::reconcile::compare::{Category, Report};
 use crate::reconcile::outcome::{Skip, Verdict};
+use crate::sequence::Pins;
 
 /// Everything about a route that must survive a reload.
 #[derive(Debug)]
@@ -52,6 +53,8 @@ pub struct RouteState {
     /// The process's budget of bytes held by comparisons (shared by every
     /// route; `limits.max_compared_bytes`).
     compare_budget: Arc<Budget>,
+    /// The sequences the route remembers, with the side that answers them.
+    pub pins: Pins,
 }
 
 /// A budget of log events per second, so a failing upstream cannot flood
@@ -136,6 +139,7 @@ impl RouteState {
             fallback_log: LogBudget::default(),
             gate: GateState::default(),
             compare_budget,
+            pins: Pins::default(),
         }
     }
 

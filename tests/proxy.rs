@@ -218,11 +218,23 @@ async fn canary_percent_splits_reads_and_sticks_per_header_value() {
         "{on_streaming} of 40 customers on streaming at 50%"
     );
 
-    // Without the header: per read, both sides get a share.
+    // Without the header: per object (SPEC 1.2 sequences), both sides get
+    // a share, and a URL read again stays on its side.
     let mut random_streaming = 0;
-    for _ in 0..60 {
-        let r = get(&p.url("/c50/x")).await;
-        random_streaming += usize::from(r.header("x-cutover-served-by") == Some("streaming"));
+    for i in 0..30 {
+        let url = p.url(&format!("/c50/object-{i}"));
+        let r = get(&url).await;
+        let side = r
+            .header("x-cutover-served-by")
+            .expect("served-by")
+            .to_owned();
+        let again = get(&url).await;
+        assert_eq!(
+            again.header("x-cutover-served-by"),
+            Some(side.as_str()),
+            "{url}"
+        );
+        random_streaming += 2 * usize::from(side == "streaming");
     }
     assert!(
         (10..=50).contains(&random_streaming),

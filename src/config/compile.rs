@@ -15,7 +15,8 @@ use rustls::pki_types::pem::PemObject;
 use super::locate::{Problems, Target, YamlPath, locate};
 use super::model::*;
 use super::raw::{
-    self, RawAccessLog, RawConfig, RawDefaults, RawGate, RawLimits, RawRoute, RawSide, RawSideMap,
+    self, RawAccessLog, RawConfig, RawDefaults, RawGate, RawLimits, RawRoute, RawSequence, RawSide,
+    RawSideMap,
 };
 use super::{ConfigError, ConfigErrors};
 
@@ -53,6 +54,21 @@ pub(super) const DEFAULT_RECONCILE_BODY: usize = 8 * 1024 * 1024;
 pub(super) const DEFAULT_GATE_INTERVAL: Duration = Duration::from_secs(30);
 pub(super) const DEFAULT_GATE_FAILURES: u32 = 3;
 pub(super) const DEFAULT_GATE_MIN_READS: u64 = 100;
+/// The query parameters that continue a listing, as common APIs name them
+/// (cursor and token paging, offset and page numbers, S3's markers).
+pub(super) const DEFAULT_SEQUENCE_PARAMS: &[&str] = &[
+    "cursor",
+    "page",
+    "page_token",
+    "offset",
+    "next",
+    "marker",
+    "continuation",
+    "start_after",
+    "after",
+];
+pub(super) const DEFAULT_PIN_TTL: Duration = Duration::from_secs(10 * 60);
+pub(super) const DEFAULT_MAX_PINS: usize = 10_000;
 
 /// Parses, validates and compiles `text` (the file at `path`). On failure,
 /// every problem found, each with its line and column, in file order. Pure:
@@ -567,6 +583,7 @@ impl Cx<'_> {
         let fallback = self.fallback(raw, &at.key("fallback"));
         let freshness = self.freshness(raw, &at.key("freshness"));
         let reconcile = self.reconcile(raw, &at.key("reconcile"), mode);
+        let sequence = self.sequence(raw.sequence.as_ref(), &at.key("sequence"));
         let gate = raw
             .gate
             .as_ref()
@@ -584,8 +601,38 @@ impl Cx<'_> {
             fallback,
             freshness,
             reconcile,
+            sequence,
             gate,
         })
+    }
+
+    fn sequence(&mut self, raw: Option<&RawSequence>, at: &YamlPath) -> Sequence {
+        let empty = RawSequence::default();
+        let raw = raw.unwrap_or(&empty);
+        let params = match &raw.params {
+            None => DEFAULT_SEQUENCE_PARAMS
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
+            Some(list) => {
+                let mut params: Vec<String> = Vec::new();
+                for (i, p) in list.iter().enumerate() {
+                    if let Some(p) = self.parse(p, &at.key("params").index(i), parse_query_param)
+                        && !params.contains(&p)
+                    {
+                        params.push(p);
+                    }
+                }
+                params
+            }
+        };
+        let pin_ttl = self.parse(&raw.pin_ttl, &at.key("pin_ttl"), parse_nonzero);
+        let max_pins = self.parse(&raw.max_pins, &at.key("max_pins"), |s| parse_count(s, 1));
+        Sequence {
+            params,
+            pin_ttl: pin_ttl.unwrap_or(DEFAULT_PIN_TTL),
+            max_pins: max_pins.unwrap_or(DEFAULT_MAX_PINS),
+        }
     }
 
     fn methods(&mut self, raw: &Option<Vec<Option<String>>>, at: &YamlPath) -> MethodSet {
@@ -1151,6 +1198,20 @@ fn parse_json_pointer(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// A query parameter name as it appears in a request target (before `=`).
+fn parse_query_param(s: &str) -> Result<String, String> {
+    let bad = |c: char| matches!(c, '&' | '=' | '#' | '?') || c.is_whitespace() || c.is_control();
+    if s.is_empty() {
+        return Err("a sequence param is empty".to_owned());
+    }
+    if s.chars().any(bad) {
+        return Err(format!(
+            "sequence param `{s}` is not a query parameter name (no `&`, `=`, `#`, `?` or spaces)"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 fn non_empty(what: &str, s: &str) -> Result<String, String> {
     if s.trim().is_empty() {
         Err(format!("`{what}` is empty"))
@@ -1276,6 +1337,37 @@ routes:
             ("10:17", "more than 0"),
             ("11:22", "soon"),
             ("12:23", "-1"),
+        ] {
+            assert!(
+                errs.iter().any(|e| e.starts_with(at) && e.contains(what)),
+                "{at} {what}: {errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sequences_have_defaults_and_bad_keys_are_located() {
+        let c = ok(MINIMAL);
+        let seq = &c.routes[0].sequence;
+        assert_eq!(seq.pin_ttl, Duration::from_secs(600));
+        assert_eq!(seq.max_pins, 10_000);
+        assert!(seq.params.iter().any(|p| p == "cursor"));
+        assert!(seq.params.iter().any(|p| p == "offset"));
+        let c = ok(&format!(
+            "{MINIMAL}    sequence: {{ params: [token, token, page], pin_ttl: 30s, max_pins: 5 }}\n"
+        ));
+        let seq = &c.routes[0].sequence;
+        assert_eq!(seq.params, ["token", "page"]);
+        assert_eq!(seq.pin_ttl, Duration::from_secs(30));
+        assert_eq!(seq.max_pins, 5);
+        let errs = errors(&format!(
+            "{MINIMAL}    sequence:\n      params: [\"a=b\"]\n      pin_ttl: 0s\n      max_pins: 0\n"
+        ));
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        for (at, what) in [
+            ("9:16", "a=b"),
+            ("10:16", "more than 0"),
+            ("11:17", "1 or more"),
         ] {
             assert!(
                 errs.iter().any(|e| e.starts_with(at) && e.contains(what)),

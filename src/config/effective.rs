@@ -100,8 +100,17 @@ fn route(out: &mut Yaml, r: &Route) {
     out.scalar(i + 2, "percent", &number(r.canary.percent));
     match &r.canary.sticky_header {
         Some(h) => out.scalar(i + 2, "sticky_header", &text(h.as_str())),
-        None => out.unset(i + 2, "sticky_header", "each read is decided alone"),
+        None => out.unset(
+            i + 2,
+            "sticky_header",
+            "each object or listing is decided by its sequence",
+        ),
     }
+
+    out.map(i, "sequence");
+    out.list(i + 2, "params", r.sequence.params.iter().map(|p| text(p)));
+    out.scalar(i + 2, "pin_ttl", &duration(r.sequence.pin_ttl));
+    out.scalar(i + 2, "max_pins", &r.sequence.max_pins.to_string());
 
     out.map(i, "fallback");
     let on = FallbackReason::ALL

@@ -322,6 +322,8 @@ pub struct Route {
     pub fallback: FallbackPolicy,
     pub freshness: Freshness,
     pub reconcile: Reconcile,
+    /// Which reads belong together, and how long they stay on one side.
+    pub sequence: Sequence,
     /// Automatic rollback; `None`: no gate.
     pub gate: Option<Gate>,
 }
@@ -431,6 +433,19 @@ pub struct Reconcile {
     pub max_inflight: usize,
     /// Bytes of each answer kept for comparison; past this it is skipped.
     pub max_body_bytes: usize,
+}
+
+/// Which reads of a route form one logical read (every read of one object,
+/// every page of one listing), so that one side answers all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sequence {
+    /// Query parameters that continue a listing: left out of the listing's
+    /// key, and a read carrying one continues a sequence.
+    pub params: Vec<String>,
+    /// How long after its last read a sequence keeps its side.
+    pub pin_ttl: Duration,
+    /// Sequences remembered per route; the least recently read go first.
+    pub max_pins: usize,
 }
 
 /// A route's gate: every `interval`, each configured threshold is checked

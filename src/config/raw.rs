@@ -114,6 +114,7 @@ pub(super) struct RawRoute {
     pub freshness: Option<RawFreshness>,
     pub reconcile: Option<RawReconcile>,
     pub gate: Option<RawGate>,
+    pub sequence: Option<RawSequence>,
 }
 
 pub(super) const ROUTE_KEYS: &[Field] = &[
@@ -128,6 +129,7 @@ pub(super) const ROUTE_KEYS: &[Field] = &[
     Field::new("freshness", Shape::Map(FRESHNESS_KEYS)),
     Field::new("reconcile", Shape::Map(RECONCILE_KEYS)),
     Field::new("gate", Shape::Map(GATE_KEYS)),
+    Field::new("sequence", Shape::Map(SEQUENCE_KEYS)),
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,6 +179,22 @@ pub(super) struct RawCanary {
 
 pub(super) const CANARY_KEYS: &[Field] =
     &[Field::scalar("percent"), Field::scalar("sticky_header")];
+
+/// Which reads belong together (one object, one listing) and how long a
+/// sequence stays on its side.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSequence {
+    pub params: Option<Vec<Option<String>>>,
+    pub pin_ttl: Option<String>,
+    pub max_pins: Option<String>,
+}
+
+pub(super) const SEQUENCE_KEYS: &[Field] = &[
+    Field::new("params", Shape::Seq(&Shape::Scalar)),
+    Field::scalar("pin_ttl"),
+    Field::scalar("max_pins"),
+];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -490,6 +508,7 @@ mod tests {
         assert_eq!(serde_keys::<RawFreshness>(), table(FRESHNESS_KEYS));
         assert_eq!(serde_keys::<RawReconcile>(), table(RECONCILE_KEYS));
         assert_eq!(serde_keys::<RawGate>(), table(GATE_KEYS));
+        assert_eq!(serde_keys::<RawSequence>(), table(SEQUENCE_KEYS));
     }
 
     #[test]

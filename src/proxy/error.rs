@@ -13,6 +13,7 @@ use http::request::Parts;
 
 use super::{ERROR, ProxyBody};
 use crate::access_log::{AccessLog, Entry};
+use crate::config::SideName;
 use crate::live::LiveRoute;
 use crate::upstream::{AttemptError, BodyReadError};
 
@@ -56,6 +57,14 @@ pub enum ProxyError {
     /// The upstream answered something that is not HTTP cutover can frame.
     #[error(transparent)]
     UpstreamProtocol(AttemptError),
+    /// The read continues a sequence (a `Range` read, a next page) that
+    /// `side` answered, and `side` failed (`cause`) or this mode no longer
+    /// serves it (`None`): never answered by the other side.
+    #[error("the read continues a sequence {} answers{}", side.as_str(), cause.as_ref().map_or(String::new(), |c| format!(", which failed: {c}")))]
+    Pinned {
+        side: SideName,
+        cause: Option<Box<ProxyError>>,
+    },
 }
 
 impl From<BodyReadError> for ProxyError {
@@ -92,6 +101,8 @@ impl ProxyError {
             ProxyError::Connect(_) | ProxyError::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::Pinned { cause: Some(c), .. } => c.status(),
+            ProxyError::Pinned { cause: None, .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -110,6 +121,7 @@ impl ProxyError {
             ProxyError::Connect(_) => "connect",
             ProxyError::Timeout(_) | ProxyError::BodyTimeout(_) => "timeout",
             ProxyError::UpstreamProtocol(_) => "upstream_protocol",
+            ProxyError::Pinned { .. } => "pinned",
         }
     }
 
@@ -122,6 +134,12 @@ impl ProxyError {
             ProxyError::MethodNotAllowed { .. } => "method not allowed on this route\n",
             ProxyError::UnreadableBody => "could not read the request body\n",
             ProxyError::BodyTimeout(_) => "the request body stalled\n",
+            ProxyError::Pinned { cause: Some(_), .. } => {
+                "the side answering this object or listing failed; retry the whole read\n"
+            }
+            ProxyError::Pinned { cause: None, .. } => {
+                "this object or listing was being read from a side the route no longer serves; retry the whole read\n"
+            }
             _ => self
                 .status()
                 .canonical_reason()
