@@ -81,7 +81,7 @@ class Counts:
             return {"head": self.heads, "get": self.gets, "range": self.ranges, "503": self.failed}
 
 
-class _Server(ThreadingHTTPServer):
+class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request, client_address):
@@ -116,7 +116,7 @@ class Upstream:
             def log_message(self, *args):
                 pass
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
