@@ -50,6 +50,8 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+# No __pycache__ left in the source tree by a run.
+sys.dont_write_bytecode = True
 
 try:
     from parquet_pair import LAYOUTS, Files  # noqa: E402 - needs pyarrow
@@ -132,6 +134,7 @@ class Cutover:
                     }
                     if all(addr.values()):
                         return addr["listen_addr"].group(1), addr["admin_addr"].group(1)
+                    self.stop()
                     raise SystemExit(f"FAIL: no addresses in cutover's line: {line}")
             if self.proc.poll() is not None:
                 raise SystemExit(f"FAIL: cutover exited {self.proc.returncode}:\n{self.log_text()}")
