@@ -52,6 +52,9 @@ pub struct RouteState {
     /// The process's budget of bytes held by comparisons (shared by every
     /// route; `limits.max_compared_bytes`).
     compare_budget: Arc<Budget>,
+    /// The `Last-Modified` dates each side served recently, so a date
+    /// validator reaches only a side that can judge it (`validators`).
+    pub issued_dates: crate::validators::IssuedDates,
 }
 
 /// A budget of log events per second, so a failing upstream cannot flood
@@ -136,6 +139,7 @@ impl RouteState {
             fallback_log: LogBudget::default(),
             gate: GateState::default(),
             compare_budget,
+            issued_dates: Default::default(),
         }
     }
 
