@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod probe;
 pub mod proxy;
 pub mod reconcile;
+pub mod redirect;
 pub mod reload;
 pub mod routing;
 pub mod sequence;
@@ -29,6 +30,7 @@ pub mod state;
 pub mod status;
 pub mod status_table;
 pub mod upstream;
+pub mod validators;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -23,6 +23,8 @@ pub struct LiveRoute {
     pub state: Arc<RouteState>,
     /// Indexed by `SideName::index`.
     clients: [UpstreamClient; 2],
+    /// `x-forwarded-prefix` for this route's reads (`headers::forwarded_prefix`).
+    pub forwarded_prefix: http::HeaderValue,
 }
 
 impl LiveRoute {
@@ -139,6 +141,7 @@ fn bind(
                 .gate
                 .configure(&config.name, config.mode, config.gate.as_ref());
             Arc::new(LiveRoute {
+                forwarded_prefix: crate::headers::forwarded_prefix(&config.prefix),
                 config,
                 state,
                 clients,

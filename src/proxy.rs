@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
@@ -31,7 +31,7 @@ use crate::config::{FallbackReason, Mode, SideName};
 use crate::conn::{self, ConnInfo, ConnLimits};
 use crate::fallback::{self, Admission, AttemptOutcome, Circuit, CircuitChange, Facts};
 use crate::freshness::now_unix_ms;
-use crate::headers::{Peer, add_forwarded, strip_hop_by_hop};
+use crate::headers::{Origin, Peer, add_forwarded, strip_hop_by_hop};
 use crate::live::{LiveRoute, Snapshot};
 use crate::reconcile::outcome::Skip;
 use crate::reconcile::run::{self as reconcile, Read, Served};
@@ -114,7 +114,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
             return refused.answer(log.as_ref(), Some(&route), &parts, started);
         }
     };
-    prepare_headers(&mut parts.headers, peer);
+    prepare_headers(&mut parts, peer, &route);
     let body =
         match RequestBody::from_incoming(body, runtime.max_buffered_body, runtime.body_timeout)
             .await
@@ -324,13 +324,27 @@ fn remember_sequence(route: &LiveRoute, parts: &Parts, plan: &Plan, read: &Forwa
 }
 
 /// prepare_headers: the consumer's headers as every upstream attempt of the
-/// read sends them: hop-by-hop and `Host` removed, the consumer's address
-/// added to the forwarding headers, and an `x-request-id` when the consumer
-/// sent none (`traceparent` and the rest pass as they are).
-fn prepare_headers(headers: &mut HeaderMap, peer: &Peer) {
+/// read sends them: hop-by-hop and `Host` removed, the consumer's address,
+/// host, scheme and the route's prefix set in the forwarding headers
+/// (`headers::add_forwarded`), and an `x-request-id` when the consumer sent
+/// none (`traceparent` and the rest pass as they are).
+fn prepare_headers(parts: &mut Parts, peer: &Peer, route: &LiveRoute) {
+    let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
-    headers.remove(header::HOST);
-    add_forwarded(headers, peer);
+    // The host the consumer asked for: the target's authority when it has
+    // one (h2's `:authority`, an absolute-form target: RFC 9112 3.2.2 says
+    // it wins over `Host`), else `Host`.
+    let host = headers.remove(header::HOST);
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().as_bytes())
+        .or(host.as_ref().map(HeaderValue::as_bytes));
+    let origin = Origin {
+        host,
+        prefix: &route.forwarded_prefix,
+    };
+    add_forwarded(headers, peer, origin);
     if !headers.contains_key(&REQUEST_ID) {
         headers.insert(REQUEST_ID, new_request_id());
     }
@@ -598,6 +612,7 @@ fn respond(
         }) => {
             let (mut head, body) = response.into_parts();
             strip_hop_by_hop(&mut head.headers);
+            answer_filter(route, read.served_by, &mut head.headers, parts);
             let capture = read.other.map(|OtherRead { read: other, slot }| {
                 let served = Served {
                     side: read.served_by,
@@ -632,6 +647,17 @@ fn respond(
         h.remove(ERROR);
     }
     resp
+}
+
+/// answer_filter (part of `respond`): what the serving side's head must
+/// not say as it is: a `Location`/`Content-Location` into the side becomes
+/// the consumer-facing URL (`redirect`), streaming's `ETag` is marked and
+/// the `Last-Modified` the side served is remembered (`validators`).
+fn answer_filter(route: &LiveRoute, side: SideName, h: &mut http::HeaderMap, parts: &Parts) {
+    let consumer_host = parts.headers.get(crate::headers::X_FORWARDED_HOST);
+    let cfg = &route.config;
+    crate::redirect::rewrite_answer(h, cfg.side(side), &cfg.prefix, consumer_host);
+    crate::validators::on_answer(h, side, &route.state.issued_dates);
 }
 
 /// What `record` needs of a read once it is answered.
@@ -741,7 +767,9 @@ fn start_other_read(
 }
 
 /// The read as it goes to `side`: same method, rewritten path, the
-/// consumer's query, the (already cleaned) headers, and the body.
+/// consumer's query, the (already cleaned) headers without the validators
+/// the other side issued (copied only when a conditional header is there:
+/// `validators::for_side`), and the body.
 fn outgoing<'a>(
     parts: &'a Parts,
     route: &LiveRoute,
@@ -756,7 +784,7 @@ fn outgoing<'a>(
             parts.uri.path(),
             parts.uri.query(),
         ),
-        headers: Cow::Borrowed(&parts.headers),
+        headers: crate::validators::for_side(&parts.headers, side, &route.state.issued_dates),
         body,
     }
 }

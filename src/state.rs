@@ -55,6 +55,9 @@ pub struct RouteState {
     compare_budget: Arc<Budget>,
     /// The sequences the route remembers, with the side that answers them.
     pub pins: Pins,
+    /// The `Last-Modified` dates each side served recently, so a date
+    /// validator reaches only a side that can judge it (`validators`).
+    pub issued_dates: crate::validators::IssuedDates,
 }
 
 /// A budget of log events per second, so a failing upstream cannot flood
@@ -140,6 +143,7 @@ impl RouteState {
             gate: GateState::default(),
             compare_budget,
             pins: Pins::default(),
+            issued_dates: Default::default(),
         }
     }
 
