@@ -24,7 +24,12 @@ pub(super) const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
 pub(super) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub(super) const DEFAULT_MAX_BUFFERED_BODY: usize = 64 * 1024;
 pub(super) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
-pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Batch's `timeout` when neither the side nor `defaults` sets one: nginx's
+/// `proxy_read_timeout`, so a slow warehouse query that answers directly
+/// answers through cutover in batch mode too (SPEC 1.2).
+pub(super) const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Streaming's: it must answer fast, and batch is there when it does not.
+pub(super) const DEFAULT_STREAMING_TIMEOUT: Duration = Duration::from_secs(2);
 pub(super) const DEFAULT_CIRCUIT_FAILURES: u32 = 5;
 pub(super) const DEFAULT_CIRCUIT_COOLDOWN: Duration = Duration::from_secs(30);
 pub(super) const DEFAULT_WATERMARK_HEADER: &str = "x-data-watermark";
@@ -653,7 +658,9 @@ impl Cx<'_> {
             connect_timeout: connect_timeout
                 .or(defaults.connect_timeout)
                 .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-            timeout: timeout.or(defaults.timeout).unwrap_or(DEFAULT_TIMEOUT),
+            timeout: timeout
+                .or(defaults.timeout)
+                .unwrap_or(default_timeout(which)),
             max_inflight: max_inflight.or(defaults.max_inflight),
             ca_file: ca_file.or_else(|| defaults.ca_file.clone()),
         })
@@ -963,6 +970,16 @@ fn parse_nonzero(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` must be more than 0"));
     }
     Ok(d)
+}
+
+/// A side's `timeout` when neither it nor `defaults` says: batch's is
+/// nginx's read timeout, streaming's the short one fallback relies on.
+fn default_timeout(which: &str) -> Duration {
+    if which == "batch" {
+        DEFAULT_BATCH_TIMEOUT
+    } else {
+        DEFAULT_STREAMING_TIMEOUT
+    }
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -1384,7 +1401,9 @@ routes:
         assert!(!r.methods.contains(&Method::POST));
         assert_eq!(r.mode, Mode::Batch);
         assert_eq!(r.batch.connect_timeout, Duration::from_millis(250));
-        assert_eq!(r.batch.timeout, Duration::from_secs(2));
+        // SPEC 1.2: batch waits as nginx does, streaming stays short.
+        assert_eq!(r.batch.timeout, Duration::from_secs(60));
+        assert_eq!(r.streaming.timeout, Duration::from_secs(2));
         assert_eq!(r.batch.max_inflight, None);
         assert_eq!(r.batch.ca_file, None);
         assert_eq!(r.batch.base_url(), "http://127.0.0.1:7001/tables/orders");
@@ -1424,6 +1443,21 @@ routes:
         ));
         assert_eq!(c.routes[0].reconcile.sample, 0.5);
         assert!(c.routes[0].reconcile.sample_explicit);
+    }
+
+    #[test]
+    fn defaults_timeout_applies_to_both_sides_and_a_sides_own_wins() {
+        let both = ok(&MINIMAL.replace("routes:", "defaults: { timeout: 3s }\nroutes:"));
+        assert_eq!(both.routes[0].batch.timeout, Duration::from_secs(3));
+        assert_eq!(both.routes[0].streaming.timeout, Duration::from_secs(3));
+        let own = ok(&MINIMAL
+            .replace("routes:", "defaults: { timeout: 3s }\nroutes:")
+            .replace(
+                "batch: http://127.0.0.1:7001/tables/orders/",
+                "batch: { url: 'http://127.0.0.1:7001/tables/orders/', timeout: 90s }",
+            ));
+        assert_eq!(own.routes[0].batch.timeout, Duration::from_secs(90));
+        assert_eq!(own.routes[0].streaming.timeout, Duration::from_secs(3));
     }
 
     #[test]

@@ -338,7 +338,6 @@ mod tests {
             "      methods: [GET, HEAD]",
             "      url: http://127.0.0.1:7001/t",
             "      connect_timeout: 250ms",
-            "      timeout: 2s",
             "      # max_inflight not set: unlimited",
             "      on: [connect, timeout, 5xx, stale, overflow, circuit]",
             "        failures: 5",
@@ -353,6 +352,16 @@ mod tests {
             assert!(out.lines().any(|l| l == line), "no `{line}` in:\n{out}");
         }
         assert!(out.contains("fmt=json"), "{out}");
+        // Each side's own default (SPEC 1.2): batch's first, then streaming's.
+        let timeouts: Vec<&str> = out
+            .lines()
+            .filter(|l| l.trim_start().starts_with("timeout:"))
+            .collect();
+        assert_eq!(
+            timeouts,
+            ["      timeout: 1m", "      timeout: 2s"],
+            "{out}"
+        );
     }
 
     #[test]
