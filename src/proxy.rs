@@ -37,7 +37,7 @@ use crate::reconcile::outcome::Skip;
 use crate::reconcile::run::{self as reconcile, Read, Served};
 use crate::reconcile::tee::Tee;
 use crate::state::{ReconcileSlot, try_reconcile_slot};
-use crate::upstream::{Outgoing, RequestBody, UpstreamBody};
+use crate::upstream::{BodyLimits, Outgoing, RequestBody, UpstreamBody};
 
 /// What the consumer receives: an upstream body streamed through untouched
 /// (copied on the side when a comparison needs it), or a short local answer
@@ -109,15 +109,18 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
     };
     let plan = plan(&route, &parts);
     prepare_headers(&mut parts.headers, peer);
-    let body =
-        match RequestBody::from_incoming(body, runtime.max_buffered_body, runtime.body_timeout)
-            .await
-        {
-            Ok(body) => body,
-            Err(e) => {
-                return ProxyError::from(e).answer(log.as_ref(), Some(&route), &parts, started);
-            }
-        };
+    let limits = BodyLimits {
+        buffered: runtime.max_buffered_body,
+        spooled: runtime.max_spooled_body,
+        spool: &app.live.spool,
+        idle: runtime.body_timeout,
+    };
+    let body = match RequestBody::from_incoming(body, limits).await {
+        Ok(body) => body,
+        Err(e) => {
+            return ProxyError::from(e).answer(log.as_ref(), Some(&route), &parts, started);
+        }
+    };
     let read = forward(&route, &parts, body, &plan).await;
     let summary = Summary::of(&read);
     let resp = respond(app, &route, read, &parts);

@@ -23,6 +23,11 @@ pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub(super) const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
 pub(super) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub(super) const DEFAULT_MAX_BUFFERED_BODY: usize = 64 * 1024;
+/// SPEC 1.2: a POST query up to this can still fall back or be shadowed.
+pub(super) const DEFAULT_MAX_SPOOLED_BODY: usize = 16 * 1024 * 1024;
+/// Four bodies at the default `max_spooled_body`: inside the 128 MiB
+/// emptyDir of deploy/kubernetes beside the divergence logs.
+pub(super) const DEFAULT_MAX_SPOOLED_BYTES: usize = 64 * 1024 * 1024;
 pub(super) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 /// Batch's `timeout` when neither the side nor `defaults` sets one: nginx's
 /// `proxy_read_timeout`, so a slow warehouse query that answers directly
@@ -293,6 +298,11 @@ impl Cx<'_> {
                 parse_count(s, 0)
             })
             .unwrap_or(DEFAULT_MAX_BUFFERED_BODY);
+        let max_spooled_body = self
+            .parse(&raw.max_spooled_body, &top.key("max_spooled_body"), |s| {
+                parse_count(s, 0)
+            })
+            .unwrap_or(DEFAULT_MAX_SPOOLED_BODY);
         let state_file = self.parse(&raw.state_file, &top.key("state_file"), |s| {
             // As written: a relative path is under the process's --data-dir
             // (never beside the config, which may be read-only).
@@ -348,6 +358,11 @@ impl Cx<'_> {
             |l| &l.max_compared_bytes,
             DEFAULT_MAX_COMPARED_BYTES,
         );
+        let max_spooled_bytes = count(
+            "max_spooled_bytes",
+            |l| &l.max_spooled_bytes,
+            DEFAULT_MAX_SPOOLED_BYTES,
+        );
         let access_log = raw
             .access_log
             .as_ref()
@@ -381,6 +396,7 @@ impl Cx<'_> {
             runtime: RuntimeSettings {
                 shutdown_grace,
                 max_buffered_body,
+                max_spooled_body,
                 head_timeout,
                 body_timeout,
                 handshake_timeout,
@@ -390,6 +406,7 @@ impl Cx<'_> {
                 max_connections,
                 max_inflight_reads,
                 max_compared_bytes,
+                max_spooled_bytes,
             },
             access_log,
             state_file,
@@ -1302,6 +1319,33 @@ routes:
     }
 
     #[test]
+    fn spooling_keys_default_parse_and_are_located_when_bad() {
+        let c = ok(MINIMAL);
+        assert_eq!(c.settings.runtime.max_spooled_body, 16 * 1024 * 1024);
+        assert_eq!(c.settings.runtime.max_spooled_bytes, 64 * 1024 * 1024);
+        let c = ok(&format!(
+            "max_spooled_body: 0\n{MINIMAL}limits:\n  max_spooled_bytes: 1000\n"
+        ));
+        assert_eq!(
+            c.settings.runtime.max_spooled_body, 0,
+            "0 turns spooling off"
+        );
+        assert_eq!(c.settings.runtime.max_spooled_bytes, 1000);
+        let errs = errors(&format!(
+            "max_spooled_body: lots\n{MINIMAL}limits:\n  max_spooled_bytes: 0\n"
+        ));
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].starts_with("1:19") && errs[0].contains("lots"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].starts_with("10:22") && errs[1].contains("1 or more"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
     fn durations_are_bounded_by_a_year() {
         assert_eq!(
             parse_duration("8760h"),
@@ -1623,7 +1667,7 @@ routes:
                 "2:9: admin 127.0.0.1:9901 and listen 127.0.0.1:9901 share a port: give admin another port",
                 "3:7: unknown risk `huge` (expected low, medium or high)",
                 "4:9: `routes` is empty: add at least one route",
-                "5:1: unknown key `extra` (expected one of: version, consumer, risk, listen, admin, shutdown_grace, max_buffered_body, state_file, defaults, access_log, limits, routes)",
+                "5:1: unknown key `extra` (expected one of: version, consumer, risk, listen, admin, shutdown_grace, max_buffered_body, max_spooled_body, state_file, defaults, access_log, limits, routes)",
             ]
         );
         assert_eq!(

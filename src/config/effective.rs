@@ -42,6 +42,11 @@ pub fn render(settings: &Settings, routes: &[&Route]) -> String {
         "max_buffered_body",
         &settings.runtime.max_buffered_body.to_string(),
     );
+    out.scalar(
+        0,
+        "max_spooled_body",
+        &settings.runtime.max_spooled_body.to_string(),
+    );
     out.map(0, "limits");
     out.scalar(2, "head_timeout", &duration(settings.runtime.head_timeout));
     out.scalar(2, "body_timeout", &duration(settings.runtime.body_timeout));
@@ -53,6 +58,7 @@ pub fn render(settings: &Settings, routes: &[&Route]) -> String {
     out.scalar(2, "max_connections", &rt.max_connections.to_string());
     out.scalar(2, "max_inflight_reads", &rt.max_inflight_reads.to_string());
     out.scalar(2, "max_compared_bytes", &rt.max_compared_bytes.to_string());
+    out.scalar(2, "max_spooled_bytes", &rt.max_spooled_bytes.to_string());
     match &settings.state_file {
         // As written: a relative path is under --data-dir.
         Some(p) => out.scalar(0, "state_file", &text(&p.display().to_string())),
@@ -334,6 +340,8 @@ mod tests {
             "admin: 127.0.0.1:9901",
             "shutdown_grace: 10s",
             "max_buffered_body: 65536",
+            "max_spooled_body: 16777216",
+            "  max_spooled_bytes: 67108864",
             "      path_prefix: /v1/orders",
             "      methods: [GET, HEAD]",
             "      url: http://127.0.0.1:7001/t",

@@ -29,6 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Http1Pool;
+use super::spool::SpoolFile;
 
 /// Most header lines accepted in a response head.
 const MAX_HEADERS: usize = 128;
@@ -147,13 +148,25 @@ impl Conn {
     pub async fn exchange(
         &mut self,
         head: &[u8],
-        body: Option<&Bytes>,
+        body: Option<Payload<'_>>,
         head_request: bool,
         got_bytes: &mut bool,
     ) -> Result<Head, ExchangeError> {
         self.io.write_all(head).await?;
-        if let Some(b) = body {
-            self.io.write_all(b).await?;
+        match body {
+            None => {}
+            Some(Payload::Bytes(b)) => self.io.write_all(b).await?,
+            Some(Payload::File(f)) => {
+                // Each attempt reads the spool file from its start.
+                let mut file = f.open()?.take(f.len());
+                let sent = tokio::io::copy(&mut file, &mut self.io).await?;
+                if sent != f.len() {
+                    return Err(ExchangeError::Io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "spool file shorter than spooled",
+                    )));
+                }
+            }
         }
         loop {
             if !self.buf.is_empty() {
@@ -177,6 +190,23 @@ impl Conn {
     }
 }
 
+/// A request body written after its head.
+pub enum Payload<'a> {
+    Bytes(&'a Bytes),
+    /// A spooled body (`spool`), copied from its file.
+    File(&'a SpoolFile),
+}
+
+impl Payload<'_> {
+    /// The same body for another attempt (a retry on a fresh connection).
+    pub fn again(&self) -> Payload<'_> {
+        match self {
+            Payload::Bytes(b) => Payload::Bytes(b),
+            Payload::File(f) => Payload::File(f),
+        }
+    }
+}
+
 /// Writes a request head into `out`: request line, `host`, the headers
 /// (without any framing header of the consumer's) and a `content-length`
 /// for the body; a small body is appended to the same buffer. Returns
@@ -189,6 +219,34 @@ pub fn encode_request(
     headers: &HeaderMap,
     body: Option<&Bytes>,
 ) -> bool {
+    encode_head(
+        out,
+        method,
+        path_and_query,
+        host,
+        headers,
+        body.map_or(0, |b| b.len() as u64),
+    );
+    match body {
+        Some(b) if b.len() <= COPY_BODY_MAX => {
+            out.extend_from_slice(b);
+            false
+        }
+        Some(_) => true,
+        None => false,
+    }
+}
+
+/// Writes a request head for a body of `len` bytes into `out` (see
+/// `encode_request`); the body is written after it.
+pub fn encode_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    path_and_query: &str,
+    host: &HeaderValue,
+    headers: &HeaderMap,
+    len: u64,
+) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(path_and_query.as_bytes());
@@ -207,20 +265,11 @@ pub fn encode_request(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let len = body.map_or(0, Bytes::len);
     if len > 0 || matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
         // Writing to a Vec cannot fail.
         let _ = write!(out, "content-length: {len}\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    match body {
-        Some(b) if b.len() <= COPY_BODY_MAX => {
-            out.extend_from_slice(b);
-            false
-        }
-        Some(_) => true,
-        None => false,
-    }
 }
 
 /// A parsed response head and how its body is framed.
