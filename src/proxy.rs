@@ -31,7 +31,7 @@ use crate::config::{FallbackReason, Mode, SideName};
 use crate::conn::{self, ConnInfo, ConnLimits};
 use crate::fallback::{self, Admission, AttemptOutcome, Circuit, CircuitChange, Facts};
 use crate::freshness::now_unix_ms;
-use crate::headers::{Peer, add_forwarded, strip_hop_by_hop};
+use crate::headers::{Peer, add_forwarded, strip_hop_by_hop, wants_trailers};
 use crate::live::{LiveRoute, Snapshot};
 use crate::reconcile::outcome::Skip;
 use crate::reconcile::run::{self as reconcile, Read, Served};
@@ -108,7 +108,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
         return ProxyError::Shed.answer(log.as_ref(), Some(&route), &parts, started);
     };
     let plan = plan(&route, &parts);
-    prepare_headers(&mut parts.headers, peer);
+    let trailers = prepare_headers(&mut parts.headers, peer);
     let limits = BodyLimits {
         buffered: runtime.max_buffered_body,
         spooled: runtime.max_spooled_body,
@@ -123,7 +123,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
     };
     let read = forward(&route, &parts, body, &plan).await;
     let summary = Summary::of(&read);
-    let resp = respond(app, &route, read, &parts);
+    let resp = respond(app, &route, read, &parts, trailers);
     record(
         &route,
         log.as_ref(),
@@ -202,14 +202,23 @@ fn plan(route: &LiveRoute, parts: &Parts) -> Plan {
 /// prepare_headers: the consumer's headers as every upstream attempt of the
 /// read sends them: hop-by-hop and `Host` removed, the consumer's address
 /// added to the forwarding headers, and an `x-request-id` when the consumer
-/// sent none (`traceparent` and the rest pass as they are).
-fn prepare_headers(headers: &mut HeaderMap, peer: &Peer) {
+/// sent none (`traceparent` and the rest pass as they are). True when the
+/// consumer takes trailers (`TE: trailers`): the upstream is told so too,
+/// since an origin may send them only when asked.
+fn prepare_headers(headers: &mut HeaderMap, peer: &Peer) -> bool {
+    let trailers = wants_trailers(headers);
     strip_hop_by_hop(headers);
     headers.remove(header::HOST);
+    // The body's own trailers are dropped (`RequestBody`): announce none.
+    headers.remove(header::TRAILER);
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     add_forwarded(headers, peer);
     if !headers.contains_key(&REQUEST_ID) {
         headers.insert(REQUEST_ID, new_request_id());
     }
+    trailers
 }
 
 /// A fresh request id: 128 random bits in hex.
@@ -431,11 +440,13 @@ fn upstream_answer(attempt: Attempt) -> Result<Upstream, ProxyError> {
 /// respond: the answer as the consumer gets it: the upstream's head without
 /// hop-by-hop headers and its body streaming through (copied on the side
 /// for a comparison), or cutover's own answer; then who served and why.
+/// The upstream's trailers reach only a consumer that takes them.
 fn respond(
     app: &App,
     route: &Arc<LiveRoute>,
     read: Forwarded,
     parts: &Parts,
+    trailers: bool,
 ) -> Response<ProxyBody> {
     let local = read.answer.as_ref().err().map(ProxyError::reason);
     let mut resp = match read.answer {
@@ -443,8 +454,12 @@ fn respond(
             response,
             watermark_ms,
         }) => {
-            let (mut head, body) = response.into_parts();
+            let (mut head, mut body) = response.into_parts();
             strip_hop_by_hop(&mut head.headers);
+            if !trailers {
+                head.headers.remove(header::TRAILER);
+                body.drop_trailers();
+            }
             let capture = read.other.map(|OtherRead { read: other, slot }| {
                 let served = Served {
                     side: read.served_by,

@@ -121,7 +121,7 @@ pub async fn attempt(
                     .map_err(BoxError::from)?;
                 c.request(out.into_request(uri))
                     .await
-                    .map(|r| r.map(|b| UpstreamBody(BodyKind::Hyper(b))))
+                    .map(|r| r.map(|b| UpstreamBody::new(BodyKind::Hyper(b))))
                     .map_err(BoxError::from)
             }
         }
@@ -277,7 +277,7 @@ impl Http1Pool {
             {
                 Ok(resp) => {
                     let resp = resp.into_response(conn, self.clone());
-                    return Ok(resp.map(|b| UpstreamBody(BodyKind::H1(b))));
+                    return Ok(resp.map(|b| UpstreamBody::new(BodyKind::H1(b))));
                 }
                 Err(e) if reused && idempotent && e.is_stale_connection(got_bytes) => {
                     tracing::debug!(upstream = %self.target, "pooled connection was closed by the upstream; retrying on a fresh one");
@@ -303,7 +303,7 @@ impl Http1Pool {
             }
         });
         let resp = sender.send_request(req).await?;
-        Ok(resp.map(|b| UpstreamBody(BodyKind::Hyper(b))))
+        Ok(resp.map(|b| UpstreamBody::new(BodyKind::Hyper(b))))
     }
 }
 
@@ -323,7 +323,27 @@ pub enum BodyReadError {
 /// connection (which goes back to its pool once the body has been read to
 /// the end), or hyper's (HTTPS, and large-request connections).
 #[derive(Debug)]
-pub struct UpstreamBody(BodyKind);
+pub struct UpstreamBody(BodyKind, Trailers);
+
+/// What becomes of the upstream's trailer fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trailers {
+    Relay,
+    /// The consumer did not send `TE: trailers`: the body ends without them
+    /// (hyper's HTTP/1 server would drop them; its h2 server would not).
+    Drop,
+}
+
+impl UpstreamBody {
+    fn new(kind: BodyKind) -> UpstreamBody {
+        UpstreamBody(kind, Trailers::Relay)
+    }
+
+    /// Ends the body at its data: trailer fields are not passed on.
+    pub fn drop_trailers(&mut self) {
+        self.1 = Trailers::Drop;
+    }
+}
 
 #[derive(Debug)]
 enum BodyKind {
@@ -339,9 +359,16 @@ impl Body for UpstreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.0 {
+        let polled = match &mut self.0 {
             BodyKind::H1(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
             BodyKind::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+        };
+        match polled {
+            // Trailers come last: the body ends there.
+            Poll::Ready(Some(Ok(f))) if f.is_trailers() && self.1 == Trailers::Drop => {
+                Poll::Ready(None)
+            }
+            other => other,
         }
     }
 

@@ -265,6 +265,10 @@ pub fn encode_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    if headers.contains_key(header::TE) {
+        // RFC 9110 10.1.4: TE is for this hop only, and says so.
+        out.extend_from_slice(b"connection: te\r\n");
+    }
     if len > 0 || matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
         // Writing to a Vec cannot fail.
         let _ = write!(out, "content-length: {len}\r\n");
@@ -290,6 +294,7 @@ impl Head {
             state: self.framing,
             reusable: self.keep_alive,
             trailer_bytes: 0,
+            trailers: None,
         };
         if body.state == Framing::Done {
             body.finish();
@@ -487,6 +492,29 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
+/// One trailer line as a field, unless it is malformed or one a trailer
+/// must not carry (framing, routing, connection: RFC 9110 6.5.1), which
+/// are dropped rather than failing a body already sent.
+fn trailer_field(line: &[u8]) -> Option<(HeaderName, HeaderValue)> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let name = HeaderName::from_bytes(&line[..colon]).ok()?;
+    let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii()).ok()?;
+    let forbidden = crate::headers::HOP_BY_HOP.contains(&name)
+        || [
+            header::CONTENT_LENGTH,
+            header::CONTENT_ENCODING,
+            header::CONTENT_TYPE,
+            header::CONTENT_RANGE,
+            header::HOST,
+            header::TRAILER,
+            header::AUTHORIZATION,
+            header::SET_COOKIE,
+            header::CACHE_CONTROL,
+        ]
+        .contains(&name);
+    (!forbidden).then_some((name, value))
+}
+
 /// An upstream response body read straight from the connection. Once read to
 /// its end on a connection that may be reused, the connection goes back to
 /// the pool; a body dropped early closes it.
@@ -496,6 +524,8 @@ pub struct Body {
     state: Framing,
     reusable: bool,
     trailer_bytes: usize,
+    /// Trailer fields read so far, passed on as the body's last frame.
+    trailers: Option<HeaderMap>,
 }
 
 impl std::fmt::Debug for Body {
@@ -608,17 +638,21 @@ impl hyper::body::Body for Body {
                         return this.fail(BodyError::BadChunk);
                     }
                 }
-                // Trailer fields are read and dropped: no data API uses them.
+                // Trailer fields end the body as its last frame (the proxy
+                // relays them only to a consumer that sent `TE: trailers`).
                 Framing::Trailers => match conn.buf.windows(2).position(|w| w == b"\r\n") {
                     Some(0) => {
                         conn.buf.advance(2);
                         this.finish();
-                        return Poll::Ready(None);
+                        return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
                     }
                     Some(line) => {
                         this.trailer_bytes += line + 2;
                         if this.trailer_bytes > MAX_TRAILER_BYTES {
                             return this.fail(BodyError::BadChunk);
+                        }
+                        if let Some((name, value)) = trailer_field(&conn.buf[..line]) {
+                            this.trailers.get_or_insert_default().append(name, value);
                         }
                         conn.buf.advance(line + 2);
                         false
