@@ -67,6 +67,7 @@ pub async fn serve(
         let app = app.clone();
         let consumer = Arc::new(Peer::new(info.peer));
         let refusal = info.refusal;
+        let raw_targets = info.raw_targets;
         // Requests on this connection so far: the framing follower names
         // the first refused one by its index.
         let seq = Arc::new(AtomicU64::new(0));
@@ -75,6 +76,9 @@ pub async fn serve(
             if let Some(why) = conn::refused(&refusal, n) {
                 req.extensions_mut().insert(FramingRefused(why));
             }
+            if let Some(target) = conn::raw_target(&raw_targets, n) {
+                req.extensions_mut().insert(RawTarget(target));
+            }
             let app = app.clone();
             let consumer = consumer.clone();
             async move { Ok::<_, Infallible>(handle(&app, req, &consumer).await) }
@@ -82,6 +86,11 @@ pub async fn serve(
     };
     conn::serve(listener, limits, counters, make_service, shutdown, grace).await;
 }
+
+/// The target as the consumer sent it, when hyper saw it percent-encoded
+/// (`conn::target`): what the upstream gets.
+#[derive(Debug, Clone)]
+struct RawTarget(String);
 
 /// Marks a request whose raw head the framing follower refused (both
 /// framings, or a repeated `Content-Length`): hyper hid it from the head.
@@ -610,17 +619,36 @@ fn outgoing<'a>(
     side: SideName,
     body: RequestBody,
 ) -> Outgoing<'a> {
+    let (path, query) = sent_target(parts, &route.config.prefix);
     Outgoing {
         method: Cow::Borrowed(&parts.method),
         path_and_query: crate::routing::rewrite(
             &route.config.prefix,
             route.config.side(side),
-            parts.uri.path(),
-            parts.uri.query(),
+            path,
+            query,
         ),
         headers: Cow::Borrowed(&parts.headers),
         body,
     }
+}
+
+/// The read's path and query as the upstream gets them: as the consumer
+/// sent them where hyper saw them encoded (origin-form, under the route's
+/// prefix), else as parsed.
+fn sent_target<'a>(parts: &'a Parts, prefix: &str) -> (&'a str, Option<&'a str>) {
+    if let Some(RawTarget(raw)) = parts.extensions.get::<RawTarget>() {
+        // A fragment is dropped, as hyper drops it from the parsed target.
+        let raw = raw.split('#').next().unwrap_or_default();
+        let (path, query) = match raw.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (raw, None),
+        };
+        if path.starts_with('/') && path.starts_with(prefix) {
+            return (path, query);
+        }
+    }
+    (parts.uri.path(), parts.uri.query())
 }
 
 /// Why a request must not be forwarded at all, if it must not.

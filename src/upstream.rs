@@ -112,11 +112,12 @@ pub async fn attempt(
         match client {
             UpstreamClient::Http1(pool) => pool.send(out).await,
             UpstreamClient::Tls(c) => {
-                // hyper-util's client wants the absolute URI.
+                // hyper-util's client wants the absolute URI, and a target
+                // hyper can parse (`conn::for_hyper`).
                 let uri = Uri::builder()
                     .scheme(side.scheme.clone())
                     .authority(side.authority.clone())
-                    .path_and_query(out.path_and_query.as_str())
+                    .path_and_query(crate::conn::for_hyper(&out.path_and_query).as_ref())
                     .build()
                     .map_err(BoxError::from)?;
                 c.request(out.into_request(uri))
@@ -291,7 +292,7 @@ impl Http1Pool {
     /// connection of its own (hyper's client connection, not pooled).
     async fn send_streaming(&self, out: Outgoing<'_>) -> Result<Response<UpstreamBody>, BoxError> {
         // An HTTP/1.1 connection speaks origin-form with a Host header.
-        let uri = Uri::try_from(out.path_and_query.as_str())?;
+        let uri = Uri::try_from(crate::conn::for_hyper(&out.path_and_query).as_ref())?;
         let mut req = out.into_request(uri);
         req.headers_mut()
             .insert(http::header::HOST, self.host.clone());
