@@ -10,16 +10,19 @@
 //! - a file is removed when the last attempt that reads it is dropped
 //!   (the read ended, failed, or the consumer went away);
 //! - each process spools into a directory of its own under
-//!   `<data-dir>/spool/`, holding a lock on it; at start-up the directories
-//!   whose lock nobody holds (a process that crashed or was killed) are
-//!   removed.
+//!   `<data-dir>/spool/`, named by its pid; at start-up the directories of
+//!   processes that are gone (crashed or killed) are removed: a pid that no
+//!   longer runs (Linux `/proc`), or this process's own pid on a directory
+//!   it did not make (a container restarted with the same pid 1). A file
+//!   lock would say it better, but `File::try_lock` needs Rust 1.89 and
+//!   the crate's MSRV is 1.85.
 
-use std::fs::File;
+use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -29,8 +32,6 @@ use crate::reconcile::budget::{Budget, Held};
 
 /// The directory, under `--data-dir`, every process spools beneath.
 pub const SPOOL_DIR: &str = "spool";
-/// The lock file in a process's spool directory.
-const LOCK_FILE: &str = "lock";
 /// Bytes read back from a spool file per frame.
 const READ_PIECE: usize = 64 * 1024;
 
@@ -106,25 +107,31 @@ impl Spool {
     }
 }
 
-/// One process's directory, locked for the process's life; removed with
-/// what is left in it when the spool is dropped (a clean stop).
+/// The spool directories this process made and still uses (one per
+/// spool; a test process runs several).
+fn ours() -> std::sync::MutexGuard<'static, HashSet<PathBuf>> {
+    static OURS: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+    OURS.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// One process's directory, removed with what is left in it when the
+/// spool is dropped (a clean stop).
 #[derive(Debug)]
 struct ProcessDir {
     path: PathBuf,
-    _lock: File,
 }
 
 impl ProcessDir {
     fn make(root: &Path) -> Result<ProcessDir, String> {
         let name = format!("{}-{:08x}", std::process::id(), fastrand::u32(..));
         let path = root.join(name);
-        let made = std::fs::create_dir_all(&path).and_then(|()| {
-            let lock = File::create(path.join(LOCK_FILE))?;
-            lock.try_lock().map_err(io::Error::other)?;
-            Ok(lock)
-        });
-        match made {
-            Ok(lock) => Ok(ProcessDir { path, _lock: lock }),
+        match std::fs::create_dir_all(&path) {
+            Ok(()) => {
+                ours().insert(path.clone());
+                Ok(ProcessDir { path })
+            }
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot make the spool directory: request bodies past max_buffered_body stream once");
                 Err(e.to_string())
@@ -135,11 +142,30 @@ impl ProcessDir {
 
 impl Drop for ProcessDir {
     fn drop(&mut self) {
+        ours().remove(&self.path);
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 
-/// Removes the directories under `root` whose lock no live process holds.
+/// Whether the spool directory `path` was left by a process that is gone.
+/// A name not of the form `PID-...` is not cutover's: kept.
+fn abandoned(path: &Path) -> bool {
+    let pid = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split('-').next())
+        .and_then(|p| p.parse::<u32>().ok());
+    match pid {
+        None => false,
+        Some(pid) if pid == std::process::id() => !ours().contains(path),
+        // Without /proc (not Linux) another pid is taken to be alive.
+        Some(pid) => {
+            Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists()
+        }
+    }
+}
+
+/// Removes the directories under `root` that processes now gone left.
 fn remove_abandoned(root: &Path) {
     let Ok(entries) = std::fs::read_dir(root) else {
         return;
@@ -149,8 +175,7 @@ fn remove_abandoned(root: &Path) {
         if !path.is_dir() {
             continue;
         }
-        let held = File::open(path.join(LOCK_FILE)).is_ok_and(|lock| lock.try_lock().is_err());
-        if held {
+        if !abandoned(&path) {
             continue;
         }
         match std::fs::remove_dir_all(&path) {
@@ -190,6 +215,7 @@ impl SpoolWriter {
     }
 
     /// Bytes written so far.
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u64 {
         self.file.len
     }
@@ -211,6 +237,7 @@ pub struct SpoolFile {
 }
 
 impl SpoolFile {
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u64 {
         self.len
     }
@@ -219,7 +246,7 @@ impl SpoolFile {
     pub fn open(&self) -> io::Result<tokio::fs::File> {
         // A local open is one quick syscall; doing it here keeps `replay`
         // synchronous.
-        File::open(&self.path).map(tokio::fs::File::from_std)
+        std::fs::File::open(&self.path).map(tokio::fs::File::from_std)
     }
 }
 
@@ -345,12 +372,29 @@ mod tests {
     #[tokio::test]
     async fn directories_left_by_dead_processes_are_removed_at_start_up_and_live_ones_kept() {
         let data = tempfile::tempdir().expect("temp dir");
-        let dead = data.path().join(SPOOL_DIR).join("1-dead");
-        std::fs::create_dir_all(&dead).expect("mkdir");
-        std::fs::write(dead.join("0.body"), b"left over").expect("write");
-        std::fs::write(dead.join(LOCK_FILE), b"").expect("write");
+        let spool = data.path().join(SPOOL_DIR);
+        // A pid that cannot run (beyond Linux's pid_max), and this
+        // process's own pid on a directory it never made (a restart that
+        // got the same pid).
+        let dead = spool.join(format!("{}-dead", u32::MAX));
+        let same_pid = spool.join(format!("{}-before", std::process::id()));
+        let not_ours = spool.join("keep-me");
+        for d in [&dead, &same_pid, &not_ours] {
+            std::fs::create_dir_all(d).expect("mkdir");
+            std::fs::write(d.join("0.body"), b"left over").expect("write");
+        }
         let live = Spool::new(data.path(), 1000);
-        assert!(!dead.exists(), "a directory nobody locks is removed");
+        if Path::new("/proc/self").exists() {
+            assert!(!dead.exists(), "a gone process's directory is removed");
+        }
+        assert!(
+            !same_pid.exists(),
+            "a directory this pid did not make is removed"
+        );
+        assert!(
+            not_ours.exists(),
+            "a directory not named by cutover is kept"
+        );
         let kept = spooled(&live, b"in flight").await;
         let live_dir = live.dir().expect("made on first use").to_owned();
         // A second process (here: a second spool) leaves the first one's alone.
