@@ -888,17 +888,21 @@ async fn a_chunked_get_body_past_max_buffered_body_arrives_whole() {
 }
 
 #[tokio::test]
-async fn a_body_past_max_buffered_body_reaches_streaming_once_and_never_falls_back() {
+async fn a_body_kept_nowhere_reaches_streaming_once_and_never_falls_back() {
     let b = Backend::start(Behaviour::Echo).await;
     let s = Backend::start(Behaviour::Status(503)).await;
+    // Past max_buffered_body with spooling off (tests/batch_transparent.rs
+    // has the spooled case, which does fall back).
     let config = Config::new()
         .max_buffered_body(1024)
+        .max_spooled_body(0)
         .route(quiet_route(b.url("/t"), s.url("/s"), "streaming").methods(&["GET", "POST"]));
     let p = Proxy::start(config).await;
     let body: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
     let r = post(&p.url("/v1/orders/bulk"), body.clone()).await;
-    // Not buffered, so not resendable: streaming's 503 stands (SPEC: a
-    // request body is buffered only where a retry may need it, bounded).
+    // Neither buffered nor spooled, so not resendable: streaming's 503
+    // stands (SPEC: a request body is buffered only where a retry may need
+    // it, bounded).
     assert_eq!(r.status, 503);
     assert_eq!(r.header("x-cutover-served-by"), Some("streaming"));
     assert_eq!(r.header("x-cutover-fallback"), None);
