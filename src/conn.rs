@@ -13,6 +13,7 @@
 
 mod framing;
 mod io;
+mod target;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -35,6 +36,7 @@ use tokio::sync::{Notify, watch};
 
 use self::io::ConnIo;
 pub use self::io::{Refusal, refused};
+pub use self::target::{RawTargets, for_hyper, raw_target};
 
 /// The h2 connection preface (RFC 9113 3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -154,6 +156,9 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// On HTTP/1 with strict framing: the first refused request, once seen.
     pub refusal: Refusal,
+    /// On HTTP/1 with strict framing: targets hyper saw percent-encoded,
+    /// as the consumer sent them (`target`).
+    pub raw_targets: RawTargets,
 }
 
 /// Accepts on `listener` until `shutdown` flips, then stops accepting,
@@ -198,7 +203,8 @@ pub async fn serve<M, S, B>(
                 };
                 let _ = stream.set_nodelay(true);
                 let refusal = Refusal::default();
-                let service = make_service(ConnInfo { peer, refusal: refusal.clone() });
+                let raw_targets = RawTargets::default();
+                let service = make_service(ConnInfo { peer, refusal: refusal.clone(), raw_targets: raw_targets.clone() });
                 let limits = limits.clone();
                 let shutdown = shutdown.clone();
                 let mut cut = cut.clone();
@@ -206,7 +212,7 @@ pub async fn serve<M, S, B>(
                 // (a JoinSet would keep each one until reaped).
                 tokio::spawn(async move {
                     tokio::select! {
-                        _ = connection(stream, peer, &limits, service, refusal, shutdown) => {}
+                        _ = connection(stream, peer, &limits, service, (refusal, raw_targets), shutdown) => {}
                         _ = cut.wait_for(|c| *c) => {}
                     }
                     drop(open);
@@ -258,7 +264,7 @@ async fn connection<S, B>(
     peer: SocketAddr,
     limits: &ConnLimits,
     service: S,
-    refusal: Refusal,
+    follow: (Refusal, RawTargets),
     shutdown: watch::Receiver<bool>,
 ) where
     S: ConnService<B>,
@@ -295,7 +301,7 @@ async fn connection<S, B>(
         })
         .await
     } else {
-        let follow = limits.strict_framing.then_some(refusal);
+        let follow = limits.strict_framing.then_some(follow);
         let io = TokioIo::new(ConnIo::new(stream, seen, follow));
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())

@@ -166,7 +166,8 @@ admin: 127.0.0.1:{admin} # /metrics /healthz /readyz /status (a change needs a r
 
 defaults: # for both sides of every route, unless a side says otherwise
   connect_timeout: 250ms # give up connecting after this (fallback reason \"connect\")
-  timeout: 2s # give up waiting for response headers after this
+  # timeout: not set, so each side waits for response headers as long as its own default:
+  #   batch 60s (as nginx), streaming 2s; a timeout here would apply to both
 
 routes:
   # orders: mid-migration. Streaming serves; batch answers when streaming fails.

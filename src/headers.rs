@@ -46,14 +46,15 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-const HOP_COUNT: usize = 9;
+const HOP_COUNT: usize = 8;
 /// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
+/// `Trailer` is not one (RFC 9110 6.6.2): it names an answer's trailer
+/// fields, which are relayed to a consumer that asked (`wants_trailers`).
 pub(crate) const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
     header::PROXY_AUTHENTICATE,
@@ -119,6 +120,15 @@ impl Peer {
         }
         Some((host_value, forwarded))
     }
+}
+
+/// Whether a request's `TE` says its sender takes trailer fields (the
+/// `trailers` token, RFC 9110 10.1.4). Read before `TE` is stripped.
+pub fn wants_trailers(h: &HeaderMap) -> bool {
+    h.get_all(header::TE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
 }
 
 /// The scheme the consumer used: the consumer listener is plain HTTP (TLS,
@@ -219,6 +229,22 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-customer-id"));
+    }
+
+    #[test]
+    fn only_the_trailers_token_asks_for_trailers() {
+        for (te, wants) in [
+            ("trailers", true),
+            ("gzip, Trailers", true),
+            ("deflate;q=0.5, trailers", true),
+            ("gzip", false),
+            ("trailersx", false),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(header::TE, te.parse().unwrap());
+            assert_eq!(wants_trailers(&h), wants, "{te}");
+        }
+        assert!(!wants_trailers(&HeaderMap::new()));
     }
 
     #[test]

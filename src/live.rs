@@ -13,6 +13,7 @@ use crate::config::{Compiled, Route, Settings, SideName};
 use crate::metrics::{ProcessMetrics, RouteKey};
 use crate::routing::prefix_matches;
 use crate::state::{RouteState, StateRegistry};
+use crate::upstream::spool::Spool;
 use crate::upstream::{CaFileError, UpstreamClient, Upstreams};
 
 /// A compiled route with its live state and its two sides' clients.
@@ -68,6 +69,9 @@ pub struct Live {
     pub registry: StateRegistry,
     pub upstreams: Upstreams,
     pub access_logs: AccessLogs,
+    /// Request bodies spooled to disk so they can be sent twice
+    /// (`max_spooled_body`), under `data_dir`.
+    pub spool: Spool,
 }
 
 impl Live {
@@ -80,8 +84,10 @@ impl Live {
     ) -> Result<Live, CaFileError> {
         let upstreams = Upstreams::default();
         let access_logs = AccessLogs::new(data_dir.clone());
+        let spool = Spool::new(&data_dir, compiled.settings.runtime.max_spooled_bytes);
         let snapshot = bind(compiled, sha256, &registry, &upstreams, &access_logs)?;
         Ok(Live {
+            spool,
             snapshot: ArcSwap::from_pointee(snapshot),
             data_dir,
             registry,
@@ -107,6 +113,8 @@ impl Live {
             .map(|r| route_key(&snapshot.settings, &r.config))
             .collect();
         self.registry.retain(&keep);
+        self.spool
+            .set_max(snapshot.settings.runtime.max_spooled_bytes);
         self.snapshot.store(Arc::new(snapshot));
         Ok(())
     }

@@ -31,13 +31,13 @@ use crate::config::{FallbackReason, Mode, SideName};
 use crate::conn::{self, ConnInfo, ConnLimits};
 use crate::fallback::{self, Admission, AttemptOutcome, Circuit, CircuitChange, Facts};
 use crate::freshness::now_unix_ms;
-use crate::headers::{Origin, Peer, add_forwarded, strip_hop_by_hop};
+use crate::headers::{Origin, Peer, add_forwarded, strip_hop_by_hop, wants_trailers};
 use crate::live::{LiveRoute, Snapshot};
 use crate::reconcile::outcome::Skip;
 use crate::reconcile::run::{self as reconcile, Read, Served};
 use crate::reconcile::tee::Tee;
 use crate::state::{ReconcileSlot, try_reconcile_slot};
-use crate::upstream::{Outgoing, RequestBody, UpstreamBody};
+use crate::upstream::{BodyLimits, Outgoing, RequestBody, UpstreamBody};
 
 /// What the consumer receives: an upstream body streamed through untouched
 /// (copied on the side when a comparison needs it), or a short local answer
@@ -67,6 +67,7 @@ pub async fn serve(
         let app = app.clone();
         let consumer = Arc::new(Peer::new(info.peer));
         let refusal = info.refusal;
+        let raw_targets = info.raw_targets;
         // Requests on this connection so far: the framing follower names
         // the first refused one by its index.
         let seq = Arc::new(AtomicU64::new(0));
@@ -75,6 +76,9 @@ pub async fn serve(
             if let Some(why) = conn::refused(&refusal, n) {
                 req.extensions_mut().insert(FramingRefused(why));
             }
+            if let Some(target) = conn::raw_target(&raw_targets, n) {
+                req.extensions_mut().insert(RawTarget(target));
+            }
             let app = app.clone();
             let consumer = consumer.clone();
             async move { Ok::<_, Infallible>(handle(&app, req, &consumer).await) }
@@ -82,6 +86,11 @@ pub async fn serve(
     };
     conn::serve(listener, limits, counters, make_service, shutdown, grace).await;
 }
+
+/// The target as the consumer sent it, when hyper saw it percent-encoded
+/// (`conn::target`): what the upstream gets.
+#[derive(Debug, Clone)]
+struct RawTarget(String);
 
 /// Marks a request whose raw head the framing follower refused (both
 /// framings, or a repeated `Content-Length`): hyper hid it from the head.
@@ -114,20 +123,23 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
             return refused.answer(log.as_ref(), Some(&route), &parts, started);
         }
     };
-    prepare_headers(&mut parts, peer, &route);
-    let body =
-        match RequestBody::from_incoming(body, runtime.max_buffered_body, runtime.body_timeout)
-            .await
-        {
-            Ok(body) => body,
-            Err(e) => {
-                return ProxyError::from(e).answer(log.as_ref(), Some(&route), &parts, started);
-            }
-        };
+    let trailers = prepare_headers(&mut parts, peer, &route);
+    let limits = BodyLimits {
+        buffered: runtime.max_buffered_body,
+        spooled: runtime.max_spooled_body,
+        spool: &app.live.spool,
+        idle: runtime.body_timeout,
+    };
+    let body = match RequestBody::from_incoming(body, limits).await {
+        Ok(body) => body,
+        Err(e) => {
+            return ProxyError::from(e).answer(log.as_ref(), Some(&route), &parts, started);
+        }
+    };
     let read = forward(&route, &parts, body, &plan).await;
     remember_sequence(&route, &parts, &plan, &read);
     let summary = Summary::of(&read);
-    let resp = respond(app, &route, read, &parts);
+    let resp = respond(app, &route, read, &parts, trailers);
     record(
         &route,
         log.as_ref(),
@@ -327,9 +339,12 @@ fn remember_sequence(route: &LiveRoute, parts: &Parts, plan: &Plan, read: &Forwa
 /// read sends them: hop-by-hop and `Host` removed, the consumer's address,
 /// host, scheme and the route's prefix set in the forwarding headers
 /// (`headers::add_forwarded`), and an `x-request-id` when the consumer sent
-/// none (`traceparent` and the rest pass as they are).
-fn prepare_headers(parts: &mut Parts, peer: &Peer, route: &LiveRoute) {
+/// none (`traceparent` and the rest pass as they are). True when the
+/// consumer takes trailers (`TE: trailers`): the upstream is told so too,
+/// since an origin may send them only when asked.
+fn prepare_headers(parts: &mut Parts, peer: &Peer, route: &LiveRoute) -> bool {
     let headers = &mut parts.headers;
+    let trailers = wants_trailers(headers);
     strip_hop_by_hop(headers);
     // The host the consumer asked for: the target's authority when it has
     // one (h2's `:authority`, an absolute-form target: RFC 9112 3.2.2 says
@@ -344,10 +359,16 @@ fn prepare_headers(parts: &mut Parts, peer: &Peer, route: &LiveRoute) {
         host,
         prefix: &route.forwarded_prefix,
     };
+    // The body's own trailers are dropped (`RequestBody`): announce none.
+    headers.remove(header::TRAILER);
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     add_forwarded(headers, peer, origin);
     if !headers.contains_key(&REQUEST_ID) {
         headers.insert(REQUEST_ID, new_request_id());
     }
+    trailers
 }
 
 /// A fresh request id: 128 random bits in hex.
@@ -598,11 +619,13 @@ fn upstream_answer(attempt: Attempt) -> Result<Upstream, ProxyError> {
 /// respond: the answer as the consumer gets it: the upstream's head without
 /// hop-by-hop headers and its body streaming through (copied on the side
 /// for a comparison), or cutover's own answer; then who served and why.
+/// The upstream's trailers reach only a consumer that takes them.
 fn respond(
     app: &App,
     route: &Arc<LiveRoute>,
     read: Forwarded,
     parts: &Parts,
+    trailers: bool,
 ) -> Response<ProxyBody> {
     let local = read.answer.as_ref().err().map(ProxyError::reason);
     let mut resp = match read.answer {
@@ -610,9 +633,13 @@ fn respond(
             response,
             watermark_ms,
         }) => {
-            let (mut head, body) = response.into_parts();
+            let (mut head, mut body) = response.into_parts();
             strip_hop_by_hop(&mut head.headers);
             answer_filter(route, read.served_by, &mut head.headers, parts);
+            if !trailers {
+                head.headers.remove(header::TRAILER);
+                body.drop_trailers();
+            }
             let capture = read.other.map(|OtherRead { read: other, slot }| {
                 let served = Served {
                     side: read.served_by,
@@ -776,17 +803,36 @@ fn outgoing<'a>(
     side: SideName,
     body: RequestBody,
 ) -> Outgoing<'a> {
+    let (path, query) = sent_target(parts, &route.config.prefix);
     Outgoing {
         method: Cow::Borrowed(&parts.method),
         path_and_query: crate::routing::rewrite(
             &route.config.prefix,
             route.config.side(side),
-            parts.uri.path(),
-            parts.uri.query(),
+            path,
+            query,
         ),
         headers: crate::validators::for_side(&parts.headers, side, &route.state.issued_dates),
         body,
     }
+}
+
+/// The read's path and query as the upstream gets them: as the consumer
+/// sent them where hyper saw them encoded (origin-form, under the route's
+/// prefix), else as parsed.
+fn sent_target<'a>(parts: &'a Parts, prefix: &str) -> (&'a str, Option<&'a str>) {
+    if let Some(RawTarget(raw)) = parts.extensions.get::<RawTarget>() {
+        // A fragment is dropped, as hyper drops it from the parsed target.
+        let raw = raw.split('#').next().unwrap_or_default();
+        let (path, query) = match raw.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (raw, None),
+        };
+        if path.starts_with('/') && path.starts_with(prefix) {
+            return (path, query);
+        }
+    }
+    (parts.uri.path(), parts.uri.query())
 }
 
 /// Why a request must not be forwarded at all, if it must not.

@@ -3,6 +3,7 @@
 //! one upstream attempt with its timeout.
 
 mod h1;
+pub mod spool;
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
@@ -23,6 +24,7 @@ use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
+use self::spool::{Spool, SpoolFile, SpoolReader};
 use crate::config::Side;
 
 /// A legacy hyper-util client: HTTPS upstreams (rustls, h2 or HTTP/1.1 by ALPN).
@@ -110,16 +112,17 @@ pub async fn attempt(
         match client {
             UpstreamClient::Http1(pool) => pool.send(out).await,
             UpstreamClient::Tls(c) => {
-                // hyper-util's client wants the absolute URI.
+                // hyper-util's client wants the absolute URI, and a target
+                // hyper can parse (`conn::for_hyper`).
                 let uri = Uri::builder()
                     .scheme(side.scheme.clone())
                     .authority(side.authority.clone())
-                    .path_and_query(out.path_and_query.as_str())
+                    .path_and_query(crate::conn::for_hyper(&out.path_and_query).as_ref())
                     .build()
                     .map_err(BoxError::from)?;
                 c.request(out.into_request(uri))
                     .await
-                    .map(|r| r.map(|b| UpstreamBody(BodyKind::Hyper(b))))
+                    .map(|r| r.map(|b| UpstreamBody::new(BodyKind::Hyper(b))))
                     .map_err(BoxError::from)
             }
         }
@@ -215,21 +218,39 @@ impl Http1Pool {
     }
 
     async fn send(self: &Arc<Self>, out: Outgoing<'_>) -> Result<Response<UpstreamBody>, BoxError> {
-        let bytes = match out.body {
-            RequestBody::Buffered(ref b) => b.clone(),
-            RequestBody::Streaming { .. } => return self.send_streaming(out).await,
-        };
         let method = &*out.method;
         let mut head = Vec::with_capacity(512);
-        let separate = h1::encode_request(
-            &mut head,
-            method,
-            out.path_and_query.as_str(),
-            &self.host,
-            &out.headers,
-            bytes.as_ref(),
-        );
-        let body = if separate { bytes.as_ref() } else { None };
+        let (bytes, spooled) = match out.body {
+            RequestBody::Buffered(ref b) => (b.clone(), None),
+            // Sent from its file on a pooled connection, as a buffered body
+            // is: the target goes out as the consumer wrote it.
+            RequestBody::Spooled(ref r) => (None, Some(r.file().clone())),
+            RequestBody::Streaming { .. } => return self.send_streaming(out).await,
+        };
+        let body = match &spooled {
+            Some(file) => {
+                h1::encode_head(
+                    &mut head,
+                    method,
+                    out.path_and_query.as_str(),
+                    &self.host,
+                    &out.headers,
+                    file.len(),
+                );
+                Some(h1::Payload::File(file))
+            }
+            None => {
+                let separate = h1::encode_request(
+                    &mut head,
+                    method,
+                    out.path_and_query.as_str(),
+                    &self.host,
+                    &out.headers,
+                    bytes.as_ref(),
+                );
+                bytes.as_ref().filter(|_| separate).map(h1::Payload::Bytes)
+            }
+        };
         let head_request = *method == Method::HEAD;
         let idempotent = matches!(
             *method,
@@ -247,12 +268,17 @@ impl Http1Pool {
             };
             let mut got_bytes = false;
             match conn
-                .exchange(&head, body, head_request, &mut got_bytes)
+                .exchange(
+                    &head,
+                    body.as_ref().map(h1::Payload::again),
+                    head_request,
+                    &mut got_bytes,
+                )
                 .await
             {
                 Ok(resp) => {
                     let resp = resp.into_response(conn, self.clone());
-                    return Ok(resp.map(|b| UpstreamBody(BodyKind::H1(b))));
+                    return Ok(resp.map(|b| UpstreamBody::new(BodyKind::H1(b))));
                 }
                 Err(e) if reused && idempotent && e.is_stale_connection(got_bytes) => {
                     tracing::debug!(upstream = %self.target, "pooled connection was closed by the upstream; retrying on a fresh one");
@@ -266,7 +292,7 @@ impl Http1Pool {
     /// connection of its own (hyper's client connection, not pooled).
     async fn send_streaming(&self, out: Outgoing<'_>) -> Result<Response<UpstreamBody>, BoxError> {
         // An HTTP/1.1 connection speaks origin-form with a Host header.
-        let uri = Uri::try_from(out.path_and_query.as_str())?;
+        let uri = Uri::try_from(crate::conn::for_hyper(&out.path_and_query).as_ref())?;
         let mut req = out.into_request(uri);
         req.headers_mut()
             .insert(http::header::HOST, self.host.clone());
@@ -278,7 +304,7 @@ impl Http1Pool {
             }
         });
         let resp = sender.send_request(req).await?;
-        Ok(resp.map(|b| UpstreamBody(BodyKind::Hyper(b))))
+        Ok(resp.map(|b| UpstreamBody::new(BodyKind::Hyper(b))))
     }
 }
 
@@ -289,13 +315,36 @@ pub enum BodyReadError {
     Read(#[source] hyper::Error),
     #[error("the request body paused for more than {0:?}")]
     Stalled(Duration),
+    /// cutover's own disk failed it, not the consumer.
+    #[error("spooling the request body failed: {0}")]
+    Spool(#[source] std::io::Error),
 }
 
 /// An upstream response body: read straight off a pooled HTTP/1.1
 /// connection (which goes back to its pool once the body has been read to
 /// the end), or hyper's (HTTPS, and large-request connections).
 #[derive(Debug)]
-pub struct UpstreamBody(BodyKind);
+pub struct UpstreamBody(BodyKind, Trailers);
+
+/// What becomes of the upstream's trailer fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trailers {
+    Relay,
+    /// The consumer did not send `TE: trailers`: the body ends without them
+    /// (hyper's HTTP/1 server would drop them; its h2 server would not).
+    Drop,
+}
+
+impl UpstreamBody {
+    fn new(kind: BodyKind) -> UpstreamBody {
+        UpstreamBody(kind, Trailers::Relay)
+    }
+
+    /// Ends the body at its data: trailer fields are not passed on.
+    pub fn drop_trailers(&mut self) {
+        self.1 = Trailers::Drop;
+    }
+}
 
 #[derive(Debug)]
 enum BodyKind {
@@ -311,9 +360,16 @@ impl Body for UpstreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.0 {
+        let polled = match &mut self.0 {
             BodyKind::H1(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
             BodyKind::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+        };
+        match polled {
+            // Trailers come last: the body ends there.
+            Poll::Ready(Some(Ok(f))) if f.is_trailers() && self.1 == Trailers::Drop => {
+                Poll::Ready(None)
+            }
+            other => other,
         }
     }
 
@@ -466,12 +522,36 @@ fn build_client(
         .build(connector))
 }
 
-/// A request body for an upstream: empty, fully buffered (so a fallback can
-/// send it again), or streaming (an over-the-limit body: one attempt only).
+/// A request body for an upstream: empty, fully buffered, spooled to a
+/// file (both can be sent again, for a fallback or a shadow read), or
+/// streaming (an over-the-limit body: one attempt only).
 #[derive(Debug)]
 pub enum RequestBody {
     Buffered(Option<Bytes>),
-    Streaming { head: Option<Bytes>, rest: Incoming },
+    /// Past `max_buffered_body`, within `max_spooled_body`: one read of the
+    /// spool file per attempt.
+    Spooled(SpoolReader),
+    /// One attempt only: what was read before the body proved too large
+    /// (a spool file given up on, then bytes in memory), then the rest from
+    /// the consumer.
+    Streaming {
+        file: Option<SpoolReader>,
+        head: Option<Bytes>,
+        rest: Incoming,
+    },
+}
+
+/// How much of a request body cutover keeps so it can be sent again.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits<'a> {
+    /// `max_buffered_body`: kept in memory up to this.
+    pub buffered: usize,
+    /// `max_spooled_body`: past `buffered`, spooled to a file up to this
+    /// (0: never).
+    pub spooled: usize,
+    pub spool: &'a Spool,
+    /// `limits.body_timeout`: the longest pause between two pieces.
+    pub idle: Duration,
 }
 
 impl RequestBody {
@@ -479,44 +559,50 @@ impl RequestBody {
         RequestBody::Buffered(None)
     }
 
-    /// A copy that can be sent again, if this body is fully buffered.
+    /// A copy that can be sent again, if this body is buffered or spooled
+    /// (`None` for a streaming body, or a spool file that cannot be opened).
     pub fn replay(&self) -> Option<RequestBody> {
         match self {
             RequestBody::Buffered(b) => Some(RequestBody::Buffered(b.clone())),
+            RequestBody::Spooled(r) => match SpoolReader::new(r.file().clone()) {
+                Ok(r) => Some(RequestBody::Spooled(r)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reopen a spooled request body: it is sent once");
+                    None
+                }
+            },
             RequestBody::Streaming { .. } => None,
         }
     }
 
-    /// Reads the consumer's body: buffered in full up to `limit` bytes,
-    /// streaming past it. A read error is the consumer's (answered 400).
-    /// `Err` when the body cannot be read, or pauses longer than `idle`
-    /// between two pieces (a stalled client must not hold the read forever).
+    /// Reads the consumer's body: buffered in full up to `limits.buffered`
+    /// bytes, spooled to a file up to `limits.spooled`, streaming past it. A
+    /// read error is the consumer's (answered 400).
+    /// `Err` when the body cannot be read, or pauses longer than
+    /// `limits.idle` between two pieces (a stalled client must not hold the
+    /// read forever).
     pub async fn from_incoming(
         mut body: Incoming,
-        limit: usize,
-        idle: Duration,
+        limits: BodyLimits<'_>,
     ) -> Result<RequestBody, BodyReadError> {
-        use http_body_util::BodyExt;
         if body.is_end_stream() {
             return Ok(RequestBody::empty());
         }
         let mut buf = bytes::BytesMut::new();
         loop {
-            let frame = match tokio::time::timeout(idle, body.frame()).await {
-                Err(_) => return Err(BodyReadError::Stalled(idle)),
-                Ok(None) => break,
-                Ok(Some(frame)) => frame.map_err(BodyReadError::Read)?,
+            let Some(data) = next_data(&mut body, limits.idle).await? else {
+                break;
             };
-            if let Ok(data) = frame.into_data() {
-                buf.extend_from_slice(&data);
-                if buf.len() > limit {
-                    return Ok(RequestBody::Streaming {
-                        head: Some(buf.freeze()),
-                        rest: body,
-                    });
-                }
+            buf.extend_from_slice(&data);
+            if buf.len() > limits.buffered {
+                let head = buf.freeze();
+                return match spool_body(head, body, limits).await? {
+                    Ok(file) => Ok(RequestBody::Spooled(
+                        SpoolReader::new(file).map_err(BodyReadError::Spool)?,
+                    )),
+                    Err(streaming) => Ok(streaming),
+                };
             }
-            // Request trailers are dropped: no data API uses them.
         }
         Ok(RequestBody::Buffered(
             (!buf.is_empty()).then(|| buf.freeze()),
@@ -524,21 +610,97 @@ impl RequestBody {
     }
 }
 
+/// The next piece of data of a request body, `None` at its end. Request
+/// trailers are dropped: no data API uses them.
+async fn next_data(body: &mut Incoming, idle: Duration) -> Result<Option<Bytes>, BodyReadError> {
+    use http_body_util::BodyExt;
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(BodyReadError::Stalled(idle)),
+            Ok(None) => return Ok(None),
+            Ok(Some(frame)) => frame.map_err(BodyReadError::Read)?,
+        };
+        if let Ok(data) = frame.into_data() {
+            return Ok(Some(data));
+        }
+    }
+}
+
+/// A body past `max_buffered_body` whose start, `head`, is read: spooled
+/// whole (`Ok(Ok)`) when it fits `max_spooled_body` and the spool budget,
+/// else (`Ok(Err)`) a streaming body that starts with what was read.
+async fn spool_body(
+    head: Bytes,
+    mut rest: Incoming,
+    limits: BodyLimits<'_>,
+) -> Result<Result<Arc<SpoolFile>, RequestBody>, BodyReadError> {
+    let streaming = |head, rest| RequestBody::Streaming {
+        file: None,
+        head: Some(head),
+        rest,
+    };
+    let max = limits.spooled as u64;
+    let hint = rest.size_hint();
+    let total_lower = hint.lower() + head.len() as u64;
+    if max == 0 || total_lower > max {
+        return Ok(Err(streaming(head, rest)));
+    }
+    // A known length is reserved at once, so a body the budget cannot hold
+    // streams from the start rather than after it was half written.
+    let reserve = match hint.exact() {
+        Some(n) => usize::try_from(n + head.len() as u64).unwrap_or(usize::MAX),
+        None => head.len(),
+    };
+    let Some(mut writer) = limits.spool.create(reserve).await else {
+        return Ok(Err(streaming(head, rest)));
+    };
+    let spool_err = BodyReadError::Spool;
+    if !writer.write(&head).await.map_err(spool_err)? {
+        return Ok(Err(streaming(head, rest)));
+    }
+    while let Some(data) = next_data(&mut rest, limits.idle).await? {
+        let fits = writer.len() + data.len() as u64 <= max;
+        if !fits || !writer.write(&data).await.map_err(spool_err)? {
+            // Too large after all (no length was given), or past the
+            // budget: what is in the file goes first, then this piece and
+            // the rest, once.
+            let file = writer.finish().await.map_err(spool_err)?;
+            let reader = SpoolReader::new(file).map_err(spool_err)?;
+            return Ok(Err(RequestBody::Streaming {
+                file: Some(reader),
+                head: Some(data),
+                rest,
+            }));
+        }
+    }
+    Ok(Ok(writer.finish().await.map_err(spool_err)?))
+}
+
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let piece = |p: Option<std::io::Result<Bytes>>| {
+            p.map(|r| r.map(Frame::data).map_err(BoxError::from))
+        };
         match self.get_mut() {
             RequestBody::Buffered(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            RequestBody::Streaming { head, rest } => {
+            RequestBody::Spooled(r) => r.poll_piece(cx).map(piece),
+            RequestBody::Streaming { file, head, rest } => {
+                if let Some(r) = file {
+                    match std::task::ready!(r.poll_piece(cx)) {
+                        None => *file = None,
+                        some => return Poll::Ready(piece(some)),
+                    }
+                }
                 if let Some(h) = head.take() {
                     return Poll::Ready(Some(Ok(Frame::data(h))));
                 }
-                Pin::new(rest).poll_frame(cx)
+                Pin::new(rest).poll_frame(cx).map_err(BoxError::from)
             }
         }
     }
@@ -546,7 +708,12 @@ impl Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Buffered(b) => b.is_none(),
-            RequestBody::Streaming { head, rest } => head.is_none() && rest.is_end_stream(),
+            RequestBody::Spooled(r) => r.remaining() == 0,
+            RequestBody::Streaming { file, head, rest } => {
+                file.as_ref().is_none_or(|r| r.remaining() == 0)
+                    && head.is_none()
+                    && rest.is_end_stream()
+            }
         }
     }
 
@@ -554,8 +721,10 @@ impl Body for RequestBody {
         match self {
             RequestBody::Buffered(None) => SizeHint::with_exact(0),
             RequestBody::Buffered(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            RequestBody::Streaming { head, rest } => {
-                let h = head.as_ref().map_or(0, |b| b.len() as u64);
+            RequestBody::Spooled(r) => SizeHint::with_exact(r.remaining()),
+            RequestBody::Streaming { file, head, rest } => {
+                let h = head.as_ref().map_or(0, |b| b.len() as u64)
+                    + file.as_ref().map_or(0, SpoolReader::remaining);
                 let r = rest.size_hint();
                 let mut s = SizeHint::new();
                 s.set_lower(r.lower() + h);

@@ -24,8 +24,18 @@ pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub(super) const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
 pub(super) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub(super) const DEFAULT_MAX_BUFFERED_BODY: usize = 64 * 1024;
+/// SPEC 1.2: a POST query up to this can still fall back or be shadowed.
+pub(super) const DEFAULT_MAX_SPOOLED_BODY: usize = 16 * 1024 * 1024;
+/// Four bodies at the default `max_spooled_body`: inside the 128 MiB
+/// emptyDir of deploy/kubernetes beside the divergence logs.
+pub(super) const DEFAULT_MAX_SPOOLED_BYTES: usize = 64 * 1024 * 1024;
 pub(super) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
-pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Batch's `timeout` when neither the side nor `defaults` sets one: nginx's
+/// `proxy_read_timeout`, so a slow warehouse query that answers directly
+/// answers through cutover in batch mode too (SPEC 1.2).
+pub(super) const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Streaming's: it must answer fast, and batch is there when it does not.
+pub(super) const DEFAULT_STREAMING_TIMEOUT: Duration = Duration::from_secs(2);
 pub(super) const DEFAULT_CIRCUIT_FAILURES: u32 = 5;
 pub(super) const DEFAULT_CIRCUIT_COOLDOWN: Duration = Duration::from_secs(30);
 pub(super) const DEFAULT_WATERMARK_HEADER: &str = "x-data-watermark";
@@ -304,6 +314,11 @@ impl Cx<'_> {
                 parse_count(s, 0)
             })
             .unwrap_or(DEFAULT_MAX_BUFFERED_BODY);
+        let max_spooled_body = self
+            .parse(&raw.max_spooled_body, &top.key("max_spooled_body"), |s| {
+                parse_count(s, 0)
+            })
+            .unwrap_or(DEFAULT_MAX_SPOOLED_BODY);
         let state_file = self.parse(&raw.state_file, &top.key("state_file"), |s| {
             // As written: a relative path is under the process's --data-dir
             // (never beside the config, which may be read-only).
@@ -359,6 +374,11 @@ impl Cx<'_> {
             |l| &l.max_compared_bytes,
             DEFAULT_MAX_COMPARED_BYTES,
         );
+        let max_spooled_bytes = count(
+            "max_spooled_bytes",
+            |l| &l.max_spooled_bytes,
+            DEFAULT_MAX_SPOOLED_BYTES,
+        );
         let access_log = raw
             .access_log
             .as_ref()
@@ -392,6 +412,7 @@ impl Cx<'_> {
             runtime: RuntimeSettings {
                 shutdown_grace,
                 max_buffered_body,
+                max_spooled_body,
                 head_timeout,
                 body_timeout,
                 handshake_timeout,
@@ -401,6 +422,7 @@ impl Cx<'_> {
                 max_connections,
                 max_inflight_reads,
                 max_compared_bytes,
+                max_spooled_bytes,
             },
             access_log,
             state_file,
@@ -700,7 +722,9 @@ impl Cx<'_> {
             connect_timeout: connect_timeout
                 .or(defaults.connect_timeout)
                 .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-            timeout: timeout.or(defaults.timeout).unwrap_or(DEFAULT_TIMEOUT),
+            timeout: timeout
+                .or(defaults.timeout)
+                .unwrap_or(default_timeout(which)),
             max_inflight: max_inflight.or(defaults.max_inflight),
             ca_file: ca_file.or_else(|| defaults.ca_file.clone()),
         })
@@ -1010,6 +1034,16 @@ fn parse_nonzero(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` must be more than 0"));
     }
     Ok(d)
+}
+
+/// A side's `timeout` when neither it nor `defaults` says: batch's is
+/// nginx's read timeout, streaming's the short one fallback relies on.
+fn default_timeout(which: &str) -> Duration {
+    if which == "batch" {
+        DEFAULT_BATCH_TIMEOUT
+    } else {
+        DEFAULT_STREAMING_TIMEOUT
+    }
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -1377,6 +1411,33 @@ routes:
     }
 
     #[test]
+    fn spooling_keys_default_parse_and_are_located_when_bad() {
+        let c = ok(MINIMAL);
+        assert_eq!(c.settings.runtime.max_spooled_body, 16 * 1024 * 1024);
+        assert_eq!(c.settings.runtime.max_spooled_bytes, 64 * 1024 * 1024);
+        let c = ok(&format!(
+            "max_spooled_body: 0\n{MINIMAL}limits:\n  max_spooled_bytes: 1000\n"
+        ));
+        assert_eq!(
+            c.settings.runtime.max_spooled_body, 0,
+            "0 turns spooling off"
+        );
+        assert_eq!(c.settings.runtime.max_spooled_bytes, 1000);
+        let errs = errors(&format!(
+            "max_spooled_body: lots\n{MINIMAL}limits:\n  max_spooled_bytes: 0\n"
+        ));
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].starts_with("1:19") && errs[0].contains("lots"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].starts_with("10:22") && errs[1].contains("1 or more"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
     fn durations_are_bounded_by_a_year() {
         assert_eq!(
             parse_duration("8760h"),
@@ -1476,7 +1537,9 @@ routes:
         assert!(!r.methods.contains(&Method::POST));
         assert_eq!(r.mode, Mode::Batch);
         assert_eq!(r.batch.connect_timeout, Duration::from_millis(250));
-        assert_eq!(r.batch.timeout, Duration::from_secs(2));
+        // SPEC 1.2: batch waits as nginx does, streaming stays short.
+        assert_eq!(r.batch.timeout, Duration::from_secs(60));
+        assert_eq!(r.streaming.timeout, Duration::from_secs(2));
         assert_eq!(r.batch.max_inflight, None);
         assert_eq!(r.batch.ca_file, None);
         assert_eq!(r.batch.base_url(), "http://127.0.0.1:7001/tables/orders");
@@ -1516,6 +1579,21 @@ routes:
         ));
         assert_eq!(c.routes[0].reconcile.sample, 0.5);
         assert!(c.routes[0].reconcile.sample_explicit);
+    }
+
+    #[test]
+    fn defaults_timeout_applies_to_both_sides_and_a_sides_own_wins() {
+        let both = ok(&MINIMAL.replace("routes:", "defaults: { timeout: 3s }\nroutes:"));
+        assert_eq!(both.routes[0].batch.timeout, Duration::from_secs(3));
+        assert_eq!(both.routes[0].streaming.timeout, Duration::from_secs(3));
+        let own = ok(&MINIMAL
+            .replace("routes:", "defaults: { timeout: 3s }\nroutes:")
+            .replace(
+                "batch: http://127.0.0.1:7001/tables/orders/",
+                "batch: { url: 'http://127.0.0.1:7001/tables/orders/', timeout: 90s }",
+            ));
+        assert_eq!(own.routes[0].batch.timeout, Duration::from_secs(90));
+        assert_eq!(own.routes[0].streaming.timeout, Duration::from_secs(3));
     }
 
     #[test]
@@ -1681,7 +1759,7 @@ routes:
                 "2:9: admin 127.0.0.1:9901 and listen 127.0.0.1:9901 share a port: give admin another port",
                 "3:7: unknown risk `huge` (expected low, medium or high)",
                 "4:9: `routes` is empty: add at least one route",
-                "5:1: unknown key `extra` (expected one of: version, consumer, risk, listen, admin, shutdown_grace, max_buffered_body, state_file, defaults, access_log, limits, routes)",
+                "5:1: unknown key `extra` (expected one of: version, consumer, risk, listen, admin, shutdown_grace, max_buffered_body, max_spooled_body, state_file, defaults, access_log, limits, routes)",
             ]
         );
         assert_eq!(

@@ -42,6 +42,11 @@ pub fn render(settings: &Settings, routes: &[&Route]) -> String {
         "max_buffered_body",
         &settings.runtime.max_buffered_body.to_string(),
     );
+    out.scalar(
+        0,
+        "max_spooled_body",
+        &settings.runtime.max_spooled_body.to_string(),
+    );
     out.map(0, "limits");
     out.scalar(2, "head_timeout", &duration(settings.runtime.head_timeout));
     out.scalar(2, "body_timeout", &duration(settings.runtime.body_timeout));
@@ -53,6 +58,7 @@ pub fn render(settings: &Settings, routes: &[&Route]) -> String {
     out.scalar(2, "max_connections", &rt.max_connections.to_string());
     out.scalar(2, "max_inflight_reads", &rt.max_inflight_reads.to_string());
     out.scalar(2, "max_compared_bytes", &rt.max_compared_bytes.to_string());
+    out.scalar(2, "max_spooled_bytes", &rt.max_spooled_bytes.to_string());
     match &settings.state_file {
         // As written: a relative path is under --data-dir.
         Some(p) => out.scalar(0, "state_file", &text(&p.display().to_string())),
@@ -343,11 +349,12 @@ mod tests {
             "admin: 127.0.0.1:9901",
             "shutdown_grace: 10s",
             "max_buffered_body: 65536",
+            "max_spooled_body: 16777216",
+            "  max_spooled_bytes: 67108864",
             "      path_prefix: /v1/orders",
             "      methods: [GET, HEAD]",
             "      url: http://127.0.0.1:7001/t",
             "      connect_timeout: 250ms",
-            "      timeout: 2s",
             "      # max_inflight not set: unlimited",
             "      on: [connect, timeout, 5xx, stale, overflow, circuit]",
             "        failures: 5",
@@ -362,6 +369,16 @@ mod tests {
             assert!(out.lines().any(|l| l == line), "no `{line}` in:\n{out}");
         }
         assert!(out.contains("fmt=json"), "{out}");
+        // Each side's own default (SPEC 1.2): batch's first, then streaming's.
+        let timeouts: Vec<&str> = out
+            .lines()
+            .filter(|l| l.trim_start().starts_with("timeout:"))
+            .collect();
+        assert_eq!(
+            timeouts,
+            ["      timeout: 1m", "      timeout: 2s"],
+            "{out}"
+        );
     }
 
     #[test]

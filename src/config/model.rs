@@ -60,6 +60,10 @@ pub struct RuntimeSettings {
     pub shutdown_grace: Duration,
     /// Largest request body kept in memory so a fallback can resend it.
     pub max_buffered_body: usize,
+    /// `max_spooled_body`: past `max_buffered_body`, a request body up to
+    /// this is spooled to a file under `--data-dir` so it too can be sent
+    /// twice (0: never; applies live).
+    pub max_spooled_body: usize,
     /// `limits.head_timeout`: a request head (or the next one on a
     /// keep-alive connection) must arrive within this, on both listeners.
     pub head_timeout: Duration,
@@ -85,6 +89,9 @@ pub struct RuntimeSettings {
     /// `limits.max_compared_bytes`: bytes of answers all comparisons in
     /// flight may hold; a comparison past it is skipped (applies live).
     pub max_compared_bytes: usize,
+    /// `limits.max_spooled_bytes`: bytes all spooled request bodies in
+    /// flight may hold on disk; a body past it streams once (applies live).
+    pub max_spooled_bytes: usize,
 }
 
 impl RuntimeSettings {

@@ -22,6 +22,7 @@ pub(super) struct RawConfig {
     pub admin: Option<String>,
     pub shutdown_grace: Option<String>,
     pub max_buffered_body: Option<String>,
+    pub max_spooled_body: Option<String>,
     pub state_file: Option<String>,
     pub defaults: Option<RawDefaults>,
     pub access_log: Option<RawAccessLog>,
@@ -38,6 +39,7 @@ pub(super) const TOP_KEYS: &[Field] = &[
     Field::scalar("admin"),
     Field::scalar("shutdown_grace"),
     Field::scalar("max_buffered_body"),
+    Field::scalar("max_spooled_body"),
     Field::scalar("state_file"),
     Field::new("defaults", Shape::Map(DEFAULTS_KEYS)),
     Field::new("access_log", Shape::Map(ACCESS_LOG_KEYS)),
@@ -58,6 +60,7 @@ pub(super) struct RawLimits {
     pub max_connections: Option<String>,
     pub max_inflight_reads: Option<String>,
     pub max_compared_bytes: Option<String>,
+    pub max_spooled_bytes: Option<String>,
 }
 
 pub(super) const LIMITS_KEYS: &[Field] = &[
@@ -70,6 +73,7 @@ pub(super) const LIMITS_KEYS: &[Field] = &[
     Field::scalar("max_connections"),
     Field::scalar("max_inflight_reads"),
     Field::scalar("max_compared_bytes"),
+    Field::scalar("max_spooled_bytes"),
 ];
 
 /// One JSON line per read, opt-in.

@@ -9,6 +9,8 @@
 //! so a mistake here can only miss a refusal, never refuse a good request:
 //! hyper still rejects what is malformed.
 
+use super::target::TargetScan;
+
 /// Why a request's framing is refused (the 400's text).
 pub const BOTH_FRAMINGS: &str = "both Transfer-Encoding and Content-Length\n";
 pub const REPEATED_LENGTH: &str = "more than one Content-Length\n";
@@ -51,6 +53,10 @@ pub struct Follower {
     heads: u64,
     /// The first refused head: its index and why.
     refused: Option<(u64, &'static str)>,
+    /// Request targets with bytes hyper refuses (`target`).
+    pub targets: TargetScan,
+    /// Offsets into the last `feed`'s bytes that hyper must see encoded.
+    pub encode: Vec<usize>,
 }
 
 impl Default for Follower {
@@ -60,6 +66,8 @@ impl Default for Follower {
             partial: Vec::new(),
             heads: 0,
             refused: None,
+            targets: TargetScan::default(),
+            encode: Vec::new(),
         }
     }
 }
@@ -78,10 +86,26 @@ impl Follower {
 
     /// Follows `bytes`, the next ones the consumer sent.
     pub fn feed(&mut self, mut bytes: &[u8]) {
+        self.encode.clear();
+        let mut offset = 0;
         while !bytes.is_empty() {
             let used = match self.state {
                 State::Off => return,
-                State::Head => self.head(bytes),
+                State::Head => {
+                    let head = self.heads;
+                    let used = self.head(bytes);
+                    let mut at = std::mem::take(&mut self.encode);
+                    let before = at.len();
+                    self.targets.scan(head, &bytes[..used], &mut at);
+                    for i in &mut at[before..] {
+                        *i += offset;
+                    }
+                    self.encode = at;
+                    if self.heads > head {
+                        self.targets.next_head();
+                    }
+                    used
+                }
                 State::Length(left) => self.skip(left, bytes.len(), State::Head, State::Length),
                 State::ChunkData(left) => {
                     self.skip(left, bytes.len(), State::ChunkEnd, State::ChunkData)
@@ -92,6 +116,7 @@ impl Follower {
                 }
             };
             bytes = &bytes[used..];
+            offset += used;
         }
     }
 

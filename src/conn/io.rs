@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::framing::Follower;
+use super::target::{RawTargets, encode_at};
 
 /// The first request on a connection whose framing cutover refuses: its
 /// index on the connection and why. Set once; every request from it on is
@@ -29,17 +30,21 @@ pub fn refused(refusal: &Refusal, n: u64) -> Option<&'static str> {
 pub struct ConnIo {
     replay: Bytes,
     inner: TcpStream,
-    follow: Option<(Follower, Refusal)>,
+    follow: Option<(Follower, Refusal, RawTargets)>,
+    /// Bytes for hyper that did not fit its buffer: a request line whose
+    /// target grew when encoded (`target`). Already followed.
+    pending: Bytes,
 }
 
 impl ConnIo {
     /// `replay` is what was read from `inner` already; `follow` is set on
     /// HTTP/1 connections of the consumer listener.
-    pub fn new(inner: TcpStream, replay: Bytes, follow: Option<Refusal>) -> ConnIo {
+    pub fn new(inner: TcpStream, replay: Bytes, follow: Option<(Refusal, RawTargets)>) -> ConnIo {
         ConnIo {
             replay,
             inner,
-            follow: follow.map(|r| (Follower::default(), r)),
+            follow: follow.map(|(r, t)| (Follower::default(), r, t)),
+            pending: Bytes::new(),
         }
     }
 }
@@ -51,6 +56,12 @@ impl AsyncRead for ConnIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.pending.has_remaining() {
+            let n = this.pending.len().min(buf.remaining());
+            buf.put_slice(&this.pending[..n]);
+            this.pending.advance(n);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         if this.replay.has_remaining() {
             let n = this.replay.len().min(buf.remaining());
@@ -63,10 +74,23 @@ impl AsyncRead for ConnIo {
         } else {
             std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         }
-        if let Some((follower, refusal)) = &mut this.follow {
+        if let Some((follower, refusal, targets)) = &mut this.follow {
             follower.feed(&buf.filled()[before..]);
             if let Some(first) = follower.first_refusal() {
                 let _ = refusal.set(first);
+            }
+            if !follower.targets.ready.is_empty() {
+                let mut q = targets.lock().unwrap_or_else(|p| p.into_inner());
+                q.extend(follower.targets.ready.drain(..));
+            }
+            if !follower.encode.is_empty() {
+                // Rare: a target with bytes hyper refuses. What hyper reads
+                // is the encoded target; what does not fit waits.
+                let encoded = encode_at(&buf.filled()[before..], &follower.encode);
+                buf.set_filled(before);
+                let n = encoded.len().min(buf.remaining());
+                buf.put_slice(&encoded[..n]);
+                this.pending = Bytes::from(encoded).slice(n..);
             }
             if !follower.following() {
                 this.follow = None;

@@ -42,6 +42,10 @@ pub enum ProxyError {
     /// The consumer paused its request body past `limits.body_timeout`.
     #[error(transparent)]
     BodyTimeout(BodyReadError),
+    /// cutover's disk failed a request body it was spooling (full, gone):
+    /// like the other bounds cutover holds, answered 503 `overflow`.
+    #[error(transparent)]
+    Spool(BodyReadError),
     /// Streaming was at `max_inflight` and no fallback was allowed.
     #[error("streaming is at max_inflight")]
     Overflow,
@@ -72,6 +76,7 @@ impl From<BodyReadError> for ProxyError {
         match e {
             BodyReadError::Read(_) => ProxyError::UnreadableBody,
             BodyReadError::Stalled(_) => ProxyError::BodyTimeout(e),
+            BodyReadError::Spool(_) => ProxyError::Spool(e),
         }
     }
 }
@@ -95,9 +100,10 @@ impl ProxyError {
             }
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ProxyError::Overflow | ProxyError::CircuitOpen | ProxyError::Shed => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::Overflow
+            | ProxyError::CircuitOpen
+            | ProxyError::Shed
+            | ProxyError::Spool(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect(_) | ProxyError::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -116,7 +122,7 @@ impl ProxyError {
             ProxyError::NoRoute => "no_route",
             ProxyError::MethodNotAllowed { .. } => "method",
             // SPEC's name for "cutover is at an in-flight bound".
-            ProxyError::Overflow | ProxyError::Shed => "overflow",
+            ProxyError::Overflow | ProxyError::Shed | ProxyError::Spool(_) => "overflow",
             ProxyError::CircuitOpen => "circuit",
             ProxyError::Connect(_) => "connect",
             ProxyError::Timeout(_) | ProxyError::BodyTimeout(_) => "timeout",
@@ -140,6 +146,7 @@ impl ProxyError {
             ProxyError::Pinned { cause: None, .. } => {
                 "this object or listing was being read from a side the route no longer serves; retry the whole read\n"
             }
+            ProxyError::Spool(_) => "cutover could not spool the request body: retry shortly\n",
             _ => self
                 .status()
                 .canonical_reason()

@@ -29,6 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Http1Pool;
+use super::spool::SpoolFile;
 
 /// Most header lines accepted in a response head.
 const MAX_HEADERS: usize = 128;
@@ -147,13 +148,25 @@ impl Conn {
     pub async fn exchange(
         &mut self,
         head: &[u8],
-        body: Option<&Bytes>,
+        body: Option<Payload<'_>>,
         head_request: bool,
         got_bytes: &mut bool,
     ) -> Result<Head, ExchangeError> {
         self.io.write_all(head).await?;
-        if let Some(b) = body {
-            self.io.write_all(b).await?;
+        match body {
+            None => {}
+            Some(Payload::Bytes(b)) => self.io.write_all(b).await?,
+            Some(Payload::File(f)) => {
+                // Each attempt reads the spool file from its start.
+                let mut file = f.open()?.take(f.len());
+                let sent = tokio::io::copy(&mut file, &mut self.io).await?;
+                if sent != f.len() {
+                    return Err(ExchangeError::Io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "spool file shorter than spooled",
+                    )));
+                }
+            }
         }
         loop {
             if !self.buf.is_empty() {
@@ -177,6 +190,23 @@ impl Conn {
     }
 }
 
+/// A request body written after its head.
+pub enum Payload<'a> {
+    Bytes(&'a Bytes),
+    /// A spooled body (`spool`), copied from its file.
+    File(&'a SpoolFile),
+}
+
+impl Payload<'_> {
+    /// The same body for another attempt (a retry on a fresh connection).
+    pub fn again(&self) -> Payload<'_> {
+        match self {
+            Payload::Bytes(b) => Payload::Bytes(b),
+            Payload::File(f) => Payload::File(f),
+        }
+    }
+}
+
 /// Writes a request head into `out`: request line, `host`, the headers
 /// (without any framing header of the consumer's) and a `content-length`
 /// for the body; a small body is appended to the same buffer. Returns
@@ -189,6 +219,34 @@ pub fn encode_request(
     headers: &HeaderMap,
     body: Option<&Bytes>,
 ) -> bool {
+    encode_head(
+        out,
+        method,
+        path_and_query,
+        host,
+        headers,
+        body.map_or(0, |b| b.len() as u64),
+    );
+    match body {
+        Some(b) if b.len() <= COPY_BODY_MAX => {
+            out.extend_from_slice(b);
+            false
+        }
+        Some(_) => true,
+        None => false,
+    }
+}
+
+/// Writes a request head for a body of `len` bytes into `out` (see
+/// `encode_request`); the body is written after it.
+pub fn encode_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    path_and_query: &str,
+    host: &HeaderValue,
+    headers: &HeaderMap,
+    len: u64,
+) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(path_and_query.as_bytes());
@@ -207,20 +265,15 @@ pub fn encode_request(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let len = body.map_or(0, Bytes::len);
+    if headers.contains_key(header::TE) {
+        // RFC 9110 10.1.4: TE is for this hop only, and says so.
+        out.extend_from_slice(b"connection: te\r\n");
+    }
     if len > 0 || matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
         // Writing to a Vec cannot fail.
         let _ = write!(out, "content-length: {len}\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    match body {
-        Some(b) if b.len() <= COPY_BODY_MAX => {
-            out.extend_from_slice(b);
-            false
-        }
-        Some(_) => true,
-        None => false,
-    }
 }
 
 /// A parsed response head and how its body is framed.
@@ -241,6 +294,7 @@ impl Head {
             state: self.framing,
             reusable: self.keep_alive,
             trailer_bytes: 0,
+            trailers: None,
         };
         if body.state == Framing::Done {
             body.finish();
@@ -438,6 +492,29 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
+/// One trailer line as a field, unless it is malformed or one a trailer
+/// must not carry (framing, routing, connection: RFC 9110 6.5.1), which
+/// are dropped rather than failing a body already sent.
+fn trailer_field(line: &[u8]) -> Option<(HeaderName, HeaderValue)> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let name = HeaderName::from_bytes(&line[..colon]).ok()?;
+    let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii()).ok()?;
+    let forbidden = crate::headers::HOP_BY_HOP.contains(&name)
+        || [
+            header::CONTENT_LENGTH,
+            header::CONTENT_ENCODING,
+            header::CONTENT_TYPE,
+            header::CONTENT_RANGE,
+            header::HOST,
+            header::TRAILER,
+            header::AUTHORIZATION,
+            header::SET_COOKIE,
+            header::CACHE_CONTROL,
+        ]
+        .contains(&name);
+    (!forbidden).then_some((name, value))
+}
+
 /// An upstream response body read straight from the connection. Once read to
 /// its end on a connection that may be reused, the connection goes back to
 /// the pool; a body dropped early closes it.
@@ -447,6 +524,8 @@ pub struct Body {
     state: Framing,
     reusable: bool,
     trailer_bytes: usize,
+    /// Trailer fields read so far, passed on as the body's last frame.
+    trailers: Option<HeaderMap>,
 }
 
 impl std::fmt::Debug for Body {
@@ -559,17 +638,21 @@ impl hyper::body::Body for Body {
                         return this.fail(BodyError::BadChunk);
                     }
                 }
-                // Trailer fields are read and dropped: no data API uses them.
+                // Trailer fields end the body as its last frame (the proxy
+                // relays them only to a consumer that sent `TE: trailers`).
                 Framing::Trailers => match conn.buf.windows(2).position(|w| w == b"\r\n") {
                     Some(0) => {
                         conn.buf.advance(2);
                         this.finish();
-                        return Poll::Ready(None);
+                        return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
                     }
                     Some(line) => {
                         this.trailer_bytes += line + 2;
                         if this.trailer_bytes > MAX_TRAILER_BYTES {
                             return this.fail(BodyError::BadChunk);
+                        }
+                        if let Some((name, value)) = trailer_field(&conn.buf[..line]) {
+                            this.trailers.get_or_insert_default().append(name, value);
                         }
                         conn.buf.advance(line + 2);
                         false

@@ -31,6 +31,8 @@ pub struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     max_buffered_body: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    max_spooled_body: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     access_log: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     limits: Option<Value>,
@@ -55,6 +57,7 @@ impl Config {
             admin: "127.0.0.1:0".to_owned(),
             shutdown_grace: None,
             max_buffered_body: None,
+            max_spooled_body: None,
             access_log: None,
             limits: None,
             state_file: None,
@@ -96,6 +99,11 @@ impl Config {
 
     pub fn max_buffered_body(mut self, bytes: u64) -> Config {
         self.max_buffered_body = Some(bytes);
+        self
+    }
+
+    pub fn max_spooled_body(mut self, bytes: u64) -> Config {
+        self.max_spooled_body = Some(bytes);
         self
     }
 
