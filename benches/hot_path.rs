@@ -9,10 +9,10 @@ use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use cutover::config::compile_str;
-use cutover::freshness::parse_watermark;
-use cutover::headers::strip_hop_by_hop;
-use cutover::reconcile::{Answer, Spec, compare};
-use cutover::routing::{canary_point, choose_side, prefix_matches, rewrite};
+use cutover::decide::freshness::parse_watermark;
+use cutover::decide::reconcile::{Answer, Spec, compare};
+use cutover::decide::routing::{canary_point, choose_side, prefix_matches, rewrite};
+use cutover::net::headers::strip_hop_by_hop;
 use http::HeaderMap;
 
 const CONFIG: &str = r#"

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use cutover::config::compile_str;
-use cutover::freshness::parse_watermark;
-use cutover::reconcile::{Answer, Category, Spec, compare};
+use cutover::decide::freshness::parse_watermark;
+use cutover::decide::reconcile::{Answer, Category, Spec, compare};
 use proptest::prelude::*;
 use serde_json::json;
 

@@ -1,0 +1,830 @@
+//! `cutover demo`: a sample batch service and a sample streaming service on
+//! loopback, a commented demo config in a temp dir, and the proxy serving it,
+//! so a person can watch a cutover (and a rollback) with nothing installed.
+//!
+//! The proxy listens on 127.0.0.1:8080 and its admin on 127.0.0.1:9901 when
+//! those are free, else on ports the OS picks; `CUTOVER_DEMO_PORTS=ephemeral`
+//! always picks (tests and CI use it so they never collide with anything).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::StartError;
+
+/// Set to `ephemeral` to skip the preferred ports.
+pub const PORTS_ENV: &str = "CUTOVER_DEMO_PORTS";
+/// Where the demo proxy listens when the port is free.
+const PREFERRED_LISTEN: u16 = 8080;
+/// Where the demo admin listener answers when the port is free.
+const PREFERRED_ADMIN: u16 = 9901;
+/// The header both sample services put their watermark in.
+const WATERMARK: &str = "x-data-watermark";
+/// How far the sample batch output lags: its watermark is the start of the
+/// current hour minus this, like a job that runs hourly on a 3-hour-old cut.
+const BATCH_LAG: Duration = Duration::from_secs(3 * 3600);
+/// Share of streaming reads answered 503, so fallbacks show up in a few curls.
+const STREAMING_FAILURES: f64 = 0.05;
+/// Share of streaming reads that stall past the demo's 300 ms streaming timeout.
+const STREAMING_STALLS: f64 = 0.03;
+/// Share of streaming reads that carry one record twice, as an at-least-once
+/// pipeline does after a retry: reconcile reports it as a `duplicate`.
+const STREAMING_DUPLICATES: f64 = 0.1;
+const STALL: Duration = Duration::from_millis(450);
+/// Where the sample streaming service takes `POST ?failures=0.8&divergence=0.5`.
+const MISBEHAVE_PATH: &str = "/misbehave";
+/// Bind attempts before giving up when a picked port is taken in between.
+const BIND_ATTEMPTS: usize = 3;
+
+/// Runs the demo until `shutdown` completes, then drains the proxy, stops the
+/// sample services and removes the demo directory.
+pub async fn run(shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let ephemeral = std::env::var(PORTS_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("ephemeral"));
+    let dataset = Arc::new(Dataset::new(SystemTime::now()));
+    let batch = SampleService::start(Kind::Batch, dataset.clone()).await?;
+    let streaming = SampleService::start(Kind::Streaming, dataset).await?;
+    let dir = DemoDir::create()?;
+    let path = dir.path().join("cutover.yaml");
+
+    let mut attempt = 0;
+    let running = loop {
+        attempt += 1;
+        let listen = pick_port(PREFERRED_LISTEN, ephemeral);
+        let admin = pick_port(PREFERRED_ADMIN, ephemeral);
+        let config = demo_config(listen, admin, batch.addr, streaming.addr);
+        std::fs::write(&path, config).map_err(|source| StartError::DemoFiles {
+            path: path.clone(),
+            source,
+        })?;
+        match crate::serve::start(&path).await {
+            // A picked port can be taken between the probe and the bind; pick again.
+            Err(StartError::Bind { .. }) if attempt < BIND_ATTEMPTS => continue,
+            other => break other?,
+        }
+    };
+    println!(
+        "{}",
+        guide(
+            &path,
+            dir.path(),
+            running.listen_addr(),
+            running.admin_addr(),
+            &batch,
+            &streaming
+        )
+    );
+
+    shutdown.await;
+    running.shutdown().await;
+    drop((batch, streaming, dir));
+    Ok(())
+}
+
+/// What a person reads after `cutover demo` starts: where things are and what to try.
+fn guide(
+    path: &Path,
+    dir: &Path,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    batch: &SampleService,
+    streaming: &SampleService,
+) -> String {
+    let path = path.display();
+    format!(
+        "\
+cutover demo is running.
+
+  config     {path}
+  batch      http://{batch_addr}/tables/orders
+             sample batch output: its data is hours old (watermark {batch_wm})
+  streaming  http://{streaming_addr}/v1/orders
+             sample streaming output: its data is seconds old, but ~5% of reads fail (503),
+             ~3% stall past the 300ms timeout and ~10% repeat a record (at-least-once delivery)
+
+Try:
+  curl -i http://{listen}/v1/orders
+      x-cutover-served-by: streaming; repeat it and some reads say x-cutover-fallback: 5xx
+      (or timeout): streaming failed and batch answered instead
+  for i in $(seq 40); do curl -s -o /dev/null -D - http://{listen}/v1/orders | grep -i x-cutover-fallback; done
+  curl -i http://{listen}/v1/customers
+  curl -s http://{admin}/metrics | grep cutover_freshness_delta_seconds
+  curl -s http://{admin}/metrics | grep cutover_reconcile_divergences_total
+  curl -s http://{admin}/status
+  cutover status --admin http://{admin}
+
+Then edit {path}: change `mode: streaming` to `mode: batch` and curl again
+— the change is live within a second, no restart. Every phase of the migration
+is an edit of that line: batch, shadow, canary, streaming, streaming_only.
+
+Watch the orders gate roll the route back by itself (it checks every 5s over
+the last 30s; two bad checks in a row trip it, well within a minute):
+  curl -s -X POST 'http://{streaming_addr}{MISBEHAVE_PATH}?failures=0.8'
+      streaming now fails 80% of reads (divergence=0.5 makes half its answers lose a record)
+  for i in $(seq 200); do curl -s -o /dev/null http://{listen}/v1/orders; sleep 0.1; done &
+  watch -n1 cutover status --admin http://{admin}
+      GATE turns tripped and EFFECTIVE batch*; the log says which check failed
+  curl -s -X POST 'http://{streaming_addr}{MISBEHAVE_PATH}?failures=0&divergence=0'
+      streaming is healthy again, yet orders stays on batch: no flapping back.
+      A person re-arms the gate by editing the route's mode or gate (e.g. failures: 3).
+
+Ctrl-C stops the demo and removes {dir}.",
+        batch_addr = batch.addr,
+        streaming_addr = streaming.addr,
+        batch_wm = rfc3339(batch.dataset.batch_watermark),
+        dir = dir.display(),
+    )
+}
+
+/// The demo config, every line explained.
+fn demo_config(listen: u16, admin: u16, batch: SocketAddr, streaming: SocketAddr) -> String {
+    let text = format!(
+        "\
+# cutover demo config. Edit and save while `cutover demo` runs: the file is
+# re-read within a second. A bad edit is rejected (see the log and
+# `cutover status`) and the last good config keeps serving.
+version: 1 # config format version; always 1
+consumer: demo-dashboard # who reads through this sidecar; a label on every metric
+risk: low # low | medium | high: how careful this migration must be
+listen: 127.0.0.1:{listen} # the consumer sends its reads here (a change needs a restart)
+admin: 127.0.0.1:{admin} # /metrics /healthz /readyz /status (a change needs a restart)
+
+defaults: # for both sides of every route, unless a side says otherwise
+  connect_timeout: 250ms # give up connecting after this (fallback reason \"connect\")
+  # timeout: not set, so each side waits for response headers as long as its own default:
+  #   batch 60s (as nginx), streaming 2s; a timeout here would apply to both
+
+routes:
+  # orders: mid-migration. Streaming serves; batch answers when streaming fails.
+  - name: orders # a label on metrics and a row in `cutover status`
+    match: # which reads this route takes
+      path_prefix: /v1/orders # reads under this path (the longest matching prefix wins)
+    batch: http://{batch}/tables/orders # batch output: /v1/orders/7 -> /tables/orders/7
+    streaming: # streaming output of the same dataset
+      url: http://{streaming}/v1/orders # the streaming service: /v1/orders/7 -> /v1/orders/7
+      timeout: 300ms # streaming must answer fast; slower reads fall back (\"timeout\")
+    # mode: which side serves this route's reads. Change it and save:
+    #   batch           batch only (before the migration, or to roll back)
+    #   shadow          batch serves; streaming gets a copy that is compared, never returned
+    #   canary          streaming serves canary.percent of reads, batch the rest
+    #   streaming       streaming serves; batch answers when streaming fails (see fallback)
+    #   streaming_only  streaming serves and its errors reach the consumer (batch retired)
+    mode: streaming # edit me: batch rolls back, canary or shadow step back less
+    canary: # used in canary mode only
+      percent: 25 # share of reads streaming serves
+    fallback: # when a read that chose streaming is answered by batch instead
+      on: [connect, timeout, 5xx, stale, overflow, circuit] # the failures that fall back
+      max_staleness: 10m # streaming data older than this counts as a failure (\"stale\")
+      circuit: {{ failures: 5, cooldown: 30s }} # 5 failures in a row: batch only for 30s
+    freshness: # how each side says how fresh its data is
+      header: {WATERMARK} # an RFC 3339 time; `cutover status` shows the difference
+    reconcile: # compare the two sides' answers to the same read
+      sample: 0.25 # share of streaming reads also sent to batch and compared
+      records: /data # JSON pointer to the record array in each answer
+      key: id # the field that identifies a record
+      ignore: [ingested_at] # fields expected to differ between the sides
+      event_time: created_at # a record newer than the other side's watermark is \"timing\", not a defect
+    gate: # automatic rollback: when streaming misbehaves, the route rolls itself back
+      interval: 5s # how often the checks run (30s by default)
+      window: 30s # what each check looks back over
+      failures: 2 # bad checks in a row that trip the gate
+      min_reads: 20 # fewer streaming reads (comparisons) in the window: no verdict, never a trip
+      max_fallback_ratio: 0.5 # more than half of streaming's reads answered by batch is bad
+      max_divergence_ratio: 0.4 # more than 40% of comparisons diverging is bad
+      rollback_to: batch # what the route becomes when tripped: batch, or shadow to keep comparing
+
+  # customers: not migrated yet. Batch serves; try shadow, then streaming.
+  - name: customers # a second route, with the short form of a side
+    match: {{ path_prefix: /v1/customers }} # reads under /v1/customers
+    batch: http://{batch}/tables/customers # a side can be a bare URL
+    streaming: http://{streaming}/v1/customers # probed for freshness, not read in batch mode
+    mode: batch # edit me: shadow compares without serving streaming
+    reconcile: {{ records: /data, key: id, ignore: [ingested_at] }} # how shadow compares
+"
+    );
+    align_comments(&text, COMMENT_COLUMN)
+}
+
+/// Where trailing comments start in the demo config, so they read as a column.
+const COMMENT_COLUMN: usize = 34;
+
+/// Pads each setting so its trailing `# comment` starts at `column` (or two
+/// spaces after a longer setting). Whole-line comments are left alone.
+fn align_comments(text: &str, column: usize) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for line in text.lines() {
+        match line.split_once(" # ") {
+            Some((setting, comment)) if !setting.trim().is_empty() => {
+                let setting = setting.trim_end();
+                let pad = column.saturating_sub(setting.len()).max(2);
+                out.push_str(setting);
+                out.push_str(&" ".repeat(pad));
+                out.push_str("# ");
+                out.push_str(comment);
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A free port on 127.0.0.1: `preferred` if it can be bound right now (and
+/// `ephemeral` is off), else one the OS picks. The probe socket is closed
+/// before returning, so the proxy can bind the port; `run` retries if another
+/// process takes it in between.
+fn pick_port(preferred: u16, ephemeral: bool) -> u16 {
+    let bind = |port| std::net::TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
+    if !ephemeral && bind(preferred).is_ok() {
+        return preferred;
+    }
+    // If even this fails, port 0 in the config makes the proxy pick, and the
+    // guide prints the real address anyway.
+    bind(0).and_then(|l| l.local_addr()).map_or(0, |a| a.port())
+}
+
+/// The demo's temp dir, removed when dropped (normal exit and start-up errors alike).
+struct DemoDir(PathBuf);
+
+impl DemoDir {
+    fn create() -> Result<DemoDir, StartError> {
+        let path = std::env::temp_dir().join(format!("cutover-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&path).map_err(|source| StartError::DemoFiles {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(DemoDir(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for DemoDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Batch,
+    Streaming,
+}
+
+/// The records both sample services serve, fixed when the demo starts.
+struct Dataset {
+    batch_watermark: SystemTime,
+    /// Orders up to the batch watermark: what both sides have.
+    settled: Vec<Record>,
+    /// Orders after the batch watermark: only streaming has them yet.
+    recent: Vec<Record>,
+    customers: Vec<Record>,
+}
+
+/// One record as the services answer it. Typed rather than `json!` so the
+/// fields come out in a natural order (`id` first) without `preserve_order`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+enum Record {
+    Order {
+        id: u64,
+        customer_id: u64,
+        amount: f64,
+        currency: &'static str,
+        status: &'static str,
+        created_at: String,
+        /// When this side loaded the record: differs between the sides by
+        /// nature, so the demo config tells reconcile to ignore it.
+        ingested_at: String,
+    },
+    Customer {
+        id: u64,
+        name: &'static str,
+        country: &'static str,
+        ingested_at: String,
+    },
+}
+
+impl Record {
+    fn id(&self) -> u64 {
+        match self {
+            Record::Order { id, .. } | Record::Customer { id, .. } => *id,
+        }
+    }
+
+    fn ingested(mut self, at: SystemTime) -> Record {
+        match &mut self {
+            Record::Order { ingested_at, .. } | Record::Customer { ingested_at, .. } => {
+                *ingested_at = rfc3339(at);
+            }
+        }
+        self
+    }
+}
+
+/// The body of every successful answer.
+#[derive(Serialize)]
+struct Page {
+    data: Vec<Record>,
+}
+
+impl Dataset {
+    fn new(now: SystemTime) -> Dataset {
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let batch_watermark = UNIX_EPOCH + Duration::from_secs(secs - secs % 3600) - BATCH_LAG;
+        let order = |id, customer_id, amount, status, at| Record::Order {
+            id,
+            customer_id,
+            amount,
+            currency: "EUR",
+            status,
+            created_at: rfc3339(at),
+            ingested_at: String::new(),
+        };
+        let before = |minutes: u64| batch_watermark - Duration::from_secs(minutes * 60);
+        let ago = |minutes: u64| now - Duration::from_secs(minutes * 60);
+        let settled = vec![
+            order(1, 101, 12.5, "paid", before(95)),
+            order(2, 102, 230.0, "paid", before(80)),
+            order(3, 101, 7.99, "refunded", before(64)),
+            order(4, 103, 48.2, "paid", before(41)),
+            order(5, 104, 19.0, "shipped", before(17)),
+            order(6, 102, 99.9, "paid", before(3)),
+        ];
+        let recent = vec![
+            order(7, 105, 15.75, "paid", ago(150)),
+            order(8, 103, 310.4, "paid", ago(42)),
+            order(9, 101, 5.0, "pending", ago(2)),
+        ];
+        let customer = |id, name, country| Record::Customer {
+            id,
+            name,
+            country,
+            ingested_at: String::new(),
+        };
+        let customers = vec![
+            customer(101, "Ada Bakery", "DE"),
+            customer(102, "Brook Bikes", "NL"),
+            customer(103, "Cedar Books", "FR"),
+            customer(104, "Delta Dairy", "DE"),
+            customer(105, "Echo Electric", "ES"),
+        ];
+        Dataset {
+            batch_watermark,
+            settled,
+            recent,
+            customers,
+        }
+    }
+
+    /// The answer to a read of `path` on one side: `/…/orders`,
+    /// `/…/orders/{id}`, `/…/customers`, `/…/customers/{id}`.
+    fn answer(&self, kind: Kind, path: &str, now: SystemTime) -> Response<Full<Bytes>> {
+        self.answer_losing(kind, path, now, false)
+    }
+
+    /// As `answer`; with `lose`, a collection answer leaves out its first record.
+    fn answer_losing(
+        &self,
+        kind: Kind,
+        path: &str,
+        now: SystemTime,
+        lose: bool,
+    ) -> Response<Full<Bytes>> {
+        let (collection, id) = match path.trim_end_matches('/').rsplit_once('/') {
+            Some((rest, last)) if last.parse::<u64>().is_ok() => (
+                rest.rsplit('/').next().unwrap_or(""),
+                last.parse::<u64>().ok(),
+            ),
+            Some((_, last)) => (last, None),
+            None => ("", None),
+        };
+        let (watermark, ingested_at) = match kind {
+            // The batch job loaded everything up to its watermark in one go.
+            Kind::Batch => (
+                self.batch_watermark,
+                self.batch_watermark + Duration::from_secs(1200),
+            ),
+            // Streaming is a few seconds behind the present.
+            Kind::Streaming => {
+                let lag = Duration::from_millis(1500 + fastrand::u64(0..2500));
+                (now - lag, now - lag)
+            }
+        };
+        let records: Vec<&Record> = match (collection, kind) {
+            ("orders", Kind::Batch) => self.settled.iter().collect(),
+            ("orders", Kind::Streaming) => self.settled.iter().chain(&self.recent).collect(),
+            ("customers", _) => self.customers.iter().collect(),
+            _ => return plain(StatusCode::NOT_FOUND, "try /…/orders or /…/customers\n"),
+        };
+        let mut data: Vec<Record> = records
+            .into_iter()
+            .filter(|r| id.is_none_or(|id| r.id() == id))
+            .map(|r| r.clone().ingested(ingested_at))
+            .collect();
+        if id.is_some() && data.is_empty() {
+            return plain(StatusCode::NOT_FOUND, "no such record\n");
+        }
+        // The first record: one batch has too, so reconcile sees it `missing`.
+        if lose && id.is_none() && !data.is_empty() {
+            data.remove(0);
+        }
+        if kind == Kind::Streaming && fastrand::f64() < STREAMING_DUPLICATES {
+            let redelivered = data[fastrand::usize(..data.len())].clone();
+            data.push(redelivered);
+        }
+        let body = serde_json::to_vec(&Page { data }).unwrap_or_default();
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        let headers = resp.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Ok(v) = HeaderValue::from_str(&rfc3339(watermark)) {
+            headers.insert(WATERMARK, v);
+        }
+        resp
+    }
+}
+
+/// One sample service on 127.0.0.1:0, stopped (with its connections) when dropped.
+struct SampleService {
+    addr: SocketAddr,
+    dataset: Arc<Dataset>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for SampleService {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SampleService {
+    async fn start(kind: Kind, dataset: Arc<Dataset>) -> Result<SampleService, StartError> {
+        let what = match kind {
+            Kind::Batch => "sample batch service",
+            Kind::Streaming => "sample streaming service",
+        };
+        let misbehaviour = Arc::new(Misbehaviour::default());
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let bound = TcpListener::bind(addr).await.and_then(|l| {
+            let a = l.local_addr()?;
+            Ok((l, a))
+        });
+        let (listener, addr) = bound.map_err(|source| StartError::Bind { what, addr, source })?;
+        let data = dataset.clone();
+        let task = tokio::spawn(async move {
+            // Owned here so that aborting the accept loop aborts every connection too.
+            let mut connections = JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                while connections.try_join_next().is_some() {}
+                let data = data.clone();
+                let misbehaviour = misbehaviour.clone();
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let data = data.clone();
+                    let misbehaviour = misbehaviour.clone();
+                    async move {
+                        Ok::<_, Infallible>(serve_read(kind, &data, &misbehaviour, &req).await)
+                    }
+                });
+                connections.spawn(async move {
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(SampleService {
+            addr,
+            dataset,
+            task,
+        })
+    }
+}
+
+/// How much worse than usual the sample streaming service behaves, as set
+/// by `POST /misbehave` (f64 bits; 0 = as usual).
+#[derive(Debug, Default)]
+struct Misbehaviour {
+    /// Share of reads answered 503 (when above the usual `STREAMING_FAILURES`).
+    failures: AtomicU64,
+    /// Share of answers that lose a record (reconcile: `missing`).
+    divergence: AtomicU64,
+}
+
+impl Misbehaviour {
+    fn failures(&self) -> f64 {
+        f64::from_bits(self.failures.load(Ordering::Relaxed))
+    }
+
+    fn divergence(&self) -> f64 {
+        f64::from_bits(self.divergence.load(Ordering::Relaxed))
+    }
+
+    /// Applies `failures=0.8&divergence=0.5` (either, or both); what is not
+    /// given stays as it was. `Err` names a bad parameter.
+    fn set(&self, query: &str) -> Result<String, String> {
+        let mut changes = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let share = value
+                .parse::<f64>()
+                .ok()
+                .filter(|v| (0.0..=1.0).contains(v))
+                .ok_or_else(|| format!("{key}={value}: expected a share from 0 to 1"))?;
+            let cell = match key {
+                "failures" => &self.failures,
+                "divergence" => &self.divergence,
+                _ => return Err(format!("unknown parameter `{key}` (failures, divergence)")),
+            };
+            changes.push((cell, share));
+        }
+        for (cell, share) in changes {
+            cell.store(share.to_bits(), Ordering::Relaxed);
+        }
+        Ok(format!(
+            "streaming now fails {:.0}% of reads and loses a record in {:.0}% of answers\n",
+            self.failures().max(STREAMING_FAILURES) * 100.0,
+            self.divergence() * 100.0
+        ))
+    }
+}
+
+/// Answers one read the way that side would, streaming's failures included;
+/// on the streaming service, `POST /misbehave` makes it worse (or better).
+async fn serve_read(
+    kind: Kind,
+    data: &Dataset,
+    misbehaviour: &Misbehaviour,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    if kind == Kind::Streaming && req.method() == Method::POST && req.uri().path() == MISBEHAVE_PATH
+    {
+        return match misbehaviour.set(req.uri().query().unwrap_or("")) {
+            Ok(said) => text(StatusCode::OK, said),
+            Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        };
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD\n");
+    }
+    // Freshness probes (HEAD) see a healthy service, so the demo's failures
+    // show up on reads, where the fallback handles them.
+    if kind == Kind::Streaming && req.method() == Method::GET {
+        let roll = fastrand::f64();
+        let failures = misbehaviour.failures().max(STREAMING_FAILURES);
+        if roll < failures {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "streaming: partition rebalancing, try again\n",
+            );
+        }
+        if roll < failures + STREAMING_STALLS {
+            tokio::time::sleep(STALL).await;
+        }
+        let lose = fastrand::f64() < misbehaviour.divergence();
+        return data.answer_losing(kind, req.uri().path(), SystemTime::now(), lose);
+    }
+    data.answer(kind, req.uri().path(), SystemTime::now())
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = plain(status, "");
+    *r.body_mut() = Full::new(Bytes::from(body));
+    r
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// RFC 3339 in UTC to the second, the form watermark headers usually take.
+fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    time::OffsetDateTime::from_unix_timestamp(secs as i64)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// Status, watermark header and JSON body of a sample answer.
+    fn records(resp: Response<Full<Bytes>>) -> (StatusCode, Option<String>, Value) {
+        use http_body_util::BodyExt;
+        let status = resp.status();
+        let wm = resp
+            .headers()
+            .get(WATERMARK)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(resp.into_body().collect())
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        (
+            status,
+            wm,
+            serde_json::from_slice(&body).unwrap_or(Value::Null),
+        )
+    }
+
+    #[test]
+    fn streaming_has_every_batch_order_plus_newer_ones() {
+        let now = SystemTime::now();
+        let d = Dataset::new(now);
+        let (status, wm, batch) = records(d.answer(Kind::Batch, "/tables/orders", now));
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(wm.as_deref(), Some(rfc3339(d.batch_watermark).as_str()));
+        let (_, swm, streaming) = records(d.answer(Kind::Streaming, "/v1/orders", now));
+        // Distinct ids: streaming repeats a record now and then, on purpose.
+        let ids = |v: &Value| -> Vec<u64> {
+            let ids: std::collections::BTreeSet<u64> = v["data"]
+                .as_array()
+                .expect("data array")
+                .iter()
+                .filter_map(|r| r["id"].as_u64())
+                .collect();
+            ids.into_iter().collect()
+        };
+        assert_eq!(ids(&batch), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(ids(&streaming), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(batch["data"][0]["amount"], 12.5);
+        // Batch is hours behind, streaming seconds.
+        let parse = |s: &str| {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .expect("RFC 3339")
+                .unix_timestamp()
+        };
+        let now_s = time::OffsetDateTime::from(now).unix_timestamp();
+        assert!(now_s - parse(&wm.expect("batch watermark")) >= 3 * 3600);
+        assert!(now_s - parse(&swm.expect("streaming watermark")) < 10);
+    }
+
+    #[test]
+    fn records_read_id_first() {
+        use http_body_util::BodyExt;
+        let now = SystemTime::now();
+        let resp = Dataset::new(now).answer(Kind::Batch, "/tables/orders", now);
+        let body = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(resp.into_body().collect())
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.starts_with(
+                r#"{"data":[{"id":1,"customer_id":101,"amount":12.5,"currency":"EUR""#
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn single_records_and_unknown_paths() {
+        let now = SystemTime::now();
+        let d = Dataset::new(now);
+        let (status, _, one) = records(d.answer(Kind::Batch, "/tables/customers/103", now));
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(one["data"][0]["name"], "Cedar Books");
+        let (status, _, _) = records(d.answer(Kind::Batch, "/tables/orders/9", now));
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "batch does not have order 9 yet"
+        );
+        let (status, _, _) = records(d.answer(Kind::Streaming, "/v1/orders/9", now));
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, _) = records(d.answer(Kind::Streaming, "/v1/invoices", now));
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn the_config_names_the_ports_and_explains_every_setting() {
+        let batch: SocketAddr = "127.0.0.1:7001".parse().expect("addr");
+        let streaming: SocketAddr = "127.0.0.1:7002".parse().expect("addr");
+        let text = demo_config(8080, 9901, batch, streaming);
+        assert!(text.contains("listen: 127.0.0.1:8080 "));
+        assert!(text.contains("admin: 127.0.0.1:9901 "));
+        assert!(text.contains("batch: http://127.0.0.1:7001/tables/orders"));
+        assert!(text.contains("url: http://127.0.0.1:7002/v1/orders"));
+        assert_eq!(
+            text.matches("mode: streaming ").count(),
+            1,
+            "the line the guide says to edit"
+        );
+        let unexplained: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .filter(|l| !l.contains("  # ") && l.trim() != "routes:")
+            .collect();
+        assert!(
+            unexplained.is_empty(),
+            "settings without a comment: {unexplained:#?}"
+        );
+        let comment_columns: Vec<usize> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|l| l.find("  # ").map(|i| i + 2))
+            .filter(|&c| c == COMMENT_COLUMN)
+            .collect();
+        assert!(comment_columns.len() > 20, "comments line up in a column");
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&text).expect("valid YAML");
+        assert_eq!(yaml["routes"][0]["mode"].as_str(), Some("streaming"));
+        assert_eq!(yaml["routes"][1]["mode"].as_str(), Some("batch"));
+    }
+
+    #[test]
+    fn the_demo_config_compiles_with_a_gate_on_orders() {
+        let batch: SocketAddr = "127.0.0.1:7001".parse().expect("addr");
+        let text = demo_config(8080, 9901, batch, batch);
+        let c = crate::config::compile_str(Path::new("demo.yaml"), &text, 1)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.warnings.is_empty());
+        let orders = c
+            .routes
+            .iter()
+            .find(|r| r.name == "orders")
+            .expect("orders");
+        let gate = orders.gate.as_ref().expect("a gate on orders");
+        assert_eq!(gate.interval, Duration::from_secs(5));
+        assert_eq!(gate.failures, 2);
+        assert!(
+            c.routes
+                .iter()
+                .all(|r| r.name == "orders" || r.gate.is_none())
+        );
+    }
+
+    #[test]
+    fn misbehave_sets_shares_and_refuses_nonsense() {
+        let m = Misbehaviour::default();
+        assert_eq!(m.failures(), 0.0);
+        let said = m.set("failures=0.8").expect("ok");
+        assert!(said.contains("fails 80% of reads"), "{said}");
+        m.set("divergence=0.5").expect("ok");
+        assert_eq!((m.failures(), m.divergence()), (0.8, 0.5));
+        assert!(m.set("failures=2").is_err());
+        assert!(m.set("divergence=0.1&speed=3").is_err());
+        assert_eq!(m.divergence(), 0.5, "nothing changes on an error");
+        m.set("failures=0&divergence=0").expect("ok");
+        assert_eq!((m.failures(), m.divergence()), (0.0, 0.0));
+    }
+
+    #[test]
+    fn a_lossy_answer_lacks_a_record_batch_has() {
+        let now = SystemTime::now();
+        let d = Dataset::new(now);
+        let (_, _, lossy) = records(d.answer_losing(Kind::Streaming, "/v1/orders", now, true));
+        let ids: Vec<u64> = lossy["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .filter_map(|r| r["id"].as_u64())
+            .collect();
+        assert!(!ids.contains(&1), "{ids:?}");
+    }
+
+    #[test]
+    fn pick_port_falls_back_when_the_preferred_port_is_taken() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        let picked = pick_port(port, false);
+        assert_ne!(picked, port);
+        assert_ne!(picked, 0);
+        assert_ne!(pick_port(port, true), port);
+    }
+}

@@ -1,0 +1,76 @@
+//! `cutover fleet`: the migration board, or the decommission check, from
+//! Prometheus, printed and mapped to an exit code.
+
+use crate::cli::Exit;
+
+/// `cutover fleet`: 0 (board printed, or batch can be switched off), 1 (a
+/// consumer still reads batch), 2 (Prometheus cannot be queried, or bad
+/// arguments).
+pub fn fleet(
+    prometheus: &str,
+    auth: &super::query::Auth,
+    ca_file: Option<&std::path::PathBuf>,
+    dataset: Option<String>,
+    window: Option<&str>,
+    json: bool,
+    decommission: Option<&str>,
+) -> Exit {
+    let default = if decommission.is_some() { "7d" } else { "1h" };
+    let window = match super::parse_window(window.unwrap_or(default)) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("cutover fleet: --window {e}");
+            return Exit::Unusable;
+        }
+    };
+    let prom = match super::query::Prometheus::new(prometheus, auth, ca_file) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("cutover fleet: {e}");
+            return Exit::Unusable;
+        }
+    };
+    let rt = match crate::cli::runtime(1) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cutover fleet: cannot start the runtime: {e}");
+            return Exit::Failure;
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let printed = if let Some(ds) = decommission {
+        rt.block_on(super::decommission(&prom, ds, window, now))
+            .map(|d| {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+                } else {
+                    print!("{}", super::render::decommission(&d));
+                }
+                d.ready
+            })
+    } else {
+        let req = super::Request {
+            dataset,
+            window,
+            now,
+        };
+        rt.block_on(super::board(&prom, &req)).map(|b| {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&b).unwrap_or_default());
+            } else {
+                print!("{}", super::render::board(&b));
+            }
+            true
+        })
+    };
+    match printed {
+        Ok(true) => Exit::Success,
+        Ok(false) => Exit::Failure,
+        Err(e) => {
+            eprintln!("cutover fleet: {e}");
+            Exit::Unusable
+        }
+    }
+}

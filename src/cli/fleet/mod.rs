@@ -1,0 +1,924 @@
+//! `cutover fleet`: the migration board for every consumer Prometheus knows,
+//! and the decommission check for one dataset. `query` talks to Prometheus,
+//! `verdict` holds the rules as pure functions, `render` prints the board.
+//!
+//! Every figure comes from an instant query evaluated at one time `now`
+//! (counters through `increase()`, which is reset-safe), except two
+//! histories read with `query_range`: the effective mode (time in mode,
+//! time on streaming) and the raw batch attempt counters (last batch read).
+
+pub mod command;
+pub mod query;
+pub mod render;
+pub mod verdict;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use self::query::{Prometheus, QueryError, Series, quote};
+use self::verdict::{
+    ConsumerFigures, DecommissionConsumer, NextToMove, Risk, ShadowVerdict, Violation,
+};
+
+/// How far back the mode history goes: enough for the 14-day rule twice over.
+pub const HISTORY_SECONDS: f64 = 30.0 * 86_400.0;
+/// The history's resolution: time in mode and last batch read are exact to an hour.
+pub const HISTORY_STEP: f64 = 3600.0;
+/// The settle period of the next-to-move rule, as PromQL.
+const SETTLE: &str = "14d";
+/// How far back every raw sample of the mode series is looked at, beyond the
+/// hourly history: a sidecar that stopped before any hourly step saw it (it
+/// ran for minutes) is still known, with the modes it had last.
+pub const RECENT_SECONDS: f64 = 2.0 * HISTORY_STEP;
+/// The resolution of a recently stopped sidecar's "last seen".
+pub const RECENT_STEP: f64 = 15.0;
+
+/// What `cutover fleet` was asked.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub dataset: Option<String>,
+    pub window: f64,
+    /// Evaluation time (Unix seconds); every query uses it.
+    pub now: f64,
+}
+
+/// The board: one entry per dataset.
+#[derive(Clone, Debug, Serialize)]
+pub struct Board {
+    pub evaluated_at: f64,
+    pub window_seconds: f64,
+    pub history_step_seconds: f64,
+    pub datasets: Vec<DatasetBoard>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DatasetBoard {
+    pub dataset: String,
+    pub consumers: Vec<ConsumerFigures>,
+    pub shadow: ShadowVerdict,
+    pub next_to_move: NextToMove,
+    pub risk_order_violations: Vec<Violation>,
+}
+
+/// The decommission answer for one dataset.
+#[derive(Clone, Debug, Serialize)]
+pub struct Decommission {
+    pub dataset: String,
+    pub evaluated_at: f64,
+    pub window_seconds: f64,
+    pub ready: bool,
+    pub consumers: Vec<DecommissionConsumer>,
+}
+
+/// `[3600s]`: a PromQL range of whole seconds.
+fn range(seconds: f64) -> String {
+    format!("[{}s]", seconds.round().max(1.0) as u64)
+}
+
+/// `{a="b",dataset="x"}` from fixed matchers and the optional dataset.
+fn selector(metric: &str, matchers: &[&str], dataset: Option<&str>) -> String {
+    let mut all: Vec<String> = matchers.iter().map(|m| (*m).to_owned()).collect();
+    if let Some(d) = dataset {
+        all.push(format!("dataset={}", quote(d)));
+    }
+    if all.is_empty() {
+        metric.to_owned()
+    } else {
+        format!("{metric}{{{}}}", all.join(","))
+    }
+}
+
+/// Every query the board runs, by name: the README quotes these.
+pub fn board_queries(dataset: Option<&str>, window: f64) -> Vec<(&'static str, String)> {
+    let w = range(window);
+    let s = |metric: &str, m: &[&str]| selector(metric, m, dataset);
+    let by = "consumer, dataset";
+    // Comparisons had been counted since: the earliest evaluation step in the
+    // window at which a comparison counter was above zero.
+    let step = (window / 60.0).max(15.0).round() as u64;
+    vec![
+        (
+            "risk",
+            format!(
+                "max by (consumer, risk) (last_over_time(cutover_consumer_info{}) == 1)",
+                range(HISTORY_SECONDS)
+            ),
+        ),
+        (
+            "mode",
+            format!(
+                "max by ({by}, mode) ({} == 1)",
+                s("cutover_route_mode", &[])
+            ),
+        ),
+        (
+            "reads",
+            format!(
+                "sum by ({by}, side) (increase({}{w}))",
+                s("cutover_requests_total", &[])
+            ),
+        ),
+        (
+            "fallbacks",
+            format!(
+                "sum by ({by}) (increase({}{w}))",
+                s("cutover_fallbacks_total", &[])
+            ),
+        ),
+        (
+            "attempts",
+            format!(
+                "sum by ({by}, side, result) (increase({}{w}))",
+                s("cutover_upstream_requests_total", &[])
+            ),
+        ),
+        (
+            "comparisons",
+            format!(
+                "sum by ({by}, result) (increase({}{w}))",
+                s("cutover_reconcile_total", &[])
+            ),
+        ),
+        (
+            "divergences",
+            format!(
+                "sum by ({by}, category) (increase({}{w}))",
+                s("cutover_reconcile_divergences_total", &[])
+            ),
+        ),
+        (
+            "compared_since",
+            format!(
+                "min by ({by}) (min_over_time(timestamp({} > 0){}:{step}s]))",
+                s("cutover_reconcile_total", &[r#"result=~"match|diverged""#]),
+                w.trim_end_matches(']')
+            ),
+        ),
+        (
+            "gate_trips",
+            format!(
+                "sum by ({by}) (increase({}{w}))",
+                s("cutover_gate_trips_total", &[])
+            ),
+        ),
+        (
+            "gate_trips_settle",
+            format!(
+                "sum by ({by}) (increase({}[{SETTLE}]))",
+                s("cutover_gate_trips_total", &[])
+            ),
+        ),
+        (
+            "gate_tripped_settle",
+            format!(
+                "max by ({by}) (max_over_time({}[{SETTLE}]))",
+                s("cutover_gate_tripped", &[])
+            ),
+        ),
+        (
+            "gate_tripped",
+            format!("max by ({by}) ({})", s("cutover_gate_tripped", &[])),
+        ),
+        (
+            "recent_modes",
+            format!(
+                "max by ({by}, mode) (last_over_time({}{}) == 1)",
+                s("cutover_route_mode", &[]),
+                range(RECENT_SECONDS)
+            ),
+        ),
+        // timestamp() of a plain selector is its sample's time; a subquery
+        // step can still miss a life shorter than RECENT_STEP.
+        (
+            "recent_seen",
+            format!(
+                "max by ({by}) (max_over_time(timestamp({}){}:{}s]))",
+                s("cutover_route_mode", &[]),
+                range(RECENT_SECONDS).trim_end_matches(']'),
+                RECENT_STEP as u64
+            ),
+        ),
+    ]
+}
+
+/// The history of effective modes (query_range, `HISTORY_STEP`).
+pub fn mode_history_query(dataset: Option<&str>) -> String {
+    format!(
+        "max by (consumer, dataset, mode) ({} == 1)",
+        selector("cutover_route_mode", &[], dataset)
+    )
+}
+
+/// The raw batch attempt counters (query_range): every kind of batch read.
+pub fn batch_counter_query(dataset: Option<&str>) -> String {
+    selector(
+        "cutover_upstream_requests_total",
+        &[r#"side="batch""#],
+        dataset,
+    )
+}
+
+type Key = (String, String);
+
+fn key(s: &Series) -> Key {
+    (
+        s.label("consumer").to_owned(),
+        s.label("dataset").to_owned(),
+    )
+}
+
+/// Runs every board query (instant ones concurrently) and judges each dataset.
+pub async fn board(prom: &Prometheus, req: &Request) -> Result<Board, QueryError> {
+    let ds = req.dataset.as_deref();
+    let queries = board_queries(ds, req.window);
+    let mut set = tokio::task::JoinSet::new();
+    for (i, (_, q)) in queries.iter().enumerate() {
+        let (prom, q, now) = (prom.clone(), q.clone(), req.now);
+        set.spawn(async move { (i, prom.query(&q, now).await) });
+    }
+    let history_start = req.now - HISTORY_SECONDS.max(req.window);
+    let (mode_query, batch_query) = (mode_history_query(ds), batch_counter_query(ds));
+    let (modes, batch) = tokio::try_join!(
+        prom.query_range(&mode_query, history_start, req.now, HISTORY_STEP),
+        prom.query_range(&batch_query, history_start, req.now, HISTORY_STEP),
+    )?;
+    let mut answers: Vec<Vec<Series>> = vec![Vec::new(); queries.len()];
+    // Each query is bounded by QUERY_TIMEOUT, so this loop is too.
+    while let Some(joined) = set.join_next().await {
+        let (i, result) = joined.map_err(|e| QueryError::Body {
+            url: "query task".to_owned(),
+            reason: e.to_string(),
+        })?;
+        answers[i] = result?;
+    }
+    let get = |name: &str| -> &[Series] {
+        queries
+            .iter()
+            .position(|(n, _)| *n == name)
+            .map_or(&[][..], |i| &answers[i][..])
+    };
+    Ok(assemble(
+        req,
+        &Answers {
+            risk: get("risk"),
+            mode: get("mode"),
+            reads: get("reads"),
+            fallbacks: get("fallbacks"),
+            attempts: get("attempts"),
+            comparisons: get("comparisons"),
+            divergences: get("divergences"),
+            compared_since: get("compared_since"),
+            gate_trips: get("gate_trips"),
+            gate_trips_settle: get("gate_trips_settle"),
+            gate_tripped_settle: get("gate_tripped_settle"),
+            gate_tripped: get("gate_tripped"),
+            recent_modes: get("recent_modes"),
+            recent_seen: get("recent_seen"),
+            mode_history: &modes,
+            batch_counters: &batch,
+            history_start,
+        },
+    ))
+}
+
+/// Prometheus' answers to the board queries, by name.
+pub struct Answers<'a> {
+    pub risk: &'a [Series],
+    pub mode: &'a [Series],
+    pub reads: &'a [Series],
+    pub fallbacks: &'a [Series],
+    pub attempts: &'a [Series],
+    pub comparisons: &'a [Series],
+    pub divergences: &'a [Series],
+    pub compared_since: &'a [Series],
+    pub gate_trips: &'a [Series],
+    pub gate_trips_settle: &'a [Series],
+    pub gate_tripped_settle: &'a [Series],
+    pub gate_tripped: &'a [Series],
+    /// The modes whose last sample in the last `RECENT_SECONDS` is 1.
+    pub recent_modes: &'a [Series],
+    /// When any mode series was last sampled in the last `RECENT_SECONDS`.
+    pub recent_seen: &'a [Series],
+    pub mode_history: &'a [Series],
+    pub batch_counters: &'a [Series],
+    pub history_start: f64,
+}
+
+/// Builds the board from the answers: pure, so it is tested without a network.
+pub fn assemble(req: &Request, a: &Answers<'_>) -> Board {
+    let risks: BTreeMap<String, Risk> = a
+        .risk
+        .iter()
+        .filter_map(|s| {
+            Some((
+                s.label("consumer").to_owned(),
+                Risk::parse(s.label("risk"))?,
+            ))
+        })
+        .collect();
+    // Known consumers: anything with a mode now, recently or in the history.
+    let mut figures: BTreeMap<Key, ConsumerFigures> = BTreeMap::new();
+    for s in a.mode.iter().chain(a.mode_history).chain(a.recent_modes) {
+        let k = key(s);
+        let risk = risks.get(&k.0).copied();
+        figures.entry(k.clone()).or_insert_with(|| ConsumerFigures {
+            risk,
+            consumer: k.0,
+            dataset: k.1,
+            ..Default::default()
+        });
+    }
+    let val = |s: &Series| s.value().filter(|v| v.is_finite()).unwrap_or(0.0);
+    for s in a.mode {
+        if s.value() == Some(1.0)
+            && let Some(f) = known(&mut figures, s)
+        {
+            f.modes.push(s.label("mode").to_owned());
+        }
+    }
+    for s in a.reads {
+        let v = val(s);
+        if let Some(f) = known(&mut figures, s) {
+            match s.label("side") {
+                "batch" => f.reads_batch += v,
+                "streaming" => f.reads_streaming += v,
+                _ => {}
+            }
+        }
+    }
+    for s in a.fallbacks {
+        let v = val(s);
+        if let Some(f) = known(&mut figures, s) {
+            f.fallbacks += v;
+        }
+    }
+    for s in a.attempts {
+        let v = val(s);
+        let failed = matches!(s.label("result"), "5xx" | "connect" | "timeout");
+        if let Some(f) = known(&mut figures, s) {
+            let (attempts, failures) = match s.label("side") {
+                "batch" => (&mut f.attempts_batch, &mut f.failures_batch),
+                "streaming" => (&mut f.attempts_streaming, &mut f.failures_streaming),
+                _ => continue,
+            };
+            *attempts += v;
+            if failed {
+                *failures += v;
+            }
+        }
+    }
+    for s in a.comparisons {
+        let v = val(s);
+        let result = s.label("result").to_owned();
+        if let Some(f) = known(&mut figures, s) {
+            match result.as_str() {
+                "match" => f.comparisons += v,
+                "diverged" => {
+                    f.comparisons += v;
+                    f.diverged += v;
+                }
+                _ => {}
+            }
+        }
+    }
+    for s in a.divergences {
+        let v = val(s);
+        let category = s.label("category").to_owned();
+        if let Some(f) = known(&mut figures, s) {
+            *f.divergences.entry(category).or_default() += v;
+        }
+    }
+    for s in a.compared_since {
+        let v = s.value().filter(|v| v.is_finite());
+        if let Some(f) = known(&mut figures, s) {
+            f.compared_since = v;
+        }
+    }
+    for s in a.gate_trips {
+        let v = val(s);
+        if let Some(f) = known(&mut figures, s) {
+            f.gate_trips_window += v;
+        }
+    }
+    for s in a.gate_trips_settle.iter().chain(a.gate_tripped_settle) {
+        let v = val(s);
+        if let Some(f) = known(&mut figures, s) {
+            f.gate_trips_settle = f.gate_trips_settle.max(v);
+        }
+    }
+    for s in a.gate_tripped {
+        let v = val(s);
+        if let Some(f) = known(&mut figures, s) {
+            f.gate_tripped_now |= v >= 1.0;
+        }
+    }
+    history(&mut figures, a.mode_history, a.history_start);
+    recent(&mut figures, a.recent_modes, a.recent_seen);
+    for s in a.batch_counters {
+        let rise = verdict::last_counter_rise(&s.samples, a.history_start, HISTORY_STEP);
+        if let Some(f) = known(&mut figures, s)
+            && let Some(t) = rise
+        {
+            f.last_batch_read = Some(f.last_batch_read.map_or(t, |l: f64| l.max(t)));
+        }
+    }
+
+    let mut by_dataset: BTreeMap<String, Vec<ConsumerFigures>> = BTreeMap::new();
+    for (_, mut f) in figures {
+        f.modes.sort();
+        f.modes.dedup();
+        by_dataset.entry(f.dataset.clone()).or_default().push(f);
+    }
+    let datasets = by_dataset
+        .into_iter()
+        .map(|(dataset, mut consumers)| {
+            consumers.sort_by(|a, b| {
+                (a.risk.is_none(), a.risk, &a.consumer).cmp(&(
+                    b.risk.is_none(),
+                    b.risk,
+                    &b.consumer,
+                ))
+            });
+            let refs: Vec<&ConsumerFigures> = consumers.iter().collect();
+            DatasetBoard {
+                shadow: verdict::shadow_verdict(&refs, req.window, req.now),
+                next_to_move: verdict::next_to_move(&refs, req.now),
+                risk_order_violations: verdict::risk_order_violations(&refs),
+                dataset,
+                consumers,
+            }
+        })
+        .collect();
+    Board {
+        evaluated_at: req.now,
+        window_seconds: req.window,
+        history_step_seconds: HISTORY_STEP,
+        datasets,
+    }
+}
+
+/// The figures of a series' consumer and dataset, if that pair has a mode
+/// (now or in the history): other series alone do not make a consumer known.
+fn known<'a>(
+    figures: &'a mut BTreeMap<Key, ConsumerFigures>,
+    s: &Series,
+) -> Option<&'a mut ConsumerFigures> {
+    figures.get_mut(&key(s))
+}
+
+/// Time in the current mode, time on streaming, last seen and last modes,
+/// from the mode history: per consumer and dataset, the set of modes at
+/// each step.
+fn history(figures: &mut BTreeMap<Key, ConsumerFigures>, modes: &[Series], start: f64) {
+    let mut steps: BTreeMap<Key, BTreeMap<i64, BTreeSet<String>>> = BTreeMap::new();
+    for s in modes {
+        let at = steps.entry(key(s)).or_default();
+        for &(t, v) in &s.samples {
+            if v == 1.0 {
+                at.entry(t.round() as i64)
+                    .or_default()
+                    .insert(s.label("mode").to_owned());
+            }
+        }
+    }
+    for (k, at) in steps {
+        let Some(f) = figures.get_mut(&k) else {
+            continue;
+        };
+        let Some((&last_t, last_modes)) = at.iter().next_back() else {
+            continue;
+        };
+        f.last_seen = Some(last_t as f64);
+        f.last_modes = last_modes.iter().cloned().collect();
+        let current: BTreeSet<String> = if f.modes.is_empty() {
+            last_modes.clone()
+        } else {
+            f.modes.iter().cloned().collect()
+        };
+        let same: Vec<(f64, bool)> = at.iter().map(|(&t, m)| (t as f64, *m == current)).collect();
+        let streaming: Vec<(f64, bool)> = at
+            .iter()
+            .map(|(&t, m)| (t as f64, m.iter().all(|m| verdict::mode_reads_streaming(m))))
+            .collect();
+        if !f.modes.is_empty() {
+            f.mode_since = verdict::run_start(&same, start, HISTORY_STEP);
+            if f.modes.iter().all(|m| verdict::mode_reads_streaming(m)) {
+                f.streaming_since = verdict::run_start(&streaming, start, HISTORY_STEP);
+            }
+        }
+    }
+}
+
+/// For a consumer not reporting now: the modes of its last samples in the
+/// last `RECENT_SECONDS` (later than any hourly step of the history), and
+/// when they were taken, if a step of `recent_seen` caught it.
+fn recent(figures: &mut BTreeMap<Key, ConsumerFigures>, modes: &[Series], seen: &[Series]) {
+    let mut last: BTreeMap<Key, BTreeSet<String>> = BTreeMap::new();
+    for s in modes.iter().filter(|s| s.value() == Some(1.0)) {
+        last.entry(key(s))
+            .or_default()
+            .insert(s.label("mode").to_owned());
+    }
+    for (k, modes) in last {
+        if let Some(f) = figures.get_mut(&k).filter(|f| f.modes.is_empty()) {
+            f.last_modes = modes.into_iter().collect();
+        }
+    }
+    for s in seen {
+        let t = s.value().filter(|t| t.is_finite());
+        if let Some(f) = figures.get_mut(&key(s)).filter(|f| f.modes.is_empty())
+            && let Some(t) = t
+        {
+            f.last_seen = Some(f.last_seen.map_or(t, |l: f64| l.max(t)));
+        }
+    }
+}
+
+/// The decommission queries for `dataset` over `window`.
+pub fn decommission_queries(dataset: &str, window: f64) -> Vec<(&'static str, String)> {
+    let w = range(window);
+    let d = Some(dataset);
+    let batch = batch_counter_query(d);
+    vec![
+        (
+            "known",
+            format!(
+                "max by (consumer, dataset, mode) (last_over_time({}{w}) == 1)",
+                selector("cutover_route_mode", &[], d)
+            ),
+        ),
+        (
+            "mode",
+            format!(
+                "max by (consumer, dataset, mode) ({} == 1)",
+                selector("cutover_route_mode", &[], d)
+            ),
+        ),
+        (
+            "batch_reads",
+            format!("sum by (consumer, dataset) (increase({batch}{w}))"),
+        ),
+        // A batch counter series that did not exist at the window's start
+        // (a new pod: new `instance`) yet is above zero: increase() sees no
+        // rise before its first sample, so those reads are caught here.
+        (
+            "batch_reads_new_series",
+            format!(
+                "max by (consumer, dataset) (max_over_time({batch}{w}) unless {batch} offset {}s)",
+                window.round() as u64
+            ),
+        ),
+    ]
+}
+
+/// The range step for the decommission's last-batch-read history: about
+/// 2000 points over the window, never under 15 s.
+pub fn decommission_step(window: f64) -> f64 {
+    (window / 2000.0).max(15.0).round()
+}
+
+/// Whether batch can be switched off for `dataset`.
+pub async fn decommission(
+    prom: &Prometheus,
+    dataset: &str,
+    window: f64,
+    now: f64,
+) -> Result<Decommission, QueryError> {
+    let queries = decommission_queries(dataset, window);
+    let step = decommission_step(window);
+    let batch_query = batch_counter_query(Some(dataset));
+    let (known, mode, reads, new_series, history) = tokio::try_join!(
+        prom.query(&queries[0].1, now),
+        prom.query(&queries[1].1, now),
+        prom.query(&queries[2].1, now),
+        prom.query(&queries[3].1, now),
+        prom.query_range(&batch_query, now - window, now, step),
+    )?;
+    Ok(judge_decommission(
+        dataset,
+        window,
+        now,
+        step,
+        &[&known, &mode, &reads, &new_series, &history],
+    ))
+}
+
+/// Pure part of `decommission`: answers in `decommission_queries` order,
+/// then the batch counter history.
+pub fn judge_decommission(
+    dataset: &str,
+    window: f64,
+    now: f64,
+    step: f64,
+    answers: &[&Vec<Series>; 5],
+) -> Decommission {
+    let [known, mode, reads, new_series, history] = *answers;
+    let mut consumers: BTreeMap<String, DecommissionConsumer> = BTreeMap::new();
+    let mut last_modes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in known.iter() {
+        decommission_entry(&mut consumers, s);
+        last_modes
+            .entry(s.label("consumer").to_owned())
+            .or_default()
+            .push(s.label("mode").to_owned());
+    }
+    for s in mode.iter().filter(|s| s.value() == Some(1.0)) {
+        let c = decommission_entry(&mut consumers, s);
+        c.reporting = true;
+        c.modes.push(s.label("mode").to_owned());
+    }
+    for s in reads.iter() {
+        let v = s.value().filter(|v| v.is_finite()).unwrap_or(0.0);
+        decommission_entry(&mut consumers, s).batch_reads += v;
+    }
+    for s in new_series.iter() {
+        if s.value().is_some_and(|v| v > 0.0) {
+            decommission_entry(&mut consumers, s).batch_reads_unseen_by_increase = true;
+        }
+    }
+    for s in history.iter() {
+        if let Some(t) = verdict::last_counter_rise(&s.samples, now - window, step) {
+            let c = decommission_entry(&mut consumers, s);
+            c.last_batch_read = Some(c.last_batch_read.map_or(t, |l: f64| l.max(t)));
+        }
+    }
+    let mut list: Vec<DecommissionConsumer> = consumers.into_values().collect();
+    for c in &mut list {
+        if !c.reporting {
+            c.modes = last_modes.remove(&c.consumer).unwrap_or_default();
+        }
+        c.modes.sort();
+        c.modes.dedup();
+        verdict::decommission_blocks(c);
+    }
+    Decommission {
+        dataset: dataset.to_owned(),
+        evaluated_at: now,
+        window_seconds: window,
+        ready: verdict::decommission(&list),
+        consumers: list,
+    }
+}
+
+fn decommission_entry<'a>(
+    consumers: &'a mut BTreeMap<String, DecommissionConsumer>,
+    s: &Series,
+) -> &'a mut DecommissionConsumer {
+    consumers
+        .entry(s.label("consumer").to_owned())
+        .or_insert_with(|| DecommissionConsumer {
+            consumer: s.label("consumer").to_owned(),
+            modes: Vec::new(),
+            reporting: false,
+            batch_reads: 0.0,
+            batch_reads_unseen_by_increase: false,
+            last_batch_read: None,
+            blocks: Vec::new(),
+        })
+}
+
+/// Parses `--window`: `90s`, `30m`, `1h`, `7d`, `2w`, or combinations (`1h30m`).
+pub fn parse_window(s: &str) -> Result<f64, String> {
+    let bad = || format!("`{s}` is not a duration (e.g. 30m, 1h, 7d)");
+    let mut total = 0.0;
+    let mut digits = String::new();
+    let mut any = false;
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: f64 = digits.parse().map_err(|_| bad())?;
+        digits.clear();
+        total += n * match c {
+            's' => 1.0,
+            'm' => 60.0,
+            'h' => 3600.0,
+            'd' => 86_400.0,
+            'w' => 604_800.0,
+            _ => return Err(bad()),
+        };
+        any = true;
+    }
+    if !digits.is_empty() || !any || total <= 0.0 {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(labels: &[(&str, &str)], samples: &[(f64, f64)]) -> Series {
+        Series {
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            samples: samples.to_vec(),
+        }
+    }
+
+    #[test]
+    fn windows_parse_as_prometheus_durations() {
+        assert_eq!(parse_window("1h"), Ok(3600.0));
+        assert_eq!(parse_window("7d"), Ok(604_800.0));
+        assert_eq!(parse_window("1h30m"), Ok(5400.0));
+        assert!(parse_window("1").is_err());
+        assert!(parse_window("h").is_err());
+        assert!(parse_window("5x").is_err());
+        assert!(parse_window("0s").is_err());
+    }
+
+    #[test]
+    fn queries_filter_by_dataset_and_use_increase() {
+        let q = board_queries(Some("orders"), 3600.0);
+        let reads = &q.iter().find(|(n, _)| *n == "reads").expect("reads").1;
+        assert_eq!(
+            reads,
+            r#"sum by (consumer, dataset, side) (increase(cutover_requests_total{dataset="orders"}[3600s]))"#
+        );
+        let d = decommission_queries("orders", 604_800.0);
+        assert_eq!(
+            d[2].1,
+            r#"sum by (consumer, dataset) (increase(cutover_upstream_requests_total{side="batch",dataset="orders"}[604800s]))"#
+        );
+    }
+
+    #[test]
+    fn a_consumer_that_stopped_reporting_stays_on_the_board() {
+        let now = 1_800_000_000.0;
+        let req = Request {
+            dataset: None,
+            window: 3600.0,
+            now,
+        };
+        let gone_history = series(
+            &[
+                ("consumer", "gone"),
+                ("dataset", "orders"),
+                ("mode", "streaming"),
+            ],
+            &[(now - 7200.0, 1.0), (now - 3600.0, 1.0)],
+        );
+        let here = series(
+            &[
+                ("consumer", "here"),
+                ("dataset", "orders"),
+                ("mode", "batch"),
+            ],
+            &[(now, 1.0)],
+        );
+        let risk = series(&[("consumer", "gone"), ("risk", "low")], &[(now, 1.0)]);
+        let a = Answers {
+            risk: &[risk],
+            mode: std::slice::from_ref(&here),
+            reads: &[],
+            fallbacks: &[],
+            attempts: &[],
+            comparisons: &[],
+            divergences: &[],
+            compared_since: &[],
+            gate_trips: &[],
+            gate_trips_settle: &[],
+            gate_tripped_settle: &[],
+            gate_tripped: &[],
+            recent_modes: &[],
+            recent_seen: &[],
+            mode_history: &[gone_history, here.clone()],
+            batch_counters: &[],
+            history_start: now - HISTORY_SECONDS,
+        };
+        let board = assemble(&req, &a);
+        assert_eq!(board.datasets.len(), 1);
+        let names: Vec<_> = board.datasets[0]
+            .consumers
+            .iter()
+            .map(|c| (c.consumer.as_str(), c.phase()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("gone", verdict::Phase::NotReporting),
+                ("here", verdict::Phase::Batch)
+            ]
+        );
+        assert_eq!(board.datasets[0].consumers[0].last_modes, ["streaming"]);
+        assert_eq!(board.datasets[0].consumers[0].last_seen, Some(now - 3600.0));
+    }
+
+    #[test]
+    fn a_sidecar_that_stopped_between_two_history_steps_is_not_dropped() {
+        // It ran for 20 minutes and stopped 10 minutes ago: no hourly step
+        // of the history saw it, its raw samples did (found against a real
+        // Prometheus: such a consumer vanished from the board).
+        let now = 1_800_000_000.0;
+        let req = Request {
+            dataset: None,
+            window: 3600.0,
+            now,
+        };
+        let cdm = |m: &'static str| vec![("consumer", "brief"), ("dataset", "orders"), ("mode", m)];
+        let recent = [
+            series(&cdm("canary"), &[(now, 0.0)]),
+            series(&cdm("streaming"), &[(now, 1.0)]),
+        ];
+        let seen = [series(
+            &[("consumer", "brief"), ("dataset", "orders")],
+            &[(now, now - 600.0)],
+        )];
+        let a = Answers {
+            risk: &[],
+            mode: &[],
+            reads: &[],
+            fallbacks: &[],
+            attempts: &[],
+            comparisons: &[],
+            divergences: &[],
+            compared_since: &[],
+            gate_trips: &[],
+            gate_trips_settle: &[],
+            gate_tripped_settle: &[],
+            gate_tripped: &[],
+            recent_modes: &recent,
+            recent_seen: &seen,
+            mode_history: &[],
+            batch_counters: &[],
+            history_start: now - HISTORY_SECONDS,
+        };
+        let board = assemble(&req, &a);
+        let brief = &board.datasets[0].consumers[0];
+        assert_eq!(brief.consumer, "brief");
+        assert_eq!(brief.phase(), verdict::Phase::NotReporting);
+        assert_eq!(brief.last_modes, ["streaming"]);
+        assert_eq!(brief.last_seen, Some(now - 600.0));
+        let text = render::board(&board);
+        assert!(
+            text.contains("NOT REPORTING (last streaming, seen 10m ago)"),
+            "{text}"
+        );
+        // No step caught it at all: known, and said to be recent.
+        let unseen = assemble(
+            &req,
+            &Answers {
+                recent_seen: &[],
+                ..a
+            },
+        );
+        let text = render::board(&unseen);
+        assert!(
+            text.contains("NOT REPORTING (last streaming, seen in the last 2h00m)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn decommission_names_the_consumer_that_read_batch_after_a_restart() {
+        let now = 1_800_000_000.0;
+        let w = 604_800.0;
+        let step = decommission_step(w);
+        let labels = |c: &'static str, m: &'static str| {
+            vec![("consumer", c), ("dataset", "orders"), ("mode", m)]
+        };
+        let mode = vec![
+            series(&labels("a", "streaming_only"), &[(now, 1.0)]),
+            series(&labels("b", "streaming_only"), &[(now, 1.0)]),
+        ];
+        let known = mode.clone();
+        // b's sidecar restarted: 40 → 0 → 2; increase() says 2.
+        let reads = vec![series(
+            &[("consumer", "b"), ("dataset", "orders")],
+            &[(now, 2.0)],
+        )];
+        let history = vec![series(
+            &[("consumer", "b"), ("dataset", "orders"), ("result", "ok")],
+            &[
+                (now - 3000.0, 40.0),
+                (now - 2000.0, 0.0),
+                (now - 1000.0, 2.0),
+            ],
+        )];
+        let d = judge_decommission(
+            "orders",
+            w,
+            now,
+            step,
+            &[&known, &mode, &reads, &vec![], &history],
+        );
+        assert!(!d.ready);
+        let b = &d.consumers[1];
+        assert_eq!(b.consumer, "b");
+        assert_eq!(b.last_batch_read, Some(now - 1000.0));
+        assert!(d.consumers[0].blocks.is_empty());
+        let clean = judge_decommission(
+            "orders",
+            w,
+            now,
+            step,
+            &[&known, &mode, &vec![], &vec![], &vec![]],
+        );
+        assert!(clean.ready);
+    }
+}

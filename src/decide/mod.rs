@@ -1,0 +1,12 @@
+//! Pure per-read decisions and the small primitives they use: route matching
+//! and the side a read goes to (`routing`), which reads belong together
+//! (`sequence`), when a fallback is allowed and the circuit (`fallback`),
+//! watermarks and windows (`freshness`), comparing two answers
+//! (`reconcile`), and byte budgets (`budget`). Nothing here does I/O.
+
+pub mod budget;
+pub mod fallback;
+pub mod freshness;
+pub mod reconcile;
+pub mod routing;
+pub mod sequence;

@@ -1,0 +1,12 @@
+//! Reconciliation's comparator: batch's and streaming's answers to the same
+//! read, compared as records (`compare`, with a fast path for identical
+//! answers in `identical`), the outcome of a comparison, and its text for
+//! `cutover diff`. The comparisons at run time are `serve::compare`.
+
+pub mod compare;
+pub mod diff;
+mod identical;
+pub mod outcome;
+
+pub use compare::{Answer, Category, Divergence, Report, Spec, compare};
+pub use outcome::{Skip, Verdict};

@@ -1,0 +1,9 @@
+//! Networking: consumer connections and their limits (`conn`), upstream
+//! clients and request bodies (`upstream`), and the header rules of a proxy
+//! in the middle (`headers`, `redirect`, `validators`).
+
+pub mod conn;
+pub mod headers;
+pub mod redirect;
+pub mod upstream;
+pub mod validators;

@@ -1,0 +1,291 @@
+//! Comparisons at run time, off the consumer's path: the other side's read
+//! (streaming in shadow mode, batch for a sampled streaming read) runs in its
+//! own task; the served body is copied as it streams (`tee`); when both are
+//! in, the comparator runs on a blocking thread and the result is counted,
+//! windowed and logged. Every step is bounded: slots in flight, bytes kept,
+//! and time waited.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::Body as _;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::{Route, SideName};
+use crate::decide::budget::Held;
+use crate::decide::freshness::now_unix_ms;
+use crate::decide::reconcile::compare::{self, Answer, Spec};
+use crate::decide::reconcile::outcome::Skip;
+use crate::net::upstream::Outgoing;
+use crate::serve::tee::{Capture, Copied};
+use crate::state::divergence_log::DivergenceLogs;
+use crate::state::live::LiveRoute;
+use crate::state::route::ReconcileSlot;
+
+/// Longest a comparison waits for either body before giving up.
+const BODY_WAIT: Duration = Duration::from_secs(60);
+/// Both answers together up to this size are compared on the runtime thread.
+const INLINE_COMPARE_BYTES: usize = 64 * 1024;
+/// Divergences written to the log per comparison.
+const LOGGED_PER_COMPARISON: usize = 5;
+
+/// One side's answer, read for comparison.
+#[derive(Debug)]
+pub struct Read {
+    pub status: u16,
+    pub watermark_ms: Option<i64>,
+    pub body: Bytes,
+}
+
+/// Whether this read is compared: `reconcile.sample` of reads, decided by
+/// the sticky header's hash when the read has one (the same customer is
+/// always or never compared), at random otherwise.
+pub fn sampled(route: &Route, sticky: Option<&[u8]>) -> bool {
+    let sample = route.reconcile.sample;
+    if sample >= 1.0 {
+        return true;
+    }
+    if sample <= 0.0 {
+        return false;
+    }
+    let point = match sticky {
+        // Salted so canary membership and sampling are independent.
+        Some(v) => {
+            (crate::decide::routing::fnv1a(&[b"reconcile:", v].concat()) % 1_000_000) as f64 / 1e6
+        }
+        None => fastrand::f64(),
+    };
+    point < sample
+}
+
+/// Starts the other side's read in its own task: recorded like any upstream
+/// attempt, its body read up to `max_body_bytes`.
+pub fn spawn_other_read(
+    route: Arc<LiveRoute>,
+    side: SideName,
+    out: Outgoing<'static>,
+    held: Arc<Held>,
+) -> JoinHandle<Result<Read, Skip>> {
+    tokio::spawn(async move {
+        let attempt = crate::serve::attempt::send(&route, side, out).await;
+        let resp = attempt.response.map_err(|_| Skip::UpstreamError)?;
+        let status = resp.status().as_u16();
+        let watermark_ms = attempt.watermark_ms;
+        let limit = route.config.reconcile.max_body_bytes;
+        let mut body = resp.into_body();
+        // Sized once from the announced length (at most the cap): growing by
+        // doubling copies a 4 MiB answer about twice more and faults in
+        // pages it then frees.
+        let announced = body.size_hint().exact().unwrap_or(0);
+        if announced > limit as u64 {
+            return Err(Skip::TooLarge);
+        }
+        // What the buffer may hold, taken from the process's budget first.
+        let mut reserved = announced as usize;
+        if !held.take(reserved) {
+            return Err(Skip::Memory);
+        }
+        let mut buf = BytesMut::with_capacity(reserved);
+        let read = async {
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|_| Skip::Aborted)?;
+                if let Some(d) = frame.data_ref() {
+                    let len = buf.len() + d.len();
+                    if len > limit {
+                        return Err(Skip::TooLarge);
+                    }
+                    if len > reserved {
+                        if !held.take(len - reserved) {
+                            return Err(Skip::Memory);
+                        }
+                        reserved = len;
+                    }
+                    buf.extend_from_slice(d);
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(BODY_WAIT, read)
+            .await
+            .map_err(|_| Skip::Aborted)??;
+        Ok(Read {
+            status,
+            watermark_ms,
+            body: buf.freeze(),
+        })
+    })
+}
+
+/// What a comparison needs from the read that was served.
+pub struct Served {
+    pub side: SideName,
+    pub status: u16,
+    pub watermark_ms: Option<i64>,
+    /// Path and query, for the divergence log.
+    pub request: String,
+}
+
+/// Starts the comparison of the served answer (copied through the returned
+/// `Capture`) with the other side's read. Returns the capture to attach to
+/// the consumer's body.
+pub fn start(
+    route: Arc<LiveRoute>,
+    served: Served,
+    other: JoinHandle<Result<Read, Skip>>,
+    slot: ReconcileSlot,
+    logs: DivergenceLogs,
+) -> Capture {
+    let (capture, copied) = Capture::new(route.config.reconcile.max_body_bytes, slot.held());
+    tokio::spawn(async move {
+        let _slot = slot;
+        match collect(served.status, served.watermark_ms, copied, other).await {
+            Err(why) => route.state.record_skip(why),
+            Ok((served_read, other_read)) => {
+                let (batch, streaming) = match served.side {
+                    SideName::Batch => (served_read, other_read),
+                    SideName::Streaming => (other_read, served_read),
+                };
+                // Small answers compare in microseconds: inline, without a
+                // hand-off to a blocking thread (which costs more than the
+                // comparison). Large ones go to the blocking pool so they never
+                // hold up reads.
+                let inline = batch.body.len() + streaming.body.len() <= INLINE_COMPARE_BYTES;
+                let route2 = route.clone();
+                let run = move || {
+                    let report = compare::compare(
+                        &spec_of(&route2.config),
+                        Answer {
+                            status: batch.status,
+                            body: &batch.body,
+                            watermark_ms: batch.watermark_ms,
+                        },
+                        Answer {
+                            status: streaming.status,
+                            body: &streaming.body,
+                            watermark_ms: streaming.watermark_ms,
+                        },
+                    );
+                    (report, batch.watermark_ms, streaming.watermark_ms)
+                };
+                let report = if inline {
+                    Ok(run())
+                } else {
+                    tokio::task::spawn_blocking(run).await
+                };
+                match report {
+                    Ok((report, bwm, swm)) => {
+                        record(&route, &served.request, &report, bwm, swm, &logs)
+                    }
+                    Err(_) => route.state.record_skip(Skip::Aborted),
+                }
+            }
+        }
+    });
+    capture
+}
+
+/// The comparator's settings for a route.
+fn spec_of(route: &Route) -> Spec<'_> {
+    let r = &route.reconcile;
+    Spec {
+        records: &r.records,
+        key: r.key.as_deref(),
+        ignore: &r.ignore,
+        numeric_tolerance: r.numeric_tolerance,
+        event_time: r.event_time_field.as_deref(),
+    }
+}
+
+async fn collect(
+    status: u16,
+    watermark_ms: Option<i64>,
+    copied: oneshot::Receiver<Copied>,
+    other: JoinHandle<Result<Read, Skip>>,
+) -> Result<(Read, Read), Skip> {
+    let served = match tokio::time::timeout(BODY_WAIT, copied).await {
+        Ok(Ok(Copied::Complete(chunks))) => {
+            let mut b = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+            for c in chunks {
+                b.extend_from_slice(&c);
+            }
+            b.freeze()
+        }
+        Ok(Ok(Copied::OverBudget)) => return Err(Skip::Memory),
+        Ok(Ok(Copied::TooLarge)) => {
+            other.abort();
+            return Err(Skip::TooLarge);
+        }
+        _ => {
+            other.abort();
+            return Err(Skip::Aborted);
+        }
+    };
+    let other = match tokio::time::timeout(BODY_WAIT, other).await {
+        Ok(Ok(r)) => r?,
+        _ => return Err(Skip::Aborted),
+    };
+    Ok((
+        Read {
+            status,
+            watermark_ms,
+            body: served,
+        },
+        other,
+    ))
+}
+
+fn rfc3339_ms(ms: Option<i64>) -> Option<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms?) * 1_000_000).ok()?;
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+/// Counts a finished comparison, feeds the divergence window, logs a sample.
+fn record(
+    live: &LiveRoute,
+    request: &str,
+    report: &compare::Report,
+    batch_wm: Option<i64>,
+    streaming_wm: Option<i64>,
+    logs: &DivergenceLogs,
+) {
+    let route = &live.config;
+    if report.no_records {
+        // A pointer that finds nothing on both sides is a config mistake:
+        // never a divergence (or every read would "diverge").
+        live.state.record_skip(Skip::NoRecords);
+        if live.state.fallback_log.take(now_unix_ms()).is_some() {
+            tracing::warn!(route = %route.name, records = %route.reconcile.records, "reconcile.records finds no record array in either answer: comparison skipped");
+        }
+        return;
+    }
+    live.state.record_comparison(report, now_unix_ms());
+    let Some(path) = route.reconcile.divergence_log.as_ref() else {
+        return;
+    };
+    if report.samples.is_empty() {
+        return;
+    }
+    let log = logs.get(path);
+    let now = rfc3339_ms(Some(now_unix_ms()));
+    for d in report.samples.iter().take(LOGGED_PER_COMPARISON) {
+        log.record(&serde_json::json!({
+            "time": now,
+            "route": route.name,
+            "request": request,
+            "category": d.category.as_str(),
+            "key": d.key,
+            "field": d.field,
+            "side": d.side,
+            "batch": d.batch,
+            "streaming": d.streaming,
+            "batch_watermark": rfc3339_ms(batch_wm),
+            "streaming_watermark": rfc3339_ms(streaming_wm),
+            "batch_rows": report.batch_rows,
+            "streaming_rows": report.streaming_rows,
+        }));
+    }
+}

@@ -1,0 +1,928 @@
+//! The hot path: accept consumer connections and answer each read through
+//! one pipeline, `handle`. Each phase is a named function below it, in the
+//! order a read meets them: `request_filter`, `plan`, `prepare_headers`,
+//! `forward` (with `try_streaming` and the fallback to batch), `respond`.
+//! What cutover answers itself is a `ProxyError` (`error.rs`).
+
+mod error;
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use self::error::ProxyError;
+use crate::config::{FallbackReason, Mode, SideName};
+use crate::decide::fallback::{self, Admission, AttemptOutcome, Circuit, CircuitChange, Facts};
+use crate::decide::freshness::now_unix_ms;
+use crate::decide::reconcile::outcome::Skip;
+use crate::net::conn::{self, ConnInfo, ConnLimits};
+use crate::net::headers::{Origin, Peer, add_forwarded, strip_hop_by_hop, wants_trailers};
+use crate::net::upstream::{BodyLimits, Outgoing, RequestBody, UpstreamBody};
+use crate::serve::app::App;
+use crate::serve::attempt::{self, Attempt};
+use crate::serve::compare::{self as reconcile, Read, Served};
+use crate::serve::tee::Tee;
+use crate::state::access_log::{AccessLog, Entry};
+use crate::state::live::{LiveRoute, Snapshot};
+use crate::state::route::{ReconcileSlot, try_reconcile_slot};
+
+/// What the consumer receives: an upstream body streamed through untouched
+/// (copied on the side when a comparison needs it), or a short local answer
+/// (404, 405, 502, ...).
+pub type ProxyBody = Either<Tee, Full<Bytes>>;
+
+pub const SERVED_BY: HeaderName = HeaderName::from_static("x-cutover-served-by");
+pub const FALLBACK: HeaderName = HeaderName::from_static("x-cutover-fallback");
+/// On every answer cutover made itself, its reason (`ProxyError::reason`).
+pub const ERROR: HeaderName = HeaderName::from_static("x-cutover-error");
+/// One id per read: the consumer's, or one cutover makes; sent with every
+/// upstream attempt of the read.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Accepts consumer connections (HTTP/1.1 and prior-knowledge h2c) until
+/// `shutdown` flips, then stops accepting and gives in-flight reads up to
+/// `grace` to finish. `limits` bound each connection (`conn`).
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+    grace: Duration,
+    limits: ConnLimits,
+) {
+    let counters = app.consumer_connections.clone();
+    let make_service = |info: ConnInfo| {
+        let app = app.clone();
+        let consumer = Arc::new(Peer::new(info.peer));
+        let refusal = info.refusal;
+        let raw_targets = info.raw_targets;
+        // Requests on this connection so far: the framing follower names
+        // the first refused one by its index.
+        let seq = Arc::new(AtomicU64::new(0));
+        service_fn(move |mut req: Request<Incoming>| {
+            let n = seq.fetch_add(1, Ordering::Relaxed);
+            if let Some(why) = conn::refused(&refusal, n) {
+                req.extensions_mut().insert(FramingRefused(why));
+            }
+            if let Some(target) = conn::raw_target(&raw_targets, n) {
+                req.extensions_mut().insert(RawTarget(target));
+            }
+            let app = app.clone();
+            let consumer = consumer.clone();
+            async move { Ok::<_, Infallible>(handle(&app, req, &consumer).await) }
+        })
+    };
+    conn::serve(listener, limits, counters, make_service, shutdown, grace).await;
+}
+
+/// The target as the consumer sent it, when hyper saw it percent-encoded
+/// (`conn::target`): what the upstream gets.
+#[derive(Debug, Clone)]
+struct RawTarget(String);
+
+/// Marks a request whose raw head the framing follower refused (both
+/// framings, or a repeated `Content-Length`): hyper hid it from the head.
+#[derive(Debug, Clone, Copy)]
+struct FramingRefused(&'static str);
+
+/// Answers one read. Never fails: every problem becomes an HTTP answer.
+pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let (mut parts, body) = req.into_parts();
+    // One snapshot per read: a reload mid-read does not change this read.
+    let (route, runtime, log) = {
+        let snap = app.live.snapshot.load();
+        let log = snap.access_log.clone();
+        match request_filter(&snap, &parts) {
+            Ok(route) => (route, snap.settings.runtime.clone(), log),
+            Err(refused) => return refused.answer(log.as_ref(), None, &parts, started),
+        }
+    };
+    // Held until the answer's head is ready: the reads cutover is waiting
+    // on upstreams for, bounded so a burst batch cannot serve is shed
+    // rather than queued without end.
+    let Some(_slot) = app.reads.admit(runtime.max_inflight_reads) else {
+        return ProxyError::Shed.answer(log.as_ref(), Some(&route), &parts, started);
+    };
+    let plan = match plan(&route, &parts) {
+        Ok(plan) => plan,
+        Err(refused) => {
+            route.state.metrics.sequence_refused.increment(1);
+            return refused.answer(log.as_ref(), Some(&route), &parts, started);
+        }
+    };
+    let trailers = prepare_headers(&mut parts, peer, &route);
+    let limits = BodyLimits {
+        buffered: runtime.max_buffered_body,
+        spooled: runtime.max_spooled_body,
+        spool: &app.live.spool,
+        idle: runtime.body_timeout,
+    };
+    let body = match RequestBody::from_incoming(body, limits).await {
+        Ok(body) => body,
+        Err(e) => {
+            return ProxyError::from(e).answer(log.as_ref(), Some(&route), &parts, started);
+        }
+    };
+    let read = forward(&route, &parts, body, &plan).await;
+    remember_sequence(&route, &parts, &plan, &read);
+    let summary = Summary::of(&read);
+    let resp = respond(app, &route, read, &parts, trailers);
+    record(
+        &route,
+        log.as_ref(),
+        &parts,
+        summary,
+        resp.status(),
+        started,
+    );
+    resp
+}
+
+/// request_filter: refuses what a backend must never see, and finds the
+/// read's route by path only (never the Host header or an absolute-form
+/// target's authority). `Err` is answered by cutover itself.
+fn request_filter(snap: &Snapshot, parts: &Parts) -> Result<Arc<LiveRoute>, ProxyError> {
+    if let Some(FramingRefused(why)) = parts.extensions.get::<FramingRefused>() {
+        return Err(ProxyError::Framing(why));
+    }
+    if let Some(reason) = malformed(parts) {
+        return Err(ProxyError::Malformed(reason));
+    }
+    let route = snap
+        .route_for(parts.uri.path())
+        .ok_or(ProxyError::NoRoute)?;
+    if !route.config.methods.contains(&parts.method) {
+        let allow: Vec<&str> = route.config.methods.iter().map(Method::as_str).collect();
+        return Err(ProxyError::MethodNotAllowed {
+            allow: HeaderValue::from_str(&allow.join(", ")).ok(),
+        });
+    }
+    Ok(route.clone())
+}
+
+/// What `plan` decided for a read before anything is sent.
+struct Plan {
+    /// The mode this read is served in: the configured one, or the one a
+    /// tripped gate rolled the route back to.
+    mode: Mode,
+    /// The side chosen to serve, before any fallback.
+    chosen: SideName,
+    /// Whether the other side is read too and the answers compared.
+    compare: bool,
+    /// The read's place in its sequence.
+    sequence: Role,
+}
+
+/// A read's place in its sequence (`sequence`), as `plan` found it.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    /// Not looked at: a plain read (no `Range`, no query) of a route that
+    /// remembers no sequence, outside canary mode. Costs nothing.
+    Untracked,
+    /// Starts a sequence: decided by the mode (and canary split), never by
+    /// an earlier pin, since a read that starts one mixes nothing.
+    /// `remember`: the route keeps it in its table.
+    Starts {
+        key: u64,
+        remember: bool,
+        /// It carries `Range` or a sequence param (of a sequence unseen
+        /// within `pin_ttl`): it starts a sequence, but not plainly.
+        may_continue: bool,
+    },
+    /// Continues a sequence its pin says `chosen` answered: never the other side.
+    Continues { key: u64 },
+}
+
+/// plan: the side that serves the read (sequence pin, mode, canary split by
+/// sticky header or sequence) and whether this read is compared. Costs one
+/// atomic load more than the mode decision on a plain read of a route with
+/// no sequences. `Err`: the read continues a sequence whose side this mode
+/// no longer serves (a rollback mid-object), answered by cutover.
+fn plan(route: &LiveRoute, parts: &Parts) -> Result<Plan, ProxyError> {
+    let cfg = &route.config;
+    // A tripped gate rolls every new read back (one atomic load, no lock).
+    let rolled_back = route.state.gate.rollback();
+    let mode = rolled_back.unwrap_or(cfg.mode);
+    let sticky = cfg
+        .canary
+        .sticky_header
+        .as_ref()
+        .and_then(|h| parts.headers.get(h))
+        .map(HeaderValue::as_bytes);
+    let (sequence, pin) = sequence_role(route, parts, mode);
+    // Shadow mode reads streaming only for reads that start a sequence, so
+    // streaming never receives batch's cursors or a range of batch's file.
+    let starts_plainly = match sequence {
+        Role::Untracked => true,
+        Role::Starts { may_continue, .. } => !may_continue,
+        Role::Continues { .. } => false,
+    };
+    let shadow_compares =
+        |explicit: bool| starts_plainly && (!explicit || reconcile::sampled(cfg, sticky));
+    let chosen = match (sequence, pin) {
+        (Role::Continues { .. }, Some(side)) => {
+            if !crate::decide::sequence::mode_serves(mode, side) {
+                return Err(ProxyError::Pinned { side, cause: None });
+            }
+            route.state.metrics.sequence_pinned_reads[side.index()].increment(1);
+            side
+        }
+        _ => {
+            let key = match sequence {
+                Role::Starts { key, .. } | Role::Continues { key, .. } => key,
+                Role::Untracked => 0,
+            };
+            crate::decide::routing::choose_side(
+                mode,
+                &cfg.canary,
+                crate::decide::routing::canary_point(sticky, key),
+            )
+        }
+    };
+    let compare = if rolled_back.is_some() && mode != cfg.mode {
+        // Rolled back to batch or shadow: batch serves; shadow compares as
+        // shadow mode does (every read unless `reconcile.sample` says).
+        mode == Mode::Shadow && shadow_compares(cfg.reconcile.sample_explicit)
+    } else {
+        match mode {
+            Mode::Batch | Mode::StreamingOnly => false,
+            Mode::Shadow => shadow_compares(true),
+            Mode::Canary | Mode::Streaming => reconcile::sampled(cfg, sticky),
+        }
+    };
+    Ok(Plan {
+        mode,
+        chosen,
+        compare,
+        sequence,
+    })
+}
+
+/// The read's sequence role, and for a read that continues a sequence the
+/// side its pin names.
+fn sequence_role(route: &LiveRoute, parts: &Parts, mode: Mode) -> (Role, Option<SideName>) {
+    let pins = &route.state.pins;
+    let rules = &route.config.sequence;
+    let plain = parts.uri.query().is_none() && !parts.headers.contains_key(header::RANGE);
+    let tracking = pins.tracking();
+    if plain && mode != Mode::Canary && pins.is_empty() && !tracking {
+        return (Role::Untracked, None);
+    }
+    let read = crate::decide::sequence::classify(
+        rules,
+        parts.uri.path(),
+        parts.uri.query(),
+        &parts.headers,
+    );
+    if read.may_continue {
+        pins.start_tracking();
+    }
+    let pin = if pins.is_empty() {
+        None
+    } else {
+        pins.get(read.key, rules.pin_ttl, now_unix_ms())
+    };
+    match pin {
+        Some(p) if read.may_continue => (Role::Continues { key: read.key }, Some(p.side)),
+        _ => (
+            Role::Starts {
+                key: read.key,
+                // A range reader's `HEAD` (or first plain read) starts the
+                // sequence its ranges continue, before the route is tracking.
+                remember: read.may_continue || tracking || parts.method == Method::HEAD,
+                may_continue: read.may_continue,
+            },
+            None,
+        ),
+    }
+}
+
+/// After the read: the route's table learns which side answered its
+/// sequence, so the reads that continue it go there too. A fallback pins the
+/// sequence to batch; a continuing read keeps its pin fresh; plain reads of a
+/// route that never reads in ranges or pages, and never fell back, are not
+/// remembered at all.
+fn remember_sequence(route: &LiveRoute, parts: &Parts, plan: &Plan, read: &Forwarded) {
+    if read.answer.is_err() {
+        return;
+    }
+    let rules = &route.config.sequence;
+    let fell_back = read.fallback.is_some();
+    let key = match plan.sequence {
+        Role::Untracked if !fell_back => return,
+        Role::Untracked => {
+            crate::decide::sequence::classify(
+                rules,
+                parts.uri.path(),
+                parts.uri.query(),
+                &parts.headers,
+            )
+            .key
+        }
+        Role::Starts {
+            remember: false, ..
+        } if !fell_back => return,
+        Role::Starts { key, .. } | Role::Continues { key } => key,
+    };
+    let held = route
+        .state
+        .pins
+        .record(key, read.served_by, rules, now_unix_ms());
+    route.state.metrics.sequence_pins.set(held as f64);
+}
+
+/// prepare_headers: the consumer's headers as every upstream attempt of the
+/// read sends them: hop-by-hop and `Host` removed, the consumer's address,
+/// host, scheme and the route's prefix set in the forwarding headers
+/// (`headers::add_forwarded`), and an `x-request-id` when the consumer sent
+/// none (`traceparent` and the rest pass as they are). True when the
+/// consumer takes trailers (`TE: trailers`): the upstream is told so too,
+/// since an origin may send them only when asked.
+fn prepare_headers(parts: &mut Parts, peer: &Peer, route: &LiveRoute) -> bool {
+    let headers = &mut parts.headers;
+    let trailers = wants_trailers(headers);
+    strip_hop_by_hop(headers);
+    // The host the consumer asked for: the target's authority when it has
+    // one (h2's `:authority`, an absolute-form target: RFC 9112 3.2.2 says
+    // it wins over `Host`), else `Host`.
+    let host = headers.remove(header::HOST);
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().as_bytes())
+        .or(host.as_ref().map(HeaderValue::as_bytes));
+    let origin = Origin {
+        host,
+        prefix: &route.forwarded_prefix,
+    };
+    // The body's own trailers are dropped (`RequestBody`): announce none.
+    headers.remove(header::TRAILER);
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    add_forwarded(headers, peer, origin);
+    if !headers.contains_key(&REQUEST_ID) {
+        headers.insert(REQUEST_ID, new_request_id());
+    }
+    trailers
+}
+
+/// A fresh request id: 128 random bits in hex.
+fn new_request_id() -> HeaderValue {
+    let id = format!("{:032x}", fastrand::u128(..));
+    HeaderValue::from_str(&id).expect("hex digits are a valid header value")
+}
+
+/// An upstream's answer on its way to the consumer: the head (body still
+/// streaming) and the watermark it carried.
+struct Upstream {
+    response: Response<UpstreamBody>,
+    watermark_ms: Option<i64>,
+}
+
+/// The other side's read for a comparison, already running, and the slot it holds.
+struct OtherRead {
+    read: JoinHandle<Result<Read, Skip>>,
+    slot: ReconcileSlot,
+}
+
+/// Where a read went: who served it, why it fell back (if it did), the
+/// answer or what cutover answers instead, and the other side's read when
+/// this read is compared.
+struct Forwarded {
+    served_by: SideName,
+    fallback: Option<FallbackReason>,
+    answer: Result<Upstream, ProxyError>,
+    other: Option<OtherRead>,
+}
+
+/// forward: sends the read to the chosen side and, when streaming fails in
+/// a way the route's `fallback` allows, to batch (one hop, decided on the
+/// response head, before any byte reached the consumer). In shadow mode, and
+/// for a compared streaming read, the other side's read starts in its own
+/// task, so it never delays this one.
+async fn forward(
+    route: &Arc<LiveRoute>,
+    parts: &Parts,
+    body: RequestBody,
+    plan: &Plan,
+) -> Forwarded {
+    let cfg = &route.config;
+    let mut body = Some(body);
+    let mut other = None;
+    if plan.compare && plan.mode == Mode::Shadow {
+        // Phase 1: the same read goes to streaming beside batch; streaming's
+        // answer never reaches the consumer.
+        other = start_other_read(route, SideName::Streaming, parts, body.as_ref());
+    }
+
+    let mut fallback = None;
+    if plan.chosen == SideName::Streaming {
+        // The body batch would need, kept only if batch may be asked (the
+        // headers stay in `parts`: every attempt borrows them).
+        let replay = match cfg.mode {
+            Mode::StreamingOnly => None,
+            _ => body.as_ref().and_then(RequestBody::replay),
+        };
+        let continues = matches!(plan.sequence, Role::Continues { .. });
+        let StreamingTry {
+            outcome,
+            answer,
+            elapsed,
+        } = try_streaming(route, parts, &mut body, continues).await;
+        let facts = Facts {
+            replayable: replay.is_some() || body.is_some(),
+            answer_watermark_ms: answer.as_ref().ok().and_then(|a| a.watermark_ms),
+            batch_watermark_ms: route.state.watermark(SideName::Batch).get(),
+        };
+        match fallback::decide(cfg.mode, &cfg.fallback, outcome, facts) {
+            None => {
+                // Served by streaming: a sampled read is also read from batch
+                // and compared (the safety net of phases 2-3).
+                if plan.compare && answer.is_ok() {
+                    other = start_other_read(route, SideName::Batch, parts, replay.as_ref());
+                }
+                return Forwarded {
+                    served_by: SideName::Streaming,
+                    fallback: None,
+                    answer,
+                    other,
+                };
+            }
+            Some(_) if continues => {
+                // The read continues a sequence streaming answered: batch's
+                // bytes would not fit with the ones the consumer already
+                // has, so streaming's failure is the answer.
+                route.state.metrics.sequence_refused.increment(1);
+                return Forwarded {
+                    served_by: SideName::Streaming,
+                    fallback: None,
+                    answer: answer.map_err(|cause| ProxyError::Pinned {
+                        side: SideName::Streaming,
+                        cause: Some(Box::new(cause)),
+                    }),
+                    other: None,
+                };
+            }
+            Some(reason) => {
+                route.state.record_fallback(reason);
+                log_fallback(route, reason, &answer, elapsed);
+                fallback = Some(reason);
+                body = body.or(replay);
+            }
+        }
+    }
+
+    let out = outgoing(
+        parts,
+        route,
+        SideName::Batch,
+        body.unwrap_or_else(RequestBody::empty),
+    );
+    let answer = upstream_answer(attempt::send(route, SideName::Batch, out).await);
+    if answer.is_err()
+        && let Some(OtherRead { read, slot }) = other.take()
+    {
+        // Batch gave nothing to compare with. The shadow read still runs to
+        // its end (its figures count), holding its slot so the cap holds.
+        route.state.record_skip(Skip::UpstreamError);
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _ = read.await;
+        });
+    }
+    Forwarded {
+        served_by: SideName::Batch,
+        fallback,
+        answer,
+        other,
+    }
+}
+
+/// What `try_streaming` came to.
+struct StreamingTry {
+    outcome: AttemptOutcome,
+    answer: Result<Upstream, ProxyError>,
+    /// Time to the response head; zero when nothing was sent.
+    elapsed: Duration,
+}
+
+impl StreamingTry {
+    fn refused(outcome: AttemptOutcome, error: ProxyError) -> StreamingTry {
+        StreamingTry {
+            outcome,
+            answer: Err(error),
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
+/// Logs a fallback at `info`, a few a second per route at most (the
+/// counters have every one), with what streaming did and how long it took.
+fn log_fallback(
+    route: &LiveRoute,
+    reason: FallbackReason,
+    answer: &Result<Upstream, ProxyError>,
+    elapsed: Duration,
+) {
+    let Some(dropped) = route.state.fallback_log.take(now_unix_ms()) else {
+        return;
+    };
+    let (status, error) = match answer {
+        Ok(up) => (Some(up.response.status().as_u16()), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    tracing::info!(
+        route = %route.config.name,
+        reason = reason.as_str(),
+        streaming_status = status,
+        streaming_error = error,
+        streaming_ms = elapsed.as_secs_f64() * 1000.0,
+        not_logged_before = dropped,
+        "streaming failed; batch answers"
+    );
+}
+
+/// try_streaming: the streaming attempt, unless the in-flight cap or the
+/// circuit refuses it first (then nothing was sent and `body` is left as it
+/// was). Feeds the circuit with the attempt's outcome. A read that
+/// `continues` a sequence is refused by neither: it cannot go elsewhere,
+/// the cap and the circuit divert new sequences only.
+async fn try_streaming(
+    route: &LiveRoute,
+    parts: &Parts,
+    body: &mut Option<RequestBody>,
+    continues: bool,
+) -> StreamingTry {
+    let state = &route.state;
+    let cap = route.config.streaming.max_inflight.filter(|_| !continues);
+    let Some(_slot) = state.try_streaming_slot(cap) else {
+        return StreamingTry::refused(AttemptOutcome::Overflow, ProxyError::Overflow);
+    };
+    let admission = state.circuit.admit(now_unix_ms());
+    if admission == Admission::Open && !continues {
+        return StreamingTry::refused(AttemptOutcome::CircuitOpen, ProxyError::CircuitOpen);
+    }
+    // A trial read dropped before its verdict (the consumer went away)
+    // gives the trial back, or the circuit stays half-open.
+    let mut trial = TrialGuard((admission == Admission::Trial).then_some(&state.circuit));
+    let sent = body.take().unwrap_or_else(RequestBody::empty);
+    let out = outgoing(parts, route, SideName::Streaming, sent);
+    let attempt = attempt::send(route, SideName::Streaming, out).await;
+    trial.0 = None;
+    if admission == Admission::Open {
+        // Sent past an open circuit (a continuing read): its outcome is no
+        // trial, so it neither closes the circuit nor extends it.
+        return StreamingTry {
+            outcome: attempt.outcome,
+            elapsed: attempt.elapsed,
+            answer: upstream_answer(attempt),
+        };
+    }
+    let policy = &route.config.fallback.circuit;
+    let failed = attempt.outcome.is_failure();
+    match state
+        .circuit
+        .record(policy, admission, failed, now_unix_ms())
+    {
+        CircuitChange::Opened => {
+            state.metrics.circuit_opens.increment(1);
+            tracing::warn!(route = %route.config.name, outcome = ?attempt.outcome, cooldown = ?policy.cooldown, "streaming circuit opened after {} consecutive failures: batch serves until a trial read succeeds", policy.failures);
+        }
+        CircuitChange::Closed => {
+            tracing::info!(route = %route.config.name, "streaming circuit closed: a trial read succeeded");
+        }
+        CircuitChange::None => {}
+    }
+    StreamingTry {
+        outcome: attempt.outcome,
+        elapsed: attempt.elapsed,
+        answer: upstream_answer(attempt),
+    }
+}
+
+/// An attempt's answer, or the error cutover answers in its place.
+fn upstream_answer(attempt: Attempt) -> Result<Upstream, ProxyError> {
+    match attempt.response {
+        Ok(response) => Ok(Upstream {
+            response,
+            watermark_ms: attempt.watermark_ms,
+        }),
+        Err(e) => Err(ProxyError::from(e)),
+    }
+}
+
+/// respond: the answer as the consumer gets it: the upstream's head without
+/// hop-by-hop headers and its body streaming through (copied on the side
+/// for a comparison), or cutover's own answer; then who served and why.
+/// The upstream's trailers reach only a consumer that takes them.
+fn respond(
+    app: &App,
+    route: &Arc<LiveRoute>,
+    read: Forwarded,
+    parts: &Parts,
+    trailers: bool,
+) -> Response<ProxyBody> {
+    let local = read.answer.as_ref().err().map(ProxyError::reason);
+    let mut resp = match read.answer {
+        Ok(Upstream {
+            response,
+            watermark_ms,
+        }) => {
+            let (mut head, mut body) = response.into_parts();
+            strip_hop_by_hop(&mut head.headers);
+            answer_filter(route, read.served_by, &mut head.headers, parts);
+            if !trailers {
+                head.headers.remove(header::TRAILER);
+                body.drop_trailers();
+            }
+            let capture = read.other.map(|OtherRead { read: other, slot }| {
+                let served = Served {
+                    side: read.served_by,
+                    status: head.status.as_u16(),
+                    watermark_ms,
+                    request: parts
+                        .uri
+                        .path_and_query()
+                        .map_or_else(String::new, |p| p.to_string()),
+                };
+                reconcile::start(
+                    route.clone(),
+                    served,
+                    other,
+                    slot,
+                    app.divergence_logs.clone(),
+                )
+            });
+            Response::from_parts(head, Either::Left(Tee::new(body, capture)))
+        }
+        Err(e) => e.respond(Some(route)),
+    };
+    let h = resp.headers_mut();
+    h.insert(SERVED_BY, HeaderValue::from_static(read.served_by.as_str()));
+    // Only this cutover's fallback may be reported (an upstream may sit
+    // behind a cutover of its own); its error header is set with its answer.
+    h.remove(FALLBACK);
+    if let Some(reason) = read.fallback {
+        h.insert(FALLBACK, reason.header_value());
+    }
+    if local.is_none() {
+        h.remove(ERROR);
+    }
+    resp
+}
+
+/// answer_filter (part of `respond`): what the serving side's head must
+/// not say as it is: a `Location`/`Content-Location` into the side becomes
+/// the consumer-facing URL (`redirect`), streaming's `ETag` is marked and
+/// the `Last-Modified` the side served is remembered (`validators`).
+fn answer_filter(route: &LiveRoute, side: SideName, h: &mut http::HeaderMap, parts: &Parts) {
+    let consumer_host = parts.headers.get(crate::net::headers::X_FORWARDED_HOST);
+    let cfg = &route.config;
+    crate::net::redirect::rewrite_answer(h, cfg.side(side), &cfg.prefix, consumer_host);
+    crate::net::validators::on_answer(h, side, &route.state.issued_dates);
+}
+
+/// What `record` needs of a read once it is answered.
+#[derive(Clone, Copy)]
+struct Summary {
+    served_by: SideName,
+    fallback: Option<FallbackReason>,
+    /// The `x-cutover-error` reason when cutover answered itself.
+    error: Option<&'static str>,
+}
+
+impl Summary {
+    fn of(read: &Forwarded) -> Summary {
+        Summary {
+            served_by: read.served_by,
+            fallback: read.fallback,
+            error: read.answer.as_ref().err().map(ProxyError::reason),
+        }
+    }
+}
+
+/// record (logging): counts the read in the route's figures and metrics,
+/// and writes its access log entry when the access log wants it.
+fn record(
+    route: &LiveRoute,
+    log: Option<&AccessLog>,
+    parts: &Parts,
+    read: Summary,
+    status: StatusCode,
+    started: Instant,
+) {
+    let elapsed = started.elapsed();
+    let fell_back = read.fallback.is_some();
+    route.state.record_read(
+        read.served_by,
+        status.as_u16(),
+        elapsed,
+        fell_back,
+        now_unix_ms(),
+    );
+    if let Some(log) = log
+        && log.wants(fell_back || read.error.is_some())
+    {
+        log.record(Entry {
+            served_by: Some(read.served_by.as_str()),
+            fallback: read.fallback.map(FallbackReason::as_str),
+            error: read.error,
+            upstream_status: read.error.is_none().then_some(status.as_u16()),
+            ..entry(log, Some(route), parts, status, elapsed)
+        });
+    }
+}
+
+/// An access log entry with what every read has; the upstream's part is
+/// empty (cutover answered).
+pub(crate) fn entry(
+    log: &AccessLog,
+    route: Option<&LiveRoute>,
+    parts: &Parts,
+    status: StatusCode,
+    elapsed: Duration,
+) -> Entry {
+    Entry {
+        ts: SystemTime::now(),
+        consumer: log.consumer().clone(),
+        route: route.map(|r| r.config.name.clone()),
+        dataset: route.map(|r| r.config.dataset.clone()),
+        method: parts.method.clone(),
+        path: parts.uri.path().to_owned(),
+        status: status.as_u16(),
+        served_by: None,
+        fallback: None,
+        error: None,
+        upstream_status: None,
+        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        request_id: parts.headers.get(&REQUEST_ID).cloned(),
+    }
+}
+
+/// Starts the other side's read for a comparison, if a slot is free and the
+/// request can be sent twice; otherwise counts the skip.
+fn start_other_read(
+    route: &Arc<LiveRoute>,
+    side: SideName,
+    parts: &Parts,
+    body: Option<&RequestBody>,
+) -> Option<OtherRead> {
+    let Some(body) = body.and_then(RequestBody::replay) else {
+        route.state.record_skip(Skip::Unbuffered);
+        return None;
+    };
+    let Some(slot) = try_reconcile_slot(&route.state, route.config.reconcile.max_inflight) else {
+        route.state.record_skip(Skip::Inflight);
+        return None;
+    };
+    // Its own task needs its own copy of the method and headers.
+    let out = outgoing(parts, route, side, body);
+    let out = Outgoing {
+        method: Cow::Owned(out.method.into_owned()),
+        headers: Cow::Owned(out.headers.into_owned()),
+        ..out
+    };
+    Some(OtherRead {
+        read: reconcile::spawn_other_read(route.clone(), side, out, slot.held()),
+        slot,
+    })
+}
+
+/// The read as it goes to `side`: same method, rewritten path, the
+/// consumer's query, the (already cleaned) headers without the validators
+/// the other side issued (copied only when a conditional header is there:
+/// `validators::for_side`), and the body.
+fn outgoing<'a>(
+    parts: &'a Parts,
+    route: &LiveRoute,
+    side: SideName,
+    body: RequestBody,
+) -> Outgoing<'a> {
+    let (path, query) = sent_target(parts, &route.config.prefix);
+    Outgoing {
+        method: Cow::Borrowed(&parts.method),
+        path_and_query: crate::decide::routing::rewrite(
+            &route.config.prefix,
+            route.config.side(side),
+            path,
+            query,
+        ),
+        headers: crate::net::validators::for_side(&parts.headers, side, &route.state.issued_dates),
+        body,
+    }
+}
+
+/// The read's path and query as the upstream gets them: as the consumer
+/// sent them where hyper saw them encoded (origin-form, under the route's
+/// prefix), else as parsed.
+fn sent_target<'a>(parts: &'a Parts, prefix: &str) -> (&'a str, Option<&'a str>) {
+    if let Some(RawTarget(raw)) = parts.extensions.get::<RawTarget>() {
+        // A fragment is dropped, as hyper drops it from the parsed target.
+        let raw = raw.split('#').next().unwrap_or_default();
+        let (path, query) = match raw.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (raw, None),
+        };
+        if path.starts_with('/') && path.starts_with(prefix) {
+            return (path, query);
+        }
+    }
+    (parts.uri.path(), parts.uri.query())
+}
+
+/// Why a request must not be forwarded at all, if it must not.
+fn malformed(parts: &Parts) -> Option<&'static str> {
+    let h = &parts.headers;
+    // Both framings at once is the classic smuggling vector: refuse rather
+    // than pick one (RFC 9112 6.1 allows either). On HTTP/1 hyper hides both
+    // cases from the head, so `conn::framing` refuses them from the raw
+    // bytes (`FramingRefused` above); this check covers what reaches the
+    // service with the headers intact (h2).
+    if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
+        return Some("both Transfer-Encoding and Content-Length\n");
+    }
+    if h.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
+        return Some("more than one Content-Length\n");
+    }
+    // RFC 9112 3.2: an HTTP/1.1 request has exactly one Host (h2 carries
+    // :authority instead). Two that differ are how a request is made to
+    // mean one host to one hop and another to the next.
+    if parts.version == Version::HTTP_11 {
+        let mut hosts = h.get_all(header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (None, _) => return Some("no Host header\n"),
+            (Some(a), Some(b)) if a != b => return Some("two different Host headers\n"),
+            _ => {}
+        }
+    }
+    if has_dot_segment(parts.uri.path()) {
+        return Some("dot segments are not allowed in the path\n");
+    }
+    None
+}
+
+/// Whether a path has a `.` or `..` segment, plain or percent-encoded. The
+/// prefix rewrite is textual, so `/v1/orders/../customers` would otherwise
+/// reach outside the side's base path on a backend that normalises.
+fn has_dot_segment(path: &str) -> bool {
+    if !path.contains('.') && !path.contains('%') {
+        return false;
+    }
+    path.split('/').any(|seg| {
+        let decoded = seg.replace("%2e", ".").replace("%2E", ".");
+        decoded == "." || decoded == ".."
+    })
+}
+
+/// Holds a circuit's trial slot while the trial read is in flight; gives it
+/// back if the read is dropped before its outcome is recorded.
+struct TrialGuard<'a>(Option<&'a Circuit>);
+
+impl Drop for TrialGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(circuit) = self.0 {
+            circuit.abandon_trial();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_are_found_plain_and_encoded() {
+        for bad in [
+            "/v1/orders/../customers",
+            "/v1/./x",
+            "/v1/..",
+            "/v1/%2e%2E/x",
+            "/v1/.%2e",
+        ] {
+            assert!(has_dot_segment(bad), "{bad}");
+        }
+        for ok in [
+            "/v1/orders",
+            "/v1/orders/file.json",
+            "/v1/...",
+            "/v1/a..b",
+            "/v1/%20",
+        ] {
+            assert!(!has_dot_segment(ok), "{ok}");
+        }
+    }
+}
