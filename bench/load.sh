@@ -18,7 +18,7 @@
 # of the cutover process (from /proc; in all, in user space and in the kernel)
 # and its resident memory after the run. The nginx-proxy row is nginx as the
 # same reverse proxy on the same core, for the user/kernel comparison.
-# For nginx and HAProxy side by side, use ../shared/bench/peers.sh.
+# For nginx and HAProxy side by side, use bench/peers.sh.
 set -euo pipefail
 
 BIN=${1:-target/release/cutover}

@@ -89,7 +89,7 @@ fn selector(metric: &str, matchers: &[&str], dataset: Option<&str>) -> String {
     }
 }
 
-/// Every query the board runs, by name: the README quotes these.
+/// Every query the board runs, by name: docs/fleet.md quotes these.
 pub fn board_queries(dataset: Option<&str>, window: f64) -> Vec<(&'static str, String)> {
     let w = range(window);
     let s = |metric: &str, m: &[&str]| selector(metric, m, dataset);
