@@ -17,8 +17,9 @@ use tokio::task::JoinHandle;
 use crate::config::{Route, SideName};
 use crate::decide::budget::Held;
 use crate::decide::freshness::now_unix_ms;
-use crate::decide::reconcile::compare::{self, Answer, Spec};
+use crate::decide::reconcile::compare;
 use crate::decide::reconcile::outcome::Skip;
+use crate::decide::reconcile::report::{Answer, Spec};
 use crate::net::upstream::Outgoing;
 use crate::serve::tee::{Capture, Copied};
 use crate::state::divergence_log::DivergenceLogs;
@@ -247,7 +248,7 @@ fn rfc3339_ms(ms: Option<i64>) -> Option<String> {
 fn record(
     live: &LiveRoute,
     request: &str,
-    report: &compare::Report,
+    report: &crate::decide::reconcile::report::Report,
     batch_wm: Option<i64>,
     streaming_wm: Option<i64>,
     logs: &DivergenceLogs,

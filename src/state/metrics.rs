@@ -11,8 +11,8 @@ use metrics_exporter_prometheus::{
 
 use crate::config::{FallbackReason, Mode, SideName};
 use crate::decide::fallback::AttemptOutcome;
-use crate::decide::reconcile::compare::Category;
 use crate::decide::reconcile::outcome::{Skip, Verdict};
+use crate::decide::reconcile::report::Category;
 use crate::state::gate::{Check, CheckVerdict};
 
 pub const REQUESTS_TOTAL: &str = "cutover_requests_total";

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::compare::{Category, Report};
+use super::report::{Category, Report};
 
 /// A human summary of a report: rows, counts by category, the first divergences.
 pub fn render(report: &Report, shown: usize) -> String {

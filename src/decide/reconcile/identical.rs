@@ -18,7 +18,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::compare::{Report, Spec};
+use super::report::{Report, Spec};
 
 /// The report for two identical bodies, or `None` when only the full
 /// comparison can give it (a key that repeats: its samples need the records).

@@ -7,6 +7,8 @@ pub mod compare;
 pub mod diff;
 mod identical;
 pub mod outcome;
+pub mod report;
 
-pub use compare::{Answer, Category, Divergence, Report, Spec, compare};
+pub use compare::compare;
 pub use outcome::{Skip, Verdict};
+pub use report::{Answer, Category, Divergence, Report, Spec};

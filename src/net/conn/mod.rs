@@ -36,13 +36,10 @@ use tokio::sync::{Notify, watch};
 
 use self::io::ConnIo;
 pub use self::io::{Refusal, refused};
-pub use self::target::{RawTargets, for_hyper, raw_target};
+pub use self::target::{MAX_HEAD_BYTES, RawTargets, for_hyper, raw_target};
 
 /// The h2 connection preface (RFC 9113 3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Largest request head (request line and headers) a consumer may send.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// The bounds on one listener's connections (`limits:` in the config).
 #[derive(Debug, Clone)]

@@ -29,6 +29,9 @@ pub type RawTargets = Arc<Mutex<VecDeque<(u64, String)>>>;
 /// Most targets kept waiting for their request (pipelined heads).
 const MAX_WAITING: usize = 64;
 
+/// Largest request head (request line and headers) a consumer may send.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// The target request `n` was sent with, if hyper saw it encoded. Targets
 /// of earlier requests still queued are dropped.
 pub fn raw_target(targets: &RawTargets, n: u64) -> Option<String> {
@@ -123,7 +126,7 @@ impl TargetScan {
                         encode.push(i);
                         self.encoded = true;
                     }
-                    if self.target.len() < super::MAX_HEAD_BYTES {
+                    if self.target.len() < MAX_HEAD_BYTES {
                         self.target.push(b);
                     }
                     Phase::Target { in_query }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use http::request::Parts;
 
-use super::{ERROR, ProxyBody};
+use super::answer::{ERROR, ProxyBody, entry};
 use crate::config::SideName;
 use crate::net::upstream::{AttemptError, BodyReadError};
 use crate::state::access_log::{AccessLog, Entry};
@@ -168,7 +168,7 @@ impl ProxyError {
         if let Some(log) = log {
             log.record(Entry {
                 error: Some(reason),
-                ..super::entry(log, route, parts, resp.status(), started.elapsed())
+                ..entry(log, route, parts, resp.status(), started.elapsed())
             });
         }
         resp

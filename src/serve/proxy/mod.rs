@@ -4,25 +4,27 @@
 //! `forward` (with `try_streaming` and the fallback to batch), `respond`.
 //! What cutover answers itself is a `ProxyError` (`error.rs`).
 
+mod answer;
 mod error;
 
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::{Either, Full};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use self::answer::entry;
+pub use self::answer::{ERROR, FALLBACK, ProxyBody, REQUEST_ID, SERVED_BY};
 pub use self::error::ProxyError;
 use crate::config::{FallbackReason, Mode, SideName};
 use crate::decide::fallback::{self, Admission, AttemptOutcome, Circuit, CircuitChange, Facts};
@@ -38,19 +40,6 @@ use crate::serve::tee::Tee;
 use crate::state::access_log::{AccessLog, Entry};
 use crate::state::live::{LiveRoute, Snapshot};
 use crate::state::route::{ReconcileSlot, try_reconcile_slot};
-
-/// What the consumer receives: an upstream body streamed through untouched
-/// (copied on the side when a comparison needs it), or a short local answer
-/// (404, 405, 502, ...).
-pub type ProxyBody = Either<Tee, Full<Bytes>>;
-
-pub const SERVED_BY: HeaderName = HeaderName::from_static("x-cutover-served-by");
-pub const FALLBACK: HeaderName = HeaderName::from_static("x-cutover-fallback");
-/// On every answer cutover made itself, its reason (`ProxyError::reason`).
-pub const ERROR: HeaderName = HeaderName::from_static("x-cutover-error");
-/// One id per read: the consumer's, or one cutover makes; sent with every
-/// upstream attempt of the read.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Accepts consumer connections (HTTP/1.1 and prior-knowledge h2c) until
 /// `shutdown` flips, then stops accepting and gives in-flight reads up to
@@ -744,32 +733,6 @@ fn record(
             upstream_status: read.error.is_none().then_some(status.as_u16()),
             ..entry(log, Some(route), parts, status, elapsed)
         });
-    }
-}
-
-/// An access log entry with what every read has; the upstream's part is
-/// empty (cutover answered).
-pub(crate) fn entry(
-    log: &AccessLog,
-    route: Option<&LiveRoute>,
-    parts: &Parts,
-    status: StatusCode,
-    elapsed: Duration,
-) -> Entry {
-    Entry {
-        ts: SystemTime::now(),
-        consumer: log.consumer().clone(),
-        route: route.map(|r| r.config.name.clone()),
-        dataset: route.map(|r| r.config.dataset.clone()),
-        method: parts.method.clone(),
-        path: parts.uri.path().to_owned(),
-        status: status.as_u16(),
-        served_by: None,
-        fallback: None,
-        error: None,
-        upstream_status: None,
-        duration_ms: elapsed.as_secs_f64() * 1000.0,
-        request_id: parts.headers.get(&REQUEST_ID).cloned(),
     }
 }
 

@@ -1,0 +1,131 @@
+//! What a comparison is asked (`Spec`, the two `Answer`s) and what it
+//! finds (`Report`, its `Divergence`s by `Category`): the types the
+//! comparator (`compare`), its fast path (`identical`), `cutover diff` and
+//! the route's figures share.
+
+/// What to compare and how loosely. Borrowed from the route's config.
+#[derive(Debug, Clone, Default)]
+pub struct Spec<'a> {
+    /// JSON pointer to the record array; "" for the whole body.
+    pub records: &'a str,
+    pub key: Option<&'a str>,
+    pub ignore: &'a [String],
+    /// Relative: |a - b| <= tolerance * max(|a|, |b|).
+    pub numeric_tolerance: f64,
+    /// Field holding a record's event time (RFC 3339 or Unix s/ms).
+    pub event_time: Option<&'a str>,
+}
+
+/// One side's answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    pub status: u16,
+    pub body: &'a [u8],
+    /// Unix ms, if the side sent one.
+    pub watermark_ms: Option<i64>,
+}
+
+/// Divergence categories, the `category` label. `Status` (the two sides
+/// answered different status codes) is cutover's addition to SPEC's six.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Missing,
+    Extra,
+    Duplicate,
+    Aggregate,
+    Timing,
+    Body,
+    Status,
+}
+
+impl Category {
+    pub const ALL: [Category; 7] = [
+        Category::Missing,
+        Category::Extra,
+        Category::Duplicate,
+        Category::Aggregate,
+        Category::Timing,
+        Category::Body,
+        Category::Status,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Missing => "missing",
+            Category::Extra => "extra",
+            Category::Duplicate => "duplicate",
+            Category::Aggregate => "aggregate",
+            Category::Timing => "timing",
+            Category::Body => "body",
+            Category::Status => "status",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Whether this category is a defect; `timing` is expected while the
+    /// sides' watermarks differ.
+    pub fn is_defect(self) -> bool {
+        self != Category::Timing
+    }
+}
+
+/// One divergence, with enough to investigate it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Divergence {
+    pub category: Category,
+    /// The record's key, when records are keyed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The first differing field, for `aggregate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Which side, for `duplicate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub side: Option<&'static str>,
+    /// Both values, truncated to `MAX_VALUE_CHARS`.
+    pub batch: Option<String>,
+    pub streaming: Option<String>,
+}
+
+/// The result of one comparison.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Report {
+    /// Records (or bodies) per category, indexed by `Category::index`.
+    pub counts: [u64; Category::ALL.len()],
+    /// The `records` pointer found no record array in either answer: the
+    /// comparison could not run (a mistaken pointer, not a divergence).
+    pub no_records: bool,
+    pub batch_rows: Option<usize>,
+    pub streaming_rows: Option<usize>,
+    /// The first `MAX_SAMPLES` divergences.
+    pub samples: Vec<Divergence>,
+}
+
+impl Report {
+    /// Whether anything diverged in a way that is a defect (`timing` alone is a match).
+    pub fn diverged(&self) -> bool {
+        Category::ALL
+            .iter()
+            .any(|c| c.is_defect() && self.counts[c.index()] > 0)
+    }
+
+    pub fn count(&self, c: Category) -> u64 {
+        self.counts[c.index()]
+    }
+
+    pub(super) fn add(&mut self, d: Divergence) {
+        self.counts[d.category.index()] += 1;
+        if self.samples.len() < MAX_SAMPLES {
+            self.samples.push(d);
+        }
+    }
+}
+
+/// Divergences kept per comparison for the log and `diff`.
+pub const MAX_SAMPLES: usize = 20;
+/// Characters of a value kept in a divergence.
+pub const MAX_VALUE_CHARS: usize = 240;
