@@ -63,6 +63,269 @@ pub const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// Comparisons skipped, by reason (an addition to SPEC's metrics).
 pub const RECONCILE_SKIPPED_TOTAL: &str = "cutover_reconcile_skipped_total";
 
+/// What a metric is: one row per metric name, read by the exporter (its
+/// `# HELP` and `# TYPE`) and by `cutover fleet`, whose PromQL names the same
+/// constants, so a rename is a compile error rather than an empty board.
+/// `labels` are the metric's own, beside `consumer`, `route` and `dataset`
+/// on every per-route series.
+#[derive(Debug, Clone, Copy)]
+pub struct Def {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub unit: Option<Unit>,
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric cutover exports.
+pub const METRICS: &[Def] = &[
+    Def {
+        name: REQUESTS_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        labels: &["side", "code_class"],
+        help: "Reads answered to the consumer, by the side that served them.",
+    },
+    Def {
+        name: UPSTREAM_REQUESTS_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        labels: &["side", "result"],
+        help: "Upstream attempts, shadow and probe included, by result.",
+    },
+    Def {
+        name: FALLBACKS_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        labels: &["reason"],
+        help: "Reads served by batch after streaming was chosen, by reason.",
+    },
+    Def {
+        name: RECONCILE_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        labels: &["result"],
+        help: "Comparisons of the two sides' answers, by result.",
+    },
+    Def {
+        name: RECONCILE_DIVERGENCES_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        labels: &["category"],
+        help: "Diverging records, by category.",
+    },
+    Def {
+        name: RECONCILE_SKIPPED_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        labels: &["reason"],
+        help: "Comparisons skipped to bound cost, by reason.",
+    },
+    Def {
+        name: CONFIG_RELOADS_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        labels: &["result"],
+        help: "Config reload attempts, by result.",
+    },
+    Def {
+        name: ACCESS_LOG_DROPPED_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        labels: &[],
+        help: "Access log entries dropped because the writer's queue was full.",
+    },
+    Def {
+        name: CIRCUIT_OPENS_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        labels: &[],
+        help: "Times the route's streaming circuit opened.",
+    },
+    Def {
+        name: GATE_CHECKS_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        labels: &["result"],
+        help: "Gate checks evaluated, by verdict (pass, fail, inconclusive).",
+    },
+    Def {
+        name: GATE_TRIPS_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        labels: &["check"],
+        help: "Gate trips, by the check that failed last.",
+    },
+    Def {
+        name: CONNECTIONS_REFUSED_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        labels: &["listener"],
+        help: "Connections closed at once because limits.max_connections were open, by listener.",
+    },
+    Def {
+        name: READS_SHED_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        labels: &[],
+        help: "Reads answered 503 with Retry-After because limits.max_inflight_reads were in flight.",
+    },
+    Def {
+        name: SEQUENCE_PINNED_READS_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        labels: &["side"],
+        help: "Reads whose side a sequence pin decided (a continuing read, or any read of a sequence a fallback pinned), by side.",
+    },
+    Def {
+        name: SEQUENCE_REFUSED_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        labels: &[],
+        help: "Reads continuing a sequence whose side failed, answered with that failure rather than by the other side.",
+    },
+    Def {
+        name: REQUEST_DURATION_SECONDS,
+        kind: Kind::Histogram,
+        unit: Some(Unit::Seconds),
+        labels: &["side"],
+        help: "Consumer-visible latency to the response head.",
+    },
+    Def {
+        name: UPSTREAM_DURATION_SECONDS,
+        kind: Kind::Histogram,
+        unit: Some(Unit::Seconds),
+        labels: &["side"],
+        help: "Upstream time to response headers.",
+    },
+    Def {
+        name: DATA_WATERMARK_TIMESTAMP_SECONDS,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Seconds),
+        labels: &["side"],
+        help: "Watermark last seen from the side (Unix seconds).",
+    },
+    Def {
+        name: DATA_AGE_SECONDS,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Seconds),
+        labels: &["side"],
+        help: "Now minus the side's last watermark, at scrape time.",
+    },
+    Def {
+        name: FRESHNESS_DELTA_SECONDS,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Seconds),
+        labels: &[],
+        help: "Batch age minus streaming age (positive: streaming is fresher).",
+    },
+    Def {
+        name: ERROR_RATIO,
+        kind: Kind::Gauge,
+        unit: None,
+        labels: &["side"],
+        help: "Failed share of upstream attempts over the recent window.",
+    },
+    Def {
+        name: ERROR_RATIO_DELTA,
+        kind: Kind::Gauge,
+        unit: None,
+        labels: &[],
+        help: "Streaming minus batch error ratio over the recent window.",
+    },
+    Def {
+        name: DIVERGENCE_RATIO,
+        kind: Kind::Gauge,
+        unit: None,
+        labels: &[],
+        help: "Diverged share of comparisons over the recent window.",
+    },
+    Def {
+        name: ROUTE_MODE,
+        kind: Kind::Gauge,
+        unit: None,
+        labels: &["mode"],
+        help: "1 for the route's effective mode, 0 for the others.",
+    },
+    Def {
+        name: CIRCUIT_OPEN,
+        kind: Kind::Gauge,
+        unit: None,
+        labels: &[],
+        help: "1 while the route's streaming circuit is open.",
+    },
+    Def {
+        name: CONFIG_GENERATION,
+        kind: Kind::Gauge,
+        unit: None,
+        labels: &[],
+        help: "Generation of the applied config; increments on each reload.",
+    },
+    Def {
+        name: CONFIG_LAST_RELOAD_SUCCESSFUL,
+        kind: Kind::Gauge,
+        unit: None,
+        labels: &[],
+        help: "1 when the last reload attempt applied (or found nothing to change), 0 while the file on disk is rejected.",
+    },
+    Def {
+        name: CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Seconds),
+        labels: &[],
+        help: "When the serving config was applied (Unix seconds).",
+    },
+    Def {
+        name: GATE_TRIPPED,
+        kind: Kind::Gauge,
+        unit: None,
+        labels: &[],
+        help: "1 while the route's gate is tripped (the route is rolled back).",
+    },
+    Def {
+        name: BUILD_INFO,
+        kind: Kind::Gauge,
+        unit: None,
+        labels: &["version"],
+        help: "1, labelled with cutover's version.",
+    },
+    Def {
+        name: SEQUENCE_PINS,
+        kind: Kind::Gauge,
+        unit: None,
+        labels: &[],
+        help: "Sequences (objects read in ranges, listings read in pages) the route remembers with their side.",
+    },
+    Def {
+        name: CONNECTIONS_OPEN,
+        kind: Kind::Gauge,
+        unit: None,
+        labels: &["listener"],
+        help: "Connections open now, by listener (consumer or admin).",
+    },
+    Def {
+        name: READS_INFLIGHT,
+        kind: Kind::Gauge,
+        unit: None,
+        labels: &[],
+        help: "Reads waiting for an upstream's answer now.",
+    },
+    Def {
+        name: CONSUMER_INFO,
+        kind: Kind::Gauge,
+        unit: None,
+        labels: &["risk"],
+        help: "1 for the consumer's risk (a risk it had before a reload reads 0).",
+    },
+];
+
 /// The process's metrics: a recorder of its own (not the global one, so that
 /// several proxies can live in one test process) and the handle that renders it.
 #[derive(Clone)]
@@ -106,179 +369,14 @@ impl Metrics {
 
     fn describe(&self) {
         let r = &self.recorder;
-        let c = |name: &'static str, unit: Option<Unit>, text: &'static str| {
-            r.describe_counter(name.into(), unit, text.into())
-        };
-        c(
-            REQUESTS_TOTAL,
-            None,
-            "Reads answered to the consumer, by the side that served them.",
-        );
-        c(
-            UPSTREAM_REQUESTS_TOTAL,
-            None,
-            "Upstream attempts, shadow and probe included, by result.",
-        );
-        c(
-            FALLBACKS_TOTAL,
-            None,
-            "Reads served by batch after streaming was chosen, by reason.",
-        );
-        c(
-            RECONCILE_TOTAL,
-            None,
-            "Comparisons of the two sides' answers, by result.",
-        );
-        c(
-            RECONCILE_DIVERGENCES_TOTAL,
-            None,
-            "Diverging records, by category.",
-        );
-        c(
-            RECONCILE_SKIPPED_TOTAL,
-            None,
-            "Comparisons skipped to bound cost, by reason.",
-        );
-        c(
-            CONFIG_RELOADS_TOTAL,
-            None,
-            "Config reload attempts, by result.",
-        );
-        c(
-            ACCESS_LOG_DROPPED_TOTAL,
-            None,
-            "Access log entries dropped because the writer's queue was full.",
-        );
-        c(
-            CIRCUIT_OPENS_TOTAL,
-            None,
-            "Times the route's streaming circuit opened.",
-        );
-        c(
-            GATE_CHECKS_TOTAL,
-            None,
-            "Gate checks evaluated, by verdict (pass, fail, inconclusive).",
-        );
-        c(
-            GATE_TRIPS_TOTAL,
-            None,
-            "Gate trips, by the check that failed last.",
-        );
-        c(
-            CONNECTIONS_REFUSED_TOTAL,
-            None,
-            "Connections closed at once because limits.max_connections were open, by listener.",
-        );
-        c(
-            READS_SHED_TOTAL,
-            None,
-            "Reads answered 503 with Retry-After because limits.max_inflight_reads were in flight.",
-        );
-        c(
-            SEQUENCE_PINNED_READS_TOTAL,
-            None,
-            "Reads whose side a sequence pin decided (a continuing read, or any read of a sequence a fallback pinned), by side.",
-        );
-        c(
-            SEQUENCE_REFUSED_TOTAL,
-            None,
-            "Reads continuing a sequence whose side failed, answered with that failure rather than by the other side.",
-        );
-        let h = |name: &'static str, text: &'static str| {
-            r.describe_histogram(name.into(), Some(Unit::Seconds), text.into())
-        };
-        h(
-            REQUEST_DURATION_SECONDS,
-            "Consumer-visible latency to the response head.",
-        );
-        h(
-            UPSTREAM_DURATION_SECONDS,
-            "Upstream time to response headers.",
-        );
-        let g = |name: &'static str, unit: Option<Unit>, text: &'static str| {
-            r.describe_gauge(name.into(), unit, text.into())
-        };
-        g(
-            DATA_WATERMARK_TIMESTAMP_SECONDS,
-            Some(Unit::Seconds),
-            "Watermark last seen from the side (Unix seconds).",
-        );
-        g(
-            DATA_AGE_SECONDS,
-            Some(Unit::Seconds),
-            "Now minus the side's last watermark, at scrape time.",
-        );
-        g(
-            FRESHNESS_DELTA_SECONDS,
-            Some(Unit::Seconds),
-            "Batch age minus streaming age (positive: streaming is fresher).",
-        );
-        g(
-            ERROR_RATIO,
-            None,
-            "Failed share of upstream attempts over the recent window.",
-        );
-        g(
-            ERROR_RATIO_DELTA,
-            None,
-            "Streaming minus batch error ratio over the recent window.",
-        );
-        g(
-            DIVERGENCE_RATIO,
-            None,
-            "Diverged share of comparisons over the recent window.",
-        );
-        g(
-            ROUTE_MODE,
-            None,
-            "1 for the route's effective mode, 0 for the others.",
-        );
-        g(
-            CIRCUIT_OPEN,
-            None,
-            "1 while the route's streaming circuit is open.",
-        );
-        g(
-            CONFIG_GENERATION,
-            None,
-            "Generation of the applied config; increments on each reload.",
-        );
-        g(
-            CONFIG_LAST_RELOAD_SUCCESSFUL,
-            None,
-            "1 when the last reload attempt applied (or found nothing to change), 0 while the file on disk is rejected.",
-        );
-        g(
-            CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
-            Some(Unit::Seconds),
-            "When the serving config was applied (Unix seconds).",
-        );
-        g(
-            GATE_TRIPPED,
-            None,
-            "1 while the route's gate is tripped (the route is rolled back).",
-        );
-        g(BUILD_INFO, None, "1, labelled with cutover's version.");
-        g(
-            SEQUENCE_PINS,
-            None,
-            "Sequences (objects read in ranges, listings read in pages) the route remembers with their side.",
-        );
-        g(
-            CONNECTIONS_OPEN,
-            None,
-            "Connections open now, by listener (consumer or admin).",
-        );
-        g(
-            READS_INFLIGHT,
-            None,
-            "Reads waiting for an upstream's answer now.",
-        );
-        g(
-            CONSUMER_INFO,
-            None,
-            "1 for the consumer's risk (a risk it had before a reload reads 0).",
-        );
+        for d in METRICS {
+            let (name, help) = (d.name.into(), d.help.into());
+            match d.kind {
+                Kind::Counter => r.describe_counter(name, d.unit, help),
+                Kind::Gauge => r.describe_gauge(name, d.unit, help),
+                Kind::Histogram => r.describe_histogram(name, d.unit, help),
+            }
+        }
     }
 
     /// Prometheus text exposition of everything recorded so far, less the
@@ -607,5 +705,60 @@ impl ProcessMetrics {
             gauge(old).set(0.0);
         }
         gauge(risk).set(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_exported_family_is_in_the_table_with_its_type() {
+        let m = Metrics::new();
+        let key = RouteKey {
+            consumer: "c".into(),
+            route: "r".into(),
+            dataset: "d".into(),
+        };
+        let route = RouteMetrics::new(&m, &key);
+        route.request_duration[0].record(0.01);
+        route.upstream_duration[0].record(0.01);
+        let process = ProcessMetrics::new(&m, "c");
+        process.set_risk("low", None);
+        m.publish_connections("c", "consumer", 1, 0);
+        m.publish_reads("c", 0, 0);
+        let text = m.render();
+        let mut seen = 0;
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("# TYPE ") else {
+                continue;
+            };
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            let def = METRICS
+                .iter()
+                .find(|d| d.name == name)
+                .unwrap_or_else(|| panic!("{name} is exported but not in METRICS"));
+            let want = match def.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
+            };
+            assert_eq!(kind, want, "{name}");
+            seen += 1;
+        }
+        assert!(seen >= 25, "only {seen} families rendered:\n{text}");
+        let mut names: Vec<&str> = METRICS.iter().map(|d| d.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), METRICS.len(), "a metric is in the table twice");
+        for d in METRICS {
+            assert!(d.name.starts_with("cutover_"), "{}", d.name);
+            assert_eq!(
+                d.name.ends_with("_total"),
+                d.kind == Kind::Counter,
+                "{}: counters, and only counters, end in _total",
+                d.name
+            );
+        }
     }
 }

@@ -20,6 +20,10 @@ use self::query::{Prometheus, QueryError, Series, quote};
 use self::verdict::{
     ConsumerFigures, DecommissionConsumer, NextToMove, Risk, ShadowVerdict, Violation,
 };
+use crate::state::metrics::{
+    CONSUMER_INFO, FALLBACKS_TOTAL, GATE_TRIPPED, GATE_TRIPS_TOTAL, RECONCILE_DIVERGENCES_TOTAL,
+    RECONCILE_TOTAL, REQUESTS_TOTAL, ROUTE_MODE, UPSTREAM_REQUESTS_TOTAL,
+};
 
 /// How far back the mode history goes: enough for the 14-day rule twice over.
 pub const HISTORY_SECONDS: f64 = 30.0 * 86_400.0;
@@ -101,90 +105,81 @@ pub fn board_queries(dataset: Option<&str>, window: f64) -> Vec<(&'static str, S
         (
             "risk",
             format!(
-                "max by (consumer, risk) (last_over_time(cutover_consumer_info{}) == 1)",
+                "max by (consumer, risk) (last_over_time({CONSUMER_INFO}{}) == 1)",
                 range(HISTORY_SECONDS)
             ),
         ),
         (
             "mode",
-            format!(
-                "max by ({by}, mode) ({} == 1)",
-                s("cutover_route_mode", &[])
-            ),
+            format!("max by ({by}, mode) ({} == 1)", s(ROUTE_MODE, &[])),
         ),
         (
             "reads",
             format!(
                 "sum by ({by}, side) (increase({}{w}))",
-                s("cutover_requests_total", &[])
+                s(REQUESTS_TOTAL, &[])
             ),
         ),
         (
             "fallbacks",
-            format!(
-                "sum by ({by}) (increase({}{w}))",
-                s("cutover_fallbacks_total", &[])
-            ),
+            format!("sum by ({by}) (increase({}{w}))", s(FALLBACKS_TOTAL, &[])),
         ),
         (
             "attempts",
             format!(
                 "sum by ({by}, side, result) (increase({}{w}))",
-                s("cutover_upstream_requests_total", &[])
+                s(UPSTREAM_REQUESTS_TOTAL, &[])
             ),
         ),
         (
             "comparisons",
             format!(
                 "sum by ({by}, result) (increase({}{w}))",
-                s("cutover_reconcile_total", &[])
+                s(RECONCILE_TOTAL, &[])
             ),
         ),
         (
             "divergences",
             format!(
                 "sum by ({by}, category) (increase({}{w}))",
-                s("cutover_reconcile_divergences_total", &[])
+                s(RECONCILE_DIVERGENCES_TOTAL, &[])
             ),
         ),
         (
             "compared_since",
             format!(
                 "min by ({by}) (min_over_time(timestamp({} > 0){}:{step}s]))",
-                s("cutover_reconcile_total", &[r#"result=~"match|diverged""#]),
+                s(RECONCILE_TOTAL, &[r#"result=~"match|diverged""#]),
                 w.trim_end_matches(']')
             ),
         ),
         (
             "gate_trips",
-            format!(
-                "sum by ({by}) (increase({}{w}))",
-                s("cutover_gate_trips_total", &[])
-            ),
+            format!("sum by ({by}) (increase({}{w}))", s(GATE_TRIPS_TOTAL, &[])),
         ),
         (
             "gate_trips_settle",
             format!(
                 "sum by ({by}) (increase({}[{SETTLE}]))",
-                s("cutover_gate_trips_total", &[])
+                s(GATE_TRIPS_TOTAL, &[])
             ),
         ),
         (
             "gate_tripped_settle",
             format!(
                 "max by ({by}) (max_over_time({}[{SETTLE}]))",
-                s("cutover_gate_tripped", &[])
+                s(GATE_TRIPPED, &[])
             ),
         ),
         (
             "gate_tripped",
-            format!("max by ({by}) ({})", s("cutover_gate_tripped", &[])),
+            format!("max by ({by}) ({})", s(GATE_TRIPPED, &[])),
         ),
         (
             "recent_modes",
             format!(
                 "max by ({by}, mode) (last_over_time({}{}) == 1)",
-                s("cutover_route_mode", &[]),
+                s(ROUTE_MODE, &[]),
                 range(RECENT_SECONDS)
             ),
         ),
@@ -194,7 +189,7 @@ pub fn board_queries(dataset: Option<&str>, window: f64) -> Vec<(&'static str, S
             "recent_seen",
             format!(
                 "max by ({by}) (max_over_time(timestamp({}){}:{}s]))",
-                s("cutover_route_mode", &[]),
+                s(ROUTE_MODE, &[]),
                 range(RECENT_SECONDS).trim_end_matches(']'),
                 RECENT_STEP as u64
             ),
@@ -206,17 +201,13 @@ pub fn board_queries(dataset: Option<&str>, window: f64) -> Vec<(&'static str, S
 pub fn mode_history_query(dataset: Option<&str>) -> String {
     format!(
         "max by (consumer, dataset, mode) ({} == 1)",
-        selector("cutover_route_mode", &[], dataset)
+        selector(ROUTE_MODE, &[], dataset)
     )
 }
 
 /// The raw batch attempt counters (query_range): every kind of batch read.
 pub fn batch_counter_query(dataset: Option<&str>) -> String {
-    selector(
-        "cutover_upstream_requests_total",
-        &[r#"side="batch""#],
-        dataset,
-    )
+    selector(UPSTREAM_REQUESTS_TOTAL, &[r#"side="batch""#], dataset)
 }
 
 type Key = (String, String);
@@ -545,14 +536,14 @@ pub fn decommission_queries(dataset: &str, window: f64) -> Vec<(&'static str, St
             "known",
             format!(
                 "max by (consumer, dataset, mode) (last_over_time({}{w}) == 1)",
-                selector("cutover_route_mode", &[], d)
+                selector(ROUTE_MODE, &[], d)
             ),
         ),
         (
             "mode",
             format!(
                 "max by (consumer, dataset, mode) ({} == 1)",
-                selector("cutover_route_mode", &[], d)
+                selector(ROUTE_MODE, &[], d)
             ),
         ),
         (
