@@ -4,9 +4,9 @@
 //! watermarks and windows (`freshness`), comparing two answers
 //! (`reconcile`), and byte budgets (`budget`). Nothing here does I/O.
 
-pub mod budget;
-pub mod fallback;
+pub(crate) mod budget;
+pub(crate) mod fallback;
 pub mod freshness;
 pub mod reconcile;
 pub mod routing;
-pub mod sequence;
+pub(crate) mod sequence;

@@ -2,8 +2,8 @@
 //! clients and request bodies (`upstream`), and the header rules of a proxy
 //! in the middle (`headers`, `redirect`, `validators`).
 
-pub mod conn;
+pub(crate) mod conn;
 pub mod headers;
-pub mod redirect;
+pub(crate) mod redirect;
 pub mod upstream;
-pub mod validators;
+pub(crate) mod validators;

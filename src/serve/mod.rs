@@ -3,14 +3,14 @@
 //! task that serves: the consumer's reads (`proxy`), the admin endpoints,
 //! the idle-side probe, the gate checks, and comparisons off the read's path.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod app;
-pub mod attempt;
-pub mod compare;
-pub mod gate_task;
-pub mod probe;
-pub mod proxy;
-pub mod tee;
+pub(crate) mod attempt;
+pub(crate) mod compare;
+pub(crate) mod gate_task;
+pub(crate) mod probe;
+pub(crate) mod proxy;
+pub(crate) mod tee;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +19,6 @@ pub const DEFAULT_MAX_BYTES: u64 = 16 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct DivergenceLog {
     tx: SyncSender<String>,
-    dropped: Arc<AtomicU64>,
     path: PathBuf,
 }
 
@@ -44,7 +42,6 @@ impl DivergenceLog {
         }
         DivergenceLog {
             tx,
-            dropped: Arc::new(AtomicU64::new(0)),
             path: path.to_owned(),
         }
     }
@@ -54,14 +51,9 @@ impl DivergenceLog {
         match self.tx.try_send(entry.to_string()) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
                 false
             }
         }
-    }
-
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
     }
 
     pub fn path(&self) -> &Path {

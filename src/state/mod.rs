@@ -3,11 +3,11 @@
 //! (`gate`), metrics, the access and divergence logs, reloads, and the
 //! `/status` document.
 
-pub mod access_log;
-pub mod divergence_log;
-pub mod gate;
+pub(crate) mod access_log;
+pub(crate) mod divergence_log;
+pub(crate) mod gate;
 pub mod live;
 pub mod metrics;
-pub mod reload;
-pub mod route;
+pub(crate) mod reload;
+pub(crate) mod route;
 pub mod status;
