@@ -50,9 +50,7 @@ impl DivergenceLog {
     pub fn record(&self, entry: &serde_json::Value) -> bool {
         match self.tx.try_send(entry.to_string()) {
             Ok(()) => true,
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                false
-            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
         }
     }
 

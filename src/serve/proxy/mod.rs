@@ -6,6 +6,7 @@
 
 mod answer;
 mod error;
+mod plan;
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -26,6 +27,7 @@ use tokio::task::JoinHandle;
 use self::answer::entry;
 pub use self::answer::{ERROR, FALLBACK, ProxyBody, REQUEST_ID, SERVED_BY};
 pub use self::error::ProxyError;
+use self::plan::{Plan, Role, plan, remember_sequence};
 use crate::config::{FallbackReason, Mode, SideName};
 use crate::decide::fallback::{self, Admission, AttemptOutcome, Circuit, CircuitChange, Facts};
 use crate::decide::freshness::now_unix_ms;
@@ -126,7 +128,15 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
         }
     };
     let read = forward(&route, &parts, body, &plan).await;
-    remember_sequence(&route, &parts, &plan, &read);
+    if read.answer.is_ok() {
+        remember_sequence(
+            &route,
+            &parts,
+            &plan,
+            read.served_by,
+            read.fallback.is_some(),
+        );
+    }
     let summary = Summary::of(&read);
     let resp = respond(app, &route, read, &parts, trailers);
     record(
@@ -160,177 +170,6 @@ fn request_filter(snap: &Snapshot, parts: &Parts) -> Result<Arc<LiveRoute>, Prox
         });
     }
     Ok(route.clone())
-}
-
-/// What `plan` decided for a read before anything is sent.
-struct Plan {
-    /// The mode this read is served in: the configured one, or the one a
-    /// tripped gate rolled the route back to.
-    mode: Mode,
-    /// The side chosen to serve, before any fallback.
-    chosen: SideName,
-    /// Whether the other side is read too and the answers compared.
-    compare: bool,
-    /// The read's place in its sequence.
-    sequence: Role,
-}
-
-/// A read's place in its sequence (`sequence`), as `plan` found it.
-#[derive(Debug, Clone, Copy)]
-enum Role {
-    /// Not looked at: a plain read (no `Range`, no query) of a route that
-    /// remembers no sequence, outside canary mode. Costs nothing.
-    Untracked,
-    /// Starts a sequence: decided by the mode (and canary split), never by
-    /// an earlier pin, since a read that starts one mixes nothing.
-    /// `remember`: the route keeps it in its table.
-    Starts {
-        key: u64,
-        remember: bool,
-        /// It carries `Range` or a sequence param (of a sequence unseen
-        /// within `pin_ttl`): it starts a sequence, but not plainly.
-        may_continue: bool,
-    },
-    /// Continues a sequence its pin says `chosen` answered: never the other side.
-    Continues { key: u64 },
-}
-
-/// plan: the side that serves the read (sequence pin, mode, canary split by
-/// sticky header or sequence) and whether this read is compared. Costs one
-/// atomic load more than the mode decision on a plain read of a route with
-/// no sequences. `Err`: the read continues a sequence whose side this mode
-/// no longer serves (a rollback mid-object), answered by cutover.
-fn plan(route: &LiveRoute, parts: &Parts) -> Result<Plan, ProxyError> {
-    let cfg = &route.config;
-    // A tripped gate rolls every new read back (one atomic load, no lock).
-    let rolled_back = route.state.gate.rollback();
-    let mode = rolled_back.unwrap_or(cfg.mode);
-    let sticky = cfg
-        .canary
-        .sticky_header
-        .as_ref()
-        .and_then(|h| parts.headers.get(h))
-        .map(HeaderValue::as_bytes);
-    let (sequence, pin) = sequence_role(route, parts, mode);
-    // Shadow mode reads streaming only for reads that start a sequence, so
-    // streaming never receives batch's cursors or a range of batch's file.
-    let starts_plainly = match sequence {
-        Role::Untracked => true,
-        Role::Starts { may_continue, .. } => !may_continue,
-        Role::Continues { .. } => false,
-    };
-    let shadow_compares =
-        |explicit: bool| starts_plainly && (!explicit || reconcile::sampled(cfg, sticky));
-    let chosen = match (sequence, pin) {
-        (Role::Continues { .. }, Some(side)) => {
-            if !crate::decide::sequence::mode_serves(mode, side) {
-                return Err(ProxyError::Pinned { side, cause: None });
-            }
-            route.state.metrics.sequence_pinned_reads[side.index()].increment(1);
-            side
-        }
-        _ => {
-            let key = match sequence {
-                Role::Starts { key, .. } | Role::Continues { key, .. } => key,
-                Role::Untracked => 0,
-            };
-            crate::decide::routing::choose_side(
-                mode,
-                &cfg.canary,
-                crate::decide::routing::canary_point(sticky, key),
-            )
-        }
-    };
-    let compare = if rolled_back.is_some() && mode != cfg.mode {
-        // Rolled back to batch or shadow: batch serves; shadow compares as
-        // shadow mode does (every read unless `reconcile.sample` says).
-        mode == Mode::Shadow && shadow_compares(cfg.reconcile.sample_explicit)
-    } else {
-        match mode {
-            Mode::Batch | Mode::StreamingOnly => false,
-            Mode::Shadow => shadow_compares(true),
-            Mode::Canary | Mode::Streaming => reconcile::sampled(cfg, sticky),
-        }
-    };
-    Ok(Plan {
-        mode,
-        chosen,
-        compare,
-        sequence,
-    })
-}
-
-/// The read's sequence role, and for a read that continues a sequence the
-/// side its pin names.
-fn sequence_role(route: &LiveRoute, parts: &Parts, mode: Mode) -> (Role, Option<SideName>) {
-    let pins = &route.state.pins;
-    let rules = &route.config.sequence;
-    let plain = parts.uri.query().is_none() && !parts.headers.contains_key(header::RANGE);
-    let tracking = pins.tracking();
-    if plain && mode != Mode::Canary && pins.is_empty() && !tracking {
-        return (Role::Untracked, None);
-    }
-    let read = crate::decide::sequence::classify(
-        rules,
-        parts.uri.path(),
-        parts.uri.query(),
-        &parts.headers,
-    );
-    if read.may_continue {
-        pins.start_tracking();
-    }
-    let pin = if pins.is_empty() {
-        None
-    } else {
-        pins.get(read.key, rules.pin_ttl, now_unix_ms())
-    };
-    match pin {
-        Some(p) if read.may_continue => (Role::Continues { key: read.key }, Some(p.side)),
-        _ => (
-            Role::Starts {
-                key: read.key,
-                // A range reader's `HEAD` (or first plain read) starts the
-                // sequence its ranges continue, before the route is tracking.
-                remember: read.may_continue || tracking || parts.method == Method::HEAD,
-                may_continue: read.may_continue,
-            },
-            None,
-        ),
-    }
-}
-
-/// After the read: the route's table learns which side answered its
-/// sequence, so the reads that continue it go there too. A fallback pins the
-/// sequence to batch; a continuing read keeps its pin fresh; plain reads of a
-/// route that never reads in ranges or pages, and never fell back, are not
-/// remembered at all.
-fn remember_sequence(route: &LiveRoute, parts: &Parts, plan: &Plan, read: &Forwarded) {
-    if read.answer.is_err() {
-        return;
-    }
-    let rules = &route.config.sequence;
-    let fell_back = read.fallback.is_some();
-    let key = match plan.sequence {
-        Role::Untracked if !fell_back => return,
-        Role::Untracked => {
-            crate::decide::sequence::classify(
-                rules,
-                parts.uri.path(),
-                parts.uri.query(),
-                &parts.headers,
-            )
-            .key
-        }
-        Role::Starts {
-            remember: false, ..
-        } if !fell_back => return,
-        Role::Starts { key, .. } | Role::Continues { key } => key,
-    };
-    let held = route
-        .state
-        .pins
-        .record(key, read.served_by, rules, now_unix_ms());
-    route.state.metrics.sequence_pins.set(held as f64);
 }
 
 /// prepare_headers: the consumer's headers as every upstream attempt of the
