@@ -26,8 +26,10 @@ use super::raw;
 use super::{ConfigError, ConfigErrors};
 
 /// Parses, validates and compiles `text` (the file at `path`). On failure,
-/// every problem found, each with its line and column, in file order. Pure:
-/// nothing outside the returned value is read or changed.
+/// every problem found, each with its line and column, in file order.
+/// Not pure: each `ca_file` is read (relative to `path`'s directory) to
+/// check it holds a certificate, so the same text can compile in one place
+/// and not in another. Nothing else is read, and nothing is changed.
 pub(super) fn compile(path: &Path, text: &str, generation: u64) -> Result<Compiled, ConfigErrors> {
     if let Some(e) = too_deep(path, text) {
         return Err(ConfigErrors(vec![e]));
