@@ -16,6 +16,8 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
 
 impl Cx<'_> {
+    /// The whole file. `None` when a value the config cannot do without
+    /// (`consumer`) is missing or bad; every problem is in `self.problems`.
     pub(super) fn config(&mut self, raw: &RawConfig) -> Option<Draft> {
         let top = YamlPath::root();
         match raw.version.as_deref() {
