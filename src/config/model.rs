@@ -53,7 +53,12 @@ pub enum LogTarget {
     File(PathBuf),
 }
 
-/// Process-wide settings that only take effect at start-up.
+/// Process-wide settings. Most apply live: each read takes them from the
+/// config that serves it (`max_buffered_body`, `max_spooled_body`,
+/// `body_timeout`, `max_inflight_reads`), or a reload resets a budget
+/// (`max_compared_bytes`, `max_spooled_bytes`). What the listeners are
+/// built with applies at start-up only (`restart_only_changes` names it
+/// on a reload), and so does `shutdown_grace`, read once when serving starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeSettings {
     /// Time given to in-flight reads after SIGTERM/SIGINT before they are cut.

@@ -5,148 +5,125 @@
 //! Leaves are `String` (numbers and booleans are turned into their text) so
 //! that `compile` can parse each one and report every bad value in one pass;
 //! serde's `deny_unknown_fields` is only a safety net behind the key tables.
+//!
+//! Each map is declared once, with `raw_map!`: the serde struct and its key
+//! table come from the same list, so a key cannot be read without being
+//! known (or known without being read). A key's default lives beside the
+//! code that parses it, in the `compile` section that owns the key.
 
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 
 use super::locate::{Problems, Target, YamlPath};
 
-/// The whole file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawConfig {
-    pub version: Option<String>,
-    pub consumer: Option<String>,
-    pub risk: Option<String>,
-    pub listen: Option<String>,
-    pub admin: Option<String>,
-    pub shutdown_grace: Option<String>,
-    pub max_buffered_body: Option<String>,
-    pub max_spooled_body: Option<String>,
-    pub state_file: Option<String>,
-    pub defaults: Option<RawDefaults>,
-    pub access_log: Option<RawAccessLog>,
-    pub limits: Option<RawLimits>,
-    /// `None` items are list entries that were not maps (already reported).
-    pub routes: Option<Vec<Option<RawRoute>>>,
+/// Declares a raw map: the serde struct (every field optional, unknown
+/// fields denied) and `$KEYS`, its known-key table in the same order.
+/// `field: Type = Shape` for each key; `field as "key"` when the key is not
+/// a Rust identifier (`match`).
+macro_rules! raw_map {
+    (
+        $(#[$meta:meta])*
+        $name:ident, $keys:ident {
+            $( $(#[$fmeta:meta])* $field:ident $(as $key:literal)? : $ty:ty = $shape:expr ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(super) struct $name {
+            $( $(#[$fmeta])* $(#[serde(rename = $key)])? pub $field: $ty, )*
+        }
+
+        pub(super) const $keys: &[Field] = &[
+            $( Field::new(raw_map!(@key $field $($key)?), { use Shape::*; $shape }) ),*
+        ];
+    };
+    (@key $field:ident) => { stringify!($field) };
+    (@key $field:ident $key:literal) => { $key };
 }
 
-pub(super) const TOP_KEYS: &[Field] = &[
-    Field::scalar("version"),
-    Field::scalar("consumer"),
-    Field::scalar("risk"),
-    Field::scalar("listen"),
-    Field::scalar("admin"),
-    Field::scalar("shutdown_grace"),
-    Field::scalar("max_buffered_body"),
-    Field::scalar("max_spooled_body"),
-    Field::scalar("state_file"),
-    Field::new("defaults", Shape::Map(DEFAULTS_KEYS)),
-    Field::new("access_log", Shape::Map(ACCESS_LOG_KEYS)),
-    Field::new("limits", Shape::Map(LIMITS_KEYS)),
-    Field::new("routes", Shape::Seq(&Shape::Map(ROUTE_KEYS))),
-];
+/// A scalar leaf, kept as its text.
+type Text = Option<String>;
+/// A list of scalars; `None` items were empty (already reported).
+type TextList = Option<Vec<Option<String>>>;
 
-/// How long a consumer may take, and how much of cutover it may hold.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawLimits {
-    pub head_timeout: Option<String>,
-    pub body_timeout: Option<String>,
-    pub handshake_timeout: Option<String>,
-    pub idle_timeout: Option<String>,
-    pub h2_ping_interval: Option<String>,
-    pub h2_ping_timeout: Option<String>,
-    pub max_connections: Option<String>,
-    pub max_inflight_reads: Option<String>,
-    pub max_compared_bytes: Option<String>,
-    pub max_spooled_bytes: Option<String>,
+raw_map! {
+    /// The whole file.
+    RawConfig, TOP_KEYS {
+        version: Text = Scalar,
+        consumer: Text = Scalar,
+        risk: Text = Scalar,
+        listen: Text = Scalar,
+        admin: Text = Scalar,
+        shutdown_grace: Text = Scalar,
+        max_buffered_body: Text = Scalar,
+        max_spooled_body: Text = Scalar,
+        state_file: Text = Scalar,
+        defaults: Option<RawDefaults> = Map(DEFAULTS_KEYS),
+        access_log: Option<RawAccessLog> = Map(ACCESS_LOG_KEYS),
+        limits: Option<RawLimits> = Map(LIMITS_KEYS),
+        /// `None` items are list entries that were not maps (already reported).
+        routes: Option<Vec<Option<RawRoute>>> = Seq(&Map(ROUTE_KEYS)),
+    }
 }
 
-pub(super) const LIMITS_KEYS: &[Field] = &[
-    Field::scalar("head_timeout"),
-    Field::scalar("body_timeout"),
-    Field::scalar("handshake_timeout"),
-    Field::scalar("idle_timeout"),
-    Field::scalar("h2_ping_interval"),
-    Field::scalar("h2_ping_timeout"),
-    Field::scalar("max_connections"),
-    Field::scalar("max_inflight_reads"),
-    Field::scalar("max_compared_bytes"),
-    Field::scalar("max_spooled_bytes"),
-];
-
-/// One JSON line per read, opt-in.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawAccessLog {
-    pub path: Option<String>,
-    pub sample: Option<String>,
+raw_map! {
+    /// How long a consumer may take, and how much of cutover it may hold.
+    RawLimits, LIMITS_KEYS {
+        head_timeout: Text = Scalar,
+        body_timeout: Text = Scalar,
+        handshake_timeout: Text = Scalar,
+        idle_timeout: Text = Scalar,
+        h2_ping_interval: Text = Scalar,
+        h2_ping_timeout: Text = Scalar,
+        max_connections: Text = Scalar,
+        max_inflight_reads: Text = Scalar,
+        max_compared_bytes: Text = Scalar,
+        max_spooled_bytes: Text = Scalar,
+    }
 }
 
-pub(super) const ACCESS_LOG_KEYS: &[Field] = &[Field::scalar("path"), Field::scalar("sample")];
-
-/// Side settings that apply to every side unless the side overrides them.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawDefaults {
-    pub connect_timeout: Option<String>,
-    pub timeout: Option<String>,
-    pub max_inflight: Option<String>,
-    pub ca_file: Option<String>,
+raw_map! {
+    /// One JSON line per read, opt-in.
+    RawAccessLog, ACCESS_LOG_KEYS {
+        path: Text = Scalar,
+        sample: Text = Scalar,
+    }
 }
 
-pub(super) const DEFAULTS_KEYS: &[Field] = &[
-    Field::scalar("connect_timeout"),
-    Field::scalar("timeout"),
-    Field::scalar("max_inflight"),
-    Field::scalar("ca_file"),
-];
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawRoute {
-    pub name: Option<String>,
-    #[serde(rename = "match")]
-    pub matcher: Option<RawMatch>,
-    pub batch: Option<RawSide>,
-    pub streaming: Option<RawSide>,
-    pub mode: Option<String>,
-    pub dataset: Option<String>,
-    pub canary: Option<RawCanary>,
-    pub fallback: Option<RawFallback>,
-    pub freshness: Option<RawFreshness>,
-    pub reconcile: Option<RawReconcile>,
-    pub gate: Option<RawGate>,
-    pub sequence: Option<RawSequence>,
+raw_map! {
+    /// Side settings that apply to every side unless the side overrides them.
+    RawDefaults, DEFAULTS_KEYS {
+        connect_timeout: Text = Scalar,
+        timeout: Text = Scalar,
+        max_inflight: Text = Scalar,
+        ca_file: Text = Scalar,
+    }
 }
 
-pub(super) const ROUTE_KEYS: &[Field] = &[
-    Field::scalar("name"),
-    Field::new("match", Shape::Map(MATCH_KEYS)),
-    Field::new("batch", Shape::ScalarOrMap(SIDE_KEYS)),
-    Field::new("streaming", Shape::ScalarOrMap(SIDE_KEYS)),
-    Field::scalar("mode"),
-    Field::scalar("dataset"),
-    Field::new("canary", Shape::Map(CANARY_KEYS)),
-    Field::new("fallback", Shape::Map(FALLBACK_KEYS)),
-    Field::new("freshness", Shape::Map(FRESHNESS_KEYS)),
-    Field::new("reconcile", Shape::Map(RECONCILE_KEYS)),
-    Field::new("gate", Shape::Map(GATE_KEYS)),
-    Field::new("sequence", Shape::Map(SEQUENCE_KEYS)),
-];
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawMatch {
-    pub path_prefix: Option<String>,
-    pub methods: Option<Vec<Option<String>>>,
+raw_map! {
+    RawRoute, ROUTE_KEYS {
+        name: Text = Scalar,
+        matcher as "match": Option<RawMatch> = Map(MATCH_KEYS),
+        batch: Option<RawSide> = ScalarOrMap(SIDE_KEYS),
+        streaming: Option<RawSide> = ScalarOrMap(SIDE_KEYS),
+        mode: Text = Scalar,
+        dataset: Text = Scalar,
+        canary: Option<RawCanary> = Map(CANARY_KEYS),
+        fallback: Option<RawFallback> = Map(FALLBACK_KEYS),
+        freshness: Option<RawFreshness> = Map(FRESHNESS_KEYS),
+        reconcile: Option<RawReconcile> = Map(RECONCILE_KEYS),
+        gate: Option<RawGate> = Map(GATE_KEYS),
+        sequence: Option<RawSequence> = Map(SEQUENCE_KEYS),
+    }
 }
 
-pub(super) const MATCH_KEYS: &[Field] = &[
-    Field::scalar("path_prefix"),
-    Field::new("methods", Shape::Seq(&Shape::Scalar)),
-];
+raw_map! {
+    RawMatch, MATCH_KEYS {
+        path_prefix: Text = Scalar,
+        methods: TextList = Seq(&Scalar),
+    }
+}
 
 /// `batch: http://host/path` or `batch: { url: ..., timeout: ... }`.
 #[derive(Debug, Deserialize)]
@@ -156,143 +133,86 @@ pub(super) enum RawSide {
     Full(RawSideMap),
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawSideMap {
-    pub url: Option<String>,
-    pub connect_timeout: Option<String>,
-    pub timeout: Option<String>,
-    pub max_inflight: Option<String>,
-    pub ca_file: Option<String>,
+raw_map! {
+    RawSideMap, SIDE_KEYS {
+        url: Text = Scalar,
+        connect_timeout: Text = Scalar,
+        timeout: Text = Scalar,
+        max_inflight: Text = Scalar,
+        ca_file: Text = Scalar,
+    }
 }
 
-pub(super) const SIDE_KEYS: &[Field] = &[
-    Field::scalar("url"),
-    Field::scalar("connect_timeout"),
-    Field::scalar("timeout"),
-    Field::scalar("max_inflight"),
-    Field::scalar("ca_file"),
-];
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawCanary {
-    pub percent: Option<String>,
-    pub sticky_header: Option<String>,
+raw_map! {
+    RawCanary, CANARY_KEYS {
+        percent: Text = Scalar,
+        sticky_header: Text = Scalar,
+    }
 }
 
-pub(super) const CANARY_KEYS: &[Field] =
-    &[Field::scalar("percent"), Field::scalar("sticky_header")];
-
-/// Which reads belong together (one object, one listing) and how long a
-/// sequence stays on its side.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawSequence {
-    pub params: Option<Vec<Option<String>>>,
-    pub pin_ttl: Option<String>,
-    pub max_pins: Option<String>,
+raw_map! {
+    /// Which reads belong together (one object, one listing) and how long a
+    /// sequence stays on its side.
+    RawSequence, SEQUENCE_KEYS {
+        params: TextList = Seq(&Scalar),
+        pin_ttl: Text = Scalar,
+        max_pins: Text = Scalar,
+    }
 }
 
-pub(super) const SEQUENCE_KEYS: &[Field] = &[
-    Field::new("params", Shape::Seq(&Shape::Scalar)),
-    Field::scalar("pin_ttl"),
-    Field::scalar("max_pins"),
-];
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawFallback {
-    pub on: Option<Vec<Option<String>>>,
-    pub max_staleness: Option<String>,
-    pub circuit: Option<RawCircuit>,
+raw_map! {
+    RawFallback, FALLBACK_KEYS {
+        on: TextList = Seq(&Scalar),
+        max_staleness: Text = Scalar,
+        circuit: Option<RawCircuit> = Map(CIRCUIT_KEYS),
+    }
 }
 
-pub(super) const FALLBACK_KEYS: &[Field] = &[
-    Field::new("on", Shape::Seq(&Shape::Scalar)),
-    Field::scalar("max_staleness"),
-    Field::new("circuit", Shape::Map(CIRCUIT_KEYS)),
-];
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawCircuit {
-    pub failures: Option<String>,
-    pub cooldown: Option<String>,
+raw_map! {
+    RawCircuit, CIRCUIT_KEYS {
+        failures: Text = Scalar,
+        cooldown: Text = Scalar,
+    }
 }
 
-pub(super) const CIRCUIT_KEYS: &[Field] = &[Field::scalar("failures"), Field::scalar("cooldown")];
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawFreshness {
-    pub header: Option<String>,
-    pub last_modified: Option<String>,
-    pub probe_interval: Option<String>,
-    pub probe_method: Option<String>,
-    pub window: Option<String>,
+raw_map! {
+    RawFreshness, FRESHNESS_KEYS {
+        header: Text = Scalar,
+        last_modified: Text = Scalar,
+        probe_interval: Text = Scalar,
+        probe_method: Text = Scalar,
+        window: Text = Scalar,
+    }
 }
 
-pub(super) const FRESHNESS_KEYS: &[Field] = &[
-    Field::scalar("header"),
-    Field::scalar("last_modified"),
-    Field::scalar("probe_interval"),
-    Field::scalar("probe_method"),
-    Field::scalar("window"),
-];
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawReconcile {
-    pub sample: Option<String>,
-    pub records: Option<String>,
-    pub key: Option<String>,
-    pub ignore: Option<Vec<Option<String>>>,
-    pub numeric_tolerance: Option<String>,
-    pub event_time: Option<String>,
-    pub divergence_log: Option<String>,
-    pub max_inflight: Option<String>,
-    pub max_body_bytes: Option<String>,
+raw_map! {
+    RawReconcile, RECONCILE_KEYS {
+        sample: Text = Scalar,
+        records: Text = Scalar,
+        key: Text = Scalar,
+        ignore: TextList = Seq(&Scalar),
+        numeric_tolerance: Text = Scalar,
+        event_time: Text = Scalar,
+        divergence_log: Text = Scalar,
+        max_inflight: Text = Scalar,
+        max_body_bytes: Text = Scalar,
+    }
 }
 
-pub(super) const RECONCILE_KEYS: &[Field] = &[
-    Field::scalar("sample"),
-    Field::scalar("records"),
-    Field::scalar("key"),
-    Field::new("ignore", Shape::Seq(&Shape::Scalar)),
-    Field::scalar("numeric_tolerance"),
-    Field::scalar("event_time"),
-    Field::scalar("divergence_log"),
-    Field::scalar("max_inflight"),
-    Field::scalar("max_body_bytes"),
-];
-
-/// A route's automatic rollback (SPEC 1.1 `gate`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawGate {
-    pub interval: Option<String>,
-    pub window: Option<String>,
-    pub failures: Option<String>,
-    pub min_reads: Option<String>,
-    pub max_error_ratio_delta: Option<String>,
-    pub max_fallback_ratio: Option<String>,
-    pub max_divergence_ratio: Option<String>,
-    pub max_streaming_age: Option<String>,
-    pub rollback_to: Option<String>,
+raw_map! {
+    /// A route's automatic rollback (SPEC 1.1 `gate`).
+    RawGate, GATE_KEYS {
+        interval: Text = Scalar,
+        window: Text = Scalar,
+        failures: Text = Scalar,
+        min_reads: Text = Scalar,
+        max_error_ratio_delta: Text = Scalar,
+        max_fallback_ratio: Text = Scalar,
+        max_divergence_ratio: Text = Scalar,
+        max_streaming_age: Text = Scalar,
+        rollback_to: Text = Scalar,
+    }
 }
-
-pub(super) const GATE_KEYS: &[Field] = &[
-    Field::scalar("interval"),
-    Field::scalar("window"),
-    Field::scalar("failures"),
-    Field::scalar("min_reads"),
-    Field::scalar("max_error_ratio_delta"),
-    Field::scalar("max_fallback_ratio"),
-    Field::scalar("max_divergence_ratio"),
-    Field::scalar("max_streaming_age"),
-    Field::scalar("rollback_to"),
-];
 
 /// One known key of a map and what its value must look like.
 #[derive(Debug)]
@@ -304,10 +224,6 @@ pub(super) struct Field {
 impl Field {
     const fn new(key: &'static str, shape: Shape) -> Field {
         Field { key, shape }
-    }
-
-    const fn scalar(key: &'static str) -> Field {
-        Field::new(key, Shape::Scalar)
     }
 }
 
@@ -481,7 +397,8 @@ mod tests {
     use super::*;
 
     /// The serde structs and the key tables must list the same keys: the
-    /// tables decide what is reported, the structs what is read.
+    /// tables decide what is reported, the structs what is read. `raw_map!`
+    /// makes both from one list; this checks the macro (a rename included).
     #[test]
     fn key_tables_match_the_serde_structs() {
         fn serde_keys<T: for<'de> Deserialize<'de> + std::fmt::Debug>() -> Vec<String> {
