@@ -110,29 +110,54 @@ impl TargetScan {
     /// Scans `bytes`, all of them bytes of head number `head`; pushes the
     /// offsets (into `bytes`) hyper must see percent-encoded into `encode`.
     pub fn scan(&mut self, head: u64, bytes: &[u8], encode: &mut Vec<usize>) {
-        for (i, &b) in bytes.iter().enumerate() {
-            self.phase = match (self.phase, b) {
-                (Phase::Start, b'\r' | b'\n') => Phase::Start,
-                (Phase::Start, _) => Phase::Method,
-                (Phase::Method, b' ') => Phase::Target { in_query: false },
-                (Phase::Method, _) => Phase::Method,
-                (Phase::Target { .. }, b' ' | b'\r' | b'\n') => {
-                    self.end_target(head);
-                    Phase::Done
-                }
-                (Phase::Target { in_query }, _) => {
-                    let in_query = in_query || b == b'?';
-                    if refused_by_hyper(b, in_query) {
-                        encode.push(i);
-                        self.encoded = true;
+        // A slice at a time (the request line is found with `position`,
+        // which the compiler vectorises), and nothing past the target: the
+        // rest of the head is hyper's alone. Most reads pay a few searches.
+        let mut at = 0;
+        while at < bytes.len() {
+            let rest = &bytes[at..];
+            match self.phase {
+                Phase::Done => return,
+                Phase::Start => match rest.iter().position(|&b| b != b'\r' && b != b'\n') {
+                    Some(n) => {
+                        self.phase = Phase::Method;
+                        at += n;
                     }
-                    if self.target.len() < MAX_HEAD_BYTES {
-                        self.target.push(b);
+                    None => return,
+                },
+                Phase::Method => match rest.iter().position(|&b| b == b' ') {
+                    Some(n) => {
+                        self.phase = Phase::Target { in_query: false };
+                        at += n + 1;
                     }
-                    Phase::Target { in_query }
+                    None => return,
+                },
+                Phase::Target { mut in_query } => {
+                    let end = rest.iter().position(|&b| matches!(b, b' ' | b'\r' | b'\n'));
+                    let target = &rest[..end.unwrap_or(rest.len())];
+                    for (i, &b) in target.iter().enumerate() {
+                        in_query |= b == b'?';
+                        if refused_by_hyper(b, in_query) {
+                            encode.push(at + i);
+                            self.encoded = true;
+                        }
+                    }
+                    let room = MAX_HEAD_BYTES.saturating_sub(self.target.len());
+                    self.target
+                        .extend_from_slice(&target[..target.len().min(room)]);
+                    match end {
+                        Some(_) => {
+                            self.end_target(head);
+                            self.phase = Phase::Done;
+                            return;
+                        }
+                        None => {
+                            self.phase = Phase::Target { in_query };
+                            return;
+                        }
+                    }
                 }
-                (Phase::Done, _) => Phase::Done,
-            };
+            }
         }
     }
 
