@@ -16,6 +16,8 @@
 //! on the terminal that it was skipped and why. With the variable set, a
 //! missing `prometheus` or `promtool` fails the test: it never skips then.
 
+// The integration binary's support code, shared rather than copied.
+#[path = "it/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;

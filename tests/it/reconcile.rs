@@ -6,17 +6,15 @@
 //! fake backends only; comparisons finish after the read, so every check on
 //! them waits (bounded) until the metric shows up.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{Value, json};
-use support::*;
 
 const RECONCILE_TOTAL: &str = "cutover_reconcile_total";
 const DIVERGENCES: &str = "cutover_reconcile_divergences_total";

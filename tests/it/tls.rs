@@ -3,14 +3,12 @@
 //! through the side's `ca_file`, reads succeed (h2 by ALPN when the backend
 //! offers it); untrusted, the TLS failure is a `connect` fallback to batch.
 
-mod support;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::support::*;
 use http::Response;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use support::*;
 use tokio_rustls::TlsAcceptor;
 
 /// A self-signed certificate for localhost and 127.0.0.1, its PEM written to

@@ -6,17 +6,15 @@
 //! cursor. The fake backends serve different data on each side, the way a
 //! batch and a streaming output of one dataset differ, so a mixed read shows.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::support::*;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{Value, json};
-use support::*;
 
 // ------------------------------------------------------------ fake sides
 

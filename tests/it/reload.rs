@@ -2,17 +2,15 @@
 //! kubelet edit it, the real directory watcher, the real proxy. A change is
 //! seen through reads (`x-cutover-served-by` flips) and through `/status`.
 
-mod support;
-
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use cutover::ReloadOutcome;
 use serde_json::json;
-use support::*;
 
 /// A loose bound on how soon an edit must be live: the watcher debounces for
 /// 100 ms, so about 0.1-0.2 s is expected, but a busy CI machine gets slack.

@@ -4,13 +4,12 @@
 //! a 4xx, streaming_only); batch failing after a fallback; and bodies
 //! streaming through without being buffered.
 
-mod support;
-
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
@@ -18,7 +17,6 @@ use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
-use support::*;
 use tokio::sync::Semaphore;
 
 /// A single streaming-mode route, quiet: no idle-side probe, no sampled

@@ -2,14 +2,12 @@
 //! evaluated every 100 ms over a 1 s window. A trip is seen through reads
 //! (`x-cutover-served-by`), `/status` and `/metrics`.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 const ROUTE_PATH: &str = "/v1/orders/7";
 

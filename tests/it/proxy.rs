@@ -3,17 +3,15 @@
 //! endpoints, metrics by value and the idle-side probe. Real sockets on
 //! 127.0.0.1:0, the real proxy, fake backends only.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use bytes::Bytes;
 use http::{Request, Version};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
-use support::*;
 
 /// A single-route config in `mode`, quiet: no idle-side probe, no sampled
 /// comparison reads, so hit counts stay exact.
