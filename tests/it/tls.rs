@@ -117,13 +117,7 @@ async fn an_https_upstream_trusted_through_ca_file_serves_reads_over_h2() {
         Some(format!("localhost:{}", s.addr.port()).as_str())
     );
     let m = p.scrape().await;
-    assert_eq!(
-        m.value(
-            "cutover_upstream_requests_total",
-            &[("side", "streaming"), ("result", "ok")]
-        ),
-        3.0
-    );
+    assert_eq!(m.upstream("streaming", "ok"), 3.0);
     p.stop().await;
 }
 
@@ -169,17 +163,8 @@ async fn an_untrusted_certificate_is_a_connect_fallback_to_batch() {
         "no request may cross an unverified TLS session"
     );
     let m = p.scrape().await;
-    assert_eq!(
-        m.value(
-            "cutover_upstream_requests_total",
-            &[("side", "streaming"), ("result", "connect")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        m.value("cutover_fallbacks_total", &[("reason", "connect")]),
-        1.0
-    );
+    assert_eq!(m.upstream("streaming", "connect"), 1.0);
+    assert_eq!(m.fallbacks("connect"), 1.0);
     p.stop().await;
 }
 

@@ -80,72 +80,25 @@ async fn metrics_are_scraped_with_the_right_values() {
         m.get(name, labels)
             .unwrap_or_else(|| panic!("{name} {labels:?} missing from\n{}", m.text))
     };
-    let route = [("consumer", "test"), ("route", "orders")];
+    // Each series below must be exported, even where its value is 0.
+    let orders = m.required().consumer("test").route("orders");
     let with = |extra: &[(&'static str, &'static str)]| {
-        let mut l = route.to_vec();
+        let mut l = vec![("consumer", "test"), ("route", "orders")];
         l.extend_from_slice(extra);
         l
     };
 
-    assert_eq!(
-        v(
-            "cutover_requests_total",
-            &with(&[("side", "streaming"), ("code_class", "2xx")])
-        ),
-        3.0
-    );
-    assert_eq!(
-        v(
-            "cutover_requests_total",
-            &with(&[("side", "batch"), ("code_class", "2xx")])
-        ),
-        1.0
-    );
-    assert_eq!(
-        v(
-            "cutover_requests_total",
-            &with(&[("side", "streaming"), ("code_class", "5xx")])
-        ),
-        0.0
-    );
-    assert_eq!(
-        v(
-            "cutover_upstream_requests_total",
-            &with(&[("side", "streaming"), ("result", "ok")])
-        ),
-        3.0
-    );
-    assert_eq!(
-        v(
-            "cutover_upstream_requests_total",
-            &with(&[("side", "streaming"), ("result", "5xx")])
-        ),
-        1.0
-    );
-    assert_eq!(
-        v(
-            "cutover_upstream_requests_total",
-            &with(&[("side", "batch"), ("result", "ok")])
-        ),
-        1.0
-    );
-    assert_eq!(
-        v("cutover_fallbacks_total", &with(&[("reason", "5xx")])),
-        1.0
-    );
-    assert_eq!(
-        v("cutover_fallbacks_total", &with(&[("reason", "connect")])),
-        0.0
-    );
+    assert_eq!(orders.requests("streaming", "2xx"), 3.0);
+    assert_eq!(orders.requests("batch", "2xx"), 1.0);
+    assert_eq!(orders.requests("streaming", "5xx"), 0.0);
+    assert_eq!(orders.upstream("streaming", "ok"), 3.0);
+    assert_eq!(orders.upstream("streaming", "5xx"), 1.0);
+    assert_eq!(orders.upstream("batch", "ok"), 1.0);
+    assert_eq!(orders.fallbacks("5xx"), 1.0);
+    assert_eq!(orders.fallbacks("connect"), 0.0);
 
-    let wm_batch = v(
-        "cutover_data_watermark_timestamp_seconds",
-        &with(&[("side", "batch")]),
-    );
-    let wm_streaming = v(
-        "cutover_data_watermark_timestamp_seconds",
-        &with(&[("side", "streaming")]),
-    );
+    let wm_batch = orders.watermark("batch");
+    let wm_streaming = orders.watermark("streaming");
     assert!(
         (wm_batch - (now - 10_800.0)).abs() < 5.0,
         "batch watermark {wm_batch}, now {now}"
@@ -154,8 +107,8 @@ async fn metrics_are_scraped_with_the_right_values() {
         (wm_streaming - (now - 5.0)).abs() < 5.0,
         "streaming watermark {wm_streaming}, now {now}"
     );
-    let age_batch = v("cutover_data_age_seconds", &with(&[("side", "batch")]));
-    let age_streaming = v("cutover_data_age_seconds", &with(&[("side", "streaming")]));
+    let age_batch = orders.data_age("batch");
+    let age_streaming = orders.data_age("streaming");
     assert!(
         (10_795.0..10_810.0).contains(&age_batch),
         "batch age {age_batch}"
@@ -164,15 +117,15 @@ async fn metrics_are_scraped_with_the_right_values() {
         (4.0..15.0).contains(&age_streaming),
         "streaming age {age_streaming}"
     );
-    let delta = v("cutover_freshness_delta_seconds", &route);
+    let delta = orders.freshness_delta();
     assert!(
         (delta - 10_795.0).abs() < 3.0,
         "freshness delta {delta}: positive, streaming fresher"
     );
 
-    let er_streaming = v("cutover_error_ratio", &with(&[("side", "streaming")]));
-    let er_batch = v("cutover_error_ratio", &with(&[("side", "batch")]));
-    let er_delta = v("cutover_error_ratio_delta", &route);
+    let er_streaming = orders.error_ratio("streaming");
+    let er_batch = orders.error_ratio("batch");
+    let er_delta = orders.error_ratio_delta();
     assert!(
         (er_streaming - 0.25).abs() < 1e-9,
         "streaming error ratio {er_streaming}"
@@ -183,19 +136,16 @@ async fn metrics_are_scraped_with_the_right_values() {
         "error ratio delta {er_delta}"
     );
 
-    assert_eq!(
-        v("cutover_route_mode", &with(&[("mode", "streaming")])),
-        1.0
-    );
+    assert_eq!(orders.route_mode("streaming"), 1.0);
     for mode in ["batch", "shadow", "canary", "streaming_only"] {
         assert_eq!(
-            m.value("cutover_route_mode", &with(&[("mode", mode)])),
+            m.consumer("test").route("orders").route_mode(mode),
             0.0,
             "{mode}"
         );
     }
-    assert_eq!(v("cutover_circuit_open", &route), 0.0);
-    assert_eq!(v("cutover_config_generation", &[("consumer", "test")]), 1.0);
+    assert_eq!(orders.circuit_open(), 0.0);
+    assert_eq!(m.required().consumer("test").generation(), 1.0);
 
     // Histograms: buckets, sum and count per side.
     let count = v(
@@ -237,16 +187,16 @@ async fn metrics_are_scraped_with_the_right_values() {
     // Every series carries consumer, and route and dataset but the
     // process-wide ones (SPEC 1.1: `dataset` on every per-route series).
     const PROCESS_WIDE: [&str; 10] = [
-        "cutover_connections_open",
-        "cutover_connections_refused_total",
-        "cutover_reads_inflight",
-        "cutover_reads_shed_total",
-        "cutover_config_reloads_total",
-        "cutover_config_generation",
-        "cutover_config_last_reload_successful",
-        "cutover_config_last_reload_success_timestamp_seconds",
-        "cutover_build_info",
-        "cutover_consumer_info",
+        CONNECTIONS_OPEN,
+        CONNECTIONS_REFUSED,
+        READS_INFLIGHT,
+        READS_SHED,
+        CONFIG_RELOADS,
+        CONFIG_GENERATION,
+        CONFIG_LAST_RELOAD_SUCCESSFUL,
+        CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP,
+        BUILD_INFO,
+        CONSUMER_INFO,
     ];
     for (name, labels, _) in m.samples().filter(|(n, _, _)| n.starts_with("cutover_")) {
         let has = |k: &str| labels.iter().any(|(lk, _)| lk == k);
@@ -264,10 +214,7 @@ async fn metrics_are_scraped_with_the_right_values() {
         );
     }
     assert_eq!(
-        m.get(
-            "cutover_build_info",
-            &[("version", env!("CARGO_PKG_VERSION"))]
-        ),
+        m.get(BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))]),
         Some(1.0)
     );
     p.stop().await;

@@ -21,20 +21,8 @@ async fn batch_mode_reads_only_batch() {
     assert_eq!(b.hits(), 3);
     assert_eq!(s.hits(), 0);
     let m = p.scrape().await;
-    assert_eq!(
-        m.value(
-            "cutover_requests_total",
-            &[("side", "batch"), ("code_class", "2xx")]
-        ),
-        3.0
-    );
-    assert_eq!(
-        m.value(
-            "cutover_requests_total",
-            &[("side", "streaming"), ("code_class", "2xx")]
-        ),
-        0.0
-    );
+    assert_eq!(m.requests("batch", "2xx"), 3.0);
+    assert_eq!(m.requests("streaming", "2xx"), 0.0);
     p.stop().await;
 }
 
@@ -89,24 +77,9 @@ async fn streaming_only_passes_errors_through_and_never_reads_batch() {
     assert_eq!(b.hits(), 0, "streaming_only never reads batch");
 
     let m = p.scrape().await;
-    assert_eq!(
-        m.value(
-            "cutover_upstream_requests_total",
-            &[("side", "streaming"), ("result", "connect")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        m.value(
-            "cutover_requests_total",
-            &[("side", "streaming"), ("code_class", "5xx")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        m.value("cutover_fallbacks_total", &[("reason", "connect")]),
-        0.0
-    );
+    assert_eq!(m.upstream("streaming", "connect"), 1.0);
+    assert_eq!(m.requests("streaming", "5xx"), 1.0);
+    assert_eq!(m.fallbacks("connect"), 0.0);
     p.stop().await;
     p2.stop().await;
 }
@@ -204,23 +177,10 @@ async fn canary_percent_splits_reads_and_sticks_per_header_value() {
 
     let m = p.scrape().await;
     assert_eq!(
-        m.value(
-            "cutover_requests_total",
-            &[
-                ("route", "half"),
-                ("side", "streaming"),
-                ("code_class", "2xx")
-            ]
-        ),
+        m.route("half").requests("streaming", "2xx"),
         (on_streaming * 4 + random_streaming) as f64
     );
-    assert_eq!(
-        m.value(
-            "cutover_route_mode",
-            &[("route", "half"), ("mode", "canary")]
-        ),
-        1.0
-    );
+    assert_eq!(m.route("half").route_mode("canary"), 1.0);
     p.stop().await;
 }
 
@@ -247,32 +207,13 @@ async fn shadow_mode_serves_batch_and_keeps_streaming_failures_from_the_consumer
     // Shadow attempts count as upstream attempts (SPEC), once answered.
     wait_until_async("the shadow attempts are counted", || async {
         let m = p.scrape().await;
-        m.value(
-            "cutover_upstream_requests_total",
-            &[("side", "streaming"), ("result", "5xx")],
-        ) == 3.0
+        m.upstream("streaming", "5xx") == 3.0
     })
     .await;
     let m = p.scrape().await;
-    assert_eq!(
-        m.value(
-            "cutover_requests_total",
-            &[("side", "batch"), ("code_class", "2xx")]
-        ),
-        3.0
-    );
-    assert_eq!(
-        m.value(
-            "cutover_requests_total",
-            &[("side", "streaming"), ("code_class", "5xx")]
-        ),
-        0.0
-    );
-    assert_eq!(
-        m.value("cutover_fallbacks_total", &[("reason", "5xx")]),
-        0.0,
-        "shadow never falls back"
-    );
-    assert_eq!(m.value("cutover_route_mode", &[("mode", "shadow")]), 1.0);
+    assert_eq!(m.requests("batch", "2xx"), 3.0);
+    assert_eq!(m.requests("streaming", "5xx"), 0.0);
+    assert_eq!(m.fallbacks("5xx"), 0.0, "shadow never falls back");
+    assert_eq!(m.route_mode("shadow"), 1.0);
     p.stop().await;
 }

@@ -258,17 +258,8 @@ async fn a_body_past_max_buffered_body_reaches_streaming_once_and_never_falls_ba
     );
     assert_eq!(b.hits(), 0);
     let m = p.scrape().await;
-    assert_eq!(
-        m.value("cutover_fallbacks_total", &[("reason", "5xx")]),
-        0.0
-    );
-    assert_eq!(
-        m.value(
-            "cutover_upstream_requests_total",
-            &[("side", "streaming"), ("result", "5xx")]
-        ),
-        1.0
-    );
+    assert_eq!(m.fallbacks("5xx"), 0.0);
+    assert_eq!(m.upstream("streaming", "5xx"), 1.0);
     p.stop().await;
 }
 

@@ -47,24 +47,8 @@ async fn longest_prefix_wins_and_the_prefix_is_replaced_by_the_side_path() {
     assert_eq!(never.hits(), 0);
 
     let m = p.scrape().await;
-    assert_eq!(
-        m.value(
-            "cutover_requests_total",
-            &[
-                ("route", "orders"),
-                ("side", "batch"),
-                ("code_class", "2xx")
-            ]
-        ),
-        3.0
-    );
-    assert_eq!(
-        m.value(
-            "cutover_requests_total",
-            &[("route", "wide"), ("side", "batch"), ("code_class", "2xx")]
-        ),
-        2.0
-    );
+    assert_eq!(m.route("orders").requests("batch", "2xx"), 3.0);
+    assert_eq!(m.route("wide").requests("batch", "2xx"), 2.0);
     p.stop().await;
 }
 

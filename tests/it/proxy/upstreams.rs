@@ -31,40 +31,23 @@ async fn an_idle_side_is_probed_and_its_freshness_reported() {
     // The backend counts the probe before answering it: wait for the answer.
     wait_until_async("the probe's watermark is recorded", || async {
         let m = p.scrape().await;
-        m.value(
-            "cutover_data_watermark_timestamp_seconds",
-            &[("side", "streaming")],
-        ) > 0.0
+        m.watermark("streaming") > 0.0
     })
     .await;
     let now = now_secs() as f64;
     let m = p.scrape().await;
-    let wm = m.value(
-        "cutover_data_watermark_timestamp_seconds",
-        &[("side", "streaming")],
-    );
+    let wm = m.watermark("streaming");
     assert!(
         (wm - (now - 5.0)).abs() < 5.0,
         "streaming watermark {wm}, now {now}"
     );
-    let age = m.value("cutover_data_age_seconds", &[("side", "streaming")]);
+    let age = m.data_age("streaming");
     assert!((4.0..15.0).contains(&age), "streaming age {age}");
-    let delta = m.value("cutover_freshness_delta_seconds", &[]);
+    let delta = m.freshness_delta();
     assert!((delta - 10_795.0).abs() < 5.0, "freshness delta {delta}");
-    assert!(
-        m.value(
-            "cutover_upstream_requests_total",
-            &[("side", "streaming"), ("result", "ok")]
-        ) >= 1.0
-    );
+    assert!(m.upstream("streaming", "ok") >= 1.0);
     // The probe is not a read: nothing was served by streaming.
-    assert_eq!(
-        m.value(
-            "cutover_requests_total",
-            &[("side", "streaming"), ("code_class", "2xx")]
-        ),
-        0.0
-    );
+    assert_eq!(m.requests("streaming", "2xx"), 0.0);
     p.stop().await;
 }
 
@@ -87,13 +70,7 @@ async fn streaming_only_never_touches_batch_not_even_with_a_probe() {
     }
     assert_eq!(b.hits(), 0, "nothing may reach batch in streaming_only");
     let m = p.scrape().await;
-    assert_eq!(
-        m.value(
-            "cutover_upstream_requests_total",
-            &[("side", "batch"), ("result", "ok")]
-        ),
-        0.0
-    );
+    assert_eq!(m.upstream("batch", "ok"), 0.0);
     p.stop().await;
 }
 
@@ -112,17 +89,14 @@ async fn probe_interval_off_sends_no_probes() {
     assert_eq!((b.hits(), s.hits()), (0, 0));
     let m = p.scrape().await;
     // Never seen is exported as unknown (NaN), not as a reassuring 0.
-    for name in [
-        "cutover_data_watermark_timestamp_seconds",
-        "cutover_data_age_seconds",
-    ] {
+    for name in [DATA_WATERMARK, DATA_AGE] {
         let v = m
             .get(name, &[("side", "streaming")])
             .expect("series exported");
         assert!(v.is_nan(), "{name} = {v}");
     }
     assert!(
-        m.get("cutover_freshness_delta_seconds", &[])
+        m.get(FRESHNESS_DELTA, &[])
             .expect("delta exported")
             .is_nan()
     );

@@ -36,7 +36,7 @@ async fn max_body_bytes_skips_the_comparison_not_the_body() {
     assert_eq!(a.body, Bytes::from(big.clone()));
     assert_eq!(a.header("x-cutover-served-by"), Some("batch"));
     settle(&p, "a too_large skip", |m| {
-        skipped(m, "orders", "too_large") == 1.0
+        m.route("orders").skipped("too_large") == 1.0
     })
     .await;
 
@@ -44,19 +44,22 @@ async fn max_body_bytes_skips_the_comparison_not_the_body() {
     let a = get(&p.url("/v1/orders/other")).await;
     assert_eq!(a.body, Bytes::from_static(BATCH_A.as_bytes()));
     settle(&p, "a second too_large skip", |m| {
-        skipped(m, "orders", "too_large") == 2.0
+        m.route("orders").skipped("too_large") == 2.0
     })
     .await;
 
     // Both small: compared as usual.
     let a = get(&p.url("/v1/orders/small")).await;
     assert_eq!(a.body, Bytes::from_static(BATCH_A.as_bytes()));
-    let m = settle(&p, "a match", |m| result(m, "orders", "match") == 1.0).await;
+    let m = settle(&p, "a match", |m| {
+        m.route("orders").reconciled("match") == 1.0
+    })
+    .await;
     let lines = reconcile_lines(&m);
-    assert_eq!(result(&m, "orders", "skipped"), 2.0, "{lines}");
-    assert_eq!(result(&m, "orders", "diverged"), 0.0, "{lines}");
+    assert_eq!(m.route("orders").reconciled("skipped"), 2.0, "{lines}");
+    assert_eq!(m.route("orders").reconciled("diverged"), 0.0, "{lines}");
     for reason in SKIP_REASONS.iter().filter(|r| **r != "too_large") {
-        assert_eq!(skipped(&m, "orders", reason), 0.0, "{reason}\n{lines}");
+        assert_eq!(m.route("orders").skipped(reason), 0.0, "{reason}\n{lines}");
     }
 }
 
@@ -105,11 +108,11 @@ async fn max_inflight_skips_comparisons_past_the_cap() {
 
     // One comparison holds the only slot; the other four were skipped.
     let m = settle(&p, "four inflight skips", |m| {
-        skipped(m, "orders", "inflight") == 4.0
+        m.route("orders").skipped("inflight") == 4.0
     })
     .await;
     assert_eq!(
-        result(&m, "orders", "skipped"),
+        m.route("orders").reconciled("skipped"),
         4.0,
         "{}",
         reconcile_lines(&m)
@@ -123,16 +126,16 @@ async fn max_inflight_skips_comparisons_past_the_cap() {
     // Open the gate: the held comparison finishes and frees its slot.
     open.send(true).expect("gate");
     settle(&p, "the held comparison", |m| {
-        result(m, "orders", "match") == 1.0
+        m.route("orders").reconciled("match") == 1.0
     })
     .await;
     get(&p.url("/v1/orders/after")).await;
     let m = settle(&p, "a comparison after the slot is free", |m| {
-        result(m, "orders", "match") == 2.0
+        m.route("orders").reconciled("match") == 2.0
     })
     .await;
     assert_eq!(
-        skipped(&m, "orders", "inflight"),
+        m.route("orders").skipped("inflight"),
         4.0,
         "{}",
         reconcile_lines(&m)

@@ -119,23 +119,23 @@ async fn divergence_ratio_is_diverged_over_compared() {
     .await;
     let m = p.scrape().await;
     assert_eq!(
-        m.value(RATIO, &[("route", "orders")]),
+        m.route("orders").divergence_ratio(),
         0.0,
         "nothing compared yet"
     );
 
     get(&p.url("/v1/orders/same")).await;
     settle(&p, "the first comparison", |m| {
-        result(m, "orders", "match") == 1.0
+        m.route("orders").reconciled("match") == 1.0
     })
     .await;
     get(&p.url("/v1/orders/differs")).await;
     let m = settle(&p, "the second comparison", |m| {
-        result(m, "orders", "diverged") == 1.0
+        m.route("orders").reconciled("diverged") == 1.0
     })
     .await;
     assert_eq!(
-        m.value(RATIO, &[("route", "orders")]),
+        m.route("orders").divergence_ratio(),
         0.5,
         "{}",
         reconcile_lines(&m)
@@ -145,14 +145,14 @@ async fn divergence_ratio_is_diverged_over_compared() {
         get(&p.url("/v1/orders/same")).await;
     }
     let m = settle(&p, "four comparisons", |m| {
-        result(m, "orders", "match") == 3.0
+        m.route("orders").reconciled("match") == 3.0
     })
     .await;
     assert_eq!(
-        m.value(RATIO, &[("route", "orders")]),
+        m.route("orders").divergence_ratio(),
         0.25,
         "{}",
         reconcile_lines(&m)
     );
-    assert_eq!(category(&m, "orders", "missing"), 1.0);
+    assert_eq!(m.route("orders").divergences("missing"), 1.0);
 }

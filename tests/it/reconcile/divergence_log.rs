@@ -36,19 +36,22 @@ async fn divergence_log_writes_a_bounded_sample_per_comparison() {
 
     get(&p.url("/v1/orders/many?region=eu")).await;
     settle(&p, "the first divergence", |m| {
-        result(m, "orders", "diverged") == 1.0
+        m.route("orders").reconciled("diverged") == 1.0
     })
     .await;
     get(&p.url("/v1/orders/same")).await;
-    settle(&p, "the match", |m| result(m, "orders", "match") == 1.0).await;
+    settle(&p, "the match", |m| {
+        m.route("orders").reconciled("match") == 1.0
+    })
+    .await;
     get(&p.url("/v1/orders/one")).await;
     let m = settle(&p, "the second divergence", |m| {
-        result(m, "orders", "diverged") == 2.0
+        m.route("orders").reconciled("diverged") == 2.0
     })
     .await;
     // 10 missing + 4 extra in the first comparison, 1 missing in the last.
-    assert_eq!(category(&m, "orders", "missing"), 11.0);
-    assert_eq!(category(&m, "orders", "extra"), 4.0);
+    assert_eq!(m.route("orders").divergences("missing"), 11.0);
+    assert_eq!(m.route("orders").divergences("extra"), 4.0);
 
     // The last comparison's line arrives last (one writer, in order).
     wait_until("the last comparison is logged", || {

@@ -21,12 +21,12 @@ async fn a_records_pointer_that_finds_nothing_is_a_skip_never_a_divergence() {
     .await;
     assert_eq!(get(&p.url("/v1/orders/1")).await.status, 200);
     let m = settle(&p, "the comparison is skipped", |m| {
-        skipped(m, "orders", "no_records") == 1.0
+        m.route("orders").skipped("no_records") == 1.0
     })
     .await;
-    assert_eq!(result(&m, "orders", "skipped"), 1.0);
-    assert_eq!(result(&m, "orders", "diverged"), 0.0);
-    assert_eq!(category(&m, "orders", "body"), 0.0);
+    assert_eq!(m.route("orders").reconciled("skipped"), 1.0);
+    assert_eq!(m.route("orders").reconciled("diverged"), 0.0);
+    assert_eq!(m.route("orders").divergences("body"), 0.0);
 }
 
 /// `orders` with GET, HEAD and POST allowed.
@@ -74,13 +74,16 @@ async fn shadow_skips_a_request_body_too_large_to_send_twice() {
         "batch gets it all"
     );
     let m = settle(&p, "an unbuffered skip", |m| {
-        skipped(m, "orders", "unbuffered") == 1.0
+        m.route("orders").skipped("unbuffered") == 1.0
     })
     .await;
-    assert_eq!(result(&m, "orders", "skipped"), 1.0);
+    assert_eq!(m.route("orders").reconciled("skipped"), 1.0);
     // A small body is buffered and sent to both.
     post(&p.url("/v1/orders/search"), "{\"q\":1}").await;
-    settle(&p, "a match", |m| result(m, "orders", "match") == 1.0).await;
+    settle(&p, "a match", |m| {
+        m.route("orders").reconciled("match") == 1.0
+    })
+    .await;
     assert_eq!(streaming.hits(), 1, "only the small body went to streaming");
     assert_eq!(&streaming.last().unwrap().body[..], b"{\"q\":1}");
 }
@@ -104,7 +107,7 @@ async fn shadow_with_batch_down_answers_batchs_failure_and_skips() {
     assert_eq!(a.header("x-cutover-served-by"), Some("batch"));
     assert_eq!(a.header("x-cutover-fallback"), None);
     let m = settle(&p, "an upstream_error skip", |m| {
-        skipped(m, "orders", "upstream_error") == 1.0
+        m.route("orders").skipped("upstream_error") == 1.0
     })
     .await;
     assert_eq!(compared(&m, "orders"), 1.0, "{}", reconcile_lines(&m));
@@ -124,7 +127,7 @@ async fn a_served_body_that_breaks_midway_is_not_compared() {
     let got = try_get(&p.url("/v1/orders/1")).await;
     assert!(got.is_err(), "a cut body must not look whole: {got:?}");
     let m = settle(&p, "an aborted skip", |m| {
-        skipped(m, "orders", "aborted") == 1.0
+        m.route("orders").skipped("aborted") == 1.0
     })
     .await;
     assert_eq!(compared(&m, "orders"), 1.0, "{}", reconcile_lines(&m));
@@ -225,10 +228,10 @@ async fn comparisons_past_max_compared_bytes_are_skipped_and_bytes_come_back() {
         );
     }
     let m = settle(&p, "three comparisons are skipped for memory", |m| {
-        skipped(m, "orders", "memory") == 3.0
+        m.route("orders").skipped("memory") == 3.0
     })
     .await;
-    assert_eq!(result(&m, "orders", "match"), 0.0);
+    assert_eq!(m.route("orders").reconciled("match"), 0.0);
     p.stop().await;
 
     // Room for exactly one comparison: reads one after another all compare,
@@ -242,11 +245,11 @@ async fn comparisons_past_max_compared_bytes_are_skipped_and_bytes_come_back() {
     for i in 1..=3 {
         assert_eq!(get(&p.url("/v1/orders/1")).await.status, 200);
         settle(&p, "the comparison ran", |m| {
-            result(m, "orders", "match") == f64::from(i)
+            m.route("orders").reconciled("match") == f64::from(i)
         })
         .await;
     }
     let m = p.scrape().await;
-    assert_eq!(skipped(&m, "orders", "memory"), 0.0);
+    assert_eq!(m.route("orders").skipped("memory"), 0.0);
     p.stop().await;
 }

@@ -21,10 +21,6 @@ mod edges;
 mod sampling;
 mod shadow;
 
-const RECONCILE_TOTAL: &str = "cutover_reconcile_total";
-const DIVERGENCES: &str = "cutover_reconcile_divergences_total";
-const SKIPPED: &str = "cutover_reconcile_skipped_total";
-const RATIO: &str = "cutover_divergence_ratio";
 const CATEGORIES: [&str; 7] = [
     "missing",
     "extra",
@@ -117,21 +113,9 @@ fn orders(batch: &Backend, streaming: impl Into<Side>) -> Route {
     )
 }
 
-fn result(m: &Metrics, route: &str, r: &str) -> f64 {
-    m.value(RECONCILE_TOTAL, &[("route", route), ("result", r)])
-}
-
-fn category(m: &Metrics, route: &str, c: &str) -> f64 {
-    m.value(DIVERGENCES, &[("route", route), ("category", c)])
-}
-
-fn skipped(m: &Metrics, route: &str, reason: &str) -> f64 {
-    m.value(SKIPPED, &[("route", route), ("reason", reason)])
-}
-
 /// Comparisons counted so far, whatever their result.
 fn compared(m: &Metrics, route: &str) -> f64 {
-    RESULTS.iter().map(|r| result(m, route, r)).sum()
+    RESULTS.iter().map(|r| m.route(route).reconciled(r)).sum()
 }
 
 /// The reconcile series, for failure messages.
@@ -162,10 +146,10 @@ async fn settle(p: &Proxy, what: &str, cond: impl Fn(&Metrics) -> bool) -> Metri
 async fn expect_exactly(p: &Proxy, case: &str, want_result: &str, want: &[(&str, f64)]) {
     let expected = |c: &str| want.iter().find(|(k, _)| *k == c).map_or(0.0, |(_, n)| *n);
     settle(p, &format!("{case}: {want_result} with {want:?}"), |m| {
-        result(m, "orders", want_result) >= 1.0
+        m.route("orders").reconciled(want_result) >= 1.0
             && CATEGORIES
                 .iter()
-                .all(|c| category(m, "orders", c) >= expected(c))
+                .all(|c| m.route("orders").divergences(c) >= expected(c))
     })
     .await;
     // One more scrape, a round trip later: nothing more may have been counted.
@@ -173,11 +157,15 @@ async fn expect_exactly(p: &Proxy, case: &str, want_result: &str, want: &[(&str,
     let lines = reconcile_lines(&m);
     for r in RESULTS {
         let n = if r == want_result { 1.0 } else { 0.0 };
-        assert_eq!(result(&m, "orders", r), n, "{case}: result {r}\n{lines}");
+        assert_eq!(
+            m.route("orders").reconciled(r),
+            n,
+            "{case}: result {r}\n{lines}"
+        );
     }
     for c in CATEGORIES {
         assert_eq!(
-            category(&m, "orders", c),
+            m.route("orders").divergences(c),
             expected(c),
             "{case}: category {c}\n{lines}"
         );

@@ -157,10 +157,10 @@ async fn shadow_never_alters_the_consumers_answer() {
         // And the comparison ends as it should, off the consumer's path.
         let (want, detail) = variant.outcome();
         let m = settle(&p, &format!("{variant:?} is counted {want}"), |m| {
-            result(m, "orders", want) == 1.0
+            m.route("orders").reconciled(want) == 1.0
                 && match (want, detail) {
-                    ("skipped", Some(reason)) => skipped(m, "orders", reason) == 1.0,
-                    (_, Some(c)) => category(m, "orders", c) == 1.0,
+                    ("skipped", Some(reason)) => m.route("orders").skipped(reason) == 1.0,
+                    (_, Some(c)) => m.route("orders").divergences(c) == 1.0,
                     _ => true,
                 }
         })
@@ -174,7 +174,7 @@ async fn shadow_never_alters_the_consumers_answer() {
         // Shadow failures never become fallbacks.
         let fallbacks: f64 = m
             .samples()
-            .filter(|(name, _, _)| *name == "cutover_fallbacks_total")
+            .filter(|(name, _, _)| *name == FALLBACKS)
             .map(|(_, _, v)| v)
             .sum();
         assert_eq!(fallbacks, 0.0, "{variant:?}");
