@@ -43,10 +43,22 @@ pub fn now_secs() -> u64 {
 }
 
 /// An address on which nothing listens: connections are refused.
+///
+/// The port stays bound, never listening, until the test process exits:
+/// a port merely freed can be handed to the next `127.0.0.1:0` listener of
+/// a test running alongside, and once was (a "refused" streaming side
+/// answered with another proxy's 404). Bound without `listen`, it is
+/// refused by the kernel and given to no one else.
 pub fn refusing_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    drop(l);
+    static HELD: Mutex<Vec<tokio::net::TcpSocket>> = Mutex::new(Vec::new());
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    HELD.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(socket);
     addr
 }
 
