@@ -2,14 +2,12 @@
 //! against a live proxy and against nothing, and `cutover demo` as a real
 //! process from its printed guide to Ctrl-C. Every wait is bounded.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::{
+use crate::support::{
     Backend, Behaviour, Output, Proxy, Route, WAIT, get, refusing_addr, run_cutover, wait_exit,
     wait_until_async, within,
 };

@@ -1,13 +1,11 @@
 //! The admin port's pages for a person: the status page `/` and the
 //! effective config `/config`, served by the real proxy on real sockets.
 
-mod support;
-
+use crate::support::*;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use serde_json::json;
-use support::*;
 
 /// One route with a few settings of its own, the rest left to defaults.
 async fn proxy() -> (Backend, Backend, Proxy) {

@@ -1,11 +1,9 @@
 //! `cutover check -c FILE` run as a user runs it: the real binary on real files.
 
-mod support;
-
+use crate::support::{Config, Route, WAIT, refusing_addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::mpsc;
-use support::{Config, Route, WAIT, refusing_addr};
 
 /// Runs `cutover check -c path`, giving up (and failing the test) after `WAIT`.
 fn check(path: &Path) -> Output {

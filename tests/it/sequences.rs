@@ -6,17 +6,15 @@
 //! cursor. The fake backends serve different data on each side, the way a
 //! batch and a streaming output of one dataset differ, so a mixed read shows.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::support::*;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{Value, json};
-use support::*;
 
 // ------------------------------------------------------------ fake sides
 
@@ -400,9 +398,9 @@ async fn a_failing_range_read_gets_the_error_never_the_other_sides_bytes() {
         "{finals:?}, {errors} errors"
     );
     let m = p.scrape().await;
-    let refused = m.value("cutover_sequence_refused_total", &[("route", "lake")]);
+    let refused = m.route("lake").sequence_refused();
     assert_eq!(refused, errors as f64);
-    assert!(m.value("cutover_sequence_pinned_reads_total", &[("side", "batch")]) >= 1.0);
+    assert!(m.pinned_reads("batch") >= 1.0);
     // Batch saw only objects it served whole: none it had to finish for streaming.
     for target in bd.seen() {
         let i: usize = target
@@ -436,12 +434,7 @@ async fn an_open_circuit_diverts_new_objects_only() {
         let r = get(&p.url(&format!("/v1/lake/{other}.parquet"))).await;
         assert_eq!(r.header("x-cutover-fallback"), Some("5xx"));
     }
-    assert_eq!(
-        p.scrape()
-            .await
-            .value("cutover_circuit_open", &[("route", "lake")]),
-        1.0
-    );
+    assert_eq!(p.scrape().await.route("lake").circuit_open(), 1.0);
     // The object under way stays on streaming; a new one goes to batch.
     let chunk = get_with(&url, &[("range", "bytes=0-99")]).await;
     assert_eq!(chunk.status, 206, "{}", chunk.text());
@@ -451,12 +444,7 @@ async fn an_open_circuit_diverts_new_objects_only() {
     let new = get(&p.url("/v1/lake/new.parquet")).await;
     assert_eq!(new.header("x-cutover-fallback"), Some("circuit"));
     // The read past the open circuit neither closed it nor was a trial.
-    assert_eq!(
-        p.scrape()
-            .await
-            .value("cutover_circuit_open", &[("route", "lake")]),
-        1.0
-    );
+    assert_eq!(p.scrape().await.route("lake").circuit_open(), 1.0);
 }
 
 #[tokio::test]
@@ -525,7 +513,7 @@ async fn pins_are_bounded_and_plain_reads_leave_none() {
         let r = get(&p.url(&format!("/v1/lake/plain-{i}"))).await;
         assert_eq!(r.status, 200);
     }
-    let pins = |m: &Metrics| m.value("cutover_sequence_pins", &[("route", "lake")]);
+    let pins = |m: &Metrics| m.route("lake").sequence_pins();
     assert_eq!(pins(&p.scrape().await), 0.0, "plain reads were remembered");
     for i in 0..10 {
         let r = get_with(&p.url(&format!("/v1/lake/f{i}")), &[("range", "bytes=0-9")]).await;

@@ -1,18 +1,24 @@
 //! Test fixtures: fake backends named by behaviour (`backend`), configs
-//! built through serde (`config`), the one bounded wait (`wait`), a helper
-//! that starts the real proxy (`cutover::start`) on a config file in a temp
-//! dir, the real binary, a small HTTP client, and Prometheus text parsing.
-//! Every wait has a timeout.
+//! built through serde (`config`), the one bounded wait (`wait`), `/metrics`
+//! read by family (`metrics`), a helper that starts the real proxy
+//! (`cutover::start`) on a config file in a temp dir, the real binary, and a
+//! small HTTP client. Every wait has a timeout.
+//!
+//! Compiled once into the `it` binary, and included by `#[path]` into
+//! `fleet_prometheus`, which uses only part of it (hence `dead_code`).
 #![allow(dead_code)]
 
 mod backend;
 mod config;
+mod metrics;
 mod wait;
 
 #[allow(unused_imports)]
 pub use backend::*;
 #[allow(unused_imports)]
 pub use config::*;
+#[allow(unused_imports)]
+pub use metrics::*;
 #[allow(unused_imports)]
 pub use wait::*;
 
@@ -37,10 +43,22 @@ pub fn now_secs() -> u64 {
 }
 
 /// An address on which nothing listens: connections are refused.
+///
+/// The port stays bound, never listening, until the test process exits:
+/// a port merely freed can be handed to the next `127.0.0.1:0` listener of
+/// a test running alongside, and once was (a "refused" streaming side
+/// answered with another proxy's 404). Bound without `listen`, it is
+/// refused by the kernel and given to no one else.
 pub fn refusing_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    drop(l);
+    static HELD: Mutex<Vec<tokio::net::TcpSocket>> = Mutex::new(Vec::new());
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    HELD.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(socket);
     addr
 }
 
@@ -195,74 +213,6 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
         String::from_utf8_lossy(&out).into_owned()
     })
     .await
-}
-
-/// One sample line: metric name, labels, value.
-type Sample = (String, Vec<(String, String)>, f64);
-
-/// A parsed Prometheus text exposition.
-#[derive(Debug)]
-pub struct Metrics {
-    pub text: String,
-    samples: Vec<Sample>,
-}
-
-impl Metrics {
-    pub fn parse(text: &str) -> Metrics {
-        let mut samples = Vec::new();
-        for line in text.lines() {
-            if line.starts_with('#') || line.trim().is_empty() {
-                continue;
-            }
-            let (series, value) = line.rsplit_once(' ').expect("sample line has a value");
-            let value: f64 = value.parse().expect("numeric sample");
-            let (name, labels) = match series.split_once('{') {
-                Some((n, rest)) => {
-                    let rest = rest.trim_end_matches('}');
-                    let labels = rest
-                        .split("\",")
-                        .filter(|p| !p.is_empty())
-                        .map(|p| {
-                            let (k, v) = p.split_once('=').expect("label k=v");
-                            (k.to_owned(), v.trim_matches('"').to_owned())
-                        })
-                        .collect();
-                    (n.to_owned(), labels)
-                }
-                None => (series.to_owned(), Vec::new()),
-            };
-            samples.push((name, labels, value));
-        }
-        Metrics {
-            text: text.to_owned(),
-            samples,
-        }
-    }
-
-    /// The value of the one series of `name` whose labels include all of `labels`.
-    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let matching: Vec<f64> = self
-            .samples
-            .iter()
-            .filter(|(n, l, _)| {
-                n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
-            })
-            .map(|(_, _, v)| *v)
-            .collect();
-        match matching.as_slice() {
-            [] => None,
-            [v] => Some(*v),
-            many => panic!("{name} {labels:?} matches {} series", many.len()),
-        }
-    }
-
-    /// As `get`, 0 when the series is absent.
-    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.get(name, labels).unwrap_or(0.0)
-    }
 }
 
 /// The real binary, started with arguments; stderr is collected so that the
@@ -467,13 +417,4 @@ pub async fn post(url: &str, body: impl Into<Bytes>) -> Answer {
             .expect("request"),
     )
     .await
-}
-
-impl Metrics {
-    /// Every sample: name, labels, value.
-    pub fn samples(&self) -> impl Iterator<Item = (&str, &[(String, String)], f64)> {
-        self.samples
-            .iter()
-            .map(|(n, l, v)| (n.as_str(), l.as_slice(), *v))
-    }
 }

@@ -3,12 +3,10 @@
 //! and validators that never cross sides, before and after a rollback.
 //! Real sockets on 127.0.0.1:0, the real proxy, fake backends only.
 
-mod support;
-
+use crate::support::*;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use serde_json::json;
-use support::*;
 
 /// The Host the consumer sends in these tests (not a token: `host=` quoted).
 const HOST: &str = "consumer.local:8080";

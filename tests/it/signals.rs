@@ -2,13 +2,11 @@
 //! reads in flight (bounded by `shutdown_grace`) and exit 0; a config that
 //! cannot be served stops start-up with a non-zero exit that says where.
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 /// A batch-mode route to `batch`, probes off so the backends see reads only.
 fn batch_route(batch: impl Into<Side>, streaming: &Backend) -> Route {

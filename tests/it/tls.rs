@@ -3,14 +3,12 @@
 //! through the side's `ca_file`, reads succeed (h2 by ALPN when the backend
 //! offers it); untrusted, the TLS failure is a `connect` fallback to batch.
 
-mod support;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::support::*;
 use http::Response;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use support::*;
 use tokio_rustls::TlsAcceptor;
 
 /// A self-signed certificate for localhost and 127.0.0.1, its PEM written to
@@ -119,13 +117,7 @@ async fn an_https_upstream_trusted_through_ca_file_serves_reads_over_h2() {
         Some(format!("localhost:{}", s.addr.port()).as_str())
     );
     let m = p.scrape().await;
-    assert_eq!(
-        m.value(
-            "cutover_upstream_requests_total",
-            &[("side", "streaming"), ("result", "ok")]
-        ),
-        3.0
-    );
+    assert_eq!(m.upstream("streaming", "ok"), 3.0);
     p.stop().await;
 }
 
@@ -171,17 +163,8 @@ async fn an_untrusted_certificate_is_a_connect_fallback_to_batch() {
         "no request may cross an unverified TLS session"
     );
     let m = p.scrape().await;
-    assert_eq!(
-        m.value(
-            "cutover_upstream_requests_total",
-            &[("side", "streaming"), ("result", "connect")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        m.value("cutover_fallbacks_total", &[("reason", "connect")]),
-        1.0
-    );
+    assert_eq!(m.upstream("streaming", "connect"), 1.0);
+    assert_eq!(m.fallbacks("connect"), 1.0);
     p.stop().await;
 }
 

@@ -99,7 +99,7 @@ fn climbs(from: &[String], to: &[String]) -> Option<String> {
     }
     let (Some(a), Some(b)) = (layer(from), layer(to)) else {
         return Some(format!(
-            "{} is in no layer (tests/layers.rs LAYERS)",
+            "{} is in no layer (tests/it/layers.rs LAYERS)",
             if layer(from).is_none() {
                 from.join("::")
             } else {

@@ -2,14 +2,12 @@
 //! evaluated every 100 ms over a 1 s window. A trip is seen through reads
 //! (`x-cutover-served-by`), `/status` and `/metrics`.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 const ROUTE_PATH: &str = "/v1/orders/7";
 
@@ -78,12 +76,6 @@ async fn served_by(p: &Proxy) -> String {
     r.header("x-cutover-served-by").unwrap_or("").to_owned()
 }
 
-fn orders(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
-    let mut l = vec![("route", "orders")];
-    l.extend_from_slice(extra);
-    l
-}
-
 /// After a trip to batch: batch serves, streaming sees nothing, and
 /// `/status` and `/metrics` say so.
 async fn assert_rolled_back(p: &Proxy, streaming: &Backend, check: &'static str) {
@@ -102,22 +94,11 @@ async fn assert_rolled_back(p: &Proxy, streaming: &Backend, check: &'static str)
     assert_eq!(r["configured_mode"], "streaming", "{st:#}");
     assert_eq!(r["gate"]["trip"]["check"], check, "{st:#}");
     let m = p.scrape().await;
-    assert_eq!(m.value("cutover_gate_tripped", &orders(&[])), 1.0);
-    assert_eq!(
-        m.value("cutover_gate_trips_total", &orders(&[("check", check)])),
-        1.0,
-        "{}",
-        m.text
-    );
-    assert!(m.value("cutover_gate_checks_total", &orders(&[("result", "fail")])) >= 2.0);
-    assert_eq!(
-        m.value("cutover_route_mode", &orders(&[("mode", "batch")])),
-        1.0
-    );
-    assert_eq!(
-        m.value("cutover_route_mode", &orders(&[("mode", "streaming")])),
-        0.0
-    );
+    assert_eq!(m.route("orders").gate_tripped(), 1.0);
+    assert_eq!(m.route("orders").gate_trips(check), 1.0, "{}", m.text);
+    assert!(m.route("orders").gate_checks("fail") >= 2.0);
+    assert_eq!(m.route("orders").route_mode("batch"), 1.0);
+    assert_eq!(m.route("orders").route_mode("streaming"), 0.0);
 }
 
 #[tokio::test]
@@ -248,10 +229,7 @@ async fn thin_traffic_never_trips() {
     // Ten evaluations (two checks each) see 10 of the 50 reads needed.
     let m = wait_until_async("ten evaluations ran", || async {
         let m = p.scrape().await;
-        let inconclusive = m.value(
-            "cutover_gate_checks_total",
-            &orders(&[("result", "inconclusive")]),
-        );
+        let inconclusive = m.route("orders").gate_checks("inconclusive");
         if inconclusive >= 20.0 {
             Ok(m)
         } else {
@@ -259,11 +237,8 @@ async fn thin_traffic_never_trips() {
         }
     })
     .await;
-    assert_eq!(
-        m.value("cutover_gate_checks_total", &orders(&[("result", "fail")])),
-        0.0
-    );
-    assert_eq!(m.value("cutover_gate_tripped", &orders(&[])), 0.0);
+    assert_eq!(m.route("orders").gate_checks("fail"), 0.0);
+    assert_eq!(m.route("orders").gate_tripped(), 0.0);
     let g = gate_of(&p, "orders").await;
     assert_eq!(g["state"], "armed", "{g:#}");
     assert_eq!(
@@ -301,7 +276,7 @@ async fn three_failures_need_three_bad_evaluations_and_the_time_to_trip_is_measu
     let g = read_until_tripped(&p).await;
     let took = first_bad.elapsed();
     let m = p.scrape().await;
-    let fails = m.value("cutover_gate_checks_total", &orders(&[("result", "fail")]));
+    let fails = m.route("orders").gate_checks("fail");
     assert!(fails >= 3.0, "a trip after {fails} failed checks: {g:#}");
     assert!(g["consecutive_failures"].as_u64() >= Some(3), "{g:#}");
     // The ratio crosses 0.5 about half a window after the first bad read;
@@ -374,10 +349,7 @@ async fn a_trip_survives_an_unrelated_reload_and_a_restart_and_an_edit_of_the_mo
     assert_eq!(g["state"], "tripped", "{g:#}");
     assert_eq!(g["trip"]["check"], "fallback_ratio", "{g:#}");
     assert_eq!(served_by(&p).await, "batch");
-    assert_eq!(
-        p.scrape().await.value("cutover_gate_tripped", &orders(&[])),
-        1.0
-    );
+    assert_eq!(p.scrape().await.route("orders").gate_tripped(), 1.0);
 
     // A person edits the route's mode: re-armed, streaming serves.
     let canary = route.mode("canary").canary(json!({ "percent": 100 }));
@@ -409,12 +381,7 @@ async fn rollback_to_shadow_keeps_comparing() {
     read_until_tripped(&p).await;
     let st = p.status_json().await;
     assert_eq!(st["routes"][0]["effective_mode"], "shadow", "{st:#}");
-    let compared = |m: &Metrics| {
-        m.value(
-            "cutover_reconcile_total",
-            &orders(&[("result", "diverged")]),
-        )
-    };
+    let compared = |m: &Metrics| m.route("orders").reconciled("diverged");
     let before = compared(&p.scrape().await);
     let streaming_hits = streaming.hits();
     for _ in 0..3 {
@@ -434,10 +401,7 @@ async fn rollback_to_shadow_keeps_comparing() {
         "shadow reads go to streaming"
     );
     let m = p.scrape().await;
-    assert_eq!(
-        m.value("cutover_route_mode", &orders(&[("mode", "shadow")])),
-        1.0
-    );
+    assert_eq!(m.route("orders").route_mode("shadow"), 1.0);
     p.stop().await;
 }
 

@@ -3,11 +3,9 @@
 //! the PromQL it is asked). Board text, `--json`, and `--decommission`'s
 //! exit codes 0, 1 and 2. Every wait is bounded.
 
-mod support;
-
+use crate::support::{Backend, Behaviour, Output, full_body, now_secs, refusing_addr, run_cutover};
 use http::Response;
 use serde_json::{Value, json};
-use support::{Backend, Behaviour, Output, full_body, now_secs, refusing_addr, run_cutover};
 
 const DAY: f64 = 86_400.0;
 

@@ -4,13 +4,12 @@
 //! a 4xx, streaming_only); batch failing after a fallback; and bodies
 //! streaming through without being buffered.
 
-mod support;
-
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
@@ -18,7 +17,6 @@ use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
-use support::*;
 use tokio::sync::Semaphore;
 
 /// A single streaming-mode route, quiet: no idle-side probe, no sampled
@@ -39,19 +37,9 @@ fn assert_fell_back(r: &Answer, reason: &str, body: &str) {
 fn assert_fallbacks(m: &Metrics, reason: &str, n: f64) {
     for r in ["connect", "timeout", "5xx", "stale", "overflow", "circuit"] {
         let want = if r == reason { n } else { 0.0 };
-        let got = m.value(
-            "cutover_fallbacks_total",
-            &[("route", "orders"), ("reason", r)],
-        );
-        assert_eq!(got, want, "cutover_fallbacks_total{{reason={r}}}");
+        let got = m.route("orders").fallbacks(r);
+        assert_eq!(got, want, "{FALLBACKS}{{reason={r}}}");
     }
-}
-
-fn upstream(m: &Metrics, side: &str, result: &str) -> f64 {
-    m.value(
-        "cutover_upstream_requests_total",
-        &[("side", side), ("result", result)],
-    )
 }
 
 // ---------------------------------------------------------------- each reason
@@ -66,22 +54,10 @@ async fn connect_refused_falls_back_to_batch() {
     assert_eq!(b.hits(), 1);
     let m = p.scrape().await;
     assert_fallbacks(&m, "connect", 1.0);
-    assert_eq!(upstream(&m, "streaming", "connect"), 1.0);
-    assert_eq!(upstream(&m, "batch", "ok"), 1.0);
-    assert_eq!(
-        m.value(
-            "cutover_requests_total",
-            &[("side", "batch"), ("code_class", "2xx")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        m.value(
-            "cutover_requests_total",
-            &[("side", "streaming"), ("code_class", "2xx")]
-        ),
-        0.0
-    );
+    assert_eq!(m.upstream("streaming", "connect"), 1.0);
+    assert_eq!(m.upstream("batch", "ok"), 1.0);
+    assert_eq!(m.requests("batch", "2xx"), 1.0);
+    assert_eq!(m.requests("streaming", "2xx"), 0.0);
     p.stop().await;
 }
 
@@ -109,7 +85,7 @@ async fn no_response_head_within_the_timeout_falls_back_to_batch() {
     assert_eq!((s.hits(), b.hits()), (1, 1));
     let m = p.scrape().await;
     assert_fallbacks(&m, "timeout", 1.0);
-    assert_eq!(upstream(&m, "streaming", "timeout"), 1.0);
+    assert_eq!(m.upstream("streaming", "timeout"), 1.0);
     p.stop().await;
 }
 
@@ -126,7 +102,7 @@ async fn a_5xx_from_streaming_falls_back_to_batch() {
     assert_eq!((s.hits(), b.hits()), (2, 2));
     let m = p.scrape().await;
     assert_fallbacks(&m, "5xx", 2.0);
-    assert_eq!(upstream(&m, "streaming", "5xx"), 2.0);
+    assert_eq!(m.upstream("streaming", "5xx"), 2.0);
     p.stop().await;
 }
 
@@ -186,14 +162,11 @@ async fn streaming_data_older_than_max_staleness_falls_back_to_newer_batch_data(
 
     let m = p.scrape().await;
     assert_fallbacks(&m, "stale", 1.0);
-    let stale = |m: &Metrics| upstream(m, "streaming", "stale");
+    let stale = |m: &Metrics| m.upstream("streaming", "stale");
     assert_eq!(stale(&m) - stale(&before), 1.0);
-    assert_eq!(upstream(&m, "streaming", "ok"), 1.0);
+    assert_eq!(m.upstream("streaming", "ok"), 1.0);
     // Stale data is not an error: it counts toward freshness, not the error ratio.
-    assert_eq!(
-        m.value("cutover_error_ratio", &[("side", "streaming")]),
-        0.0
-    );
+    assert_eq!(m.error_ratio("streaming"), 0.0);
     p.stop().await;
 }
 
@@ -225,7 +198,7 @@ async fn stale_streaming_data_is_served_when_batch_is_older_still() {
     assert_eq!((s.hits() - hits.0, b.hits() - hits.1), (3, 0));
     let m = p.scrape().await;
     assert_fallbacks(&m, "stale", 0.0);
-    let stale = |m: &Metrics| upstream(m, "streaming", "stale");
+    let stale = |m: &Metrics| m.upstream("streaming", "stale");
     assert_eq!(stale(&m) - stale(&before), 3.0, "each read counted stale");
     p.stop().await;
 }
@@ -298,21 +271,11 @@ async fn consecutive_failures_open_the_circuit_and_a_trial_read_closes_it() {
     assert_eq!(s.hits(), 2, "an open circuit does not call streaming");
 
     let m = p.scrape().await;
-    assert_eq!(m.value("cutover_circuit_open", &[("route", "orders")]), 1.0);
-    assert_eq!(
-        m.value("cutover_route_mode", &[("mode", "batch")]),
-        1.0,
-        "effective mode while open"
-    );
-    assert_eq!(m.value("cutover_route_mode", &[("mode", "streaming")]), 0.0);
-    assert_eq!(
-        m.value("cutover_fallbacks_total", &[("reason", "5xx")]),
-        2.0
-    );
-    assert_eq!(
-        m.value("cutover_fallbacks_total", &[("reason", "circuit")]),
-        1.0
-    );
+    assert_eq!(m.route("orders").circuit_open(), 1.0);
+    assert_eq!(m.route_mode("batch"), 1.0, "effective mode while open");
+    assert_eq!(m.route_mode("streaming"), 0.0);
+    assert_eq!(m.fallbacks("5xx"), 2.0);
+    assert_eq!(m.fallbacks("circuit"), 1.0);
     let st = p.status_json().await;
     assert_eq!(circuit(&st), "open");
     assert_eq!(st["routes"][0]["configured_mode"], "streaming");
@@ -349,16 +312,10 @@ async fn consecutive_failures_open_the_circuit_and_a_trial_read_closes_it() {
     assert_eq!(circuit(&st), "closed");
     assert_eq!(st["routes"][0]["effective_mode"], "streaming");
     let m = p.scrape().await;
-    assert_eq!(m.value("cutover_circuit_open", &[("route", "orders")]), 0.0);
-    assert_eq!(m.value("cutover_route_mode", &[("mode", "streaming")]), 1.0);
-    assert_eq!(
-        m.value("cutover_fallbacks_total", &[("reason", "circuit")]),
-        2.0
-    );
-    assert_eq!(
-        m.value("cutover_fallbacks_total", &[("reason", "5xx")]),
-        3.0
-    );
+    assert_eq!(m.route("orders").circuit_open(), 0.0);
+    assert_eq!(m.route_mode("streaming"), 1.0);
+    assert_eq!(m.fallbacks("circuit"), 2.0);
+    assert_eq!(m.fallbacks("5xx"), 3.0);
     p.stop().await;
 }
 
@@ -444,13 +401,7 @@ async fn a_reason_not_listed_passes_the_streaming_error_through() {
     assert_eq!(b.hits(), 0);
     let m = p.scrape().await;
     assert_fallbacks(&m, "none", 0.0);
-    assert_eq!(
-        m.value(
-            "cutover_requests_total",
-            &[("side", "streaming"), ("code_class", "5xx")]
-        ),
-        1.0
-    );
+    assert_eq!(m.requests("streaming", "5xx"), 1.0);
     p.stop().await;
 
     // Listed reasons still fall back under the same policy.
@@ -493,16 +444,10 @@ async fn a_4xx_from_streaming_is_an_answer_not_a_fallback() {
     assert_eq!(b.hits(), 0);
     let m = p.scrape().await;
     assert_fallbacks(&m, "none", 0.0);
-    assert_eq!(upstream(&m, "streaming", "4xx"), 3.0);
+    assert_eq!(m.upstream("streaming", "4xx"), 3.0);
+    assert_eq!(m.requests("streaming", "4xx"), 3.0);
     assert_eq!(
-        m.value(
-            "cutover_requests_total",
-            &[("side", "streaming"), ("code_class", "4xx")]
-        ),
-        3.0
-    );
-    assert_eq!(
-        m.value("cutover_error_ratio", &[("side", "streaming")]),
+        m.error_ratio("streaming"),
         0.0,
         "4xx is the caller's, not an error"
     );
@@ -523,14 +468,8 @@ async fn batch_failing_after_a_fallback_answers_502_or_504_from_batch() {
     assert_eq!(r.header("x-cutover-served-by"), Some("batch"));
     assert_eq!(r.header("x-cutover-fallback"), Some("connect"));
     let m = p.scrape().await;
-    assert_eq!(upstream(&m, "batch", "connect"), 1.0);
-    assert_eq!(
-        m.value(
-            "cutover_requests_total",
-            &[("side", "batch"), ("code_class", "5xx")]
-        ),
-        1.0
-    );
+    assert_eq!(m.upstream("batch", "connect"), 1.0);
+    assert_eq!(m.requests("batch", "5xx"), 1.0);
     p.stop().await;
 
     let hang = Backend::start(Behaviour::Hang).await;
@@ -550,7 +489,7 @@ async fn batch_failing_after_a_fallback_answers_502_or_504_from_batch() {
         "one hop: never back to streaming"
     );
     let m = p.scrape().await;
-    assert_eq!(upstream(&m, "batch", "timeout"), 1.0);
+    assert_eq!(m.upstream("batch", "timeout"), 1.0);
     p.stop().await;
 
     // Batch's own 5xx is passed through as batch's answer.

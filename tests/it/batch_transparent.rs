@@ -3,16 +3,14 @@
 //! sent, trailers reach a consumer that asked for them, and a request body
 //! past `max_buffered_body` can still be sent twice (spooled to a file).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::support::*;
 use bytes::Bytes;
 use serde_json::json;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn route(batch: &Backend, streaming: &Backend, mode: &str) -> Route {

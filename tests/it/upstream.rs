@@ -4,18 +4,16 @@
 //! upstreams that get it wrong. Real sockets on 127.0.0.1:0, the real proxy,
 //! fake backends only.
 
-mod support;
-
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::support::*;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame};
-use support::*;
 
 /// Streaming serves every read; nothing else reaches the backends.
 fn streaming_only(batch: &Backend, streaming: &str) -> Route {

@@ -2,17 +2,15 @@
 //! kubelet edit it, the real directory watcher, the real proxy. A change is
 //! seen through reads (`x-cutover-served-by` flips) and through `/status`.
 
-mod support;
-
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use cutover::ReloadOutcome;
 use serde_json::json;
-use support::*;
 
 /// A loose bound on how soon an edit must be live: the watcher debounces for
 /// 100 ms, so about 0.1-0.2 s is expected, but a busy CI machine gets slack.
@@ -60,9 +58,7 @@ async fn generation(p: &Proxy) -> u64 {
 }
 
 async fn reloads(p: &Proxy, result: &str) -> f64 {
-    p.scrape()
-        .await
-        .value("cutover_config_reloads_total", &[("result", result)])
+    p.scrape().await.reloads(result)
 }
 
 /// Opens the file in place with truncation and writes: same inode.
@@ -115,16 +111,13 @@ where
     assert_eq!(st["last_reload"]["result"], "ok", "{st:#}");
     assert_eq!(st["routes"][0]["configured_mode"], "streaming", "{st:#}");
     let m = p.scrape().await;
+    assert_eq!(m.reloads("ok"), 1.0);
     assert_eq!(
-        m.value("cutover_config_reloads_total", &[("result", "ok")]),
-        1.0
-    );
-    assert_eq!(
-        m.value("cutover_config_reloads_total", &[("result", "error")]),
+        m.reloads("error"),
         0.0,
         "{style}: a save must not count as a failed reload"
     );
-    assert_eq!(m.value("cutover_config_generation", &[]), 2.0);
+    assert_eq!(m.generation(), 2.0);
     p.stop().await;
     took
 }
@@ -280,16 +273,9 @@ async fn bad_edit_is_rejected_then_fixed(
         assert_eq!(served_by(&p).await, "batch");
     }
     let m = p.scrape().await;
-    assert_eq!(
-        m.value("cutover_config_reloads_total", &[("result", "error")]),
-        1.0,
-        "{error}"
-    );
-    assert_eq!(
-        m.value("cutover_config_reloads_total", &[("result", "ok")]),
-        0.0
-    );
-    assert_eq!(m.value("cutover_config_generation", &[]), 1.0);
+    assert_eq!(m.reloads("error"), 1.0, "{error}");
+    assert_eq!(m.reloads("ok"), 0.0);
+    assert_eq!(m.generation(), 1.0);
 
     // Fixed.
     let t0 = Instant::now();
@@ -300,14 +286,8 @@ async fn bad_edit_is_rejected_then_fixed(
     assert_eq!(st["last_reload"]["result"], "ok", "{st:#}");
     assert!(st["last_reload"]["error"].is_null(), "{st:#}");
     let m = p.scrape().await;
-    assert_eq!(
-        m.value("cutover_config_reloads_total", &[("result", "error")]),
-        1.0
-    );
-    assert_eq!(
-        m.value("cutover_config_reloads_total", &[("result", "ok")]),
-        1.0
-    );
+    assert_eq!(m.reloads("error"), 1.0);
+    assert_eq!(m.reloads("ok"), 1.0);
     let path = p.path.clone();
     p.stop().await;
     (error, path)
@@ -329,7 +309,7 @@ async fn reverting_a_rejected_edit_clears_the_error() {
     };
     wait_until_async("the bad edit is rejected", result("error")).await;
     let m = p.scrape().await;
-    assert_eq!(m.value("cutover_config_last_reload_successful", &[]), 0.0);
+    assert_eq!(m.last_reload_successful(), 0.0);
 
     // The normal fix: put the last good text back (an editor's undo).
     write_in_place(&p.path, &good);
@@ -338,7 +318,7 @@ async fn reverting_a_rejected_edit_clears_the_error() {
     assert!(st["last_reload"]["error"].is_null(), "{st:#}");
     assert_eq!(st["config"]["generation"], 1, "nothing new was applied");
     let m = p.scrape().await;
-    assert_eq!(m.value("cutover_config_last_reload_successful", &[]), 1.0);
+    assert_eq!(m.last_reload_successful(), 1.0);
     assert_eq!(reloads(&p, "ok").await, 1.0);
     assert_eq!(reloads(&p, "error").await, 1.0);
     // A touch of the accepted file is still nothing to do.
@@ -374,26 +354,10 @@ async fn renaming_the_consumer_leaves_no_ghost_series() {
         .map(|(n, l, _)| format!("{n} {l:?}"))
         .collect();
     assert!(ghosts.is_empty(), "series of the old name: {ghosts:#?}");
+    assert_eq!(m.consumer("renamed").generation(), 2.0);
+    assert_eq!(m.consumer("renamed").reloads("ok"), 1.0);
     assert_eq!(
-        m.value("cutover_config_generation", &[("consumer", "renamed")]),
-        2.0
-    );
-    assert_eq!(
-        m.value(
-            "cutover_config_reloads_total",
-            &[("consumer", "renamed"), ("result", "ok")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        m.value(
-            "cutover_requests_total",
-            &[
-                ("consumer", "renamed"),
-                ("side", "streaming"),
-                ("code_class", "2xx")
-            ]
-        ),
+        m.consumer("renamed").requests("streaming", "2xx"),
         1.0,
         "the read after the rename, under the new name"
     );
@@ -457,14 +421,8 @@ async fn identical_rewrite_or_touch_does_not_bump_the_generation() {
     assert_eq!(st["config"]["generation"], 1, "{st:#}");
     assert!(st["last_reload"]["result"].is_null(), "{st:#}");
     let m = p.scrape().await;
-    assert_eq!(
-        m.value("cutover_config_reloads_total", &[("result", "ok")]),
-        0.0
-    );
-    assert_eq!(
-        m.value("cutover_config_reloads_total", &[("result", "error")]),
-        0.0
-    );
+    assert_eq!(m.reloads("ok"), 0.0);
+    assert_eq!(m.reloads("error"), 0.0);
 
     // A real change afterwards is one generation, not two.
     let t0 = Instant::now();
@@ -483,8 +441,7 @@ async fn sighup_forces_a_reload_in_the_real_binary() {
     let metrics = format!("http://{}/metrics", bin.admin);
     let st = get(&status).await.json();
     assert_eq!(st["config"]["generation"], 1, "{st:#}");
-    let ok_before = Metrics::parse(&get(&metrics).await.text())
-        .value("cutover_config_reloads_total", &[("result", "ok")]);
+    let ok_before = Metrics::parse(&get(&metrics).await.text()).reloads("ok");
     assert_eq!(ok_before, 0.0);
 
     // Same content: only the signal can cause this reload.
@@ -495,11 +452,8 @@ async fn sighup_forces_a_reload_in_the_real_binary() {
     })
     .await;
     let m = Metrics::parse(&get(&metrics).await.text());
-    assert_eq!(
-        m.value("cutover_config_reloads_total", &[("result", "ok")]),
-        1.0
-    );
-    assert_eq!(m.value("cutover_config_generation", &[]), 2.0);
+    assert_eq!(m.reloads("ok"), 1.0);
+    assert_eq!(m.generation(), 2.0);
     let st = get(&status).await.json();
     assert_eq!(st["last_reload"]["result"], "ok", "{st:#}");
 
@@ -638,8 +592,8 @@ async fn reload_storm_under_concurrent_reads_loses_no_read() {
     eprintln!(
         "storm: {edits} edits in {} ms; {} reloads applied, {} rejected; reads: {batch} batch, {streaming} streaming, {} failed",
         storm.as_millis(),
-        m.value("cutover_config_reloads_total", &[("result", "ok")]),
-        m.value("cutover_config_reloads_total", &[("result", "error")]),
+        m.reloads("ok"),
+        m.reloads("error"),
         failures.len()
     );
     assert!(
@@ -654,7 +608,7 @@ async fn reload_storm_under_concurrent_reads_loses_no_read() {
         "batch {batch}, streaming {streaming}"
     );
     // The watcher applies at least every 500 ms even while events keep coming.
-    assert!(m.value("cutover_config_reloads_total", &[("result", "ok")]) >= 3.0);
+    assert!(m.reloads("ok") >= 3.0);
     assert!(generation(&p).await >= 4);
     p.stop().await;
 }
@@ -675,18 +629,9 @@ async fn circuit_and_counters_survive_an_unrelated_reload() {
     }
     let st = p.status_json().await;
     assert_eq!(st["routes"][0]["circuit"], "open", "{st:#}");
-    let orders = |extra: &[(&'static str, &'static str)]| {
-        let mut l = vec![("route", "orders")];
-        l.extend_from_slice(extra);
-        l
-    };
     let m = p.scrape().await;
-    let served_batch = orders(&[("side", "batch"), ("code_class", "2xx")]);
-    assert_eq!(m.value("cutover_requests_total", &served_batch), 2.0);
-    assert_eq!(
-        m.value("cutover_fallbacks_total", &orders(&[("reason", "5xx")])),
-        2.0
-    );
+    assert_eq!(m.route("orders").requests("batch", "2xx"), 2.0);
+    assert_eq!(m.route("orders").fallbacks("5xx"), 2.0);
 
     // An unrelated change: a second route.
     let two_routes = Config::new().route(route).route(
@@ -732,26 +677,14 @@ async fn circuit_and_counters_survive_an_unrelated_reload() {
 
     let m = p.scrape().await;
     assert_eq!(
-        m.value("cutover_requests_total", &served_batch),
+        m.route("orders").requests("batch", "2xx"),
         3.0,
         "counters keep counting across a reload"
     );
-    assert_eq!(
-        m.value("cutover_fallbacks_total", &orders(&[("reason", "5xx")])),
-        2.0
-    );
-    assert_eq!(
-        m.value("cutover_fallbacks_total", &orders(&[("reason", "circuit")])),
-        1.0
-    );
-    assert_eq!(
-        m.value(
-            "cutover_upstream_requests_total",
-            &orders(&[("side", "streaming"), ("result", "5xx")])
-        ),
-        2.0
-    );
-    assert_eq!(m.value("cutover_circuit_open", &orders(&[])), 1.0);
+    assert_eq!(m.route("orders").fallbacks("5xx"), 2.0);
+    assert_eq!(m.route("orders").fallbacks("circuit"), 1.0);
+    assert_eq!(m.route("orders").upstream("streaming", "5xx"), 2.0);
+    assert_eq!(m.route("orders").circuit_open(), 1.0);
     p.stop().await;
 }
 

@@ -3,12 +3,10 @@
 //! and cutover's own answers always logged; the real binary reopens the file
 //! on SIGUSR1. Every wait is bounded.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 /// The access log's lines so far, parsed.
 fn lines(path: &Path) -> Vec<Value> {

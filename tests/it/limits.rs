@@ -2,18 +2,16 @@
 //! bounded: what a stalled, idle, flooding or bursting consumer meets
 //! (`limits:`; `conn.rs`).
 
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -173,15 +171,12 @@ async fn connections_past_max_connections_are_refused_and_counted() {
     }
     let m = p.scrape().await;
     let consumer = [("listener", "consumer")];
-    assert_eq!(
-        m.get("cutover_connections_refused_total", &consumer),
-        Some(1.0)
-    );
-    assert_eq!(m.get("cutover_connections_open", &consumer), Some(3.0));
+    assert_eq!(m.get(CONNECTIONS_REFUSED, &consumer), Some(1.0));
+    assert_eq!(m.get(CONNECTIONS_OPEN, &consumer), Some(3.0));
     // A closed one frees its slot.
     drop(open.pop());
     wait_until_async("a slot is free", || async {
-        p.scrape().await.get("cutover_connections_open", &consumer) == Some(2.0)
+        p.scrape().await.get(CONNECTIONS_OPEN, &consumer) == Some(2.0)
     })
     .await;
     let mut again = keep_alive(p.listen).await;
@@ -221,7 +216,7 @@ async fn reads_past_max_inflight_reads_are_shed_with_503_and_retry_after() {
         })
         .collect();
     wait_until_async("two reads are in flight", || async {
-        p.scrape().await.get("cutover_reads_inflight", &[]) == Some(2.0)
+        p.scrape().await.get(READS_INFLIGHT, &[]) == Some(2.0)
     })
     .await;
     let shed = get(&p.url("/v1/orders/1")).await;
@@ -237,8 +232,8 @@ async fn reads_past_max_inflight_reads_are_shed_with_503_and_retry_after() {
     let r = get(&p.url("/v1/orders/1")).await;
     assert_eq!(r.status, 200, "slots come back");
     let m = p.scrape().await;
-    assert_eq!(m.get("cutover_reads_shed_total", &[]), Some(1.0));
-    assert_eq!(m.get("cutover_reads_inflight", &[]), Some(0.0));
+    assert_eq!(m.get(READS_SHED, &[]), Some(1.0));
+    assert_eq!(m.get(READS_INFLIGHT, &[]), Some(0.0));
     match Arc::try_unwrap(p) {
         Ok(p) => p.stop().await,
         Err(_) => panic!("proxy still shared"),
