@@ -8,6 +8,7 @@
 //! time on streaming) and the raw batch attempt counters (last batch read).
 
 pub mod command;
+pub mod promql;
 pub mod query;
 pub mod render;
 pub mod verdict;
@@ -16,27 +17,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use self::query::{Prometheus, QueryError, Series, quote};
+pub use self::promql::*;
+use self::query::{Prometheus, QueryError, Series};
 use self::verdict::{
     ConsumerFigures, DecommissionConsumer, NextToMove, Risk, ShadowVerdict, Violation,
 };
-use crate::state::metrics::{
-    CONSUMER_INFO, FALLBACKS_TOTAL, GATE_TRIPPED, GATE_TRIPS_TOTAL, RECONCILE_DIVERGENCES_TOTAL,
-    RECONCILE_TOTAL, REQUESTS_TOTAL, ROUTE_MODE, UPSTREAM_REQUESTS_TOTAL,
-};
-
-/// How far back the mode history goes: enough for the 14-day rule twice over.
-pub const HISTORY_SECONDS: f64 = 30.0 * 86_400.0;
-/// The history's resolution: time in mode and last batch read are exact to an hour.
-pub const HISTORY_STEP: f64 = 3600.0;
-/// The settle period of the next-to-move rule, as PromQL.
-const SETTLE: &str = "14d";
-/// How far back every raw sample of the mode series is looked at, beyond the
-/// hourly history: a sidecar that stopped before any hourly step saw it (it
-/// ran for minutes) is still known, with the modes it had last.
-pub const RECENT_SECONDS: f64 = 2.0 * HISTORY_STEP;
-/// The resolution of a recently stopped sidecar's "last seen".
-pub const RECENT_STEP: f64 = 15.0;
 
 /// What `cutover fleet` was asked.
 #[derive(Clone, Debug)]
@@ -73,141 +58,6 @@ pub struct Decommission {
     pub window_seconds: f64,
     pub ready: bool,
     pub consumers: Vec<DecommissionConsumer>,
-}
-
-/// `[3600s]`: a PromQL range of whole seconds.
-fn range(seconds: f64) -> String {
-    format!("[{}s]", seconds.round().max(1.0) as u64)
-}
-
-/// `{a="b",dataset="x"}` from fixed matchers and the optional dataset.
-fn selector(metric: &str, matchers: &[&str], dataset: Option<&str>) -> String {
-    let mut all: Vec<String> = matchers.iter().map(|m| (*m).to_owned()).collect();
-    if let Some(d) = dataset {
-        all.push(format!("dataset={}", quote(d)));
-    }
-    if all.is_empty() {
-        metric.to_owned()
-    } else {
-        format!("{metric}{{{}}}", all.join(","))
-    }
-}
-
-/// Every query the board runs, by name: docs/fleet.md quotes these.
-pub fn board_queries(dataset: Option<&str>, window: f64) -> Vec<(&'static str, String)> {
-    let w = range(window);
-    let s = |metric: &str, m: &[&str]| selector(metric, m, dataset);
-    let by = "consumer, dataset";
-    // Comparisons had been counted since: the earliest evaluation step in the
-    // window at which a comparison counter was above zero.
-    let step = (window / 60.0).max(15.0).round() as u64;
-    vec![
-        (
-            "risk",
-            format!(
-                "max by (consumer, risk) (last_over_time({CONSUMER_INFO}{}) == 1)",
-                range(HISTORY_SECONDS)
-            ),
-        ),
-        (
-            "mode",
-            format!("max by ({by}, mode) ({} == 1)", s(ROUTE_MODE, &[])),
-        ),
-        (
-            "reads",
-            format!(
-                "sum by ({by}, side) (increase({}{w}))",
-                s(REQUESTS_TOTAL, &[])
-            ),
-        ),
-        (
-            "fallbacks",
-            format!("sum by ({by}) (increase({}{w}))", s(FALLBACKS_TOTAL, &[])),
-        ),
-        (
-            "attempts",
-            format!(
-                "sum by ({by}, side, result) (increase({}{w}))",
-                s(UPSTREAM_REQUESTS_TOTAL, &[])
-            ),
-        ),
-        (
-            "comparisons",
-            format!(
-                "sum by ({by}, result) (increase({}{w}))",
-                s(RECONCILE_TOTAL, &[])
-            ),
-        ),
-        (
-            "divergences",
-            format!(
-                "sum by ({by}, category) (increase({}{w}))",
-                s(RECONCILE_DIVERGENCES_TOTAL, &[])
-            ),
-        ),
-        (
-            "compared_since",
-            format!(
-                "min by ({by}) (min_over_time(timestamp({} > 0){}:{step}s]))",
-                s(RECONCILE_TOTAL, &[r#"result=~"match|diverged""#]),
-                w.trim_end_matches(']')
-            ),
-        ),
-        (
-            "gate_trips",
-            format!("sum by ({by}) (increase({}{w}))", s(GATE_TRIPS_TOTAL, &[])),
-        ),
-        (
-            "gate_trips_settle",
-            format!(
-                "sum by ({by}) (increase({}[{SETTLE}]))",
-                s(GATE_TRIPS_TOTAL, &[])
-            ),
-        ),
-        (
-            "gate_tripped_settle",
-            format!(
-                "max by ({by}) (max_over_time({}[{SETTLE}]))",
-                s(GATE_TRIPPED, &[])
-            ),
-        ),
-        (
-            "gate_tripped",
-            format!("max by ({by}) ({})", s(GATE_TRIPPED, &[])),
-        ),
-        (
-            "recent_modes",
-            format!(
-                "max by ({by}, mode) (last_over_time({}{}) == 1)",
-                s(ROUTE_MODE, &[]),
-                range(RECENT_SECONDS)
-            ),
-        ),
-        // timestamp() of a plain selector is its sample's time; a subquery
-        // step can still miss a life shorter than RECENT_STEP.
-        (
-            "recent_seen",
-            format!(
-                "max by ({by}) (max_over_time(timestamp({}){}:{}s]))",
-                s(ROUTE_MODE, &[]),
-                range(RECENT_SECONDS).trim_end_matches(']'),
-                RECENT_STEP as u64
-            ),
-        ),
-    ]
-}
-
-/// The history of effective modes (query_range, `HISTORY_STEP`).
-pub fn mode_history_query(dataset: Option<&str>) -> String {
-    format!(
-        "max by (consumer, dataset, mode) ({} == 1)",
-        selector(ROUTE_MODE, &[], dataset)
-    )
-}
-
-/// The raw batch attempt counters (query_range): every kind of batch read.
-pub fn batch_counter_query(dataset: Option<&str>) -> String {
-    selector(UPSTREAM_REQUESTS_TOTAL, &[r#"side="batch""#], dataset)
 }
 
 type Key = (String, String);
@@ -524,49 +374,6 @@ fn recent(figures: &mut BTreeMap<Key, ConsumerFigures>, modes: &[Series], seen: 
             f.last_seen = Some(f.last_seen.map_or(t, |l: f64| l.max(t)));
         }
     }
-}
-
-/// The decommission queries for `dataset` over `window`.
-pub fn decommission_queries(dataset: &str, window: f64) -> Vec<(&'static str, String)> {
-    let w = range(window);
-    let d = Some(dataset);
-    let batch = batch_counter_query(d);
-    vec![
-        (
-            "known",
-            format!(
-                "max by (consumer, dataset, mode) (last_over_time({}{w}) == 1)",
-                selector(ROUTE_MODE, &[], d)
-            ),
-        ),
-        (
-            "mode",
-            format!(
-                "max by (consumer, dataset, mode) ({} == 1)",
-                selector(ROUTE_MODE, &[], d)
-            ),
-        ),
-        (
-            "batch_reads",
-            format!("sum by (consumer, dataset) (increase({batch}{w}))"),
-        ),
-        // A batch counter series that did not exist at the window's start
-        // (a new pod: new `instance`) yet is above zero: increase() sees no
-        // rise before its first sample, so those reads are caught here.
-        (
-            "batch_reads_new_series",
-            format!(
-                "max by (consumer, dataset) (max_over_time({batch}{w}) unless {batch} offset {}s)",
-                window.round() as u64
-            ),
-        ),
-    ]
-}
-
-/// The range step for the decommission's last-batch-read history: about
-/// 2000 points over the window, never under 15 s.
-pub fn decommission_step(window: f64) -> f64 {
-    (window / 2000.0).max(15.0).round()
 }
 
 /// Whether batch can be switched off for `dataset`.
