@@ -149,6 +149,10 @@ pub fn start(
                     SideName::Batch => (served_read, other_read),
                     SideName::Streaming => (other_read, served_read),
                 };
+                if let Some(why) = Skip::for_statuses(batch.status, streaming.status) {
+                    route.state.record_skip(why);
+                    return;
+                }
                 // Small answers compare in microseconds: inline, without a
                 // hand-off to a blocking thread (which costs more than the
                 // comparison). Large ones go to the blocking pool so they never

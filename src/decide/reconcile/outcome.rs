@@ -44,10 +44,15 @@ pub enum Skip {
     NoRecords,
     /// Comparisons in flight already held `limits.max_compared_bytes`.
     Memory,
+    /// A side answered `206`: a part of an object is not comparable with
+    /// another part (SPEC 1.2: files read in ranges are compared whole).
+    Partial,
+    /// A side answered `304`: it sent no data to compare.
+    NotModified,
 }
 
 impl Skip {
-    pub const ALL: [Skip; 7] = [
+    pub const ALL: [Skip; 9] = [
         Skip::Inflight,
         Skip::TooLarge,
         Skip::Unbuffered,
@@ -55,6 +60,8 @@ impl Skip {
         Skip::UpstreamError,
         Skip::NoRecords,
         Skip::Memory,
+        Skip::Partial,
+        Skip::NotModified,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,12 +73,26 @@ impl Skip {
             Skip::UpstreamError => "upstream_error",
             Skip::NoRecords => "no_records",
             Skip::Memory => "memory",
+            Skip::Partial => "partial",
+            Skip::NotModified => "not_modified",
         }
     }
 
     /// Index into per-reason arrays (`ALL` order).
     pub fn index(self) -> usize {
         self as usize
+    }
+
+    /// Why two answers with these statuses are not compared, if they are
+    /// not: a `206` or a `304` on either side carries no whole answer.
+    pub fn for_statuses(batch: u16, streaming: u16) -> Option<Skip> {
+        if batch == 206 || streaming == 206 {
+            Some(Skip::Partial)
+        } else if batch == 304 || streaming == 304 {
+            Some(Skip::NotModified)
+        } else {
+            None
+        }
     }
 }
 
@@ -87,5 +108,15 @@ mod tests {
         for (i, s) in Skip::ALL.into_iter().enumerate() {
             assert_eq!(s.index(), i);
         }
+    }
+
+    #[test]
+    fn partial_and_not_modified_answers_are_never_compared() {
+        assert_eq!(Skip::for_statuses(206, 206), Some(Skip::Partial));
+        assert_eq!(Skip::for_statuses(200, 206), Some(Skip::Partial));
+        assert_eq!(Skip::for_statuses(304, 200), Some(Skip::NotModified));
+        assert_eq!(Skip::for_statuses(304, 206), Some(Skip::Partial));
+        assert_eq!(Skip::for_statuses(200, 200), None);
+        assert_eq!(Skip::for_statuses(200, 503), None);
     }
 }

@@ -92,7 +92,11 @@ pub(super) fn plan(route: &LiveRoute, parts: &Parts) -> Result<Plan, ProxyError>
             )
         }
     };
-    let compare = if rolled_back.is_some() && mode != cfg.mode {
+    // A HEAD carries no body: comparing two would count a match with
+    // nothing compared, diluting the divergence ratio (SPEC 1.2).
+    let compare = if parts.method == Method::HEAD {
+        false
+    } else if rolled_back.is_some() && mode != cfg.mode {
         // Rolled back to batch or shadow: batch serves; shadow compares as
         // shadow mode does (every read unless `reconcile.sample` says).
         mode == Mode::Shadow && shadow_compares(cfg.reconcile.sample_explicit)

@@ -35,7 +35,7 @@ fn with_post(route: Route) -> Route {
 }
 
 #[tokio::test]
-async fn shadow_head_reads_compare_empty_bodies() {
+async fn shadow_head_reads_are_not_compared_at_all() {
     let batch = fixed(json(BATCH_A)).await;
     let streaming = fixed(json(BATCH_A)).await;
     let p = Proxy::start(with_post(
@@ -51,9 +51,37 @@ async fn shadow_head_reads_compare_empty_bodies() {
     assert_eq!(a.status, 200);
     assert!(a.body.is_empty());
     assert_eq!(a.header("x-cutover-served-by"), Some("batch"));
-    wait_until("streaming receives the HEAD", || streaming.hits() == 1).await;
-    assert_eq!(streaming.last().unwrap().method, "HEAD");
-    expect_exactly(&p, "HEAD", "match", &[]).await;
+    // Two empty bodies would count as a match with nothing compared
+    // (SPEC 1.2): the HEAD never reaches streaming and is counted nowhere.
+    // A GET after it is compared, so once its match is in, the HEAD's
+    // absence is settled too.
+    let g = get(&p.url("/v1/orders/1")).await;
+    assert_eq!(g.status, 200);
+    expect_exactly(&p, "HEAD then GET", "match", &[]).await;
+    assert_eq!(streaming.hits(), 1, "only the GET reached streaming");
+    assert_eq!(streaming.last().unwrap().method, "GET");
+}
+
+/// Partial and not-modified answers carry no whole answer: on either side
+/// they are skipped with their own reason, never counted as a match.
+#[tokio::test]
+async fn partial_and_not_modified_answers_are_skipped_with_their_reason() {
+    for (code, reason) in [(206, "partial"), (304, "not_modified")] {
+        let batch = fixed(canned(code, if code == 206 { BATCH_A } else { "" }, None)).await;
+        let streaming = fixed(json(BATCH_A)).await;
+        let p = Proxy::start(orders(&batch, streaming.url("/s/orders")).mode("shadow")).await;
+        let a = get(&p.url("/v1/orders/1")).await;
+        assert_eq!(a.status, code);
+        settle(&p, &format!("{code} skipped as {reason}"), |m| {
+            m.route("orders").skipped(reason) >= 1.0
+        })
+        .await;
+        let m = p.scrape().await;
+        assert_eq!(m.route("orders").skipped(reason), 1.0, "{code}");
+        assert_eq!(m.route("orders").reconciled("skipped"), 1.0, "{code}");
+        assert_eq!(m.route("orders").reconciled("match"), 0.0, "{code}");
+        assert_eq!(m.route("orders").reconciled("diverged"), 0.0, "{code}");
+    }
 }
 
 #[tokio::test]
