@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
+use http::header::{self, HeaderValue};
 use hyper::body::Body as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -38,7 +39,27 @@ const LOGGED_PER_COMPARISON: usize = 5;
 pub struct Read {
     pub status: u16,
     pub watermark_ms: Option<i64>,
+    /// What the comparison must know of the answer's head to read its body.
+    pub framing: BodyFraming,
     pub body: Bytes,
+}
+
+/// The head fields that say how a body is to be read: its
+/// `Content-Encoding` (decoded for the comparison only) and its
+/// `Content-Type` (which format, when `reconcile.format` is `auto`).
+#[derive(Debug, Clone, Default)]
+pub struct BodyFraming {
+    pub content_encoding: Option<HeaderValue>,
+    pub content_type: Option<HeaderValue>,
+}
+
+impl BodyFraming {
+    pub fn of(headers: &http::HeaderMap) -> BodyFraming {
+        BodyFraming {
+            content_encoding: headers.get(header::CONTENT_ENCODING).cloned(),
+            content_type: headers.get(header::CONTENT_TYPE).cloned(),
+        }
+    }
 }
 
 /// Whether this read is compared: `reconcile.sample` of reads, decided by
@@ -75,6 +96,7 @@ pub fn spawn_other_read(
         let resp = attempt.response.map_err(|_| Skip::UpstreamError)?;
         let status = resp.status().as_u16();
         let watermark_ms = attempt.watermark_ms;
+        let framing = BodyFraming::of(resp.headers());
         let limit = route.config.reconcile.max_body_bytes;
         let mut body = resp.into_body();
         // Sized once from the announced length (at most the cap): growing by
@@ -115,6 +137,7 @@ pub fn spawn_other_read(
         Ok(Read {
             status,
             watermark_ms,
+            framing,
             body: buf.freeze(),
         })
     })
@@ -125,6 +148,7 @@ pub struct Served {
     pub side: SideName,
     pub status: u16,
     pub watermark_ms: Option<i64>,
+    pub framing: BodyFraming,
     /// Path and query, for the divergence log.
     pub request: String,
 }
@@ -142,54 +166,64 @@ pub fn start(
     let (capture, copied) = Capture::new(route.config.reconcile.max_body_bytes, slot.held());
     tokio::spawn(async move {
         let _slot = slot;
-        match collect(served.status, served.watermark_ms, copied, other).await {
+        match collect(served.status, served.watermark_ms, served.framing, copied, other).await {
             Err(why) => route.state.record_skip(why),
             Ok((served_read, other_read)) => {
                 let (batch, streaming) = match served.side {
                     SideName::Batch => (served_read, other_read),
                     SideName::Streaming => (other_read, served_read),
                 };
-                if let Some(why) = Skip::for_statuses(batch.status, streaming.status) {
-                    route.state.record_skip(why);
-                    return;
-                }
-                // Small answers compare in microseconds: inline, without a
-                // hand-off to a blocking thread (which costs more than the
-                // comparison). Large ones go to the blocking pool so they never
-                // hold up reads.
-                let inline = batch.body.len() + streaming.body.len() <= INLINE_COMPARE_BYTES;
-                let route2 = route.clone();
-                let run = move || {
-                    let report = compare::compare(
-                        &spec_of(&route2.config),
-                        Answer {
-                            status: batch.status,
-                            body: &batch.body,
-                            watermark_ms: batch.watermark_ms,
-                        },
-                        Answer {
-                            status: streaming.status,
-                            body: &streaming.body,
-                            watermark_ms: streaming.watermark_ms,
-                        },
-                    );
-                    (report, batch.watermark_ms, streaming.watermark_ms)
-                };
-                let report = if inline {
-                    Ok(run())
-                } else {
-                    tokio::task::spawn_blocking(run).await
-                };
-                match report {
-                    Ok((report, bwm, swm)) => {
-                        record(&route, &served.request, &report, bwm, swm, &logs)
-                    }
-                    Err(_) => route.state.record_skip(Skip::Aborted),
-                }
+                finish(&route, &served.request, batch, streaming, &logs).await;
             }
         }
     });
     capture
+}
+
+/// Compares two whole answers and records the outcome: skipped when either
+/// is partial or not modified, else compared (inline when small, on the
+/// blocking pool when large, so it never holds up reads), counted, windowed
+/// and logged. `request` names the read in the divergence log.
+pub async fn finish(
+    route: &Arc<LiveRoute>,
+    request: &str,
+    batch: Read,
+    streaming: Read,
+    logs: &DivergenceLogs,
+) {
+    if let Some(why) = Skip::for_statuses(batch.status, streaming.status) {
+        route.state.record_skip(why);
+        return;
+    }
+    // Small answers compare in microseconds: inline, without a hand-off to
+    // a blocking thread (which costs more than the comparison).
+    let inline = batch.body.len() + streaming.body.len() <= INLINE_COMPARE_BYTES;
+    let route2 = route.clone();
+    let run = move || {
+        let report = compare::compare(
+            &spec_of(&route2.config),
+            Answer {
+                status: batch.status,
+                body: &batch.body,
+                watermark_ms: batch.watermark_ms,
+            },
+            Answer {
+                status: streaming.status,
+                body: &streaming.body,
+                watermark_ms: streaming.watermark_ms,
+            },
+        );
+        (report, batch.watermark_ms, streaming.watermark_ms)
+    };
+    let report = if inline {
+        Ok(run())
+    } else {
+        tokio::task::spawn_blocking(run).await
+    };
+    match report {
+        Ok((report, bwm, swm)) => record(route, request, &report, bwm, swm, logs),
+        Err(_) => route.state.record_skip(Skip::Aborted),
+    }
 }
 
 /// The comparator's settings for a route.
@@ -207,6 +241,7 @@ fn spec_of(route: &Route) -> Spec<'_> {
 async fn collect(
     status: u16,
     watermark_ms: Option<i64>,
+    framing: BodyFraming,
     copied: oneshot::Receiver<Copied>,
     other: JoinHandle<Result<Read, Skip>>,
 ) -> Result<(Read, Read), Skip> {
@@ -236,6 +271,7 @@ async fn collect(
         Read {
             status,
             watermark_ms,
+            framing,
             body: served,
         },
         other,

@@ -482,6 +482,7 @@ fn respond(
                     side: read.served_by,
                     status: head.status.as_u16(),
                     watermark_ms,
+                    framing: reconcile::BodyFraming::of(&head.headers),
                     request: parts
                         .uri
                         .path_and_query()
