@@ -37,11 +37,7 @@ pub fn diff(
         }
     };
     fn answer((body, wm): &(Vec<u8>, Option<i64>)) -> crate::decide::reconcile::Answer<'_> {
-        crate::decide::reconcile::Answer {
-            status: 200,
-            body,
-            watermark_ms: *wm,
-        }
+        crate::decide::reconcile::Answer::json(200, body, *wm)
     }
     let report = crate::decide::reconcile::compare(spec, answer(&b), answer(&s));
     if report.no_records {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http_body_util::BodyExt;
 use http::header::{self, HeaderValue};
+use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -166,7 +166,15 @@ pub fn start(
     let (capture, copied) = Capture::new(route.config.reconcile.max_body_bytes, slot.held());
     tokio::spawn(async move {
         let _slot = slot;
-        match collect(served.status, served.watermark_ms, served.framing, copied, other).await {
+        match collect(
+            served.status,
+            served.watermark_ms,
+            served.framing,
+            copied,
+            other,
+        )
+        .await
+        {
             Err(why) => route.state.record_skip(why),
             Ok((served_read, other_read)) => {
                 let (batch, streaming) = match served.side {
@@ -202,16 +210,8 @@ pub async fn finish(
     let run = move || {
         let report = compare::compare(
             &spec_of(&route2.config),
-            Answer {
-                status: batch.status,
-                body: &batch.body,
-                watermark_ms: batch.watermark_ms,
-            },
-            Answer {
-                status: streaming.status,
-                body: &streaming.body,
-                watermark_ms: streaming.watermark_ms,
-            },
+            Answer::json(batch.status, &batch.body, batch.watermark_ms),
+            Answer::json(streaming.status, &streaming.body, streaming.watermark_ms),
         );
         (report, batch.watermark_ms, streaming.watermark_ms)
     };

@@ -37,11 +37,7 @@ fn keyed() -> Spec<'static> {
 }
 
 fn answer(body: &[u8]) -> Answer<'_> {
-    Answer {
-        status: 200,
-        body,
-        watermark_ms: None,
-    }
+    Answer::json(200, body, None)
 }
 
 proptest! {

@@ -69,7 +69,7 @@ fn parses(body: &[u8]) -> bool {
 
 /// A JSON pointer's reference tokens, unescaped as `Value::pointer` does;
 /// `None` when it is not a pointer ("" is the whole document: no tokens).
-fn pointer_tokens(pointer: &str) -> Option<Vec<String>> {
+pub(super) fn pointer_tokens(pointer: &str) -> Option<Vec<String>> {
     if pointer.is_empty() {
         return Some(Vec::new());
     }
@@ -82,7 +82,7 @@ fn pointer_tokens(pointer: &str) -> Option<Vec<String>> {
 }
 
 /// An array index token as `Value::pointer` reads it.
-fn parse_index(s: &str) -> Option<usize> {
+pub(super) fn parse_index(s: &str) -> Option<usize> {
     if s.starts_with('+') || (s.starts_with('0') && s.len() != 1) {
         return None;
     }
@@ -267,7 +267,7 @@ impl<'de> Visitor<'de> for RecordKey<'_> {
 }
 
 /// Whether an object key is the given name (read without a copy).
-struct KeyIs<'a>(&'a str);
+pub(super) struct KeyIs<'a>(pub(super) &'a str);
 
 impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
     type Value = bool;
@@ -290,7 +290,7 @@ impl<'de> Visitor<'de> for KeyIs<'_> {
 /// Parses any value and keeps nothing. Unlike `serde::de::IgnoredAny` it goes
 /// through `deserialize_any`, so numbers and strings are checked exactly as
 /// when a `Value` is built (serde_json's skipping path checks less).
-struct Skip;
+pub(super) struct Skip;
 
 impl<'de> DeserializeSeed<'de> for Skip {
     type Value = ();

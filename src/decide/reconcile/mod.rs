@@ -7,8 +7,9 @@ pub mod compare;
 pub mod diff;
 mod identical;
 pub mod outcome;
+pub mod records;
 pub mod report;
 
 pub use compare::compare;
 pub use outcome::{Skip, Verdict};
-pub use report::{Answer, Category, Divergence, Report, Spec};
+pub use report::{Answer, Category, Divergence, Layout, Report, Spec};

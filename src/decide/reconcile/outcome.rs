@@ -49,10 +49,15 @@ pub enum Skip {
     Partial,
     /// A side answered `304`: it sent no data to compare.
     NotModified,
+    /// A side's `Content-Encoding` is unknown, or its body does not decode.
+    Encoding,
+    /// Neither answer reads as its format (`reconcile.format`, or the
+    /// `Content-Type`) says it is.
+    Format,
 }
 
 impl Skip {
-    pub const ALL: [Skip; 9] = [
+    pub const ALL: [Skip; 11] = [
         Skip::Inflight,
         Skip::TooLarge,
         Skip::Unbuffered,
@@ -62,6 +67,8 @@ impl Skip {
         Skip::Memory,
         Skip::Partial,
         Skip::NotModified,
+        Skip::Encoding,
+        Skip::Format,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +82,8 @@ impl Skip {
             Skip::Memory => "memory",
             Skip::Partial => "partial",
             Skip::NotModified => "not_modified",
+            Skip::Encoding => "encoding",
+            Skip::Format => "format",
         }
     }
 

@@ -16,17 +16,48 @@ pub struct Spec<'a> {
     pub event_time: Option<&'a str>,
 }
 
-/// One side's answer.
+/// One side's answer, decoded (no `Content-Encoding` left).
 #[derive(Debug, Clone, Copy)]
 pub struct Answer<'a> {
     pub status: u16,
     pub body: &'a [u8],
     /// Unix ms, if the side sent one.
     pub watermark_ms: Option<i64>,
+    /// How the body is read.
+    pub layout: Layout,
 }
 
-/// Divergence categories, the `category` label. `Status` (the two sides
-/// answered different status codes) is cutover's addition to SPEC's six.
+impl<'a> Answer<'a> {
+    /// A JSON answer as `auto` reads one with no telling `Content-Type`:
+    /// JSON if it parses, else bytes.
+    pub fn json(status: u16, body: &'a [u8], watermark_ms: Option<i64>) -> Answer<'a> {
+        Answer {
+            status,
+            body,
+            watermark_ms,
+            layout: Layout::Json { declared: false },
+        }
+    }
+}
+
+/// How an answer's body is read into records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One JSON document, its records at `Spec::records`. `declared`: the
+    /// config or the `Content-Type` says JSON, so a body that does not parse
+    /// is not JSON data (with `auto` and no such word, it is compared as bytes).
+    Json { declared: bool },
+    /// One JSON record per line: NDJSON, and CSV, TSV and Parquet once read
+    /// into lines (`format::to_ndjson`).
+    Lines,
+    /// Compared byte by byte (`reconcile.format: bytes`).
+    Bytes,
+}
+
+/// Divergence categories, the `category` label: SPEC's six, `schema`
+/// (SPEC 1.2: a field one side's records always carry and the other's never
+/// do, or whose JSON types differ), and `status` (the two sides answered
+/// different status codes), cutover's addition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
@@ -37,10 +68,11 @@ pub enum Category {
     Timing,
     Body,
     Status,
+    Schema,
 }
 
 impl Category {
-    pub const ALL: [Category; 7] = [
+    pub const ALL: [Category; 8] = [
         Category::Missing,
         Category::Extra,
         Category::Duplicate,
@@ -48,6 +80,7 @@ impl Category {
         Category::Timing,
         Category::Body,
         Category::Status,
+        Category::Schema,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +92,7 @@ impl Category {
             Category::Timing => "timing",
             Category::Body => "body",
             Category::Status => "status",
+            Category::Schema => "schema",
         }
     }
 
@@ -99,6 +133,9 @@ pub struct Report {
     /// The `records` pointer found no record array in either answer: the
     /// comparison could not run (a mistaken pointer, not a divergence).
     pub no_records: bool,
+    /// Neither answer reads as its declared format (SPEC 1.2 skip reason
+    /// `format`): nothing was compared.
+    pub unreadable: bool,
     pub batch_rows: Option<usize>,
     pub streaming_rows: Option<usize>,
     /// The first `MAX_SAMPLES` divergences.
@@ -115,6 +152,21 @@ impl Report {
 
     pub fn count(&self, c: Category) -> u64 {
         self.counts[c.index()]
+    }
+
+    /// Whether another divergence would still be kept as a sample (so its
+    /// values are worth building).
+    pub(super) fn wants_sample(&self) -> bool {
+        self.samples.len() < MAX_SAMPLES
+    }
+
+    /// Counts one divergence whose sample is built only if it is kept.
+    pub(super) fn add_with(&mut self, category: Category, sample: impl FnOnce() -> Divergence) {
+        if self.wants_sample() {
+            self.add(sample());
+        } else {
+            self.counts[category.index()] += 1;
+        }
     }
 
     pub(super) fn add(&mut self, d: Divergence) {
