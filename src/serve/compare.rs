@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http_body_util::BodyExt;
 use http::header::{self, HeaderValue};
+use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -41,6 +41,9 @@ pub struct Read {
     pub watermark_ms: Option<i64>,
     /// What the comparison must know of the answer's head to read its body.
     pub framing: BodyFraming,
+    /// The answer's version (`whole_object::version_of`: its validator's
+    /// digest, 0 for none), what the whole-object table records.
+    pub version: u64,
     pub body: Bytes,
 }
 
@@ -97,6 +100,7 @@ pub fn spawn_other_read(
         let status = resp.status().as_u16();
         let watermark_ms = attempt.watermark_ms;
         let framing = BodyFraming::of(resp.headers());
+        let version = crate::decide::whole_object::version_of(resp.headers());
         let limit = route.config.reconcile.max_body_bytes;
         let mut body = resp.into_body();
         // Sized once from the announced length (at most the cap): growing by
@@ -138,6 +142,7 @@ pub fn spawn_other_read(
             status,
             watermark_ms,
             framing,
+            version,
             body: buf.freeze(),
         })
     })
@@ -166,7 +171,15 @@ pub fn start(
     let (capture, copied) = Capture::new(route.config.reconcile.max_body_bytes, slot.held());
     tokio::spawn(async move {
         let _slot = slot;
-        match collect(served.status, served.watermark_ms, served.framing, copied, other).await {
+        match collect(
+            served.status,
+            served.watermark_ms,
+            served.framing,
+            copied,
+            other,
+        )
+        .await
+        {
             Err(why) => route.state.record_skip(why),
             Ok((served_read, other_read)) => {
                 let (batch, streaming) = match served.side {
@@ -272,6 +285,8 @@ async fn collect(
             status,
             watermark_ms,
             framing,
+            // Per-read comparisons keep no table of versions.
+            version: 0,
             body: served,
         },
         other,
