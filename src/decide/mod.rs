@@ -2,7 +2,8 @@
 //! and the side a read goes to (`routing`), which reads belong together
 //! (`sequence`), when a fallback is allowed and the circuit (`fallback`),
 //! watermarks and windows (`freshness`), comparing two answers
-//! (`reconcile`), and byte budgets (`budget`). Nothing here does I/O.
+//! (`reconcile`), which objects read in ranges are compared whole
+//! (`whole_object`), and byte budgets (`budget`). Nothing here does I/O.
 
 pub(crate) mod budget;
 pub(crate) mod fallback;
@@ -10,3 +11,4 @@ pub mod freshness;
 pub mod reconcile;
 pub mod routing;
 pub(crate) mod sequence;
+pub(crate) mod whole_object;

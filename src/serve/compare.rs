@@ -41,6 +41,9 @@ pub struct Read {
     pub watermark_ms: Option<i64>,
     /// What the comparison must know of the answer's head to read its body.
     pub framing: BodyFraming,
+    /// The answer's version (`whole_object::version_of`: its validator's
+    /// digest, 0 for none), what the whole-object table records.
+    pub version: u64,
     pub body: Bytes,
 }
 
@@ -97,6 +100,7 @@ pub fn spawn_other_read(
         let status = resp.status().as_u16();
         let watermark_ms = attempt.watermark_ms;
         let framing = BodyFraming::of(resp.headers());
+        let version = crate::decide::whole_object::version_of(resp.headers());
         let limit = route.config.reconcile.max_body_bytes;
         let mut body = resp.into_body();
         // Sized once from the announced length (at most the cap): growing by
@@ -138,6 +142,7 @@ pub fn spawn_other_read(
             status,
             watermark_ms,
             framing,
+            version,
             body: buf.freeze(),
         })
     })
@@ -272,6 +277,8 @@ async fn collect(
             status,
             watermark_ms,
             framing,
+            // Per-read comparisons keep no table of versions.
+            version: 0,
             body: served,
         },
         other,

@@ -1,7 +1,8 @@
 //! The serving tasks: `start` / `run` bring up a cutover (listeners, the
 //! config watcher, reloads, the gate and probe tasks), and below them each
 //! task that serves: the consumer's reads (`proxy`), the admin endpoints,
-//! the idle-side probe, the gate checks, and comparisons off the read's path.
+//! the idle-side probe, the gate checks, and comparisons off the read's path
+//! (per read, and of objects read in ranges, whole: `whole`).
 
 pub(crate) mod admin;
 pub mod app;
@@ -11,6 +12,7 @@ pub(crate) mod gate_task;
 pub(crate) mod probe;
 pub(crate) mod proxy;
 pub(crate) mod tee;
+pub(crate) mod whole;
 
 use std::future::Future;
 use std::net::SocketAddr;

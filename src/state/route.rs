@@ -17,6 +17,7 @@ use crate::decide::freshness::{RatioWindow, WatermarkCell};
 use crate::decide::reconcile::outcome::{Skip, Verdict};
 use crate::decide::reconcile::report::{Category, Report};
 use crate::decide::sequence::Pins;
+use crate::decide::whole_object::Versions;
 use crate::state::gate::GateState;
 use crate::state::metrics::{Metrics, RouteKey, RouteMetrics};
 
@@ -55,6 +56,9 @@ pub struct RouteState {
     compare_budget: Arc<Budget>,
     /// The sequences the route remembers, with the side that answers them.
     pub pins: Pins,
+    /// The objects read in ranges that were compared whole, by version
+    /// (`serve::whole`), so each version is fetched whole once per window.
+    pub whole_objects: Versions,
     /// The `Last-Modified` dates each side served recently, so a date
     /// validator reaches only a side that can judge it (`validators`).
     pub issued_dates: crate::net::validators::IssuedDates,
@@ -143,6 +147,7 @@ impl RouteState {
             gate: GateState::default(),
             compare_budget,
             pins: Pins::default(),
+            whole_objects: Versions::default(),
             issued_dates: Default::default(),
         }
     }

@@ -89,3 +89,29 @@ class Files:
         assert len(self.files["streaming"]["layout"]) != len(batch), (
             "the `layout` variant must have another layout than batch"
         )
+
+
+class ShadowFiles:
+    """The pairs of the shadow check: both sides hold the same rows (batch's
+    table), so a comparison must never count them diverged.
+    `files[side][case]`, for `case` in SHADOW_CASES:
+    - `identical`: byte for byte the same file on both sides;
+    - `relaid`: streaming's file holds the same rows in OTHER_ROW_GROUP row
+      groups (another layout, other bytes): a match only once the
+      comparator reads Parquet as records (issue 20, item 2).
+    `direct`: the (sum, count) every one of them gives, read locally."""
+
+    def __init__(self):
+        table = _table(streaming=False)
+        batch = _write(table, BATCH_ROW_GROUP)
+        relaid = _write(table, OTHER_ROW_GROUP)
+        self.files = {
+            "batch": {"identical": batch, "relaid": batch},
+            "streaming": {"identical": bytes(batch), "relaid": relaid},
+        }
+        self.direct = direct_result(batch)
+        assert relaid != batch, "the `relaid` case must have other bytes"
+        assert direct_result(relaid) == self.direct, "the `relaid` case must hold the same rows"
+
+
+SHADOW_CASES = ("identical", "relaid")

@@ -574,11 +574,20 @@ async fn shadow_sends_streaming_first_pages_only() {
     let (got, _) = read_object(&p, "/v1/lake/f.parquet").await;
     assert_eq!(got, Got::Side("batch"));
     // Streaming saw the five first pages, nothing that continues a
-    // sequence (no cursor of batch's, no range), and no HEAD (never compared).
-    wait_until("the shadow reads arrive", || sd.seen().len() >= 5).await;
+    // sequence (no cursor of batch's, no range), no HEAD (never compared),
+    // and the object once whole, for its comparison (a plain GET of its own).
+    wait_until("the shadow reads arrive", || sd.seen().len() >= 6).await;
     let seen = sd.seen();
     assert!(seen.iter().all(|t| !t.contains("cursor=")), "{seen:?}");
-    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    assert_eq!(seen.last().map(String::as_str), Some("/lake/f.parquet"));
+    let heads = s.seen.lock().unwrap().clone();
+    assert!(
+        heads
+            .iter()
+            .all(|r| r.method == "GET" && !r.headers.contains_key("range")),
+        "{heads:?}"
+    );
     assert_eq!(sd.foreign_cursors.load(Ordering::SeqCst), 0);
     assert_eq!(bd.foreign_cursors.load(Ordering::SeqCst), 0);
 }

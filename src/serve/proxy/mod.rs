@@ -1,7 +1,8 @@
 //! The hot path: accept consumer connections and answer each read through
 //! one pipeline, `handle`. Each phase is a named function below it, in the
 //! order a read meets them: `request_filter`, `plan`, `prepare_headers`,
-//! `forward` (with `try_streaming` and the fallback to batch), `respond`.
+//! `forward` (with `try_streaming` and the fallback to batch), `respond`,
+//! then for an object read in ranges its whole comparison (`serve::whole`).
 //! What cutover answers itself is a `ProxyError` (`error.rs`).
 
 mod answer;
@@ -139,6 +140,18 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
     }
     let summary = Summary::of(&read);
     let resp = respond(app, &route, read, &parts, trailers);
+    if plan.whole_object && summary.error.is_none() {
+        // After the answer's head is ready, never before: the whole reads
+        // run in their own task and this read does not wait on them.
+        crate::serve::whole::after_answer(
+            &route,
+            &parts,
+            sent_target(&parts, &route.config.prefix),
+            resp.status(),
+            resp.headers(),
+            &app.divergence_logs,
+        );
+    }
     record(
         &route,
         log.as_ref(),

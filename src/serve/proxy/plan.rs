@@ -22,6 +22,10 @@ pub(super) struct Plan {
     pub(super) chosen: SideName,
     /// Whether the other side is read too and the answers compared.
     pub(super) compare: bool,
+    /// Whether the object this read names is compared whole after it is
+    /// answered (a HEAD or a ranged GET that starts a sequence, in a mode
+    /// that compares, sampled as `compare` is): `serve::whole`.
+    pub(super) whole_object: bool,
     /// The read's place in its sequence.
     pub(super) sequence: Role,
 }
@@ -70,8 +74,7 @@ pub(super) fn plan(route: &LiveRoute, parts: &Parts) -> Result<Plan, ProxyError>
         Role::Starts { may_continue, .. } => !may_continue,
         Role::Continues { .. } => false,
     };
-    let shadow_compares =
-        |explicit: bool| starts_plainly && (!explicit || reconcile::sampled(cfg, sticky));
+    let shadow_samples = |explicit: bool| !explicit || reconcile::sampled(cfg, sticky);
     let chosen = match (sequence, pin) {
         (Role::Continues { .. }, Some(side)) => {
             if !crate::decide::sequence::mode_serves(mode, side) {
@@ -92,27 +95,53 @@ pub(super) fn plan(route: &LiveRoute, parts: &Parts) -> Result<Plan, ProxyError>
             )
         }
     };
-    // A HEAD carries no body: comparing two would count a match with
-    // nothing compared, diluting the divergence ratio (SPEC 1.2).
-    let compare = if parts.method == Method::HEAD {
-        false
-    } else if rolled_back.is_some() && mode != cfg.mode {
+    // Whether this mode compares this read at all (one sampling draw, used
+    // for both kinds of comparison below).
+    let wanted = if rolled_back.is_some() && mode != cfg.mode {
         // Rolled back to batch or shadow: batch serves; shadow compares as
         // shadow mode does (every read unless `reconcile.sample` says).
-        mode == Mode::Shadow && shadow_compares(cfg.reconcile.sample_explicit)
+        mode == Mode::Shadow && shadow_samples(cfg.reconcile.sample_explicit)
     } else {
         match mode {
             Mode::Batch | Mode::StreamingOnly => false,
-            Mode::Shadow => shadow_compares(true),
+            Mode::Shadow => shadow_samples(true),
             Mode::Canary | Mode::Streaming => reconcile::sampled(cfg, sticky),
         }
     };
+    // A HEAD carries no body: comparing two would count a match with
+    // nothing compared, diluting the divergence ratio (SPEC 1.2).
+    let is_head = parts.method == Method::HEAD;
+    let compare = !is_head && wanted && (mode != Mode::Shadow || starts_plainly);
+    // A HEAD or a ranged read that starts an object is the object's turn to
+    // be compared whole, off the consumer's path (`serve::whole`): neither
+    // is comparable itself. A read continuing one never is: its object was
+    // its sequence start's turn; nor a page of a listing, whose cursor the
+    // other side never issued.
+    let whole_object = wanted
+        && (parts.method == Method::GET || is_head)
+        && (is_head || parts.headers.contains_key(header::RANGE))
+        && !matches!(sequence, Role::Continues { .. })
+        && !carries_sequence_param(route, parts);
     Ok(Plan {
         mode,
         chosen,
         compare,
+        whole_object,
         sequence,
     })
+}
+
+/// Whether the read's query carries one of the route's `sequence.params`
+/// (a listing's cursor or offset), whatever its `Range`.
+fn carries_sequence_param(route: &LiveRoute, parts: &Parts) -> bool {
+    parts.uri.query().is_some()
+        && crate::decide::sequence::classify(
+            &route.config.sequence,
+            parts.uri.path(),
+            parts.uri.query(),
+            &http::HeaderMap::new(),
+        )
+        .may_continue
 }
 
 /// The read's sequence role, and for a read that continues a sequence the

@@ -52,14 +52,21 @@ async fn shadow_head_reads_are_not_compared_at_all() {
     assert!(a.body.is_empty());
     assert_eq!(a.header("x-cutover-served-by"), Some("batch"));
     // Two empty bodies would count as a match with nothing compared
-    // (SPEC 1.2): the HEAD never reaches streaming and is counted nowhere.
-    // A GET after it is compared, so once its match is in, the HEAD's
-    // absence is settled too.
+    // (SPEC 1.2): the HEAD never reaches streaming. The object it names is
+    // compared whole instead (a plain GET to each side, `whole_object.rs`),
+    // and the GET after it is compared as a read: two matches, no HEAD.
     let g = get(&p.url("/v1/orders/1")).await;
     assert_eq!(g.status, 200);
-    expect_exactly(&p, "HEAD then GET", "match", &[]).await;
-    assert_eq!(streaming.hits(), 1, "only the GET reached streaming");
-    assert_eq!(streaming.last().unwrap().method, "GET");
+    settle(&p, "the whole object and the GET compared", |m| {
+        m.route("orders").reconciled("match") >= 2.0
+    })
+    .await;
+    let m = p.scrape().await;
+    assert_eq!(m.route("orders").reconciled("match"), 2.0);
+    assert_eq!(compared(&m, "orders"), 2.0, "{}", reconcile_lines(&m));
+    let seen = streaming.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.iter().all(|s| s.method == "GET"), "{seen:?}");
 }
 
 /// Partial and not-modified answers carry no whole answer: on either side

@@ -20,6 +20,7 @@ mod divergence_log;
 mod edges;
 mod sampling;
 mod shadow;
+mod whole_object;
 
 const CATEGORIES: [&str; 7] = [
     "missing",

@@ -511,3 +511,87 @@ async fn read_request(stream: &mut impl Conn, buf: &mut Vec<u8>) -> Option<Seen>
         body,
     })
 }
+
+/// An object served the way an object store serves a file: `Range:
+/// bytes=a-b` (or `a-`, `-n`) answered `206` with the slice and its
+/// `Content-Range`, HEAD with the length and no body, a plain GET whole;
+/// every answer with the object's `ETag` and a JSON content type. The body
+/// and the tag can be changed mid-test (`set`): a new version.
+///
+/// ```ignore
+/// let file = RangedFile::new(r#"{"data":[1,2,3]}"#, "\"v1\"");
+/// let b = Backend::start(file.behaviour()).await;
+/// file.set(r#"{"data":[1,2,3,4]}"#, "\"v2\"");
+/// ```
+#[derive(Clone)]
+pub struct RangedFile(Arc<Mutex<(Bytes, String)>>);
+
+impl RangedFile {
+    pub fn new(body: impl Into<Bytes>, etag: &str) -> RangedFile {
+        RangedFile(Arc::new(Mutex::new((body.into(), etag.to_owned()))))
+    }
+
+    /// Serves `body` tagged `etag` from the next request on.
+    pub fn set(&self, body: impl Into<Bytes>, etag: &str) {
+        *self.0.lock().unwrap() = (body.into(), etag.to_owned());
+    }
+
+    pub fn behaviour(&self) -> Behaviour {
+        let file = self.clone();
+        Behaviour::custom(move |req| {
+            let file = file.clone();
+            async move { file.answer(&req) }
+        })
+    }
+
+    fn answer(&self, req: &Request<Bytes>) -> Response<TestBody> {
+        let (body, etag) = self.0.lock().unwrap().clone();
+        let len = body.len();
+        let range = req.headers().get("range").and_then(|v| v.to_str().ok());
+        let (status, content) = match range {
+            None if req.method() == http::Method::HEAD => (StatusCode::OK, Bytes::new()),
+            None => (StatusCode::OK, body.clone()),
+            Some(r) => match byte_range(r, len) {
+                Some((a, b)) => (StatusCode::PARTIAL_CONTENT, body.slice(a..=b)),
+                None => (StatusCode::RANGE_NOT_SATISFIABLE, Bytes::new()),
+            },
+        };
+        let content_len = if req.method() == http::Method::HEAD {
+            len
+        } else {
+            content.len()
+        };
+        let mut resp = Response::new(full_body(content));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert("content-type", "application/json".parse().unwrap());
+        h.insert("accept-ranges", "bytes".parse().unwrap());
+        h.insert("etag", etag.parse().unwrap());
+        h.insert("content-length", content_len.to_string().parse().unwrap());
+        match (status, range.and_then(|r| byte_range(r, len))) {
+            (StatusCode::PARTIAL_CONTENT, Some((a, b))) => {
+                h.insert(
+                    "content-range",
+                    format!("bytes {a}-{b}/{len}").parse().unwrap(),
+                );
+            }
+            (StatusCode::RANGE_NOT_SATISFIABLE, _) => {
+                h.insert("content-range", format!("bytes */{len}").parse().unwrap());
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n` as an inclusive range within `len`.
+pub fn byte_range(range: &str, len: usize) -> Option<(usize, usize)> {
+    let (a, b) = range.strip_prefix("bytes=")?.split_once('-')?;
+    let last = len.checked_sub(1)?;
+    let (start, end) = match (a, b) {
+        ("", n) => (len.checked_sub(n.parse().ok()?)?, last),
+        (a, "") => (a.parse().ok()?, last),
+        (a, b) => (a.parse().ok()?, b.parse::<usize>().ok()?.min(last)),
+    };
+    (start <= end).then_some((start, end))
+}
