@@ -52,8 +52,32 @@ fn truncate_bytes(b: &[u8]) -> String {
         .to_owned()
 }
 
-/// Compares batch's and streaming's answers to the same read.
+/// Compares batch's and streaming's answers to the same read, with no bound
+/// on the memory it takes (`cutover diff`, tests).
 pub fn compare(spec: &Spec<'_>, batch: Answer<'_>, streaming: Answer<'_>) -> Report {
+    compare_within(spec, batch, streaming, &|_| true)
+}
+
+/// What indexing one record costs besides its text: its row, its slot in the
+/// list of raw records, and its share of the key table (a hash table's
+/// entries at its usual load).
+pub const ROW_BYTES: usize = std::mem::size_of::<records::Row<'static>>()
+    + std::mem::size_of::<&serde_json::value::RawValue>()
+    + std::mem::size_of::<(records::Hash, [u32; 2])>() * 8 / 7;
+
+/// What a parsed `Value` tree holds per byte of its JSON text (measured:
+/// about 12x on records of short fields; `bench/reconcile.py`).
+pub const TREE_FACTOR: usize = 12;
+
+/// `compare`, taking what it builds from a budget first: `take(n)` says
+/// whether `n` more bytes may be held. Refused: `Report::over_budget`, and
+/// nothing was compared.
+pub fn compare_within(
+    spec: &Spec<'_>,
+    batch: Answer<'_>,
+    streaming: Answer<'_>,
+    take: &dyn Fn(usize) -> bool,
+) -> Report {
     let mut report = Report::default();
     if batch.status != streaming.status {
         report.add(Divergence {
@@ -74,7 +98,7 @@ pub fn compare(spec: &Spec<'_>, batch: Answer<'_>, streaming: Answer<'_>) -> Rep
     {
         return report;
     }
-    compare_trees(spec, batch, streaming)
+    compare_trees(spec, batch, streaming, take)
 }
 
 /// One side's body, read as its layout says.
@@ -87,11 +111,19 @@ enum Read<'a> {
     Bytes,
     /// Not what its format says it is.
     Unreadable,
+    /// Its index would pass the byte budget.
+    OverBudget,
 }
 
-fn read<'a>(spec: &Spec<'_>, rules: &records::Rules<'_>, a: &Answer<'a>) -> Read<'a> {
+fn read<'a>(
+    spec: &Spec<'_>,
+    rules: &records::Rules<'_>,
+    a: &Answer<'a>,
+    take: &dyn Fn(usize) -> bool,
+) -> Read<'a> {
     let rows = match a.layout {
         Layout::Bytes => return Read::Bytes,
+        Layout::Unreadable => return Read::Unreadable,
         Layout::Lines => records::lines(a.body).map_err(|_| ()),
         Layout::Json { .. } => match records::at_pointer(a.body, spec.records) {
             Ok(Located::Array(rows)) => Ok(rows),
@@ -99,6 +131,11 @@ fn read<'a>(spec: &Spec<'_>, rules: &records::Rules<'_>, a: &Answer<'a>) -> Read
             Err(_) => Err(()),
         },
     };
+    if let Ok(rows) = &rows
+        && !take(rows.len().saturating_mul(ROW_BYTES))
+    {
+        return Read::OverBudget;
+    }
     match rows.and_then(|rows| records::index(rows, rules).map_err(|_| ())) {
         Ok(side) => Read::Rows(side),
         Err(()) if a.layout == (Layout::Json { declared: false }) => Read::Bytes,
@@ -108,7 +145,12 @@ fn read<'a>(spec: &Spec<'_>, rules: &records::Rules<'_>, a: &Answer<'a>) -> Read
 
 /// The comparison proper: both bodies read into records and compared by
 /// digest, values built only for records whose digests differ.
-fn compare_trees(spec: &Spec<'_>, batch: Answer<'_>, streaming: Answer<'_>) -> Report {
+fn compare_trees(
+    spec: &Spec<'_>,
+    batch: Answer<'_>,
+    streaming: Answer<'_>,
+    take: &dyn Fn(usize) -> bool,
+) -> Report {
     let mut report = Report::default();
     let none = HashSet::new();
     let rules = records::Rules {
@@ -117,8 +159,13 @@ fn compare_trees(spec: &Spec<'_>, batch: Answer<'_>, streaming: Answer<'_>) -> R
         schema: &none,
         event_time: spec.event_time,
     };
-    let (b, s) = (read(spec, &rules, &batch), read(spec, &rules, &streaming));
+    let b = read(spec, &rules, &batch, take);
+    let s = match b {
+        Read::OverBudget => Read::OverBudget,
+        _ => read(spec, &rules, &streaming, take),
+    };
     match (b, s) {
+        (Read::OverBudget, _) | (_, Read::OverBudget) => report.over_budget = true,
         (Read::Unreadable, Read::Unreadable) => report.unreadable = true,
         (Read::Bytes, _) | (_, Read::Bytes) | (Read::Unreadable, _) | (_, Read::Unreadable) => {
             // One side is data and the other is not (or is not the data its
@@ -145,6 +192,10 @@ fn compare_trees(spec: &Spec<'_>, batch: Answer<'_>, streaming: Answer<'_>) -> R
                 }
                 _ => serde_json::from_slice(a.body).unwrap_or(Value::Null),
             };
+            if !take(TREE_FACTOR.saturating_mul(batch.body.len() + streaming.body.len())) {
+                report.over_budget = true;
+                return report;
+            }
             let (bv, sv) = (value(b, &batch), value(s, &streaming));
             let empty = HashSet::new();
             let cmp = Comparer {
@@ -719,19 +770,132 @@ mod tests {
                     let Some(fast) = super::super::identical::report(&spec, answer.body) else {
                         // Left to the full comparison: only for repeated keys.
                         assert!(
-                            compare_trees(&spec, answer, answer).count(Category::Duplicate) > 0
+                            compare_trees(&spec, answer, answer, &|_| true)
+                                .count(Category::Duplicate)
+                                > 0
                         );
                         continue;
                     };
                     shortcut_taken += 1;
                     assert_eq!(
                         fast,
-                        compare_trees(&spec, answer, answer),
+                        compare_trees(&spec, answer, answer, &|_| true),
                         "{body} {records:?} {key:?}"
                     );
                 }
             }
         }
         assert!(shortcut_taken > 300, "{shortcut_taken}");
+    }
+
+    fn lines<'a>(body: &'a [u8]) -> Answer<'a> {
+        Answer {
+            layout: Layout::Lines,
+            ..Answer::json(200, body, None)
+        }
+    }
+
+    #[test]
+    fn ndjson_records_compare_by_key_in_any_order() {
+        let spec = keyed(&[]);
+        let b = b"{\"id\":1,\"v\":\"a\"}\n{\"id\":2,\"v\":\"b\"}\n";
+        let s = b"{\"v\":\"b\",\"id\":2}\r\n{\"id\":1,\"v\":\"a\"}\n\n";
+        let r = compare(&spec, lines(b), lines(s));
+        assert!(!r.diverged(), "{r:?}");
+        assert_eq!((r.batch_rows, r.streaming_rows), (Some(2), Some(2)));
+        // A JSON document on one side, lines on the other: the same records.
+        let doc = br#"{"data": [{"id": 2, "v": "b"}, {"id": 1, "v": "a"}]}"#;
+        assert!(!compare(&spec, Answer::json(200, doc, None), lines(s)).diverged());
+        let changed = b"{\"id\":1,\"v\":\"a\"}\n{\"id\":2,\"v\":\"c\"}\n";
+        let r = compare(&spec, lines(b), lines(changed));
+        assert_eq!(r.count(Category::Aggregate), 1);
+        assert_eq!(r.samples[0].key.as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn a_field_only_one_side_carries_or_of_another_type_is_schema_not_aggregate() {
+        let spec = keyed(&[]);
+        let b = json!({"data": [{"id": 1, "amount": 10, "region": "eu"}, {"id": 2, "amount": 20, "region": "us"}]});
+        // Streaming dropped `region`, added `channel`, and sends amounts as strings.
+        let s = json!({"data": [{"id": 1, "amount": "10", "channel": "web"}, {"id": 2, "amount": "20", "channel": "app"}]});
+        let r = run(&spec, &b, &s);
+        assert_eq!(r.count(Category::Schema), 3, "{r:?}");
+        assert_eq!(r.count(Category::Aggregate), 0, "{r:?}");
+        let fields: Vec<_> = r
+            .samples
+            .iter()
+            .map(|d| d.field.as_deref().unwrap())
+            .collect();
+        assert_eq!(fields, ["amount", "channel", "region"]);
+        assert_eq!(r.samples[0].batch.as_deref(), Some("number"));
+        assert_eq!(r.samples[0].streaming.as_deref(), Some("string"));
+        assert_eq!(r.samples[2].streaming.as_deref(), Some("absent"));
+        // The other fields still count: a value change beside the drift.
+        let s2 =
+            json!({"data": [{"id": 1, "amount": "10"}, {"id": 2, "amount": "21", "region": "us"}]});
+        let b2 =
+            json!({"data": [{"id": 1, "amount": 10}, {"id": 2, "amount": 20, "region": "ca"}]});
+        let r = run(&spec, &b2, &s2);
+        assert_eq!(
+            (r.count(Category::Schema), r.count(Category::Aggregate)),
+            (1, 1),
+            "{r:?}"
+        );
+        // A field some records lack on both sides, or null on one side, is no drift.
+        let b3 = json!({"data": [{"id": 1, "note": "x"}, {"id": 2}]});
+        let s3 = json!({"data": [{"id": 1, "note": null}, {"id": 2}]});
+        let r = run(&spec, &b3, &s3);
+        assert_eq!(
+            (r.count(Category::Schema), r.count(Category::Aggregate)),
+            (0, 1)
+        );
+    }
+
+    #[test]
+    fn unreadable_answers_are_skipped_when_both_are_and_diverge_when_one_is() {
+        let spec = keyed(&[]);
+        let declared = |body: &'static [u8]| Answer {
+            layout: Layout::Json { declared: true },
+            ..Answer::json(200, body, None)
+        };
+        let r = compare(&spec, declared(b"<html>"), declared(b"<html>!"));
+        assert!(r.unreadable && !r.diverged(), "{r:?}");
+        let r = compare(
+            &spec,
+            lines(b"{\"id\":1}\n"),
+            lines(b"{\"id\":1}\nnot json\n"),
+        );
+        assert_eq!(r.count(Category::Body), 1, "{r:?}");
+        let unreadable = Answer {
+            layout: Layout::Unreadable,
+            ..Answer::json(200, b"a,b\n1", None)
+        };
+        assert!(compare(&spec, unreadable, unreadable).unreadable);
+    }
+
+    #[test]
+    fn the_budget_is_taken_before_anything_is_built() {
+        let spec = keyed(&[]);
+        let b = br#"{"data": [{"id": 1}, {"id": 2}]}"#;
+        let s = br#"{"data": [{"id": 2}, {"id": 1}, {"id": 3}]}"#;
+        let asked = std::cell::Cell::new(0);
+        let r = compare_within(
+            &spec,
+            Answer::json(200, b, None),
+            Answer::json(200, s, None),
+            &|n| {
+                asked.set(asked.get() + n);
+                true
+            },
+        );
+        assert_eq!(r.count(Category::Extra), 1);
+        assert_eq!(asked.get(), 5 * ROW_BYTES);
+        let r = compare_within(
+            &spec,
+            Answer::json(200, b, None),
+            Answer::json(200, s, None),
+            &|_| false,
+        );
+        assert!(r.over_budget && !r.diverged(), "{r:?}");
     }
 }

@@ -52,6 +52,9 @@ pub enum Layout {
     Lines,
     /// Compared byte by byte (`reconcile.format: bytes`).
     Bytes,
+    /// Not readable as its format (a CSV with a ragged row, a body that is
+    /// not Parquet): no records.
+    Unreadable,
 }
 
 /// Divergence categories, the `category` label: SPEC's six, `schema`
@@ -136,6 +139,9 @@ pub struct Report {
     /// Neither answer reads as its declared format (SPEC 1.2 skip reason
     /// `format`): nothing was compared.
     pub unreadable: bool,
+    /// What the comparison would build passed the byte budget
+    /// (`limits.max_compared_bytes`): nothing was compared.
+    pub over_budget: bool,
     pub batch_rows: Option<usize>,
     pub streaming_rows: Option<usize>,
     /// The first `MAX_SAMPLES` divergences.
