@@ -4,6 +4,7 @@
 //! `cutover diff`. The comparisons at run time are `serve::compare`.
 
 pub mod compare;
+pub mod decode;
 pub mod diff;
 mod identical;
 pub mod outcome;
