@@ -6,6 +6,7 @@
 pub mod compare;
 pub mod decode;
 pub mod diff;
+pub mod format;
 mod identical;
 pub mod outcome;
 pub mod report;
