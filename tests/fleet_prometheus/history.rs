@@ -116,8 +116,15 @@ fn instance(consumer: &str, at: u64) -> String {
 /// Records diverged in step `k` of a shadow comparison, by category.
 fn divergences(dataset: &str, k: u64) -> Option<(&'static str, u64)> {
     match dataset {
-        "refunds" => Some((if k % 10 == 0 { "missing" } else { "aggregate" }, 1)),
-        _ if k % 20 == 0 => Some(("timing", 1)),
+        "refunds" => Some((
+            if k.is_multiple_of(10) {
+                "missing"
+            } else {
+                "aggregate"
+            },
+            1,
+        )),
+        _ if k.is_multiple_of(20) => Some(("timing", 1)),
         _ => None,
     }
 }

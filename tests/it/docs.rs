@@ -401,10 +401,10 @@ fn problems(root: &Path) -> Vec<String> {
                 continue;
             }
             let is_markdown = target.extension().is_some_and(|e| e == "md");
-            if let Some(anchor) = anchor.filter(|_| is_markdown) {
-                if !anchors(&target).contains(anchor) {
-                    found.push(report("no such heading"));
-                }
+            if let Some(anchor) = anchor.filter(|_| is_markdown)
+                && !anchors(&target).contains(anchor)
+            {
+                found.push(report("no such heading"));
             }
         }
         for (line, word) in &parsed.code_words {

@@ -4,7 +4,9 @@
 //! `cutover diff`. The comparisons at run time are `serve::compare`.
 
 pub mod compare;
+pub mod decode;
 pub mod diff;
+pub mod format;
 mod identical;
 pub mod outcome;
 pub mod records;

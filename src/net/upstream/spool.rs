@@ -15,7 +15,7 @@
 //!   longer runs (Linux `/proc`), or this process's own pid on a directory
 //!   it did not make (a container restarted with the same pid 1). A file
 //!   lock would say it better, but `File::try_lock` needs Rust 1.89 and
-//!   the crate's MSRV is 1.85.
+//!   the crate's MSRV is 1.88.
 
 use std::collections::HashSet;
 use std::io;

@@ -318,10 +318,10 @@ impl GateState {
     /// A read answered by `side`; `fell_back` when it chose streaming.
     #[inline]
     pub fn record_read(&self, side: SideName, fell_back: bool, now_ms: i64) {
-        if side == SideName::Streaming || fell_back {
-            if let Some(w) = &*self.windows.load() {
-                w.streaming_reads.record(fell_back, now_ms);
-            }
+        if (side == SideName::Streaming || fell_back)
+            && let Some(w) = &*self.windows.load()
+        {
+            w.streaming_reads.record(fell_back, now_ms);
         }
     }
 
