@@ -64,6 +64,7 @@ fn main() -> ExitCode {
             batch_watermark,
             streaming_watermark,
             show,
+            format,
         } => {
             let spec = cutover::decide::reconcile::Spec {
                 records: &records,
@@ -76,6 +77,7 @@ fn main() -> ExitCode {
                 &spec,
                 (&batch_file, batch_watermark),
                 (&streaming_file, streaming_watermark),
+                format.as_deref(),
                 show,
             )
         }

@@ -52,7 +52,8 @@ pub enum Command {
     /// Compare two saved answers (batch's and streaming's) offline: exit 0 when
     /// they match within tolerance, 1 when they diverge, 2 on bad input.
     Diff {
-        /// Batch's answer (JSON, or any bytes).
+        /// Batch's answer (JSON, NDJSON, CSV, TSV, Parquet, compressed or
+        /// not, or any bytes).
         batch_file: PathBuf,
         /// Streaming's answer.
         streaming_file: PathBuf,
@@ -80,6 +81,12 @@ pub enum Command {
         /// How many divergences to print.
         #[arg(long, default_value_t = 10)]
         show: usize,
+        /// How both files are read: auto json ndjson csv tsv parquet bytes.
+        /// Default: by each file's extension (`.json .ndjson .jsonl .csv .tsv
+        /// .parquet`, each optionally followed by `.gz .br .zst .deflate`,
+        /// which is decoded), else JSON if it parses, else bytes.
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Print a table of every route from a running cutover's /status. Exit 0
     /// when healthy; 1 when the last reload failed, a gate is tripped or a

@@ -11,8 +11,20 @@ pub fn diff(
     spec: &crate::decide::reconcile::Spec<'_>,
     batch: (&Path, Option<String>),
     streaming: (&Path, Option<String>),
+    format: Option<&str>,
     show: usize,
 ) -> Exit {
+    use crate::decide::reconcile::format::Format;
+    let format = match format.map(|f| (f, Format::parse(f))) {
+        None => None,
+        Some((_, Some(f))) => Some(f),
+        Some((f, None)) => {
+            eprintln!(
+                "cutover diff: --format `{f}` is not one of auto, json, ndjson, csv, tsv, parquet, bytes"
+            );
+            return Exit::Unusable;
+        }
+    };
     let read = |(path, wm): (&Path, Option<String>)| -> Result<(Vec<u8>, Option<i64>), String> {
         let body = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let wm = match wm {
@@ -29,6 +41,7 @@ pub fn diff(
         eprintln!("cutover diff: --numeric-tolerance must be a non-negative number");
         return Exit::Unusable;
     }
+    let (batch_path, streaming_path) = (batch.0, streaming.0);
     let (b, s) = match (read(batch), read(streaming)) {
         (Ok(b), Ok(s)) => (b, s),
         (Err(e), _) | (_, Err(e)) => {
@@ -36,10 +49,23 @@ pub fn diff(
             return Exit::Unusable;
         }
     };
-    fn answer((body, wm): &(Vec<u8>, Option<i64>)) -> crate::decide::reconcile::Answer<'_> {
-        crate::decide::reconcile::Answer::json(200, body, *wm)
+    // Each file is decoded and read as its name (or --format) says, as an
+    // answer is by its Content-Encoding and Content-Type.
+    let (bp, sp) = match (
+        prepare(batch_path, format, &b.0),
+        prepare(streaming_path, format, &s.0),
+    ) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("cutover diff: {e}");
+            return Exit::Unusable;
+        }
+    };
+    let report = crate::decide::reconcile::compare(spec, answer(&bp, b.1), answer(&sp, s.1));
+    if report.unreadable {
+        eprintln!("cutover diff: neither file reads as its format: check --format");
+        return Exit::Unusable;
     }
-    let report = crate::decide::reconcile::compare(spec, answer(&b), answer(&s));
     if report.no_records {
         eprintln!(
             "cutover diff: --records {} finds no record array in either answer: check the pointer",
@@ -52,5 +78,31 @@ pub fn diff(
         Exit::Failure
     } else {
         Exit::Success
+    }
+}
+
+fn prepare<'a>(
+    path: &Path,
+    format: Option<crate::decide::reconcile::format::Format>,
+    body: &'a [u8],
+) -> Result<crate::decide::reconcile::prepare::Prepared<'a>, String> {
+    let (by_name, encoding) = crate::decide::reconcile::format::Format::from_path(path);
+    crate::decide::reconcile::prepare::prepare(
+        format.or(by_name).unwrap_or_default(),
+        encoding.map(str::as_bytes),
+        None,
+        body,
+        usize::MAX,
+    )
+    .map_err(|why| format!("{}: not comparable ({})", path.display(), why.as_str()))
+}
+
+fn answer<'a>(
+    p: &'a crate::decide::reconcile::prepare::Prepared<'_>,
+    watermark_ms: Option<i64>,
+) -> crate::decide::reconcile::Answer<'a> {
+    crate::decide::reconcile::Answer {
+        layout: p.layout,
+        ..crate::decide::reconcile::Answer::json(200, &p.body, watermark_ms)
     }
 }

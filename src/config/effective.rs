@@ -179,6 +179,7 @@ fn route(out: &mut Yaml, r: &Route) {
     }
     out.scalar(i + 2, "max_inflight", &c.max_inflight.to_string());
     out.scalar(i + 2, "max_body_bytes", &c.max_body_bytes.to_string());
+    out.scalar(i + 2, "format", c.format.as_str());
 
     let Some(g) = &r.gate else {
         out.unset(i, "gate", "no automatic rollback");
@@ -365,6 +366,7 @@ mod tests {
             "      # sample not set: 1, the default in shadow mode (it follows the mode)",
             "      records: ''",
             "      max_body_bytes: 8388608",
+            "      format: auto",
         ] {
             assert!(out.lines().any(|l| l == line), "no `{line}` in:\n{out}");
         }

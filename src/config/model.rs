@@ -444,7 +444,55 @@ pub struct Reconcile {
     /// Comparisons in flight past which a comparison is skipped.
     pub max_inflight: usize,
     /// Bytes of each answer kept for comparison; past this it is skipped.
+    /// Decoded bytes count too.
     pub max_body_bytes: usize,
+    pub format: Format,
+}
+
+/// `reconcile.format`: how answers are read into records (SPEC 1.2). How
+/// one is recognised from a `Content-Type` is `decide::reconcile::format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// By `Content-Type`, else JSON if it parses, else bytes.
+    #[default]
+    Auto,
+    Json,
+    Ndjson,
+    Csv,
+    Tsv,
+    Parquet,
+    /// Compared as bytes: equal or not.
+    Bytes,
+}
+
+impl Format {
+    pub const ALL: [Format; 7] = [
+        Format::Auto,
+        Format::Json,
+        Format::Ndjson,
+        Format::Csv,
+        Format::Tsv,
+        Format::Parquet,
+        Format::Bytes,
+    ];
+
+    /// The config's word for a format (`auto json ndjson csv tsv parquet
+    /// bytes`, exactly, as every config word is).
+    pub fn parse(s: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Auto => "auto",
+            Format::Json => "json",
+            Format::Ndjson => "ndjson",
+            Format::Csv => "csv",
+            Format::Tsv => "tsv",
+            Format::Parquet => "parquet",
+            Format::Bytes => "bytes",
+        }
+    }
 }
 
 /// Which reads of a route form one logical read (every read of one object,

@@ -196,6 +196,7 @@ raw_map! {
         divergence_log: Text = Scalar,
         max_inflight: Text = Scalar,
         max_body_bytes: Text = Scalar,
+        format: Text = Scalar,
     }
 }
 

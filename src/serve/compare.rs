@@ -20,6 +20,7 @@ use crate::decide::budget::Held;
 use crate::decide::freshness::now_unix_ms;
 use crate::decide::reconcile::compare;
 use crate::decide::reconcile::outcome::Skip;
+use crate::decide::reconcile::prepare::Prepared;
 use crate::decide::reconcile::report::{Answer, Spec};
 use crate::net::upstream::Outgoing;
 use crate::serve::tee::{Capture, Copied};
@@ -170,6 +171,7 @@ pub fn start(
 ) -> Capture {
     let (capture, copied) = Capture::new(route.config.reconcile.max_body_bytes, slot.held());
     tokio::spawn(async move {
+        let held = slot.held();
         let _slot = slot;
         match collect(
             served.status,
@@ -186,7 +188,7 @@ pub fn start(
                     SideName::Batch => (served_read, other_read),
                     SideName::Streaming => (other_read, served_read),
                 };
-                finish(&route, &served.request, batch, streaming, &logs).await;
+                finish(&route, &served.request, batch, streaming, held, &logs).await;
             }
         }
     });
@@ -202,23 +204,33 @@ pub async fn finish(
     request: &str,
     batch: Read,
     streaming: Read,
+    held: Arc<Held>,
     logs: &DivergenceLogs,
 ) {
     if let Some(why) = Skip::for_statuses(batch.status, streaming.status) {
         route.state.record_skip(why);
         return;
     }
-    // Small answers compare in microseconds: inline, without a hand-off to
-    // a blocking thread (which costs more than the comparison).
-    let inline = batch.body.len() + streaming.body.len() <= INLINE_COMPARE_BYTES;
+    // Small plain answers compare in microseconds: inline, without a
+    // hand-off to a blocking thread (which costs more than the comparison).
+    // An encoded one may decode to much more, so it never runs inline.
+    let inline = batch.body.len() + streaming.body.len() <= INLINE_COMPARE_BYTES
+        && batch.framing.content_encoding.is_none()
+        && streaming.framing.content_encoding.is_none();
     let route2 = route.clone();
     let run = move || {
-        let report = compare::compare(
-            &spec_of(&route2.config),
-            Answer::json(batch.status, &batch.body, batch.watermark_ms),
-            Answer::json(streaming.status, &streaming.body, streaming.watermark_ms),
+        let cfg = &route2.config;
+        let (b, s) = match (prepare(cfg, &held, &batch), prepare(cfg, &held, &streaming)) {
+            (Ok(b), Ok(s)) => (b, s),
+            (Err(why), _) | (_, Err(why)) => return Err(why),
+        };
+        let report = compare::compare_within(
+            &spec_of(cfg),
+            answer(&batch, &b),
+            answer(&streaming, &s),
+            &|n| held.take(n),
         );
-        (report, batch.watermark_ms, streaming.watermark_ms)
+        Ok((report, batch.watermark_ms, streaming.watermark_ms))
     };
     let report = if inline {
         Ok(run())
@@ -226,8 +238,37 @@ pub async fn finish(
         tokio::task::spawn_blocking(run).await
     };
     match report {
-        Ok((report, bwm, swm)) => record(route, request, &report, bwm, swm, logs),
+        Ok(Ok((report, bwm, swm))) => record(route, request, &report, bwm, swm, logs),
+        Ok(Err(why)) => route.state.record_skip(why),
         Err(_) => route.state.record_skip(Skip::Aborted),
+    }
+}
+
+/// One side's answer decoded and read as its format says, its decoded or
+/// converted bytes taken from the budget besides the answer's own.
+fn prepare<'a>(cfg: &Route, held: &Held, r: &'a Read) -> Result<Prepared<'a>, Skip> {
+    let p = crate::decide::reconcile::prepare::prepare(
+        cfg.reconcile.format,
+        r.framing
+            .content_encoding
+            .as_ref()
+            .map(HeaderValue::as_bytes),
+        r.framing.content_type.as_ref().map(HeaderValue::as_bytes),
+        &r.body,
+        cfg.reconcile.max_body_bytes,
+    )?;
+    if let std::borrow::Cow::Owned(v) = &p.body
+        && !held.take(v.len())
+    {
+        return Err(Skip::Memory);
+    }
+    Ok(p)
+}
+
+fn answer<'a>(r: &Read, p: &'a Prepared<'_>) -> Answer<'a> {
+    Answer {
+        layout: p.layout,
+        ..Answer::json(r.status, &p.body, r.watermark_ms)
     }
 }
 
@@ -301,6 +342,14 @@ fn record(
     logs: &DivergenceLogs,
 ) {
     let route = &live.config;
+    if report.over_budget {
+        live.state.record_skip(Skip::Memory);
+        return;
+    }
+    if report.unreadable {
+        live.state.record_skip(Skip::Format);
+        return;
+    }
     if report.no_records {
         // A pointer that finds nothing on both sides is a config mistake:
         // never a divergence (or every read would "diverge").

@@ -108,6 +108,7 @@ pub fn after_answer(
     let route = route.clone();
     let logs = logs.clone();
     tokio::spawn(async move {
+        let held = slot.held();
         let _slot = slot;
         // Neither read is cut short when the other fails: each is an
         // upstream attempt already counted as sent (the decommission check
@@ -119,7 +120,7 @@ pub fn after_answer(
                     .state
                     .whole_objects
                     .compared(claim, (batch.version, streaming.version));
-                compare::finish(&route, &request, batch, streaming, &logs).await;
+                compare::finish(&route, &request, batch, streaming, held, &logs).await;
             }
             // One skip per comparison, batch's reason first when both failed.
             (Err(why), _) | (_, Err(why)) => route.state.record_skip(why),

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::super::locate::YamlPath;
-use super::super::model::{Mode, Reconcile};
+use super::super::model::{Format, Mode, Reconcile};
 use super::super::raw::RawRoute;
 use super::Cx;
 use super::scalars::{non_empty, parse_count, parse_json_pointer, parse_number};
@@ -54,6 +54,11 @@ impl Cx<'_> {
         let max_body_bytes = self.parse(&raw.max_body_bytes, &at.key("max_body_bytes"), |s| {
             parse_count(s, 1)
         });
+        let format = self.parse(&raw.format, &at.key("format"), |s| {
+            Format::parse(s).ok_or_else(|| {
+                format!("format `{s}` is not one of auto, json, ndjson, csv, tsv, parquet, bytes")
+            })
+        });
         let default_sample = if mode == Mode::Shadow {
             DEFAULT_SHADOW_SAMPLE
         } else {
@@ -70,6 +75,7 @@ impl Cx<'_> {
             divergence_log,
             max_inflight: max_inflight.unwrap_or(DEFAULT_RECONCILE_INFLIGHT),
             max_body_bytes: max_body_bytes.unwrap_or(DEFAULT_RECONCILE_BODY),
+            format: format.unwrap_or_default(),
         }
     }
 }
@@ -87,5 +93,21 @@ mod tests {
         ));
         assert_eq!(c.routes[0].reconcile.sample, 0.5);
         assert!(c.routes[0].reconcile.sample_explicit);
+    }
+
+    #[test]
+    fn format_is_one_of_the_formats_and_auto_by_default() {
+        use super::super::super::model::Format;
+        let c = ok(MINIMAL);
+        assert_eq!(c.routes[0].reconcile.format, Format::Auto);
+        let c = ok(&format!("{MINIMAL}    reconcile: {{ format: parquet }}\n"));
+        assert_eq!(c.routes[0].reconcile.format, Format::Parquet);
+        let e =
+            super::super::fixtures::errors(&format!("{MINIMAL}    reconcile: {{ format: xml }}\n"));
+        assert!(
+            e.iter()
+                .any(|e| e.contains("format `xml` is not one of auto, json")),
+            "{e:?}"
+        );
     }
 }

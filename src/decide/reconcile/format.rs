@@ -6,50 +6,9 @@
 use std::fmt;
 use std::path::Path;
 
-/// `reconcile.format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Format {
-    /// By `Content-Type`, else JSON if it parses, else bytes.
-    #[default]
-    Auto,
-    Json,
-    Ndjson,
-    Csv,
-    Tsv,
-    Parquet,
-    /// Compared as bytes: equal or not.
-    Bytes,
-}
+pub use crate::config::Format;
 
 impl Format {
-    pub const ALL: [Format; 7] = [
-        Format::Auto,
-        Format::Json,
-        Format::Ndjson,
-        Format::Csv,
-        Format::Tsv,
-        Format::Parquet,
-        Format::Bytes,
-    ];
-
-    /// The config's word for a format (`auto json ndjson csv tsv parquet
-    /// bytes`, exactly, as every config word is).
-    pub fn parse(s: &str) -> Option<Format> {
-        Format::ALL.into_iter().find(|f| f.as_str() == s)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Auto => "auto",
-            Format::Json => "json",
-            Format::Ndjson => "ndjson",
-            Format::Csv => "csv",
-            Format::Tsv => "tsv",
-            Format::Parquet => "parquet",
-            Format::Bytes => "bytes",
-        }
-    }
-
     /// The format an answer's `Content-Type` names, parameters and case
     /// ignored; None for any other type (then `auto` tries JSON, then bytes).
     ///

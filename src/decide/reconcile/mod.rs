@@ -9,6 +9,7 @@ pub mod diff;
 pub mod format;
 mod identical;
 pub mod outcome;
+pub mod prepare;
 pub mod records;
 pub mod report;
 
