@@ -143,16 +143,8 @@ fn reconcile(c: &mut Criterion) {
             bench.iter(|| {
                 let r = compare(
                     &spec,
-                    Answer {
-                        status: 200,
-                        body: &b_body,
-                        watermark_ms: None,
-                    },
-                    Answer {
-                        status: 200,
-                        body: &s_body,
-                        watermark_ms: None,
-                    },
+                    Answer::json(200, &b_body, None),
+                    Answer::json(200, &s_body, None),
                 );
                 assert!(!r.diverged());
                 black_box(r)

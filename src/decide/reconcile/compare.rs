@@ -387,10 +387,10 @@ impl Comparer<'_, '_> {
                 x.len() == y.len() && x.iter().zip(y).all(|(a, b)| self.equal(a, b, false))
             }
             (Value::Number(x), Value::Number(y)) => {
-                if let (Some(i), Some(j)) = (x.as_i64(), y.as_i64()) {
-                    if i == j {
-                        return true;
-                    }
+                if let (Some(i), Some(j)) = (x.as_i64(), y.as_i64())
+                    && i == j
+                {
+                    return true;
                 }
                 match (x.as_f64(), y.as_f64()) {
                     (Some(p), Some(q)) => {

@@ -18,6 +18,7 @@ mod categories;
 mod diff;
 mod divergence_log;
 mod edges;
+mod encodings;
 mod sampling;
 mod shadow;
 mod whole_object;
