@@ -235,16 +235,19 @@ pub enum FallbackReason {
     Stale,
     Overflow,
     Circuit,
+    /// Streaming's answer broke the route's contract (`on_violation: fallback`).
+    Contract,
 }
 
 impl FallbackReason {
-    pub const ALL: [FallbackReason; 6] = [
+    pub const ALL: [FallbackReason; 7] = [
         FallbackReason::Connect,
         FallbackReason::Timeout,
         FallbackReason::Status5xx,
         FallbackReason::Stale,
         FallbackReason::Overflow,
         FallbackReason::Circuit,
+        FallbackReason::Contract,
     ];
 
     /// The name used in config, in `x-cutover-fallback` and in metric labels.
@@ -256,6 +259,7 @@ impl FallbackReason {
             FallbackReason::Stale => "stale",
             FallbackReason::Overflow => "overflow",
             FallbackReason::Circuit => "circuit",
+            FallbackReason::Contract => "contract",
         }
     }
 
@@ -277,9 +281,14 @@ impl FallbackReason {
 pub struct ReasonSet(u8);
 
 impl ReasonSet {
+    /// Every reason `fallback.on` may name (a contract's fallback follows
+    /// `contract.on_violation` instead).
     pub fn all() -> ReasonSet {
         let mut s = ReasonSet(0);
-        for r in FallbackReason::ALL {
+        for r in FallbackReason::ALL
+            .into_iter()
+            .filter(|r| *r != FallbackReason::Contract)
+        {
             s.insert(r);
         }
         s
@@ -338,6 +347,8 @@ pub struct Route {
     pub sequence: Sequence,
     /// Automatic rollback; `None`: no gate.
     pub gate: Option<Gate>,
+    /// What streaming's answers must satisfy; `None`: no contract.
+    pub contract: Option<Contract>,
 }
 
 impl Route {
@@ -524,6 +535,119 @@ pub struct Gate {
     pub max_fallback_ratio: Option<f64>,
     pub max_divergence_ratio: Option<f64>,
     pub max_streaming_age: Option<Duration>,
+    /// Violations over checked answers (`min_reads` counts checked answers).
+    pub max_contract_violation_ratio: Option<f64>,
     /// `Batch` or `Shadow`.
     pub rollback_to: Mode,
+}
+
+/// A route's contract (SPEC 1.2 "Contracts"): the properties its consumers
+/// depend on, checked on streaming's answers, record by record as the
+/// comparator finds them (`reconcile.records`, `reconcile.format`).
+#[derive(Debug, Clone)]
+pub struct Contract {
+    /// `contract.schema`, compiled once per reload; `None`: no schema rule.
+    pub schema: Option<Schema>,
+    /// Top-level fields whose values together no two records share.
+    pub unique: Vec<String>,
+    /// Top-level fields the records are ordered by (ties allowed).
+    pub sorted_by: Vec<SortKey>,
+    /// Top-level fields every record carries, not null.
+    pub not_null: Vec<String>,
+    pub complete: Option<Complete>,
+    pub on_violation: OnViolation,
+    /// Answers up to this are checked before they are served.
+    pub max_body_bytes: usize,
+    /// Share of streaming's answers checked (0.0..=1.0).
+    pub sample: f64,
+    /// Under `--data-dir`; `None`: violations are counted only.
+    pub dead_letter: Option<PathBuf>,
+}
+
+/// A compiled JSON Schema and the file it came from.
+#[derive(Clone)]
+pub struct Schema {
+    /// As written in the config (relative to the config file), for messages.
+    pub path: PathBuf,
+    pub validator: std::sync::Arc<jsonschema::Validator>,
+}
+
+impl std::fmt::Debug for Schema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schema").field("path", &self.path).finish()
+    }
+}
+
+/// One field of `sorted_by`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortKey {
+    pub field: String,
+    /// Written with a leading `-`.
+    pub descending: bool,
+}
+
+/// `contract.complete`: the records reach across the window the query
+/// names, up to the answer's watermark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Complete {
+    /// The record field holding its event time (RFC 3339 or Unix s/ms).
+    pub event_time: String,
+    /// Query parameters naming the window's start and end.
+    pub from: String,
+    pub to: String,
+    pub tolerance: Duration,
+}
+
+/// What a violation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnViolation {
+    /// Counted, logged, served anyway.
+    #[default]
+    Record,
+    /// Answered by batch instead, when the answer was held and checked
+    /// before it was served.
+    Fallback,
+}
+
+impl OnViolation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnViolation::Record => "record",
+            OnViolation::Fallback => "fallback",
+        }
+    }
+}
+
+/// The contract's rules, as metric labels and dead-letter names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rule {
+    Schema,
+    Unique,
+    Sorted,
+    NotNull,
+    Complete,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 5] = [
+        Rule::Schema,
+        Rule::Unique,
+        Rule::Sorted,
+        Rule::NotNull,
+        Rule::Complete,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Schema => "schema",
+            Rule::Unique => "unique",
+            Rule::Sorted => "sorted",
+            Rule::NotNull => "not_null",
+            Rule::Complete => "complete",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }

@@ -108,6 +108,7 @@ impl Cx<'_> {
             max_fallback_ratio,
             max_divergence_ratio,
             max_streaming_age,
+            max_contract_violation_ratio: None,
             rollback_to: rollback_to.unwrap_or(Mode::Batch),
         })
     }
@@ -155,6 +156,7 @@ routes:
                 max_fallback_ratio: Some(0.05),
                 max_divergence_ratio: None,
                 max_streaming_age: None,
+                max_contract_violation_ratio: None,
                 rollback_to: Mode::Batch,
             }
         );

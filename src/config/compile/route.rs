@@ -155,6 +155,7 @@ impl Cx<'_> {
             reconcile,
             sequence,
             gate,
+            contract: None,
         })
     }
 

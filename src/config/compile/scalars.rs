@@ -119,6 +119,11 @@ pub(super) fn parse_risk(s: &str) -> Result<Risk, String> {
 }
 
 pub(super) fn parse_reason(s: &str) -> Result<FallbackReason, String> {
+    if s == FallbackReason::Contract.as_str() {
+        return Err(
+            "`contract` is not a fallback.on reason: a contract falls back by its own `contract.on_violation: fallback`".into(),
+        );
+    }
     FallbackReason::parse(s).ok_or_else(|| {
         format!("unknown fallback reason `{s}` (expected connect, timeout, 5xx, stale, overflow or circuit)")
     })

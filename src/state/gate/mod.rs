@@ -465,6 +465,7 @@ mod tests {
             max_fallback_ratio: Some(0.2),
             max_divergence_ratio: Some(0.01),
             max_streaming_age: Some(Duration::from_secs(60)),
+            max_contract_violation_ratio: None,
             rollback_to: Mode::Batch,
         }
     }
