@@ -9,7 +9,7 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use crate::config::{FallbackReason, Mode, SideName};
+use crate::config::{FallbackReason, Mode, Rule, SideName};
 use crate::decide::fallback::AttemptOutcome;
 use crate::decide::reconcile::outcome::{Skip, Verdict};
 use crate::decide::reconcile::report::Category;
@@ -62,6 +62,11 @@ pub const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Comparisons skipped, by reason (an addition to SPEC's metrics).
 pub const RECONCILE_SKIPPED_TOTAL: &str = "cutover_reconcile_skipped_total";
+pub const CONTRACT_CHECKS_TOTAL: &str = "cutover_contract_checks_total";
+pub const CONTRACT_VIOLATIONS_TOTAL: &str = "cutover_contract_violations_total";
+/// Contract checks by result, in the order of `cutover_contract_checks_total`'s
+/// `result` label.
+pub const CONTRACT_RESULTS: [&str; 3] = ["pass", "violation", "skipped"];
 
 /// What a metric is: one row per metric name, read by the exporter (its
 /// `# HELP` and `# TYPE`) and by `cutover fleet`, whose PromQL names the same
@@ -127,6 +132,20 @@ pub const METRICS: &[Def] = &[
         unit: None,
         labels: &["reason"],
         help: "Comparisons skipped to bound cost, by reason.",
+    },
+    Def {
+        name: CONTRACT_CHECKS_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        labels: &["result"],
+        help: "Streaming answers checked against the route's contract: pass, violation, or skipped (too large, undecodable, not records).",
+    },
+    Def {
+        name: CONTRACT_VIOLATIONS_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        labels: &["rule"],
+        help: "Streaming answers that broke a contract rule, once per answer per rule.",
     },
     Def {
         name: CONFIG_RELOADS_TOTAL,
@@ -559,6 +578,10 @@ pub struct RouteMetrics {
     /// [side]
     pub sequence_pinned_reads: [Counter; 2],
     pub sequence_refused: Counter,
+    /// [`CONTRACT_RESULTS`] index
+    pub contract_checks: [Counter; CONTRACT_RESULTS.len()],
+    /// [`Rule::index`]
+    pub contract_violations: [Counter; Rule::ALL.len()],
 }
 
 impl RouteMetrics {
@@ -619,6 +642,14 @@ impl RouteMetrics {
             sequence_pinned_reads: sides
                 .map(|s| m.counter(SEQUENCE_PINNED_READS_TOTAL, with(&[("side", s)]))),
             sequence_refused: m.counter(SEQUENCE_REFUSED_TOTAL, base()),
+            contract_checks: CONTRACT_RESULTS
+                .map(|r| m.counter(CONTRACT_CHECKS_TOTAL, with(&[("result", r)]))),
+            contract_violations: Rule::ALL.map(|r| {
+                m.counter(
+                    CONTRACT_VIOLATIONS_TOTAL,
+                    with(&[("rule", r.as_str())]),
+                )
+            }),
         }
         .mark_unknown()
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{FallbackReason, SideName};
+use crate::config::{FallbackReason, Rule, SideName};
 use crate::decide::fallback::{AttemptOutcome, Circuit};
 use crate::decide::freshness::{RatioWindow, WatermarkCell};
 use crate::decide::reconcile::outcome::{Skip, Verdict};
@@ -49,6 +49,12 @@ pub struct RouteState {
     verdicts: [AtomicU64; Verdict::ALL.len()],
     /// Fallbacks logged at `info`, a few a second at most.
     pub fallback_log: LogBudget,
+    /// Contract checks by result (`ContractResult::index`).
+    contract: [AtomicU64; ContractResult::ALL.len()],
+    /// Answers that broke each rule (`Rule::index`).
+    contract_rules: [AtomicU64; Rule::ALL.len()],
+    /// Dead-letter lines written, a few a second at most.
+    pub dead_letter_log: LogBudget,
     /// The route's gate: its own windows (fed below) and its trip.
     pub gate: GateState,
     /// The process's budget of bytes held by comparisons (shared by every
@@ -93,6 +99,27 @@ impl LogBudget {
     }
 }
 
+/// What one contract check of a streaming answer came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContractResult {
+    Pass,
+    Violation,
+    /// Not checked: too large, undecodable, or not records.
+    Skipped,
+}
+
+impl ContractResult {
+    pub const ALL: [ContractResult; 3] = [
+        ContractResult::Pass,
+        ContractResult::Violation,
+        ContractResult::Skipped,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// A route's figures at one moment: what `/status`, the scrape-time gauges
 /// and `cutover status` show. `None` is unknown (nothing seen, or nothing in
 /// the window), never a reassuring 0.
@@ -115,6 +142,10 @@ pub struct Figures {
     pub fallback_ratio: Option<f64>,
     /// What every ratio above looks back over.
     pub window: Duration,
+    /// Contract checks by result (`ContractResult::index`).
+    pub contract: [u64; ContractResult::ALL.len()],
+    /// Answers that broke each rule (`Rule::index`).
+    pub contract_rules: [u64; Rule::ALL.len()],
 }
 
 impl Figures {
@@ -144,6 +175,9 @@ impl RouteState {
             reconcile_inflight: AtomicUsize::new(0),
             verdicts: Default::default(),
             fallback_log: LogBudget::default(),
+            contract: Default::default(),
+            contract_rules: Default::default(),
+            dead_letter_log: LogBudget::default(),
             gate: GateState::default(),
             compare_budget,
             pins: Pins::default(),
@@ -242,6 +276,26 @@ impl RouteState {
         self.metrics.reconcile_skipped[why.index()].increment(1);
     }
 
+    /// A streaming answer's contract check: its result, the rules it broke
+    /// (each once), and the gate's window.
+    pub fn record_contract(
+        &self,
+        result: ContractResult,
+        broken: impl IntoIterator<Item = Rule>,
+        now_ms: i64,
+    ) {
+        self.contract[result.index()].fetch_add(1, Ordering::Relaxed);
+        self.metrics.contract_checks[result.index()].increment(1);
+        for rule in broken {
+            self.contract_rules[rule.index()].fetch_add(1, Ordering::Relaxed);
+            self.metrics.contract_violations[rule.index()].increment(1);
+        }
+        if result != ContractResult::Skipped {
+            self.gate
+                .record_contract(result == ContractResult::Violation, now_ms);
+        }
+    }
+
     fn count_verdict(&self, v: Verdict) {
         self.verdicts[v.index()].fetch_add(1, Ordering::Relaxed);
         self.metrics.reconcile[v.index()].increment(1);
@@ -274,6 +328,10 @@ impl RouteState {
         figures.reads.copy_from_slice(&load(&self.reads));
         figures.fallbacks.copy_from_slice(&load(&self.fallbacks));
         figures.verdicts.copy_from_slice(&load(&self.verdicts));
+        figures.contract.copy_from_slice(&load(&self.contract));
+        figures
+            .contract_rules
+            .copy_from_slice(&load(&self.contract_rules));
         figures
     }
 

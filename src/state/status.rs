@@ -122,6 +122,30 @@ pub struct RouteStatus {
     /// JSON so a newer cutover's gate details pass through).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gate: Option<serde_json::Value>,
+    /// The route's contract checks since start; `None`: no contract.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contract: Option<ContractStatus>,
+}
+
+/// A route's contract checks since start (SPEC 1.2): `checked` is `pass`
+/// plus `violation`; `by_rule` counts answers that broke each rule.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContractStatus {
+    pub checked: u64,
+    pub pass: u64,
+    pub violation: u64,
+    pub skipped: u64,
+    pub by_rule: BTreeMap<String, u64>,
+    /// `record` or `fallback`.
+    pub on_violation: String,
+}
+
+impl ContractStatus {
+    /// Violated share of checked answers, `None` before the first check.
+    pub fn violation_ratio(&self) -> Option<f64> {
+        (self.checked > 0).then(|| self.violation as f64 / self.checked as f64)
+    }
 }
 
 impl RouteStatus {

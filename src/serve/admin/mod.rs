@@ -16,13 +16,16 @@ use hyper::service::service_fn;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{FallbackReason, Mode, Route, SideName, effective};
+use crate::config::{FallbackReason, Mode, Route, Rule, SideName, effective};
 use crate::decide::freshness::now_unix_ms;
 use crate::decide::reconcile::outcome::Verdict;
 use crate::net::conn::{self, ConnInfo, ConnLimits};
 use crate::serve::app::App;
 use crate::state::live::LiveRoute;
-use crate::state::status::{ConfigInfo, LastReload, PerSide, RouteStatus, StatusDoc};
+use crate::state::route::{ContractResult, Figures};
+use crate::state::status::{
+    ConfigInfo, ContractStatus, LastReload, PerSide, RouteStatus, StatusDoc,
+};
 
 /// The status page: static HTML whose own script renders `/status` and
 /// fetches it again every 2 s. Compiled in, so it needs no files at run time
@@ -214,6 +217,22 @@ fn refresh_gauges(app: &App) {
     );
 }
 
+/// A route's contract figures as `/status` shows them.
+fn contract_status(contract: &crate::config::Contract, f: &Figures) -> ContractStatus {
+    let n = |r: ContractResult| f.contract[r.index()];
+    ContractStatus {
+        checked: n(ContractResult::Pass) + n(ContractResult::Violation),
+        pass: n(ContractResult::Pass),
+        violation: n(ContractResult::Violation),
+        skipped: n(ContractResult::Skipped),
+        by_rule: Rule::ALL
+            .iter()
+            .map(|r| (r.as_str().to_owned(), f.contract_rules[r.index()]))
+            .collect(),
+        on_violation: contract.on_violation.as_str().to_owned(),
+    }
+}
+
 /// The `/status` document: what `cutover status` prints.
 pub fn status(app: &App) -> StatusDoc {
     let (reload, snap) = app.reloader.status_with(&app.live);
@@ -253,6 +272,7 @@ pub fn status(app: &App) -> StatusDoc {
                 error_ratio_delta: f.error_ratio_delta,
                 divergence_ratio: f.divergence_ratio,
                 gate: Some(r.state.gate.status()),
+                contract: cfg.contract.as_ref().map(|c| contract_status(c, &f)),
             }
         })
         .collect();

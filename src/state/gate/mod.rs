@@ -19,7 +19,8 @@
 //!   serves everything.
 //! - `min_reads` applies to every check: streaming reads (reads that chose
 //!   streaming, whoever answered) for `error_ratio_delta`, `fallback_ratio`
-//!   and `streaming_age`; comparisons for `divergence_ratio`.
+//!   and `streaming_age`; comparisons for `divergence_ratio`; checked
+//!   answers for `contract_violation_ratio`.
 //! - A gate on a `batch` or `shadow` route is never evaluated (a config
 //!   warning says so); its `/status` state is `off`.
 
@@ -43,14 +44,16 @@ pub enum Check {
     FallbackRatio,
     DivergenceRatio,
     StreamingAge,
+    ContractViolationRatio,
 }
 
 impl Check {
-    pub const ALL: [Check; 4] = [
+    pub const ALL: [Check; 5] = [
         Check::ErrorRatioDelta,
         Check::FallbackRatio,
         Check::DivergenceRatio,
         Check::StreamingAge,
+        Check::ContractViolationRatio,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +62,7 @@ impl Check {
             Check::FallbackRatio => "fallback_ratio",
             Check::DivergenceRatio => "divergence_ratio",
             Check::StreamingAge => "streaming_age",
+            Check::ContractViolationRatio => "contract_violation_ratio",
         }
     }
 
@@ -78,6 +82,7 @@ impl Check {
             Check::FallbackRatio => gate.max_fallback_ratio,
             Check::DivergenceRatio => gate.max_divergence_ratio,
             Check::StreamingAge => gate.max_streaming_age.map(|d| d.as_secs_f64()),
+            Check::ContractViolationRatio => gate.max_contract_violation_ratio,
         }
     }
 }
@@ -122,6 +127,10 @@ pub struct GateFigures {
     pub attempts: [(u64, u64); 2],
     pub comparisons: u64,
     pub diverged: u64,
+    /// Streaming answers checked against the contract, and of those the
+    /// ones that broke it.
+    pub contract_checks: u64,
+    pub contract_violations: u64,
     /// Now minus streaming's last watermark, in seconds; `None`: none seen.
     pub streaming_age: Option<f64>,
 }
@@ -166,6 +175,10 @@ pub fn evaluate(gate: &Gate, f: &GateFigures) -> Vec<CheckResult> {
                 Check::FallbackRatio => (ratio(f.fallbacks, f.streaming_reads), f.streaming_reads),
                 Check::DivergenceRatio => (ratio(f.diverged, f.comparisons), f.comparisons),
                 Check::StreamingAge => (f.streaming_age, f.streaming_reads),
+                Check::ContractViolationRatio => (
+                    ratio(f.contract_violations, f.contract_checks),
+                    f.contract_checks,
+                ),
             };
             Some(CheckResult {
                 check,
@@ -207,6 +220,8 @@ struct GateWindows {
     attempts: [RatioWindow; 2],
     /// Comparisons; "failed" = diverged.
     comparisons: RatioWindow,
+    /// Contract checks; "failed" = a violation.
+    contract: RatioWindow,
 }
 
 impl GateWindows {
@@ -215,12 +230,14 @@ impl GateWindows {
             streaming_reads: RatioWindow::new(window),
             attempts: [RatioWindow::new(window), RatioWindow::new(window)],
             comparisons: RatioWindow::new(window),
+            contract: RatioWindow::new(window),
         }
     }
 
     fn figures(&self, streaming_age: Option<f64>, now_ms: i64) -> GateFigures {
         let (fallbacks, streaming_reads) = self.streaming_reads.counts(now_ms);
         let (diverged, comparisons) = self.comparisons.counts(now_ms);
+        let (contract_violations, contract_checks) = self.contract.counts(now_ms);
         GateFigures {
             streaming_reads,
             fallbacks,
@@ -230,6 +247,8 @@ impl GateWindows {
             ],
             comparisons,
             diverged,
+            contract_checks,
+            contract_violations,
             streaming_age,
         }
     }
@@ -338,6 +357,14 @@ impl GateState {
     pub fn record_comparison(&self, diverged: bool, now_ms: i64) {
         if let Some(w) = &*self.windows.load() {
             w.comparisons.record(diverged, now_ms);
+        }
+    }
+
+    /// A streaming answer checked against the contract.
+    #[inline]
+    pub fn record_contract(&self, violated: bool, now_ms: i64) {
+        if let Some(w) = &*self.windows.load() {
+            w.contract.record(violated, now_ms);
         }
     }
 
@@ -465,7 +492,7 @@ mod tests {
             max_fallback_ratio: Some(0.2),
             max_divergence_ratio: Some(0.01),
             max_streaming_age: Some(Duration::from_secs(60)),
-            max_contract_violation_ratio: None,
+            max_contract_violation_ratio: Some(0.05),
             rollback_to: Mode::Batch,
         }
     }
@@ -477,6 +504,8 @@ mod tests {
             attempts: [(1, 10), (5, 100)],
             comparisons: 50,
             diverged: 0,
+            contract_checks: 100,
+            contract_violations: 5,
             streaming_age: Some(3.0),
         }
     }
@@ -499,6 +528,7 @@ mod tests {
                 ("fallback_ratio", Pass),
                 ("divergence_ratio", Pass),
                 ("streaming_age", Pass),
+                ("contract_violation_ratio", Pass),
             ]
         );
         let r = evaluate(&gate(), &healthy());
@@ -510,11 +540,12 @@ mod tests {
     #[test]
     fn each_check_fails_on_its_own() {
         type Spoil = fn(&mut GateFigures);
-        let cases: [(&str, Spoil); 4] = [
+        let cases: [(&str, Spoil); 5] = [
             ("error_ratio_delta", |f| f.attempts[1] = (30, 100)),
             ("fallback_ratio", |f| f.fallbacks = 30),
             ("divergence_ratio", |f| f.diverged = 1),
             ("streaming_age", |f| f.streaming_age = Some(61.0)),
+            ("contract_violation_ratio", |f| f.contract_violations = 6),
         ];
         for (name, bad) in cases {
             let mut f = healthy();
@@ -536,6 +567,8 @@ mod tests {
             attempts: [(0, 0), (9, 9)],
             comparisons: 9,
             diverged: 9,
+            contract_checks: 9,
+            contract_violations: 9,
             streaming_age: Some(1e6),
         };
         assert!(verdicts(&thin).iter().all(|(_, v)| *v == Inconclusive));
@@ -568,6 +601,7 @@ mod tests {
             max_error_ratio_delta: None,
             max_divergence_ratio: None,
             max_streaming_age: None,
+            max_contract_violation_ratio: None,
             ..gate()
         };
         let r = evaluate(&g, &healthy());

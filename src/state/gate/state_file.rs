@@ -55,6 +55,9 @@ pub struct SavedGate {
     pub max_fallback_ratio: Option<f64>,
     pub max_divergence_ratio: Option<f64>,
     pub max_streaming_age_ms: Option<u64>,
+    /// Absent in files written before contracts (1.2): none.
+    #[serde(default)]
+    pub max_contract_violation_ratio: Option<f64>,
     pub rollback_to: String,
 }
 
@@ -71,6 +74,7 @@ impl SavedGate {
             max_fallback_ratio: gate.max_fallback_ratio,
             max_divergence_ratio: gate.max_divergence_ratio,
             max_streaming_age_ms: gate.max_streaming_age.map(ms),
+            max_contract_violation_ratio: gate.max_contract_violation_ratio,
             rollback_to: gate.rollback_to.as_str().to_owned(),
         }
     }
@@ -278,6 +282,7 @@ mod tests {
                 max_fallback_ratio: Some(0.1 + 0.2),
                 max_divergence_ratio: None,
                 max_streaming_age_ms: Some(600_000),
+                max_contract_violation_ratio: None,
                 rollback_to: "batch".into(),
             },
             check: "fallback_ratio".into(),
