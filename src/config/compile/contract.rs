@@ -235,7 +235,7 @@ impl Cx<'_> {
         let compiled = compile_schema(&self.dir, &shown, &text);
         match compiled {
             Ok(validator) => Some(Schema {
-                path: PathBuf::from(written),
+                path: shown,
                 validator: Arc::new(validator),
             }),
             Err(e) => {
@@ -270,8 +270,6 @@ fn compile_schema(
         })
     };
     let value = parse_json(shown, text)?;
-    let root_dir = std::fs::canonicalize(dir_or_here(config_dir))
-        .map_err(|e| at(1, 1, format!("cannot resolve the config's directory: {e}")))?;
     let absolute = std::fs::canonicalize(shown)
         .map_err(|e| at(1, 1, format!("cannot resolve the schema's path: {e}")))?;
     let uri = file_uri(&absolute).map_err(|e| at(1, 1, e))?;
@@ -280,9 +278,17 @@ fn compile_schema(
         text: text.to_owned(),
         value: value.clone(),
     };
+    // `$ref`s may reach files under the config's directory and under the
+    // schema's own (the same one, unless `schema` names another place).
+    let mut roots = Vec::new();
+    if let Ok(dir) = std::fs::canonicalize(dir_or_here(config_dir)) {
+        roots.push((dir, dir_or_here(config_dir).to_owned()));
+    }
+    if let (Some(dir), Some(named)) = (absolute.parent(), shown.parent()) {
+        roots.push((dir.to_owned(), dir_or_here(named).to_owned()));
+    }
     let retriever = LocalFiles {
-        root_dir,
-        shown_dir: dir_or_here(config_dir).to_owned(),
+        roots,
         seen: Arc::default(),
         failure: Arc::default(),
     };
@@ -399,10 +405,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// file parsed and checked against its meta-schema, its errors placed in it.
 /// Everything else is refused: remote schemas are not fetched.
 struct LocalFiles {
-    /// Canonical: a referenced file must canonicalize under it.
-    root_dir: PathBuf,
-    /// The config's directory as the config was named, for error names.
-    shown_dir: PathBuf,
+    /// Where a referenced file may be: each directory canonical (a file
+    /// must canonicalize under one), and as the config names it, for the
+    /// names errors give files.
+    roots: Vec<(PathBuf, PathBuf)>,
     /// Every file retrieved, to place an error that names a `$ref` in it.
     seen: Arc<Mutex<Vec<Document>>>,
     /// The first error found inside a referenced file.
@@ -424,14 +430,19 @@ impl jsonschema::Retrieve for LocalFiles {
         let path = PathBuf::from(percent_decode(encoded)?);
         let absolute = std::fs::canonicalize(&path)
             .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-        let Ok(relative) = absolute.strip_prefix(&self.root_dir) else {
+        let inside = self.roots.iter().find_map(|(dir, named)| {
+            absolute
+                .strip_prefix(dir)
+                .ok()
+                .map(|relative| named.join(relative))
+        });
+        let Some(shown) = inside else {
             return Err(format!(
                 "`{}` is outside the config's directory: schemas are read only from there",
                 path.display()
             )
             .into());
         };
-        let shown = self.shown_dir.join(relative);
         let text = std::fs::read_to_string(&absolute)
             .map_err(|e| format!("cannot read `{}`: {e}", shown.display()))?;
         let fail = |e: Box<ConfigError>| -> RetrieveError {
@@ -754,7 +765,7 @@ mod tests {
             .as_ref()
             .and_then(|k| k.schema.as_ref())
             .expect("schema");
-        assert_eq!(schema.path, Path::new("orders.schema.json"));
+        assert_eq!(schema.path, files.dir.path().join("orders.schema.json"));
         assert!(schema.validator.is_valid(&json!({"id": 1})));
         assert!(!schema.validator.is_valid(&json!({"id": "1"})));
         assert!(!schema.validator.is_valid(&json!({})));
