@@ -1,6 +1,6 @@
 //! One route: its name, dataset and `match`, and the blocks that shape how
 //! it is served (`canary`, `fallback`, `freshness`); its sides, `reconcile`,
-//! `gate` and `sequence` have their own files. Also the checks across
+//! `gate`, `sequence` and `contract` have their own files. Also the checks across
 //! routes (unique names and prefixes).
 
 use std::collections::HashMap;
