@@ -49,11 +49,19 @@ pub fn check(path: &Path, data_dir: &Path) -> Exit {
             // Warnings, not errors: the directory may only exist where
             // cutover runs (an emptyDir in the pod).
             for r in &c.routes {
-                if let Some(log) = &r.reconcile.divergence_log {
+                let logs = [
+                    ("divergence_log", r.reconcile.divergence_log.as_ref()),
+                    (
+                        "contract.dead_letter",
+                        r.contract.as_ref().and_then(|k| k.dead_letter.as_ref()),
+                    ),
+                ];
+                for (key, log) in logs {
+                    let Some(log) = log else { continue };
                     let at = data_dir.join(log);
                     if let Err(e) = writable(&at) {
                         eprintln!(
-                            "{}: warning: route {}: divergence_log {} is not writable here ({e}); set --data-dir to a writable directory",
+                            "{}: warning: route {}: {key} {} is not writable here ({e}); set --data-dir to a writable directory",
                             name.display(),
                             r.name,
                             at.display()

@@ -3,14 +3,15 @@
 //! in. `/config` on the admin port serves it.
 //!
 //! The text is itself a config: compiled again (anywhere: a relative
-//! `ca_file` is written absolute; log paths are written as given, since a
+//! `ca_file` or `contract.schema` is written absolute; log paths are written as given, since a
 //! relative one is under the process's `--data-dir`) it gives the same
 //! values. Values a config cannot spell
 //! are written as comments that say what applies instead:
 //! - `defaults`: already folded into every side, which lists each setting;
 //! - an unset `max_inflight`, `ca_file`, `sticky_header`, `max_staleness`,
-//!   `key`, `event_time`, `divergence_log` or `access_log`: "none" has no
-//!   spelling but leaving the key out;
+//!   `key`, `event_time`, `divergence_log`, `access_log`, `contract` or
+//!   one of its rules, `dead_letter`: "none" has no spelling but leaving the
+//!   key out;
 //! - `reconcile.sample` when the file did not set it: its default follows the
 //!   mode (1 in shadow, else 0.01), and writing the number would pin it.
 //!
@@ -21,7 +22,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use super::model::{FallbackReason, LogTarget, Mode, Route, Settings, Side};
+use super::model::{Contract, FallbackReason, LogTarget, Mode, Route, Settings, Side};
 
 /// The effective config of `settings` and `routes`, as YAML a person reads
 /// and `cutover check` accepts.
@@ -181,6 +182,11 @@ fn route(out: &mut Yaml, r: &Route) {
     out.scalar(i + 2, "max_body_bytes", &c.max_body_bytes.to_string());
     out.scalar(i + 2, "format", c.format.as_str());
 
+    match &r.contract {
+        Some(k) => contract(out, i, k),
+        None => out.unset(i, "contract", "streaming's answers are not checked"),
+    }
+
     let Some(g) = &r.gate else {
         out.unset(i, "gate", "no automatic rollback");
         return;
@@ -201,7 +207,59 @@ fn route(out: &mut Yaml, r: &Route) {
         Some(d) => out.scalar(i + 2, "max_streaming_age", &duration(d)),
         None => out.unset(i + 2, "max_streaming_age", "not checked"),
     }
+    ratio(
+        out,
+        "max_contract_violation_ratio",
+        g.max_contract_violation_ratio,
+    );
     out.scalar(i + 2, "rollback_to", g.rollback_to.as_str());
+}
+
+/// A route's contract: each rule it has, an unset one as a comment (an
+/// empty list would not compile: a rule's list names at least one field).
+fn contract(out: &mut Yaml, i: usize, k: &Contract) {
+    out.map(i, "contract");
+    let j = i + 2;
+    match &k.schema {
+        Some(s) => out.scalar(j, "schema", &path(&s.path)),
+        None => out.unset(j, "schema", "no schema rule"),
+    }
+    let fields = |out: &mut Yaml, key: &str, list: &[String]| {
+        if list.is_empty() {
+            out.unset(j, key, "no such rule");
+        } else {
+            out.list(j, key, list.iter().map(|f| text(f)));
+        }
+    };
+    fields(out, "unique", &k.unique);
+    let sorted: Vec<String> = k
+        .sorted_by
+        .iter()
+        .map(|s| match s.descending {
+            true => format!("-{}", s.field),
+            false => s.field.clone(),
+        })
+        .collect();
+    fields(out, "sorted_by", &sorted);
+    fields(out, "not_null", &k.not_null);
+    match &k.complete {
+        Some(c) => {
+            out.map(j, "complete");
+            out.scalar(j + 2, "event_time", &text(&c.event_time));
+            out.scalar(j + 2, "from", &text(&c.from));
+            out.scalar(j + 2, "to", &text(&c.to));
+            out.scalar(j + 2, "tolerance", &duration(c.tolerance));
+        }
+        None => out.unset(j, "complete", "no such rule"),
+    }
+    out.scalar(j, "on_violation", k.on_violation.as_str());
+    out.scalar(j, "max_body_bytes", &k.max_body_bytes.to_string());
+    out.scalar(j, "sample", &number(k.sample));
+    match &k.dead_letter {
+        // As written: a relative path is under --data-dir.
+        Some(p) => out.scalar(j, "dead_letter", &text(&p.display().to_string())),
+        None => out.unset(j, "dead_letter", "violations are only counted"),
+    }
 }
 
 /// A side, always as a map (never the bare-URL form) so every setting shows.
@@ -421,6 +479,62 @@ routes:
         round_trip(&dir.path().join("c.yaml"), text);
     }
 
+    #[test]
+    fn a_contract_round_trips_and_its_schema_is_written_absolute() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("orders.schema.json"),
+            r#"{"properties": {"id": {"$ref": "common.json"}}}"#,
+        )
+        .expect("write schema");
+        std::fs::write(dir.path().join("common.json"), r#"{"type": "string"}"#)
+            .expect("write common");
+        let text = "\
+version: 1
+consumer: dash
+routes:
+  - name: orders
+    match: { path_prefix: /v1/orders }
+    batch: http://b/
+    streaming: http://s/
+    mode: streaming
+    gate: { max_contract_violation_ratio: 0.5 }
+    contract:
+      schema: orders.schema.json
+      sorted_by: [-updated_at, id]
+      complete: { event_time: ts, from: start, to: end, tolerance: 90s }
+      on_violation: fallback
+      sample: 0.5
+";
+        let out = round_trip(&dir.path().join("c.yaml"), text);
+        let schema = dir.path().join("orders.schema.json");
+        for line in [
+            format!("      schema: {}", schema.display()),
+            "      # unique not set: no such rule".to_owned(),
+            "      sorted_by: [-updated_at, id]".to_owned(),
+            "        tolerance: 90s".to_owned(),
+            "      on_violation: fallback".to_owned(),
+            "      max_body_bytes: 1048576".to_owned(),
+            "      sample: 0.5".to_owned(),
+            "      # dead_letter not set: violations are only counted".to_owned(),
+            "      max_contract_violation_ratio: 0.5".to_owned(),
+        ] {
+            assert!(out.lines().any(|l| l == line), "no `{line}` in:\n{out}");
+        }
+    }
+
+    /// The gate's last threshold and a contract with every key, spliced in
+    /// after the reference's `gate` (the reference itself has neither yet).
+    const CONTRACT_AND_RATIO: &str = "      max_contract_violation_ratio: 0.01
+      rollback_to: batch
+    contract:
+      schema: orders.schema.json
+      unique: [id]
+      sorted_by: [-updated_at]
+      not_null: [id]
+      complete: { event_time: updated_at, from: start, to: end }
+      dead_letter: contract.jsonl";
+
     /// Every key the config knows (the tables in `raw`) is written, so a key
     /// added there cannot be forgotten here. `defaults` is the one exception:
     /// its values are in every side.
@@ -454,7 +568,13 @@ routes:
             Path::new(env!("CARGO_MANIFEST_DIR")).join("config/reference.yaml"),
         )
         .expect("reference config")
-        .replace("# ca_file: internal-ca.pem ", "ca_file: ca.pem ");
+        .replace("# ca_file: internal-ca.pem ", "ca_file: ca.pem ")
+        .replace("      rollback_to: batch", CONTRACT_AND_RATIO);
+        std::fs::write(
+            dir.path().join("orders.schema.json"),
+            r#"{"type": "object"}"#,
+        )
+        .expect("write schema");
         let c = compile_str(&dir.path().join("c.yaml"), &text, 1).unwrap_or_else(|e| panic!("{e}"));
         // The reference's other route leaves optional values unset on purpose.
         let orders: Vec<&Route> = c.routes.iter().filter(|r| r.name == "orders").collect();

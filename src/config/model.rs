@@ -567,7 +567,8 @@ pub struct Contract {
 /// A compiled JSON Schema and the file it came from.
 #[derive(Clone)]
 pub struct Schema {
-    /// As written in the config (relative to the config file), for messages.
+    /// `contract.schema` joined to the config file's directory (as the
+    /// config was named), for messages and the effective config.
     pub path: PathBuf,
     pub validator: std::sync::Arc<jsonschema::Validator>,
 }

@@ -115,6 +115,7 @@ raw_map! {
         reconcile: Option<RawReconcile> = Map(RECONCILE_KEYS),
         gate: Option<RawGate> = Map(GATE_KEYS),
         sequence: Option<RawSequence> = Map(SEQUENCE_KEYS),
+        contract: Option<RawContract> = Map(CONTRACT_KEYS),
     }
 }
 
@@ -211,7 +212,33 @@ raw_map! {
         max_fallback_ratio: Text = Scalar,
         max_divergence_ratio: Text = Scalar,
         max_streaming_age: Text = Scalar,
+        max_contract_violation_ratio: Text = Scalar,
         rollback_to: Text = Scalar,
+    }
+}
+
+raw_map! {
+    /// What streaming's answers must satisfy (SPEC 1.2 "Contracts").
+    RawContract, CONTRACT_KEYS {
+        schema: Text = Scalar,
+        unique: TextList = Seq(&Scalar),
+        sorted_by: TextList = Seq(&Scalar),
+        not_null: TextList = Seq(&Scalar),
+        complete: Option<RawComplete> = Map(COMPLETE_KEYS),
+        on_violation: Text = Scalar,
+        max_body_bytes: Text = Scalar,
+        sample: Text = Scalar,
+        dead_letter: Text = Scalar,
+    }
+}
+
+raw_map! {
+    /// `contract.complete`: the records cover the window the query names.
+    RawComplete, COMPLETE_KEYS {
+        event_time: Text = Scalar,
+        from: Text = Scalar,
+        to: Text = Scalar,
+        tolerance: Text = Scalar,
     }
 }
 
@@ -431,6 +458,8 @@ mod tests {
         assert_eq!(serde_keys::<RawReconcile>(), table(RECONCILE_KEYS));
         assert_eq!(serde_keys::<RawGate>(), table(GATE_KEYS));
         assert_eq!(serde_keys::<RawSequence>(), table(SEQUENCE_KEYS));
+        assert_eq!(serde_keys::<RawContract>(), table(CONTRACT_KEYS));
+        assert_eq!(serde_keys::<RawComplete>(), table(COMPLETE_KEYS));
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod admin;
 mod batch_transparent;
 mod cli;
 mod config_check;
+mod contract_config;
 mod docs;
 mod fallback;
 mod fleet;

@@ -46,6 +46,10 @@ impl Cx<'_> {
         let max_error_ratio_delta = ratio(&raw.max_error_ratio_delta, "max_error_ratio_delta");
         let max_fallback_ratio = ratio(&raw.max_fallback_ratio, "max_fallback_ratio");
         let max_divergence_ratio = ratio(&raw.max_divergence_ratio, "max_divergence_ratio");
+        let max_contract_violation_ratio = ratio(
+            &raw.max_contract_violation_ratio,
+            "max_contract_violation_ratio",
+        );
         let max_streaming_age = self.parse(
             &raw.max_streaming_age,
             &at.key("max_streaming_age"),
@@ -61,13 +65,14 @@ impl Cx<'_> {
             &raw.max_fallback_ratio,
             &raw.max_divergence_ratio,
             &raw.max_streaming_age,
+            &raw.max_contract_violation_ratio,
         ];
         if thresholds.iter().all(|t| t.is_none()) {
             self.problems.push(
                 &at,
                 Target::Key,
                 "`gate` has no threshold: set at least one of max_error_ratio_delta, \
-                 max_fallback_ratio, max_divergence_ratio, max_streaming_age",
+                 max_fallback_ratio, max_divergence_ratio, max_streaming_age, max_contract_violation_ratio",
             );
         }
         let interval = interval.unwrap_or(DEFAULT_GATE_INTERVAL);
@@ -108,7 +113,7 @@ impl Cx<'_> {
             max_fallback_ratio,
             max_divergence_ratio,
             max_streaming_age,
-            max_contract_violation_ratio: None,
+            max_contract_violation_ratio,
             rollback_to: rollback_to.unwrap_or(Mode::Batch),
         })
     }
@@ -162,7 +167,7 @@ routes:
         );
         let c = ok(&format!(
             "{GATED}      {{ interval: 100ms, window: 1s, failures: 1, min_reads: 0, max_error_ratio_delta: 0, \
-             max_divergence_ratio: 1, max_streaming_age: 10m, rollback_to: shadow }}\n"
+             max_divergence_ratio: 1, max_streaming_age: 10m, max_contract_violation_ratio: 0.02, rollback_to: shadow }}\n"
         )
         .replace("gate:\n      {", "gate: {"));
         let g = c.routes[0].gate.clone().expect("gate");
@@ -170,6 +175,7 @@ routes:
         assert_eq!(g.window, Duration::from_secs(1));
         assert_eq!((g.failures, g.min_reads), (1, 0));
         assert_eq!(g.max_streaming_age, Some(Duration::from_secs(600)));
+        assert_eq!(g.max_contract_violation_ratio, Some(0.02));
         assert_eq!(g.rollback_to, Mode::Shadow);
         assert_eq!(ok(MINIMAL).routes[0].gate, None);
         assert_eq!(ok(MINIMAL).settings.state_file, None);
@@ -183,7 +189,7 @@ routes:
             )),
             [
                 "10:5: `gate` has no threshold: set at least one of max_error_ratio_delta, \
-                 max_fallback_ratio, max_divergence_ratio, max_streaming_age",
+                 max_fallback_ratio, max_divergence_ratio, max_streaming_age, max_contract_violation_ratio",
                 "13:17: expected a whole number, 1 or more, found `0`",
                 "14:20: rollback_to `canary` must be batch or shadow",
             ]
@@ -221,7 +227,7 @@ routes:
                 "{GATED}      surprise: 1\n      max_fallback_ratio: 0.5\n"
             ))[0],
             "11:7: unknown key `surprise` (expected one of: interval, window, failures, min_reads, \
-             max_error_ratio_delta, max_fallback_ratio, max_divergence_ratio, max_streaming_age, rollback_to)"
+             max_error_ratio_delta, max_fallback_ratio, max_divergence_ratio, max_streaming_age, max_contract_violation_ratio, rollback_to)"
         );
     }
 

@@ -4,11 +4,14 @@
 //! One file per section of the config, each with the defaults of the keys
 //! it owns and its tests: `top` (the file's own keys and the route list),
 //! `limits` (runtime settings), `route` (match, canary, fallback,
-//! freshness), `side`, `reconcile`, `gate`, `sequence`, and `scalars`
+//! freshness), `side`, `reconcile`, `gate`, `sequence`, `contract` (and
+//! its JSON Schema, with `json_locate` to place errors in it), and `scalars`
 //! (the `parse_*` functions every section uses). This file holds the pass
 //! itself (`Cx`) and what comes before it (nesting depth, YAML syntax).
 
+mod contract;
 mod gate;
+mod json_locate;
 mod limits;
 mod reconcile;
 mod route;
@@ -28,8 +31,10 @@ use super::{ConfigError, ConfigErrors};
 /// Parses, validates and compiles `text` (the file at `path`). On failure,
 /// every problem found, each with its line and column, in file order.
 /// Not pure: each `ca_file` is read (relative to `path`'s directory) to
-/// check it holds a certificate, so the same text can compile in one place
-/// and not in another. Nothing else is read, and nothing is changed.
+/// check it holds a certificate, and each `contract.schema` (and the local
+/// files its `$ref`s name) is read and compiled, so the same text can
+/// compile in one place and not in another. Nothing else is read, and
+/// nothing is changed. Errors inside a schema file name that file.
 pub(super) fn compile(path: &Path, text: &str, generation: u64) -> Result<Compiled, ConfigErrors> {
     if let Some(e) = too_deep(path, text) {
         return Err(ConfigErrors(vec![e]));
@@ -43,14 +48,21 @@ pub(super) fn compile(path: &Path, text: &str, generation: u64) -> Result<Compil
         dir: path.parent().map(Path::to_owned).unwrap_or_default(),
         problems: Problems::default(),
         warnings: Problems::default(),
+        schema_errors: Vec::new(),
     };
     let draft = raw::parse(value, &mut cx.problems).and_then(|raw| cx.config(&raw));
     match draft {
-        Some(draft) if cx.problems.is_empty() => {
+        Some(draft) if cx.problems.is_empty() && cx.schema_errors.is_empty() => {
             let warnings = cx.warnings.into_errors(path, text);
             Ok(draft.finish(generation, warnings))
         }
-        _ => Err(ConfigErrors(cx.problems.into_errors(path, text))),
+        _ => {
+            // The config's own errors in file order, then those inside
+            // schema files (each naming its file) in the order found.
+            let mut errors = cx.problems.into_errors(path, text);
+            errors.extend(cx.schema_errors);
+            Err(ConfigErrors(errors))
+        }
     }
 }
 
@@ -168,6 +180,9 @@ struct Cx<'a> {
     problems: Problems,
     /// Allowed but probably not meant; never stop the config applying.
     warnings: Problems,
+    /// Errors inside a `contract.schema` file (or a file it references),
+    /// already placed in that file.
+    schema_errors: Vec<ConfigError>,
 }
 
 impl Cx<'_> {

@@ -1,6 +1,6 @@
 //! One route: its name, dataset and `match`, and the blocks that shape how
 //! it is served (`canary`, `fallback`, `freshness`); its sides, `reconcile`,
-//! `gate` and `sequence` have their own files. Also the checks across
+//! `gate`, `sequence` and `contract` have their own files. Also the checks across
 //! routes (unique names and prefixes).
 
 use std::collections::HashMap;
@@ -140,6 +140,21 @@ impl Cx<'_> {
             .gate
             .as_ref()
             .and_then(|g| self.gate(g, at, mode, freshness.window));
+        let contract = raw
+            .contract
+            .as_ref()
+            .and_then(|c| self.contract(c, at, mode));
+        if let Some(g) = raw.gate.as_ref()
+            && g.max_contract_violation_ratio.is_some()
+            && raw.contract.is_none()
+        {
+            self.warnings.push(
+                &at.key("gate").key("max_contract_violation_ratio"),
+                Target::Key,
+                "gate max_contract_violation_ratio on a route with no `contract`: \
+                 no answer is checked, so this check never decides",
+            );
+        }
 
         Some(Route {
             name: name?,
@@ -155,7 +170,7 @@ impl Cx<'_> {
             reconcile,
             sequence,
             gate,
-            contract: None,
+            contract,
         })
     }
 
