@@ -424,9 +424,14 @@ fn scalar_of_raw(raw: &RawValue) -> Scalar<'_> {
             Ok(v) => Scalar::Other(Cow::Owned(v.to_string())),
             Err(_) => Scalar::Other(Cow::Borrowed(text)),
         },
-        _ => match serde_json::from_str::<Number>(text) {
+        // Most numbers are integers: std's parse is quicker than a JSON
+        // deserializer, and JSON's grammar (no `+`) is within its own.
+        _ => match text.parse::<i64>().map(Number::from) {
             Ok(n) => Scalar::Number(n),
-            Err(_) => Scalar::Other(Cow::Borrowed(text)),
+            Err(_) => match serde_json::from_str::<Number>(text) {
+                Ok(n) => Scalar::Number(n),
+                Err(_) => Scalar::Other(Cow::Borrowed(text)),
+            },
         },
     }
 }
