@@ -6,6 +6,7 @@
 //! (`whole_object`), and byte budgets (`budget`). Nothing here does I/O.
 
 pub(crate) mod budget;
+pub mod contract;
 pub(crate) mod fallback;
 pub mod freshness;
 pub mod reconcile;
