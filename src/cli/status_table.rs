@@ -197,6 +197,7 @@ pub fn render(doc: &StatusDoc) -> String {
             points(r.error_ratio_delta),
             percent(r.divergence_ratio),
             compared(r),
+            contract(r),
             r.gate_state().unwrap_or("-").to_owned(),
         ]);
     }
@@ -221,7 +222,20 @@ pub fn render(doc: &StatusDoc) -> String {
             unsigned_duration(w)
         ));
     }
+    if doc.routes.iter().any(|r| r.contract.is_some()) {
+        out.push_str("CONTRACT: share of checked streaming answers that broke the route's contract, and how many were checked, since start\n");
+    }
     out
+}
+
+/// A route's contract: violated share of checked answers and the count
+/// checked (`0.0%/120`), `none` before the first check, `-` without one.
+fn contract(r: &crate::state::status::RouteStatus) -> String {
+    match &r.contract {
+        None => "-".to_owned(),
+        Some(c) if c.checked == 0 => "none".to_owned(),
+        Some(c) => format!("{}/{}", percent(c.violation_ratio()), c.checked),
+    }
 }
 
 /// For a route whose gate is tripped: why, when, and how to re-arm it.
@@ -279,7 +293,7 @@ fn or<'a>(s: &'a str, missing: &'a str) -> &'a str {
     if s.is_empty() { missing } else { s }
 }
 
-const HEADINGS: [&str; 11] = [
+const HEADINGS: [&str; 12] = [
     "ROUTE",
     "MODE",
     "EFFECTIVE",
@@ -290,12 +304,13 @@ const HEADINGS: [&str; 11] = [
     "ERR Δ",
     "DIVERG",
     "COMPARED",
+    "CONTRACT",
     "GATE",
 ];
 
 /// Columns holding figures, right-aligned so digits line up.
 const NUMERIC: [bool; HEADINGS.len()] = [
-    false, false, false, false, true, true, true, true, true, true, false,
+    false, false, false, false, true, true, true, true, true, true, true, false,
 ];
 
 fn reload_line(reload: &LastReload) -> String {
@@ -449,7 +464,8 @@ mod tests {
                     "error_ratio_delta": 0.049,
                     "divergence_ratio": 0.125,
                     "comparisons": { "match": 7, "diverged": 1, "skipped": 2 },
-                    "window_seconds": 300.0
+                    "window_seconds": 300.0,
+                    "contract": { "checked": 40, "pass": 39, "violation": 1, "skipped": 0, "by_rule": { "unique": 1 } }
                 },
                 {
                     "name": "customers",
@@ -484,15 +500,15 @@ mod tests {
         let (head, orders, customers) = (lines[heading], lines[heading + 1], lines[heading + 2]);
         assert_eq!(
             head,
-            "ROUTE      MODE         EFFECTIVE  CIRCUIT  READS B/S  FALLBACK  FRESH Δ   ERR Δ  DIVERG  COMPARED  GATE"
+            "ROUTE      MODE         EFFECTIVE  CIRCUIT  READS B/S  FALLBACK  FRESH Δ   ERR Δ  DIVERG  COMPARED  CONTRACT  GATE"
         );
         assert_eq!(
             orders,
-            "orders     streaming    streaming  closed        3/41      4.5%   +3h02m  +4.9pp   12.5%         8  -"
+            "orders     streaming    streaming  closed        3/41      4.5%   +3h02m  +4.9pp   12.5%         8   2.5%/40  -"
         );
         assert_eq!(
             customers,
-            "customers  canary(10%)  batch*     open        1200/0         -        -       -       -         -  -"
+            "customers  canary(10%)  batch*     open        1200/0         -        -       -       -         -         -  -"
         );
         assert!(
             out.contains("over the last 5m; READS and COMPARED since start"),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderValue};
+use http::header::HeaderValue;
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use tokio::sync::oneshot;
@@ -23,6 +23,7 @@ use crate::decide::reconcile::outcome::Skip;
 use crate::decide::reconcile::prepare::Prepared;
 use crate::decide::reconcile::report::{Answer, Spec};
 use crate::net::upstream::Outgoing;
+pub use crate::serve::tee::BodyFraming;
 use crate::serve::tee::{Capture, Copied};
 use crate::state::divergence_log::DivergenceLogs;
 use crate::state::live::LiveRoute;
@@ -46,24 +47,6 @@ pub struct Read {
     /// digest, 0 for none), what the whole-object table records.
     pub version: u64,
     pub body: Bytes,
-}
-
-/// The head fields that say how a body is to be read: its
-/// `Content-Encoding` (decoded for the comparison only) and its
-/// `Content-Type` (which format, when `reconcile.format` is `auto`).
-#[derive(Debug, Clone, Default)]
-pub struct BodyFraming {
-    pub content_encoding: Option<HeaderValue>,
-    pub content_type: Option<HeaderValue>,
-}
-
-impl BodyFraming {
-    pub fn of(headers: &http::HeaderMap) -> BodyFraming {
-        BodyFraming {
-            content_encoding: headers.get(header::CONTENT_ENCODING).cloned(),
-            content_type: headers.get(header::CONTENT_TYPE).cloned(),
-        }
-    }
 }
 
 /// Whether this read is compared: `reconcile.sample` of reads, decided by
@@ -157,6 +140,7 @@ pub struct Served {
     pub framing: BodyFraming,
     /// Path and query, for the divergence log.
     pub request: String,
+    pub request_id: Option<String>,
 }
 
 /// Starts the comparison of the served answer (copied through the returned
@@ -188,6 +172,24 @@ pub fn start(
                     SideName::Batch => (served_read, other_read),
                     SideName::Streaming => (other_read, served_read),
                 };
+                if served.side == SideName::Batch {
+                    // Shadow: streaming's answer is checked here, record
+                    // only (a served one is checked as it is served).
+                    let ctx = crate::serve::contract::Ctx {
+                        framing: streaming.framing.clone(),
+                        watermark_ms: streaming.watermark_ms,
+                        request: served.request.clone(),
+                        request_id: served.request_id.clone(),
+                    };
+                    crate::serve::contract::check_read(
+                        &route,
+                        ctx,
+                        streaming.status,
+                        streaming.body.clone(),
+                        &logs,
+                    )
+                    .await;
+                }
                 finish(&route, &served.request, batch, streaming, held, &logs).await;
             }
         }

@@ -8,6 +8,7 @@ pub(crate) mod admin;
 pub mod app;
 pub(crate) mod attempt;
 pub(crate) mod compare;
+pub(crate) mod contract;
 pub(crate) mod gate_task;
 pub(crate) mod probe;
 pub(crate) mod proxy;

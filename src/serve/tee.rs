@@ -7,11 +7,30 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::header::{self, HeaderValue};
 use hyper::body::{Body, Frame, SizeHint};
 
 use crate::decide::budget::Held;
 use crate::net::upstream::UpstreamBody;
 use tokio::sync::oneshot;
+
+/// The head fields that say how a body is to be read: its
+/// `Content-Encoding` (decoded for the comparison only) and its
+/// `Content-Type` (which format, when `reconcile.format` is `auto`).
+#[derive(Debug, Clone, Default)]
+pub struct BodyFraming {
+    pub content_encoding: Option<HeaderValue>,
+    pub content_type: Option<HeaderValue>,
+}
+
+impl BodyFraming {
+    pub fn of(headers: &http::HeaderMap) -> BodyFraming {
+        BodyFraming {
+            content_encoding: headers.get(header::CONTENT_ENCODING).cloned(),
+            content_type: headers.get(header::CONTENT_TYPE).cloned(),
+        }
+    }
+}
 
 /// What the copy ended as.
 #[derive(Debug)]
@@ -53,17 +72,22 @@ impl Capture {
     }
 }
 
-/// An upstream response body on its way to the consumer.
+/// An upstream response body on its way to the consumer, with up to two
+/// copies taken as it streams: one for a comparison, one for a contract
+/// check after serving.
 #[derive(Debug)]
 pub struct Tee {
     inner: UpstreamBody,
-    capture: Option<Capture>,
+    captures: [Option<Capture>; 2],
 }
 
 impl Tee {
-    pub fn new(inner: UpstreamBody, capture: Option<Capture>) -> Tee {
-        let mut tee = Tee { inner, capture };
-        // An empty body may never be polled: settle its copy now.
+    pub fn new(inner: UpstreamBody, compare: Option<Capture>, contract: Option<Capture>) -> Tee {
+        let mut tee = Tee {
+            inner,
+            captures: [compare, contract],
+        };
+        // An empty body may never be polled: settle its copies now.
         if tee.inner.is_end_stream() {
             tee.finish();
         }
@@ -71,8 +95,32 @@ impl Tee {
     }
 
     fn finish(&mut self) {
-        if let Some(c) = self.capture.take() {
+        for c in self.captures.iter_mut().filter_map(Option::take) {
             let _ = c.tx.send(Copied::Complete(c.chunks));
+        }
+    }
+}
+
+/// Adds one data frame to a copy, or drops the copy (telling why) when
+/// the frame would take it past its cap or the budget.
+fn keep(slot: &mut Option<Capture>, data: &Bytes) {
+    let Some(c) = slot.as_mut() else { return };
+    let refused = if c.size + data.len() > c.limit {
+        Some(Copied::TooLarge)
+    } else if !c.held.take(data.len()) {
+        Some(Copied::OverBudget)
+    } else {
+        None
+    };
+    match refused {
+        Some(why) => {
+            if let Some(c) = slot.take() {
+                let _ = c.tx.send(why);
+            }
+        }
+        None => {
+            c.size += data.len();
+            c.chunks.push(data.clone());
         }
     }
 }
@@ -87,25 +135,12 @@ impl Body for Tee {
     ) -> Poll<Option<Result<Frame<Bytes>, crate::net::upstream::BoxError>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if this.capture.is_some() {
+        if this.captures.iter().any(Option::is_some) {
             match &polled {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(data) = frame.data_ref() {
-                        let c = this.capture.as_mut().expect("checked above");
-                        let refused = if c.size + data.len() > c.limit {
-                            Some(Copied::TooLarge)
-                        } else if !c.held.take(data.len()) {
-                            Some(Copied::OverBudget)
-                        } else {
-                            None
-                        };
-                        if let Some(why) = refused {
-                            if let Some(c) = this.capture.take() {
-                                let _ = c.tx.send(why);
-                            }
-                        } else {
-                            c.size += data.len();
-                            c.chunks.push(data.clone());
+                        for slot in &mut this.captures {
+                            keep(slot, data);
                         }
                     }
                     if this.inner.is_end_stream() {
@@ -113,8 +148,8 @@ impl Body for Tee {
                     }
                 }
                 Poll::Ready(None) => this.finish(),
-                // An error mid-body: drop the sender, the comparison skips.
-                Poll::Ready(Some(Err(_))) => this.capture = None,
+                // An error mid-body: drop the senders, the checks skip.
+                Poll::Ready(Some(Err(_))) => this.captures = [None, None],
                 Poll::Pending => {}
             }
         }

@@ -644,12 +644,8 @@ impl RouteMetrics {
             sequence_refused: m.counter(SEQUENCE_REFUSED_TOTAL, base()),
             contract_checks: CONTRACT_RESULTS
                 .map(|r| m.counter(CONTRACT_CHECKS_TOTAL, with(&[("result", r)]))),
-            contract_violations: Rule::ALL.map(|r| {
-                m.counter(
-                    CONTRACT_VIOLATIONS_TOTAL,
-                    with(&[("rule", r.as_str())]),
-                )
-            }),
+            contract_violations: Rule::ALL
+                .map(|r| m.counter(CONTRACT_VIOLATIONS_TOTAL, with(&[("rule", r.as_str())]))),
         }
         .mark_unknown()
     }

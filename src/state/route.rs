@@ -335,6 +335,12 @@ impl RouteState {
         figures
     }
 
+    /// A share of the comparisons' byte budget, for what a contract check
+    /// holds (a body read ahead, or copied as it is served).
+    pub fn compare_held(&self) -> Arc<Held> {
+        Held::new(self.compare_budget.clone())
+    }
+
     /// Takes a streaming in-flight slot unless `max` are taken. The guard
     /// gives it back.
     pub fn try_streaming_slot(&self, max: Option<usize>) -> Option<InflightGuard<'_>> {

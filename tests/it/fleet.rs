@@ -242,6 +242,18 @@ fn answer(fleet: Fleet, path: &str, q: &str, now: f64) -> Option<Value> {
     if q.contains("timestamp(") {
         return Some(vector(now, &[(cd("fraud", "orders"), now - 2.0 * DAY)]));
     }
+    if q.contains("cutover_contract_checks_total") {
+        let r = |res: &str, v: f64| {
+            (
+                json!({"consumer": "dash", "dataset": "orders", "result": res}),
+                v,
+            )
+        };
+        return Some(vector(
+            now,
+            &[r("pass", 1190.0), r("violation", 10.0), r("skipped", 3.0)],
+        ));
+    }
     if q.contains("cutover_reconcile_divergences_total") {
         return Some(vector(
             now,
@@ -324,7 +336,15 @@ async fn the_board_shows_every_consumer_and_the_verdicts() {
         .lines()
         .find(|l| l.trim_start().starts_with("dash "))
         .expect("dash row");
-    for cell in ["low", "streaming", "20d00h", "0/1200", "1.0%", "+1.0pp"] {
+    for cell in [
+        "low",
+        "streaming",
+        "20d00h",
+        "0/1200",
+        "1.0%",
+        "+1.0pp",
+        "0.83%",
+    ] {
         assert!(dash.contains(cell), "dash row lacks {cell}: {dash}");
     }
     let ops = text

@@ -14,6 +14,7 @@ mod batch_transparent;
 mod cli;
 mod config_check;
 mod contract_config;
+mod contracts;
 mod docs;
 mod fallback;
 mod fleet;

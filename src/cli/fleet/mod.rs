@@ -109,6 +109,7 @@ pub async fn board(prom: &Prometheus, req: &Request) -> Result<Board, QueryError
             attempts: get("attempts"),
             comparisons: get("comparisons"),
             divergences: get("divergences"),
+            contract_checks: get("contract_checks"),
             compared_since: get("compared_since"),
             gate_trips: get("gate_trips"),
             gate_trips_settle: get("gate_trips_settle"),
@@ -132,6 +133,8 @@ pub struct Answers<'a> {
     pub attempts: &'a [Series],
     pub comparisons: &'a [Series],
     pub divergences: &'a [Series],
+    /// Contract checks by result (`pass`, `violation`, `skipped`).
+    pub contract_checks: &'a [Series],
     pub compared_since: &'a [Series],
     pub gate_trips: &'a [Series],
     pub gate_trips_settle: &'a [Series],
@@ -228,6 +231,20 @@ pub fn assemble(req: &Request, a: &Answers<'_>) -> Board {
         let category = s.label("category").to_owned();
         if let Some(f) = known(&mut figures, s) {
             *f.divergences.entry(category).or_default() += v;
+        }
+    }
+    for s in a.contract_checks {
+        let v = val(s);
+        let result = s.label("result").to_owned();
+        if let Some(f) = known(&mut figures, s) {
+            match result.as_str() {
+                "pass" => f.contract_checked += v,
+                "violation" => {
+                    f.contract_checked += v;
+                    f.contract_violations += v;
+                }
+                _ => {}
+            }
         }
     }
     for s in a.compared_since {
@@ -578,6 +595,7 @@ mod tests {
             attempts: &[],
             comparisons: &[],
             divergences: &[],
+            contract_checks: &[],
             compared_since: &[],
             gate_trips: &[],
             gate_trips_settle: &[],
@@ -635,6 +653,7 @@ mod tests {
             attempts: &[],
             comparisons: &[],
             divergences: &[],
+            contract_checks: &[],
             compared_since: &[],
             gate_trips: &[],
             gate_trips_settle: &[],

@@ -4,8 +4,9 @@
 
 use super::query::quote;
 use crate::state::metrics::{
-    CONSUMER_INFO, FALLBACKS_TOTAL, GATE_TRIPPED, GATE_TRIPS_TOTAL, RECONCILE_DIVERGENCES_TOTAL,
-    RECONCILE_TOTAL, REQUESTS_TOTAL, ROUTE_MODE, UPSTREAM_REQUESTS_TOTAL,
+    CONSUMER_INFO, CONTRACT_CHECKS_TOTAL, FALLBACKS_TOTAL, GATE_TRIPPED, GATE_TRIPS_TOTAL,
+    RECONCILE_DIVERGENCES_TOTAL, RECONCILE_TOTAL, REQUESTS_TOTAL, ROUTE_MODE,
+    UPSTREAM_REQUESTS_TOTAL,
 };
 
 /// How far back the mode history goes: enough for the 14-day rule twice over.
@@ -89,6 +90,13 @@ pub fn board_queries(dataset: Option<&str>, window: f64) -> Vec<(&'static str, S
             format!(
                 "sum by ({by}, category) (increase({}{w}))",
                 s(RECONCILE_DIVERGENCES_TOTAL, &[])
+            ),
+        ),
+        (
+            "contract_checks",
+            format!(
+                "sum by ({by}, result) (increase({}{w}))",
+                s(CONTRACT_CHECKS_TOTAL, &[])
             ),
         ),
         (

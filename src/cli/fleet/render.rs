@@ -73,7 +73,7 @@ pub fn board(b: &Board) -> String {
         }
     }
     out.push_str(
-        "\nREADS, FALLBACK, ERR Δ (streaming minus batch failed share, percentage points), DIVERG, COMPARED and TRIPS are over the window.\n",
+        "\nREADS, FALLBACK, ERR Δ (streaming minus batch failed share, percentage points), DIVERG, COMPARED, CONTRACT (violated share of checked streaming answers) and TRIPS are over the window.\n",
     );
     let mut known: Vec<&str> = b
         .datasets
@@ -90,7 +90,7 @@ pub fn board(b: &Board) -> String {
     out
 }
 
-const HEADINGS: [&str; 11] = [
+const HEADINGS: [&str; 12] = [
     "CONSUMER",
     "RISK",
     "MODE",
@@ -100,12 +100,13 @@ const HEADINGS: [&str; 11] = [
     "ERR Δ",
     "DIVERG",
     "COMPARED",
+    "CONTRACT",
     "TRIPS",
     "LAST BATCH READ",
 ];
 
 const NUMERIC: [bool; HEADINGS.len()] = [
-    false, false, false, true, true, true, true, true, true, true, false,
+    false, false, false, true, true, true, true, true, true, true, true, false,
 ];
 
 fn row(c: &ConsumerFigures, now: f64, window: f64) -> Vec<String> {
@@ -151,6 +152,7 @@ fn row(c: &ConsumerFigures, now: f64, window: f64) -> Vec<String> {
         }),
         percent(c.divergence_ratio(), 3),
         format!("{:.0}", c.comparisons),
+        percent(c.contract_violation_ratio(), 2),
         format!("{:.0}", c.gate_trips_window),
         c.last_batch_read.map_or_else(
             || {

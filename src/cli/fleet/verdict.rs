@@ -121,6 +121,10 @@ pub struct ConsumerFigures {
     pub comparisons: f64,
     pub diverged: f64,
     pub divergences: BTreeMap<String, f64>,
+    /// Streaming answers checked against a contract (pass or violation),
+    /// and of those the violations.
+    pub contract_checked: f64,
+    pub contract_violations: f64,
     /// Earliest time in the window at which comparisons had been counted.
     pub compared_since: Option<f64>,
     pub gate_trips_window: f64,
@@ -156,6 +160,11 @@ impl ConsumerFigures {
 
     pub fn divergence_ratio(&self) -> Option<f64> {
         ratio(self.diverged, self.comparisons)
+    }
+
+    /// Violated share of the contract checks in the window.
+    pub fn contract_violation_ratio(&self) -> Option<f64> {
+        ratio(self.contract_violations, self.contract_checked)
     }
 }
 

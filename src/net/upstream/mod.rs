@@ -344,12 +344,80 @@ impl UpstreamBody {
     pub fn drop_trailers(&mut self) {
         self.1 = Trailers::Drop;
     }
+
+    /// A body whose first frames were read ahead (a contract check holds an
+    /// answer before serving it): `frames` go out first, in order, then
+    /// `rest` (none when the body ended within them), then `error` (how
+    /// the upstream body failed while it was read ahead, passed on as the
+    /// consumer would have met it).
+    pub fn held(
+        frames: VecDeque<Frame<Bytes>>,
+        rest: Option<UpstreamBody>,
+        error: Option<BoxError>,
+    ) -> UpstreamBody {
+        UpstreamBody::new(BodyKind::Held(Box::new(HeldBody {
+            frames,
+            rest,
+            error,
+        })))
+    }
 }
 
 #[derive(Debug)]
 enum BodyKind {
     H1(h1::Body),
     Hyper(Incoming),
+    Held(Box<HeldBody>),
+}
+
+/// Frames read ahead, then the rest of the body (`UpstreamBody::held`).
+#[derive(Debug)]
+struct HeldBody {
+    frames: VecDeque<Frame<Bytes>>,
+    rest: Option<UpstreamBody>,
+    error: Option<BoxError>,
+}
+
+impl HeldBody {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(f) = self.frames.pop_front() {
+            return Poll::Ready(Some(Ok(f)));
+        }
+        if let Some(e) = self.error.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
+        match self.rest.as_mut() {
+            Some(rest) => Pin::new(rest).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty()
+            && self.error.is_none()
+            && self.rest.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let ahead: u64 = self
+            .frames
+            .iter()
+            .filter_map(Frame::data_ref)
+            .map(|d| d.len() as u64)
+            .sum();
+        match &self.rest {
+            None => SizeHint::with_exact(ahead),
+            Some(rest) => {
+                let h = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(h.lower() + ahead);
+                if let Some(upper) = h.upper() {
+                    hint.set_upper(upper + ahead);
+                }
+                hint
+            }
+        }
+    }
 }
 
 impl Body for UpstreamBody {
@@ -363,6 +431,7 @@ impl Body for UpstreamBody {
         let polled = match &mut self.0 {
             BodyKind::H1(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
             BodyKind::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+            BodyKind::Held(b) => b.poll_frame(cx),
         };
         match polled {
             // Trailers come last: the body ends there.
@@ -377,6 +446,7 @@ impl Body for UpstreamBody {
         match &self.0 {
             BodyKind::H1(b) => b.is_end_stream(),
             BodyKind::Hyper(b) => b.is_end_stream(),
+            BodyKind::Held(b) => b.is_end_stream(),
         }
     }
 
@@ -384,6 +454,7 @@ impl Body for UpstreamBody {
         match &self.0 {
             BodyKind::H1(b) => b.size_hint(),
             BodyKind::Hyper(b) => b.size_hint(),
+            BodyKind::Held(b) => b.size_hint(),
         }
     }
 }

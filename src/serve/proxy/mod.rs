@@ -39,6 +39,7 @@ use crate::net::upstream::{BodyLimits, Outgoing, RequestBody, UpstreamBody};
 use crate::serve::app::App;
 use crate::serve::attempt::{self, Attempt};
 use crate::serve::compare::{self as reconcile, Read, Served};
+use crate::serve::contract;
 use crate::serve::tee::Tee;
 use crate::state::access_log::{AccessLog, Entry};
 use crate::state::live::{LiveRoute, Snapshot};
@@ -128,7 +129,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: &Peer) -> Response<
             return ProxyError::from(e).answer(log.as_ref(), Some(&route), &parts, started);
         }
     };
-    let read = forward(&route, &parts, body, &plan).await;
+    let read = forward(app, &route, &parts, body, &plan, runtime.body_timeout).await;
     if read.answer.is_ok() {
         remember_sequence(
             &route,
@@ -248,18 +249,24 @@ struct Forwarded {
     fallback: Option<FallbackReason>,
     answer: Result<Upstream, ProxyError>,
     other: Option<OtherRead>,
+    /// Streaming's answer still to be checked against the contract, as it
+    /// is served (`serve::contract::after`).
+    contract: Option<contract::Ctx>,
 }
 
 /// forward: sends the read to the chosen side and, when streaming fails in
 /// a way the route's `fallback` allows, to batch (one hop, decided on the
-/// response head, before any byte reached the consumer). In shadow mode, and
-/// for a compared streaming read, the other side's read starts in its own
-/// task, so it never delays this one.
+/// response head, before any byte reached the consumer), or when streaming's
+/// answer, held and checked before serving, broke the route's contract
+/// (`check_contract`). In shadow mode, and for a compared streaming read,
+/// the other side's read starts in its own task, so it never delays this one.
 async fn forward(
+    app: &App,
     route: &Arc<LiveRoute>,
     parts: &Parts,
     body: RequestBody,
     plan: &Plan,
+    idle: Duration,
 ) -> Forwarded {
     let cfg = &route.config;
     let mut body = Some(body);
@@ -289,8 +296,22 @@ async fn forward(
             answer_watermark_ms: answer.as_ref().ok().and_then(|a| a.watermark_ms),
             batch_watermark_ms: route.state.watermark(SideName::Batch).get(),
         };
-        match fallback::decide(cfg.mode, &cfg.fallback, outcome, facts) {
+        let reason = match fallback::decide(cfg.mode, &cfg.fallback, outcome, facts) {
             None => {
+                let may_fall_back =
+                    !continues && facts.replayable && cfg.mode != Mode::StreamingOnly;
+                let (answer, contract) =
+                    match check_contract(app, route, parts, answer, may_fall_back, idle).await {
+                        Some(checked) => checked,
+                        None => {
+                            // Broken: batch answers. Nothing of streaming's
+                            // answer reached the consumer.
+                            route.state.record_fallback(FallbackReason::Contract);
+                            fallback = Some(FallbackReason::Contract);
+                            body = body.or(replay);
+                            return to_batch(route, parts, body, fallback, other).await;
+                        }
+                    };
                 // Served by streaming: a sampled read is also read from batch
                 // and compared (the safety net of phases 2-3).
                 if plan.compare && answer.is_ok() {
@@ -301,6 +322,7 @@ async fn forward(
                     fallback: None,
                     answer,
                     other,
+                    contract,
                 };
             }
             Some(_) if continues => {
@@ -316,17 +338,28 @@ async fn forward(
                         cause: Some(Box::new(cause)),
                     }),
                     other: None,
+                    contract: None,
                 };
             }
-            Some(reason) => {
-                route.state.record_fallback(reason);
-                log_fallback(route, reason, &answer, elapsed);
-                fallback = Some(reason);
-                body = body.or(replay);
-            }
-        }
+            Some(reason) => reason,
+        };
+        route.state.record_fallback(reason);
+        log_fallback(route, reason, &answer, elapsed);
+        fallback = Some(reason);
+        body = body.or(replay);
     }
+    to_batch(route, parts, body, fallback, other).await
+}
 
+/// The read's answer from batch: a batch-mode or shadow read, or one that
+/// fell back (`fallback`).
+async fn to_batch(
+    route: &Arc<LiveRoute>,
+    parts: &Parts,
+    body: Option<RequestBody>,
+    fallback: Option<FallbackReason>,
+    mut other: Option<OtherRead>,
+) -> Forwarded {
     let out = outgoing(
         parts,
         route,
@@ -350,6 +383,47 @@ async fn forward(
         fallback,
         answer,
         other,
+        contract: None,
+    }
+}
+
+/// The contract check of an answer streaming serves (`serve::contract`):
+/// held and checked now when a violation may still fall back, else marked
+/// to be checked as it is served. `None`: the answer broke the contract
+/// and batch is to answer instead.
+async fn check_contract(
+    app: &App,
+    route: &Arc<LiveRoute>,
+    parts: &Parts,
+    answer: Result<Upstream, ProxyError>,
+    may_fall_back: bool,
+    idle: Duration,
+) -> Option<(Result<Upstream, ProxyError>, Option<contract::Ctx>)> {
+    let Ok(up) = answer else {
+        return Some((answer, None));
+    };
+    let status = up.response.status().as_u16();
+    let Some(when) = contract::plan(&route.config, &parts.method, status, may_fall_back) else {
+        return Some((Ok(up), None));
+    };
+    let ctx = contract::Ctx::of(
+        parts,
+        parts.headers.get(REQUEST_ID),
+        reconcile::BodyFraming::of(up.response.headers()),
+        up.watermark_ms,
+    );
+    if when == contract::When::After {
+        return Some((Ok(up), Some(ctx)));
+    }
+    match contract::hold(route, up.response, ctx, idle, &app.divergence_logs).await {
+        contract::Hold::Serve(response, after) => Some((
+            Ok(Upstream {
+                response,
+                watermark_ms: up.watermark_ms,
+            }),
+            after,
+        )),
+        contract::Hold::Broken => None,
     }
 }
 
@@ -500,6 +574,11 @@ fn respond(
                         .uri
                         .path_and_query()
                         .map_or_else(String::new, |p| p.to_string()),
+                    request_id: parts
+                        .headers
+                        .get(REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
                 };
                 reconcile::start(
                     route.clone(),
@@ -509,7 +588,10 @@ fn respond(
                     app.divergence_logs.clone(),
                 )
             });
-            Response::from_parts(head, Either::Left(Tee::new(body, capture)))
+            let checked = read
+                .contract
+                .map(|ctx| contract::after(route.clone(), ctx, app.divergence_logs.clone()));
+            Response::from_parts(head, Either::Left(Tee::new(body, capture, checked)))
         }
         Err(e) => e.respond(Some(route)),
     };

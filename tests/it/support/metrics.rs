@@ -91,6 +91,17 @@ pub trait Families {
         self.series(RECONCILE_SKIPPED, &[("reason", reason)])
     }
 
+    /// Contract checks of streaming answers, by result (`pass`,
+    /// `violation`, `skipped`).
+    fn contract_checks(&self, result: &str) -> f64 {
+        self.series("cutover_contract_checks_total", &[("result", result)])
+    }
+
+    /// Answers that broke a contract rule, by rule.
+    fn contract_violations(&self, rule: &str) -> f64 {
+        self.series("cutover_contract_violations_total", &[("rule", rule)])
+    }
+
     fn divergence_ratio(&self) -> f64 {
         self.series(DIVERGENCE_RATIO, &[])
     }
