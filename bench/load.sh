@@ -9,7 +9,13 @@
 # (streaming refuses, circuit disabled: every read falls back), circuit
 # (streaming refuses, circuit opens: reads skip streaming), access-log
 # (streaming with every read in the access log, sample 1.0, to a file), gated (streaming
-# with a gate evaluated every second: not in the default list).
+# with a gate evaluated every second: not in the default list), and the
+# contract modes (not in the default list): streaming with a contract
+# (`unique`, `sorted_by`, `not_null` on the records at /data) checked after
+# serving (contract-record) or held and checked before (contract-fallback),
+# and held with a JSON Schema besides (contract-schema). The contract cost
+# of a 64 KiB answer:
+#   BODY_BYTES=65536 MODES="streaming contract-record contract-fallback contract-schema" bench/load.sh
 #
 # Environment: DURATION (s, default 6), CONNS (default 64), BODY_BYTES (1024),
 # MODES (which modes, in order; default all six, a mode may repeat).
@@ -123,6 +129,20 @@ for mode in ${MODES:-batch streaming shadow shadow-slow fallback circuit}; do
     fallback) config streaming $REFUSED "    fallback: { circuit: { failures: 0 } }" ;;
     circuit) config streaming $REFUSED "    fallback: { circuit: { failures: 5, cooldown: 1h } }" ;;
     access-log) config streaming $ORIGIN "" "access_log: { path: $W/access.jsonl, sample: 1.0 }" ;;
+    contract-record|contract-fallback|contract-schema)
+      rules="unique: [id], sorted_by: [id], not_null: [id, amount]"
+      on=fallback; [ "$mode" = contract-record ] && on=record
+      schema=""
+      if [ "$mode" = contract-schema ]; then
+        cat >"$W/rows.schema.json" <<'EOF'
+{ "type": "object", "required": ["id", "amount", "status"],
+  "properties": { "id": { "type": "integer", "minimum": 0 }, "amount": { "type": "number" },
+                  "status": { "enum": ["settled", "pending"] } } }
+EOF
+        schema="schema: rows.schema.json, "
+      fi
+      config streaming $ORIGIN "    reconcile: { records: /data, sample: 0 }
+    contract: { ${schema}${rules}, on_violation: $on }" ;;
     gated) config streaming $ORIGIN "    gate: { interval: 1s, window: 30s, max_error_ratio_delta: 0.5, max_fallback_ratio: 0.5, max_divergence_ratio: 0.5 }" ;;
   esac
   TOKIO_WORKER_THREADS=1 taskset -c 1 "$BIN" run -c "$W/cutover.yaml" 2>"$W/cutover-$mode.log" & pid=$!

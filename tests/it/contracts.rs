@@ -500,3 +500,178 @@ async fn a_bad_schema_at_reload_keeps_the_last_good_config_serving() {
     let error = status["last_reload"]["error"].as_str().unwrap_or_default();
     assert!(error.contains("broken.schema.json:2:"), "{error}");
 }
+
+#[tokio::test]
+async fn a_slow_answer_is_not_held_past_the_body_timeout() {
+    // Streaming sends its head and a first piece, then the rest only once
+    // the consumer has the head: held until the body ended, this read would
+    // never finish.
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let gate = release.clone();
+    let streaming = Backend::start(Behaviour::custom(move |_req: Request<Bytes>| {
+        let gate = gate.clone();
+        async move {
+            let (tx, rx) = tokio::sync::mpsc::channel(2);
+            tokio::spawn(async move {
+                let _ = tx
+                    .send(Bytes::from_static(br#"{"items":[{"id":1,"amount":5},"#))
+                    .await;
+                if let Ok(permit) = gate.acquire().await {
+                    permit.forget();
+                    let _ = tx
+                        .send(Bytes::from_static(br#"{"id":1,"amount":6}]}"#))
+                        .await;
+                }
+            });
+            let mut r = Response::new(http_body_util::BodyExt::boxed(ChannelBody(rx)));
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().expect("type"));
+            r
+        }
+    }))
+    .await;
+    let batch = batch().await;
+    let p = Proxy::start(
+        Config::new()
+            .limits(json!({ "body_timeout": "200ms" }))
+            .route(route(&batch, &streaming, "streaming", rules("fallback"))),
+    )
+    .await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let req = Request::get(p.url("/v1/orders/slow"))
+        .body(http_body_util::Full::new(Bytes::new()))
+        .expect("request");
+    let resp = within(client.request(req)).await.expect("the head arrives");
+    assert_eq!(resp.headers()["x-cutover-served-by"], "streaming");
+    release.add_permits(1);
+    let body = within(http_body_util::BodyExt::collect(resp.into_body()))
+        .await
+        .expect("the whole body")
+        .to_bytes();
+    assert_eq!(
+        &body[..],
+        br#"{"items":[{"id":1,"amount":5},{"id":1,"amount":6}]}"#
+    );
+    // Served, then checked: a duplicate id, recorded (too late to fall back).
+    wait_until_async("checked after serving", || async {
+        let m = p.scrape().await;
+        if m.route("orders").contract_violations("unique") == 1.0 {
+            Ok(())
+        } else {
+            Err(m.text.clone())
+        }
+    })
+    .await;
+    assert_eq!(p.scrape().await.route("orders").fallbacks("contract"), 0.0);
+}
+
+/// One case of the property: records (sorted unique ids, amounts), written
+/// in a format, maybe gzipped, sent in pieces.
+#[derive(Debug, Clone)]
+struct Conforming {
+    format: usize,
+    gzip: bool,
+    records: Vec<(i64, i64)>,
+    cuts: Vec<usize>,
+}
+
+fn conforming() -> impl proptest::strategy::Strategy<Value = Conforming> {
+    use proptest::prelude::*;
+    (
+        0..3usize,
+        any::<bool>(),
+        proptest::collection::btree_map(0i64..10_000, -1_000i64..1_000, 0..60),
+        proptest::collection::vec(1usize..400, 0..6),
+    )
+        .prop_map(|(format, gzip, records, cuts)| Conforming {
+            format,
+            gzip,
+            records: records.into_iter().collect(),
+            cuts,
+        })
+}
+
+/// Property: a conforming answer, in any format, encoding and pieces, is
+/// served by streaming exactly as sent, whatever was held to check it.
+#[test]
+fn a_conforming_answer_is_served_exactly_as_sent() {
+    use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let current: Arc<std::sync::Mutex<(Vec<Bytes>, &'static str, bool)>> = Arc::new(
+        std::sync::Mutex::new((Vec::new(), "application/json", false)),
+    );
+    let (p, _batch, _streaming) = rt.block_on(async {
+        let shared = current.clone();
+        let streaming = Backend::start(Behaviour::custom(move |_req: Request<Bytes>| {
+            let (pieces, ct, gzip) = shared.lock().expect("case").clone();
+            async move {
+                let body = Chunks(pieces.into_iter().collect());
+                let mut r = Response::new(http_body_util::BodyExt::boxed(body));
+                r.headers_mut()
+                    .insert("content-type", ct.parse().expect("type"));
+                if gzip {
+                    r.headers_mut()
+                        .insert("content-encoding", "gzip".parse().expect("coding"));
+                }
+                r
+            }
+        }))
+        .await;
+        let batch = batch().await;
+        let contract = json!({
+            "unique": ["id"],
+            "sorted_by": ["id"],
+            "not_null": ["id", "amount"],
+            "on_violation": "fallback",
+        });
+        let p = Proxy::start(route(&batch, &streaming, "streaming", contract)).await;
+        (p, batch, streaming)
+    });
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases: 48,
+        ..RunnerConfig::default()
+    });
+    runner
+        .run(&conforming(), |case| {
+            let f = Format::ALL[case.format];
+            let rows: Vec<(i64, &str, Option<i64>)> = case
+                .records
+                .iter()
+                .map(|(id, a)| (*id, T0, Some(*a)))
+                .collect();
+            let text = f.body(&rows).into_bytes();
+            let sent = if case.gzip {
+                use std::io::Write;
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(&text).expect("gzip");
+                e.finish().expect("gzip")
+            } else {
+                text
+            };
+            let mut pieces = Vec::new();
+            let mut at = 0;
+            for cut in &case.cuts {
+                let end = (at + cut).min(sent.len());
+                pieces.push(Bytes::copy_from_slice(&sent[at..end]));
+                at = end;
+            }
+            pieces.push(Bytes::copy_from_slice(&sent[at..]));
+            *current.lock().expect("case") = (pieces, f.content_type(), case.gzip);
+            let a = rt.block_on(get(&p.url("/v1/orders/x")));
+            proptest::prop_assert_eq!(a.header("x-cutover-served-by"), Some("streaming"));
+            proptest::prop_assert_eq!(a.header("x-cutover-fallback"), None);
+            proptest::prop_assert_eq!(&a.body[..], &sent[..]);
+            Ok(())
+        })
+        .expect("every conforming answer is served as sent");
+    let m = rt.block_on(p.scrape());
+    let r = m.route("orders");
+    assert_eq!(r.contract_checks("violation"), 0.0, "{}", m.text);
+    assert!(r.contract_checks("pass") >= 48.0, "{}", m.text);
+    rt.block_on(p.stop());
+}

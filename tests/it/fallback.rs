@@ -4,16 +4,13 @@
 //! a 4xx, streaming_only); batch failing after a fallback; and bodies
 //! streaming through without being buffered.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
@@ -586,19 +583,4 @@ async fn the_response_head_and_first_bytes_arrive_before_the_body_ends() {
         .to_bytes();
     assert_eq!(rest, "rest");
     p.stop().await;
-}
-
-/// A response body fed from a channel, one frame per message.
-struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
-
-impl hyper::body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
-    }
 }

@@ -4,16 +4,10 @@
 //! upstreams that get it wrong. Real sockets on 127.0.0.1:0, the real proxy,
 //! fake backends only.
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use crate::support::*;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Body, Frame};
 
 /// Streaming serves every read; nothing else reaches the backends.
 fn streaming_only(batch: &Backend, streaming: &str) -> Route {
@@ -59,21 +53,6 @@ async fn chunked_answers_arrive_whole_and_keep_their_connection() {
         s.connections()
     );
     p.stop().await;
-}
-
-/// A body of several frames and no declared length: hyper sends it chunked.
-struct Chunks(VecDeque<Bytes>);
-
-impl Body for Chunks {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
-    }
 }
 
 #[tokio::test]

@@ -39,6 +39,39 @@ pub fn full_body(bytes: impl Into<Bytes>) -> TestBody {
     Full::new(bytes.into()).boxed()
 }
 
+/// A body of several frames and no declared length: hyper sends it chunked.
+pub struct Chunks(pub std::collections::VecDeque<Bytes>);
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+/// A response body fed from a channel, one frame per message: a test
+/// decides when each piece of an answer is sent.
+pub struct ChannelBody(pub tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|b| b.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
 /// A custom answer: given the whole request (version and body included).
 pub type Handler = Arc<
     dyn Fn(Request<Bytes>) -> Pin<Box<dyn Future<Output = Response<TestBody>> + Send>>
