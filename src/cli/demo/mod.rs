@@ -173,6 +173,10 @@ routes:
       key: id # the field that identifies a record
       ignore: [ingested_at] # fields expected to differ between the sides
       event_time: created_at # a record newer than the other side's watermark is \"timing\", not a defect
+    contract: # what this consumer relies on, checked on every streaming answer
+      unique: [id] # an order once: streaming's retries sometimes repeat one
+      not_null: [id, amount] # never an order without an amount
+      on_violation: record # count and log; fallback answers a broken one from batch
     gate: # automatic rollback: when streaming misbehaves, the route rolls itself back
       interval: 5s # how often the checks run (30s by default)
       window: 30s # what each check looks back over
