@@ -326,6 +326,8 @@ async fn the_board_shows_every_consumer_and_the_verdicts() {
         "NOT REPORTING (last streaming, seen 3h00m ago)",
         "leave shadow: READY",
         "next to move: ops (medium): waiting",
+        "    - fraud (high): ready alone (0.050 % over 4,000 comparisons)",
+        "    - ops (medium): no comparisons in the window",
         "legacy (low) stopped reporting",
         "risk order: VIOLATED",
         "fraud (high) reads streaming while ops (medium) still reads batch",
@@ -378,6 +380,20 @@ async fn json_is_the_same_board_as_one_document() {
     assert_eq!(orders["shadow"]["ready"], true);
     assert_eq!(orders["next_to_move"]["consumer"], "ops");
     assert_eq!(orders["next_to_move"]["ready"], false);
+    // Additive: each consumer's own verdict, who blocks, what proves next.
+    let own = orders["shadow"]["consumers"]
+        .as_array()
+        .expect("own verdicts");
+    assert_eq!(own.len(), 4);
+    let fraud = own
+        .iter()
+        .find(|c| c["consumer"] == "fraud")
+        .expect("fraud");
+    assert_eq!(fraud["ready"], true, "{fraud}");
+    assert_eq!(fraud["categories"]["timing"], 2.0, "{fraud}");
+    assert_eq!(orders["shadow"]["blocked_by"], json!([]));
+    assert_eq!(orders["next_to_move"]["settled"], false);
+    assert_eq!(orders["next_to_move"]["proven_by"], "dataset");
     assert_eq!(orders["consumers"].as_array().expect("consumers").len(), 4);
     let customers = datasets
         .iter()

@@ -299,9 +299,12 @@ pub fn assemble(req: &Request, a: &Answers<'_>) -> Board {
                 ))
             });
             let refs: Vec<&ConsumerFigures> = consumers.iter().collect();
+            // "next to move" waits on "leave shadow" (or says it moves on
+            // its own comparisons): see `verdict::next_to_move`.
+            let shadow = verdict::shadow_verdict(&refs, req.window, req.now);
             DatasetBoard {
-                shadow: verdict::shadow_verdict(&refs, req.window, req.now),
-                next_to_move: verdict::next_to_move(&refs, req.now),
+                next_to_move: verdict::next_to_move(&refs, &shadow, req.now),
+                shadow,
                 risk_order_violations: verdict::risk_order_violations(&refs),
                 dataset,
                 consumers,

@@ -1,6 +1,8 @@
 //! The fleet board and the decommission answer as text a person reads.
 
-use super::verdict::{ConsumerFigures, Phase, human_duration};
+use super::verdict::{
+    ConsumerFigures, NextToMove, Phase, ProvenBy, ShadowVerdict, human_duration, thousands,
+};
 use super::{Board, Decommission, HISTORY_STEP};
 
 /// The board: one block per dataset, its table, then its verdicts.
@@ -28,35 +30,8 @@ pub fn board(b: &Board) -> String {
             rows.push(row(c, b.evaluated_at, b.window_seconds));
         }
         out.push_str(&crate::cli::status_table::table(&rows, &NUMERIC, "  "));
-        let s = &d.shadow;
-        out.push_str(&format!(
-            "  leave shadow: {} ({})\n",
-            if s.ready { "READY" } else { "not yet" },
-            s.reason
-        ));
-        let n = &d.next_to_move;
-        match &n.consumer {
-            None => out.push_str("  next to move: none (no reporting consumer reads batch)\n"),
-            Some(c) => {
-                let risk = n.risk.map_or("unknown risk", |r| r.as_str());
-                let tie = if n.tied_with.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        "; tied in risk with {}: ordered by consumer name",
-                        n.tied_with.join(", ")
-                    )
-                };
-                if n.ready {
-                    out.push_str(&format!("  next to move: {c} ({risk}): READY{tie}\n"));
-                } else {
-                    out.push_str(&format!("  next to move: {c} ({risk}): waiting{tie}\n"));
-                    for w in &n.waiting_for {
-                        out.push_str(&format!("    - {w}\n"));
-                    }
-                }
-            }
-        }
+        out.push_str(&shadow_lines(&d.shadow));
+        out.push_str(&next_to_move_lines(&d.next_to_move, &d.shadow));
         if d.risk_order_violations.is_empty() {
             out.push_str("  risk order: ok\n");
         } else {
@@ -88,6 +63,93 @@ pub fn board(b: &Board) -> String {
         if known.len() == 1 { "" } else { "s" }
     ));
     out
+}
+
+/// The dataset's "leave shadow" verdict, who blocks it, and each
+/// consumer's own verdict, one line each.
+pub fn shadow_lines(s: &ShadowVerdict) -> String {
+    let mut out = format!(
+        "  leave shadow: {} ({}){}\n",
+        if s.ready { "READY" } else { "not yet" },
+        s.reason,
+        if s.blocked_by.is_empty() {
+            String::new()
+        } else {
+            format!("; blocked by {}", s.blocked_by.join(", "))
+        }
+    );
+    for c in &s.consumers {
+        let who = format!(
+            "{} ({})",
+            c.consumer,
+            c.risk.map_or("unknown", |r| r.as_str())
+        );
+        let line = if let Some(why) = &c.blocks {
+            format!("{who}: BLOCKS: {why}")
+        } else if c.comparisons <= 0.0 {
+            format!("{who}: no comparisons in the window")
+        } else if c.ready {
+            format!(
+                "{who}: ready alone ({} over {} comparisons)",
+                spaced_percent(c.divergence_ratio),
+                thousands(c.comparisons)
+            )
+        } else {
+            format!("{who}: not yet alone ({})", c.reason)
+        };
+        out.push_str(&format!("    - {line}\n"));
+    }
+    out
+}
+
+/// "next to move", and what it waits for: settling, then divergence.
+pub fn next_to_move_lines(n: &NextToMove, s: &ShadowVerdict) -> String {
+    let Some(c) = &n.consumer else {
+        return "  next to move: none (no reporting consumer reads batch)\n".to_owned();
+    };
+    let risk = n.risk.map_or("unknown risk", |r| r.as_str());
+    let tie = if n.tied_with.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; tied in risk with {}: ordered by consumer name",
+            n.tied_with.join(", ")
+        )
+    };
+    if !n.ready {
+        let mut out = format!("  next to move: {c} ({risk}): waiting{tie}\n");
+        for w in n.waiting_for.iter().chain(&n.waiting_for_shadow) {
+            out.push_str(&format!("    - {w}\n"));
+        }
+        return out;
+    }
+    match n.proven_by {
+        ProvenBy::OwnComparisons => format!(
+            "  next to move: {c} ({risk}): READY on its own comparisons{}; the dataset has not left shadow{}{tie}\n",
+            s.consumers
+                .iter()
+                .find(|o| o.consumer == *c)
+                .map_or(String::new(), |o| format!(
+                    " ({} over {})",
+                    spaced_percent(o.divergence_ratio),
+                    thousands(o.comparisons)
+                )),
+            if n.dataset_blocked_by.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ": {} still block{} it",
+                    n.dataset_blocked_by.join(", "),
+                    if n.dataset_blocked_by.len() == 1 {
+                        "s"
+                    } else {
+                        ""
+                    }
+                )
+            }
+        ),
+        _ => format!("  next to move: {c} ({risk}): READY{tie}\n"),
+    }
 }
 
 const HEADINGS: [&str; 12] = [
@@ -177,6 +239,11 @@ fn row(c: &ConsumerFigures, now: f64, window: f64) -> Vec<String> {
     ]
 }
 
+/// `0.000 %`, as the verdict lines print a ratio.
+fn spaced_percent(v: Option<f64>) -> String {
+    v.map_or("-".to_owned(), |r| format!("{:.3} %", r * 100.0))
+}
+
 fn percent(v: Option<f64>, decimals: usize) -> String {
     v.map_or("-".to_owned(), |r| format!("{:.*}%", decimals, r * 100.0))
 }
@@ -247,4 +314,104 @@ pub fn rfc3339(t: f64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| format!("{t:.0}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::verdict::{ConsumerFigures, Risk, next_to_move, shadow_verdict};
+    use super::*;
+
+    const NOW: f64 = 1_800_000_000.0;
+
+    fn consumer(
+        name: &str,
+        risk: Risk,
+        mode: &str,
+        compared: f64,
+        diverged: f64,
+    ) -> ConsumerFigures {
+        ConsumerFigures {
+            consumer: name.to_owned(),
+            dataset: "orders".to_owned(),
+            risk: Some(risk),
+            modes: vec![mode.to_owned()],
+            comparisons: compared,
+            diverged,
+            compared_since: (compared > 0.0).then_some(NOW - 3600.0),
+            ..Default::default()
+        }
+    }
+
+    fn verdict_lines(all: &[&ConsumerFigures]) -> String {
+        let s = shadow_verdict(all, 3600.0, NOW);
+        let n = next_to_move(all, &s, NOW);
+        format!("{}{}", shadow_lines(&s), next_to_move_lines(&n, &s))
+    }
+
+    #[test]
+    fn the_board_names_the_blocking_consumer_and_moves_the_clean_one_saying_so() {
+        let dash = consumer("dash", Risk::Low, "shadow", 1314.0, 0.0);
+        let ops = consumer("ops", Risk::Medium, "batch", 0.0, 0.0);
+        let mut fraud = consumer("fraud", Risk::High, "shadow", 4000.0, 1406.0);
+        fraud.divergences.insert("timing".to_owned(), 1400.0);
+        fraud.divergences.insert("aggregation".to_owned(), 6.0);
+        let text = verdict_lines(&[&dash, &ops, &fraud]);
+        assert_eq!(
+            text,
+            "  leave shadow: not yet (divergence ratio 26.458 % is not under 0.1 %); blocked by fraud\n\
+             \x20   - dash (low): ready alone (0.000 % over 1,314 comparisons)\n\
+             \x20   - ops (medium): no comparisons in the window\n\
+             \x20   - fraud (high): BLOCKS: 35.150 % over 4,000 comparisons, mostly timing (1,400 of 1,406 divergences)\n\
+             \x20 next to move: dash (low): READY on its own comparisons (0.000 % over 1,314); the dataset has not left shadow: fraud still blocks it\n"
+        );
+    }
+
+    #[test]
+    fn a_ready_next_never_stands_beside_a_silent_not_yet() {
+        // Nothing compared: the shadow verdict says not yet, and so does next.
+        let dash = consumer("dash", Risk::Low, "shadow", 0.0, 0.0);
+        let text = verdict_lines(&[&dash]);
+        assert!(
+            text.contains("leave shadow: not yet (too few comparisons"),
+            "{text}"
+        );
+        assert!(
+            text.contains("next to move: dash (low): waiting\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "    - the dataset has not left shadow: too few comparisons: 0 of the 1000"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("READY"), "{text}");
+        // Thin own traffic beside a dirty consumer: waits, says both.
+        let dash = consumer("dash", Risk::Low, "shadow", 500.0, 0.0);
+        let fraud = consumer("fraud", Risk::High, "shadow", 5000.0, 50.0);
+        let text = verdict_lines(&[&dash, &fraud]);
+        assert!(
+            text.contains("    - dash (low): not yet alone (too few comparisons: 500"),
+            "{text}"
+        );
+        assert!(text.contains("(blocked by fraud)"), "{text}");
+        assert!(!text.contains("READY"), "{text}");
+        // All clean: plain READY on both lines.
+        let dash = consumer("dash", Risk::Low, "shadow", 1314.0, 0.0);
+        let fraud = consumer("fraud", Risk::High, "shadow", 4000.0, 2.0);
+        let text = verdict_lines(&[&dash, &fraud]);
+        assert!(
+            text.starts_with("  leave shadow: READY (divergence under 0.1 %"),
+            "{text}"
+        );
+        assert!(!text.contains("blocked by"), "{text}");
+        assert!(
+            text.contains("    - fraud (high): ready alone (0.050 % over 4,000 comparisons)"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("  next to move: dash (low): READY\n"),
+            "{text}"
+        );
+    }
 }

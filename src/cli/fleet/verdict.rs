@@ -184,17 +184,73 @@ pub struct ShadowVerdict {
     /// Seconds of the window the comparisons cover (from the earliest one).
     pub covered_seconds: Option<f64>,
     pub reason: String,
+    /// Each consumer's own verdict, by the same rule over its comparisons
+    /// alone, in the board's consumer order.
+    pub consumers: Vec<ConsumerShadow>,
+    /// The consumers whose own comparisons hold the dataset in shadow
+    /// (`ConsumerShadow::blocks` says why); empty when it is ready, and
+    /// when what is missing is comparisons, not a consumer's divergence.
+    pub blocked_by: Vec<String>,
 }
 
-/// Ready to leave shadow: over at least `window` seconds, at least
-/// `MIN_COMPARISONS` comparisons, a divergence ratio under 0.1 %, and no
-/// `missing` or `duplicate` divergence. All consumers' comparisons count.
-pub fn shadow_verdict(consumers: &[&ConsumerFigures], window: f64, now: f64) -> ShadowVerdict {
+/// One consumer's own divergence verdict: the dataset's rule (at least
+/// `MIN_COMPARISONS`, under 0.1 %, no `missing`/`duplicate`, over the
+/// window) applied to its comparisons alone.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConsumerShadow {
+    pub consumer: String,
+    pub risk: Option<Risk>,
+    pub ready: bool,
+    pub divergence_ratio: Option<f64>,
+    pub comparisons: f64,
+    pub diverged: f64,
+    /// Its divergences by category over the window.
+    pub categories: BTreeMap<String, f64>,
+    pub covered_seconds: Option<f64>,
+    /// Why it is ready or not, judged alone.
+    pub reason: String,
+    /// Why it holds the dataset in shadow: its `missing`/`duplicate`
+    /// records, or a divergence ratio of 0.1 % or more, with its largest
+    /// category. `None` when it does not, and always when the dataset is ready.
+    pub blocks: Option<String>,
+}
+
+impl ConsumerShadow {
+    fn category(&self, k: &str) -> f64 {
+        self.categories.get(k).copied().unwrap_or(0.0)
+    }
+
+    /// Missing or duplicated records: streaming's own defect, not this
+    /// consumer's comparison (the guide: "fix before proceeding").
+    pub fn lost_or_duplicated(&self) -> bool {
+        BLOCKING_CATEGORIES.iter().any(|k| self.category(k) > 0.0)
+    }
+
+    /// Its own comparisons show it diverging: missing or duplicate records,
+    /// or a ratio of 0.1 % or more over at least `MIN_COMPARISONS` (fewer
+    /// are too thin to judge it by).
+    pub fn diverges(&self) -> bool {
+        self.lost_or_duplicated()
+            || (self.comparisons >= MIN_COMPARISONS
+                && self
+                    .divergence_ratio
+                    .is_some_and(|r| r >= MAX_DIVERGENCE_RATIO))
+    }
+}
+
+/// The counts one verdict is judged from.
+struct Pooled {
+    comparisons: f64,
+    diverged: f64,
+    missing: f64,
+    duplicate: f64,
+    since: Option<f64>,
+}
+
+fn pool(consumers: &[&ConsumerFigures]) -> Pooled {
     // Folded from +0.0: `Sum for f64` starts at -0.0, so a category no
     // consumer has would print as "-0 duplicate records".
     let total = |v: &mut dyn Iterator<Item = f64>| v.fold(0.0, |a, b| a + b);
-    let comparisons = total(&mut consumers.iter().map(|c| c.comparisons));
-    let diverged = total(&mut consumers.iter().map(|c| c.diverged));
     let category = |k: &str| {
         total(
             &mut consumers
@@ -202,11 +258,27 @@ pub fn shadow_verdict(consumers: &[&ConsumerFigures], window: f64, now: f64) -> 
                 .filter_map(|c| c.divergences.get(k).copied()),
         )
     };
-    let (missing, duplicate) = (category("missing"), category("duplicate"));
-    let since = consumers
-        .iter()
-        .filter_map(|c| c.compared_since)
-        .fold(None, |a: Option<f64>, t| Some(a.map_or(t, |a| a.min(t))));
+    Pooled {
+        comparisons: total(&mut consumers.iter().map(|c| c.comparisons)),
+        diverged: total(&mut consumers.iter().map(|c| c.diverged)),
+        missing: category("missing"),
+        duplicate: category("duplicate"),
+        since: consumers
+            .iter()
+            .filter_map(|c| c.compared_since)
+            .fold(None, |a: Option<f64>, t| Some(a.map_or(t, |a| a.min(t)))),
+    }
+}
+
+/// The rule itself, over pooled counts; `consumers` and `blocked_by` empty.
+fn judge(p: &Pooled, window: f64, now: f64) -> ShadowVerdict {
+    let Pooled {
+        comparisons,
+        diverged,
+        missing,
+        duplicate,
+        since,
+    } = *p;
     let covered_seconds = since.map(|t| (now - t).max(0.0));
     let divergence_ratio = ratio(diverged, comparisons);
     // A sample is at most one evaluation step younger than the window start.
@@ -220,7 +292,7 @@ pub fn shadow_verdict(consumers: &[&ConsumerFigures], window: f64, now: f64) -> 
     } else if divergence_ratio.is_none_or(|r| r >= MAX_DIVERGENCE_RATIO) {
         format!(
             "divergence ratio {} is not under 0.1 %",
-            divergence_ratio.map_or("-".to_owned(), |r| format!("{:.3} %", r * 100.0))
+            percent3(divergence_ratio)
         )
     } else if !covered {
         format!(
@@ -244,7 +316,121 @@ pub fn shadow_verdict(consumers: &[&ConsumerFigures], window: f64, now: f64) -> 
         duplicate,
         covered_seconds,
         reason,
+        consumers: Vec::new(),
+        blocked_by: Vec::new(),
     }
+}
+
+/// Ready to leave shadow: over at least `window` seconds, at least
+/// `MIN_COMPARISONS` comparisons, a divergence ratio under 0.1 %, and no
+/// `missing` or `duplicate` divergence. All consumers' comparisons count.
+///
+/// Each consumer is also judged alone (`consumers`), and when the dataset
+/// is not ready, the consumers whose own comparisons hold it back are named
+/// (`blocked_by`): those with `missing`/`duplicate` records, and those
+/// whose own ratio is 0.1 % or more (any pooled ratio of 0.1 % or more has
+/// at least one), each with its largest divergence category, so a person
+/// sees whom to fix.
+pub fn shadow_verdict(consumers: &[&ConsumerFigures], window: f64, now: f64) -> ShadowVerdict {
+    let mut verdict = judge(&pool(consumers), window, now);
+    for c in consumers {
+        let own = judge(&pool(&[c]), window, now);
+        let mut s = ConsumerShadow {
+            consumer: c.consumer.clone(),
+            risk: c.risk,
+            ready: own.ready,
+            divergence_ratio: own.divergence_ratio,
+            comparisons: own.comparisons,
+            diverged: own.diverged,
+            categories: c.divergences.clone(),
+            covered_seconds: own.covered_seconds,
+            reason: own.reason,
+            blocks: None,
+        };
+        if !verdict.ready {
+            s.blocks = blocking_reason(&s);
+        }
+        if s.blocks.is_some() {
+            verdict.blocked_by.push(s.consumer.clone());
+        }
+        verdict.consumers.push(s);
+    }
+    verdict
+}
+
+/// Why `s` holds its dataset in shadow, if it does: `35.154 % over 4,000
+/// comparisons, mostly timing (1,400 of 1,406 divergences)`.
+fn blocking_reason(s: &ConsumerShadow) -> Option<String> {
+    let over = format!(
+        "{} over {} comparisons",
+        percent3(s.divergence_ratio),
+        thousands(s.comparisons)
+    );
+    if s.lost_or_duplicated() {
+        return Some(format!(
+            "{} missing and {} duplicate records (fix before proceeding), {over}",
+            thousands(s.category("missing")),
+            thousands(s.category("duplicate"))
+        ));
+    }
+    if s.divergence_ratio.is_none_or(|r| r < MAX_DIVERGENCE_RATIO) {
+        return None;
+    }
+    // The largest category; ties go to the first by name.
+    let top = s.categories.iter().filter(|(_, n)| **n > 0.0).fold(
+        None,
+        |best: Option<(&String, f64)>, (k, &n)| match best {
+            Some((_, b)) if b >= n => best,
+            _ => Some((k, n)),
+        },
+    );
+    let total = s.categories.values().fold(0.0, |a, b| a + b);
+    Some(match top {
+        Some((k, n)) => format!(
+            "{over}, mostly {k} ({} of {} divergences)",
+            thousands(n),
+            thousands(total)
+        ),
+        None => format!("{over}, no divergence category recorded"),
+    })
+}
+
+/// `35.154 %`, or `-` without comparisons.
+fn percent3(r: Option<f64>) -> String {
+    r.map_or("-".to_owned(), |r| format!("{:.3} %", r * 100.0))
+}
+
+/// A count with thousands separators: `1,314`.
+pub fn thousands(v: f64) -> String {
+    if !v.is_finite() {
+        return "-".to_owned();
+    }
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if v < -0.5 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// What shows streaming answers the next consumer correctly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProvenBy {
+    /// The dataset left shadow (its verdict is ready).
+    Dataset,
+    /// The dataset has not, but the consumer's own comparisons pass the
+    /// same rule and no consumer saw missing or duplicate records: it moves
+    /// on its own comparisons while others still block the dataset.
+    OwnComparisons,
+    /// Neither: it waits (`waiting_for_shadow` says why).
+    NotProven,
 }
 
 /// The next consumer to move to streaming, and whether it may move now.
@@ -253,19 +439,49 @@ pub struct NextToMove {
     /// `None` when no reporting consumer of the dataset still reads batch.
     pub consumer: Option<String>,
     pub risk: Option<Risk>,
+    /// `settled` and proven (`proven_by` is not `not_proven`).
     pub ready: bool,
     /// Why it may not move yet: one line per consumer that has not settled.
     pub waiting_for: Vec<String>,
     /// Other batch readers of the same risk, after it by name.
     pub tied_with: Vec<String>,
+    /// Every lower-or-equal-risk consumer on streaming has settled
+    /// (`waiting_for` is empty): the 14-day rule alone.
+    pub settled: bool,
+    pub proven_by: ProvenBy,
+    /// Why divergence holds it: the dataset's verdict, its own comparisons.
+    pub waiting_for_shadow: Vec<String>,
+    /// The consumers still blocking the dataset's "leave shadow" (named
+    /// also when it moves on its own comparisons).
+    pub dataset_blocked_by: Vec<String>,
 }
 
 /// The lowest-risk consumer still reading batch (ties: by consumer name) is
-/// next; it may move when every consumer of lower or equal risk already on
-/// streaming has read streaming for 14 days without a gate trip. Consumers
-/// that stopped reporting are neither candidates nor settled: they are
-/// listed as waited for when their risk is lower or equal.
-pub fn next_to_move(consumers: &[&ConsumerFigures], now: f64) -> NextToMove {
+/// next. It is settled when every consumer of lower or equal risk already
+/// on streaming has read streaming for 14 days without a gate trip.
+/// Consumers that stopped reporting are neither candidates nor settled:
+/// they are listed as waited for when their risk is lower or equal.
+///
+/// It is ready when settled and streaming is proven for it in shadow (the
+/// guide: a consumer moves off batch only after Phase 1's divergence is
+/// under tolerance), which is one of:
+/// - the dataset's `shadow` verdict is ready, and its own comparisons (if
+///   at least `MIN_COMPARISONS`) do not diverge: a pooled ratio does not
+///   hide a consumer whose own answers diverge;
+/// - the dataset's is not, but its own comparisons pass the same rule
+///   alone, and no consumer saw `missing` or `duplicate` records (those are
+///   streaming's defects, whoever saw them): it moves on its own
+///   comparisons, and `dataset_blocked_by` names who still blocks the
+///   dataset. A timing or aggregation artifact of one consumer's
+///   comparison no longer holds back another that is clean.
+///
+/// Otherwise it waits, and `waiting_for_shadow` says why. So "next to move"
+/// never reads ready beside a "leave shadow: not yet" without saying so.
+pub fn next_to_move(
+    consumers: &[&ConsumerFigures],
+    shadow: &ShadowVerdict,
+    now: f64,
+) -> NextToMove {
     let mut batch: Vec<&&ConsumerFigures> = consumers
         .iter()
         .filter(|c| c.phase() == Phase::Batch)
@@ -282,6 +498,10 @@ pub fn next_to_move(consumers: &[&ConsumerFigures], now: f64) -> NextToMove {
             ready: false,
             waiting_for: Vec::new(),
             tied_with: Vec::new(),
+            settled: false,
+            proven_by: ProvenBy::NotProven,
+            waiting_for_shadow: Vec::new(),
+            dataset_blocked_by: shadow.blocked_by.clone(),
         };
     };
     let rank = risk_rank(next.risk);
@@ -319,13 +539,68 @@ pub fn next_to_move(consumers: &[&ConsumerFigures], now: f64) -> NextToMove {
             }
         }
     }
+    let (proven_by, waiting_for_shadow) = proven(&next.consumer, shadow);
+    let settled = waiting_for.is_empty();
     NextToMove {
         consumer: Some(next.consumer.clone()),
         risk: next.risk,
-        ready: waiting_for.is_empty(),
+        ready: settled && proven_by != ProvenBy::NotProven,
         waiting_for,
         tied_with,
+        settled,
+        proven_by,
+        waiting_for_shadow,
+        dataset_blocked_by: shadow.blocked_by.clone(),
     }
+}
+
+/// Whether streaming is proven in shadow for `consumer` (the rule in
+/// `next_to_move`), and if not, why.
+fn proven(consumer: &str, shadow: &ShadowVerdict) -> (ProvenBy, Vec<String>) {
+    let own = shadow.consumers.iter().find(|s| s.consumer == consumer);
+    if let Some(o) = own.filter(|o| o.diverges()) {
+        return (
+            ProvenBy::NotProven,
+            vec![format!(
+                "{consumer}'s own comparisons diverge: {}",
+                blocking_reason(o).unwrap_or_else(|| o.reason.clone())
+            )],
+        );
+    }
+    if shadow.ready {
+        return (ProvenBy::Dataset, Vec::new());
+    }
+    let lost: Vec<&str> = shadow
+        .consumers
+        .iter()
+        .filter(|s| s.lost_or_duplicated())
+        .map(|s| s.consumer.as_str())
+        .collect();
+    let own_ready = own.is_some_and(|o| o.ready);
+    if own_ready && lost.is_empty() {
+        return (ProvenBy::OwnComparisons, Vec::new());
+    }
+    let mut why = vec![format!(
+        "the dataset has not left shadow: {}{}",
+        shadow.reason,
+        if shadow.blocked_by.is_empty() {
+            String::new()
+        } else {
+            format!(" (blocked by {})", shadow.blocked_by.join(", "))
+        }
+    )];
+    if own_ready {
+        why.push(format!(
+            "{consumer}'s own comparisons pass, but {} saw missing or duplicate records: streaming's, so they hold every consumer",
+            lost.join(", ")
+        ));
+    } else {
+        why.push(format!(
+            "{consumer}'s own comparisons cannot move it alone: {}",
+            own.map_or("it is not on the board".to_owned(), |o| o.reason.clone())
+        ));
+    }
+    (ProvenBy::NotProven, why)
 }
 
 /// A higher-risk consumer on streaming while a lower-risk one reads batch.
@@ -496,6 +771,19 @@ mod tests {
         c
     }
 
+    /// A dataset verdict that is ready, from a consumer not among the
+    /// candidates: the settling rule alone decides.
+    fn left_shadow() -> ShadowVerdict {
+        let probe = compared(consumer("probe", Risk::High, "shadow"), 5000.0, 0.0);
+        let v = shadow_verdict(&[&probe], 3600.0, NOW);
+        assert!(v.ready, "{v:?}");
+        v
+    }
+
+    fn next(consumers: &[&ConsumerFigures]) -> NextToMove {
+        next_to_move(consumers, &left_shadow(), NOW)
+    }
+
     #[test]
     fn shadow_is_ready_under_a_tenth_of_a_percent_over_the_window() {
         let a = compared(consumer("a", Risk::Low, "shadow"), 5000.0, 4.0);
@@ -554,12 +842,188 @@ mod tests {
         assert!(shadow_verdict(&[&a, &b], 3600.0, NOW).ready);
     }
 
+    /// The board a new user saw: fraud's timing artifacts over 4,000
+    /// comparisons, dash clean over 1,314, ops on batch.
+    fn fraud_dirty_dash_clean() -> [ConsumerFigures; 3] {
+        let dash = compared(consumer("dash", Risk::Low, "shadow"), 1314.0, 0.0);
+        let ops = consumer("ops", Risk::Medium, "batch");
+        let mut fraud = compared(consumer("fraud", Risk::High, "shadow"), 4000.0, 1406.0);
+        fraud.divergences.insert("timing".to_owned(), 1400.0);
+        fraud.divergences.insert("aggregation".to_owned(), 6.0);
+        [dash, ops, fraud]
+    }
+
+    #[test]
+    fn one_dirty_consumer_blocks_the_dataset_and_is_named_with_its_categories() {
+        let [dash, ops, fraud] = fraud_dirty_dash_clean();
+        let v = shadow_verdict(&[&dash, &ops, &fraud], 3600.0, NOW);
+        assert!(!v.ready);
+        assert!(
+            v.reason.contains("26.458 % is not under 0.1 %"),
+            "{}",
+            v.reason
+        );
+        assert_eq!(v.blocked_by, ["fraud"]);
+        let by = |n: &str| v.consumers.iter().find(|c| c.consumer == n).expect(n);
+        assert!(by("dash").ready, "{:?}", by("dash"));
+        assert_eq!(by("dash").blocks, None);
+        assert_eq!(by("dash").divergence_ratio, Some(0.0));
+        assert!(!by("ops").ready);
+        assert_eq!(by("ops").blocks, None, "no comparisons is not a block");
+        assert_eq!(
+            by("fraud").blocks.as_deref(),
+            Some("35.150 % over 4,000 comparisons, mostly timing (1,400 of 1,406 divergences)")
+        );
+        assert_eq!(by("fraud").categories.get("aggregation"), Some(&6.0));
+    }
+
+    #[test]
+    fn a_clean_consumer_moves_on_its_own_comparisons_and_says_who_still_blocks() {
+        let [dash, ops, fraud] = fraud_dirty_dash_clean();
+        let all = [&dash, &ops, &fraud];
+        let v = shadow_verdict(&all, 3600.0, NOW);
+        let n = next_to_move(&all, &v, NOW);
+        assert_eq!(n.consumer.as_deref(), Some("dash"));
+        assert!(n.ready && n.settled, "{n:?}");
+        assert_eq!(n.proven_by, ProvenBy::OwnComparisons);
+        assert_eq!(n.dataset_blocked_by, ["fraud"]);
+        assert!(n.waiting_for_shadow.is_empty());
+    }
+
+    #[test]
+    fn missing_records_anywhere_hold_even_a_clean_consumer() {
+        let [dash, ops, mut fraud] = fraud_dirty_dash_clean();
+        fraud.divergences.insert("missing".to_owned(), 1.0);
+        let all = [&dash, &ops, &fraud];
+        let v = shadow_verdict(&all, 3600.0, NOW);
+        assert!(
+            v.consumers[2]
+                .blocks
+                .as_deref()
+                .is_some_and(|b| b.starts_with("1 missing and 0 duplicate")),
+            "{:?}",
+            v.consumers[2]
+        );
+        let n = next_to_move(&all, &v, NOW);
+        assert!(!n.ready && n.settled, "{n:?}");
+        assert_eq!(n.proven_by, ProvenBy::NotProven);
+        assert!(
+            n.waiting_for_shadow[0].contains("(blocked by fraud)"),
+            "{:?}",
+            n.waiting_for_shadow
+        );
+        assert!(
+            n.waiting_for_shadow[1].contains("fraud saw missing or duplicate records"),
+            "{:?}",
+            n.waiting_for_shadow
+        );
+    }
+
+    #[test]
+    fn all_clean_means_the_dataset_leaves_shadow_and_nobody_blocks() {
+        let dash = compared(consumer("dash", Risk::Low, "shadow"), 1314.0, 0.0);
+        let fraud = compared(consumer("fraud", Risk::High, "shadow"), 4000.0, 2.0);
+        let v = shadow_verdict(&[&dash, &fraud], 3600.0, NOW);
+        assert!(v.ready, "{v:?}");
+        assert!(v.blocked_by.is_empty());
+        assert!(
+            v.consumers.iter().all(|c| c.ready && c.blocks.is_none()),
+            "{:?}",
+            v.consumers
+        );
+        let n = next_to_move(&[&dash, &fraud], &v, NOW);
+        assert!(n.ready);
+        assert_eq!(n.proven_by, ProvenBy::Dataset);
+    }
+
+    #[test]
+    fn nothing_compared_means_nobody_moves_and_the_board_says_why() {
+        // Was READY beside "leave shadow: not yet (too few comparisons)".
+        let dash = consumer("dash", Risk::Low, "shadow");
+        let ops = consumer("ops", Risk::Medium, "batch");
+        let v = shadow_verdict(&[&dash, &ops], 3600.0, NOW);
+        assert!(!v.ready);
+        assert!(
+            v.blocked_by.is_empty(),
+            "no consumer's divergence is to blame"
+        );
+        let n = next_to_move(&[&dash, &ops], &v, NOW);
+        assert!(n.settled && !n.ready, "{n:?}");
+        assert_eq!(n.proven_by, ProvenBy::NotProven);
+        assert!(
+            n.waiting_for_shadow[0]
+                .starts_with("the dataset has not left shadow: too few comparisons: 0"),
+            "{:?}",
+            n.waiting_for_shadow
+        );
+        assert!(
+            n.waiting_for_shadow[1]
+                .contains("dash's own comparisons cannot move it alone: too few"),
+            "{:?}",
+            n.waiting_for_shadow
+        );
+    }
+
+    #[test]
+    fn thin_own_traffic_does_not_move_a_consumer_alone() {
+        let dash = compared(consumer("dash", Risk::Low, "shadow"), 500.0, 0.0);
+        let fraud = compared(consumer("fraud", Risk::High, "shadow"), 5000.0, 50.0);
+        let v = shadow_verdict(&[&dash, &fraud], 3600.0, NOW);
+        assert_eq!(v.blocked_by, ["fraud"]);
+        assert!(
+            v.consumers[1]
+                .blocks
+                .as_deref()
+                .is_some_and(|b| b.ends_with("no divergence category recorded"))
+        );
+        let n = next_to_move(&[&dash, &fraud], &v, NOW);
+        assert!(!n.ready);
+        assert!(
+            n.waiting_for_shadow[1].contains("too few comparisons: 500"),
+            "{:?}",
+            n.waiting_for_shadow
+        );
+        // And thin dirty traffic is judged by the dataset, not alone.
+        let thin = compared(consumer("dash", Risk::Low, "shadow"), 100.0, 1.0);
+        let big = compared(consumer("fraud", Risk::High, "shadow"), 100_000.0, 0.0);
+        let v = shadow_verdict(&[&thin, &big], 3600.0, NOW);
+        assert!(v.ready);
+        assert_eq!(
+            next_to_move(&[&thin, &big], &v, NOW).proven_by,
+            ProvenBy::Dataset
+        );
+    }
+
+    #[test]
+    fn a_pooled_ratio_does_not_hide_the_candidates_own_divergence() {
+        let dash = compared(consumer("dash", Risk::Low, "shadow"), 2000.0, 10.0);
+        let fraud = compared(consumer("fraud", Risk::High, "shadow"), 100_000.0, 0.0);
+        let v = shadow_verdict(&[&dash, &fraud], 3600.0, NOW);
+        assert!(v.ready, "{v:?}");
+        let n = next_to_move(&[&dash, &fraud], &v, NOW);
+        assert!(!n.ready && n.settled);
+        assert!(
+            n.waiting_for_shadow[0]
+                .starts_with("dash's own comparisons diverge: 0.500 % over 2,000"),
+            "{:?}",
+            n.waiting_for_shadow
+        );
+    }
+
+    #[test]
+    fn counts_get_thousands_separators() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1314.0), "1,314");
+        assert_eq!(thousands(1_234_567.0), "1,234,567");
+    }
+
     #[test]
     fn the_lowest_risk_batch_reader_is_next_once_earlier_ones_settled() {
         let low = on_streaming_for(consumer("dash", Risk::Low, "streaming"), 15.0);
         let medium = consumer("ops", Risk::Medium, "batch");
         let high = consumer("fraud", Risk::High, "shadow");
-        let n = next_to_move(&[&high, &medium, &low], NOW);
+        let n = next(&[&high, &medium, &low]);
         assert_eq!(n.consumer.as_deref(), Some("ops"));
         assert!(n.ready, "{n:?}");
         assert!(n.tied_with.is_empty());
@@ -569,7 +1033,7 @@ mod tests {
     fn next_waits_for_fourteen_days_without_a_trip() {
         let low = on_streaming_for(consumer("dash", Risk::Low, "streaming"), 3.0);
         let medium = consumer("ops", Risk::Medium, "batch");
-        let n = next_to_move(&[&low, &medium], NOW);
+        let n = next(&[&low, &medium]);
         assert_eq!(n.consumer.as_deref(), Some("ops"));
         assert!(!n.ready);
         assert_eq!(
@@ -579,7 +1043,7 @@ mod tests {
 
         let mut tripped = on_streaming_for(consumer("dash", Risk::Low, "streaming"), 20.0);
         tripped.gate_trips_settle = 1.0;
-        let n = next_to_move(&[&tripped, &medium], NOW);
+        let n = next(&[&tripped, &medium]);
         assert!(!n.ready);
         assert!(
             n.waiting_for[0].contains("gate trip"),
@@ -592,12 +1056,12 @@ mod tests {
     fn ties_in_risk_are_ordered_by_name_and_said() {
         let b = consumer("beta", Risk::Low, "batch");
         let a = consumer("alpha", Risk::Low, "batch");
-        let n = next_to_move(&[&b, &a], NOW);
+        let n = next(&[&b, &a]);
         assert_eq!(n.consumer.as_deref(), Some("alpha"));
         assert_eq!(n.tied_with, ["beta"]);
         // An equal-risk consumer already on streaming must have settled too.
         let c = on_streaming_for(consumer("gamma", Risk::Low, "canary"), 1.0);
-        let n = next_to_move(&[&b, &a, &c], NOW);
+        let n = next(&[&b, &a, &c]);
         assert!(!n.ready);
     }
 
@@ -608,7 +1072,7 @@ mod tests {
         gone.last_modes = vec!["streaming".to_owned()];
         assert_eq!(gone.phase(), Phase::NotReporting);
         let ops = consumer("ops", Risk::Medium, "batch");
-        let n = next_to_move(&[&gone, &ops], NOW);
+        let n = next(&[&gone, &ops]);
         assert_eq!(n.consumer.as_deref(), Some("ops"));
         assert!(!n.ready);
         assert!(n.waiting_for[0].contains("stopped reporting"));
@@ -619,7 +1083,7 @@ mod tests {
     #[test]
     fn no_batch_reader_means_nobody_is_next() {
         let a = on_streaming_for(consumer("a", Risk::Low, "streaming_only"), 30.0);
-        let n = next_to_move(&[&a], NOW);
+        let n = next(&[&a]);
         assert_eq!(n.consumer, None);
     }
 
