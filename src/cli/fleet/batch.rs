@@ -298,7 +298,7 @@ pub fn steps_text(s: &Steps) -> Vec<String> {
     if s.clean == Some(true) {
         out.push(format!(
             "decommission steps: step 1 since {at_least}{date}, {} of 7d clean",
-            days(ran.min(STEP_SECONDS))
+            days(ran)
         ));
     } else {
         out.push(format!(

@@ -83,10 +83,16 @@ pub fn board(b: &Board) -> String {
         .collect();
     known.sort_unstable();
     known.dedup();
+    let counted = b.datasets.iter().any(|d| d.unknown_readers.is_some());
     out.push_str(&format!(
-        "{} consumer{} known through cutover; a reader that never went through cutover is invisible here.\n",
+        "{} consumer{} known through cutover; {}\n",
         known.len(),
-        if known.len() == 1 { "" } else { "s" }
+        if known.len() == 1 { "" } else { "s" },
+        if counted {
+            "readers that never went through cutover are counted from batch's own requests (--batch-requests), not named."
+        } else {
+            "a reader that never went through cutover is invisible here."
+        }
     ));
     out
 }
