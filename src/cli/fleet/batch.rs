@@ -408,7 +408,7 @@ mod tests {
         // until batch stops.
         let wm = hourly(start, NOW, |t| t.min(stopped));
         let modes = so(start, NOW, NOW - 8.0 * DAY);
-        let (since, _) = step1_start(&[wm.clone()], &modes, start, H).expect("begun");
+        let (since, _) = step1_start(std::slice::from_ref(&wm), &modes, start, H).expect("begun");
         assert_eq!(since.at, stopped);
         assert!(!since.at_least);
         // Batch stopped while a consumer still read it: not begun.

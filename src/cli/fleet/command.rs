@@ -17,6 +17,8 @@ pub struct Batch {
 /// `cutover fleet`: 0 (board printed, or batch can be switched off), 1 (a
 /// consumer still reads batch), 2 (Prometheus cannot be queried, or bad
 /// arguments).
+// One argument per flag group of `cutover fleet`, as main parsed them.
+#[allow(clippy::too_many_arguments)]
 pub fn fleet(
     prometheus: &str,
     auth: &super::query::Auth,
