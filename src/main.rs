@@ -29,6 +29,9 @@ fn main() -> ExitCode {
             window,
             json,
             decommission,
+            batch_requests,
+            unknown_tolerance,
+            batch_watermark,
             basic_auth_user,
             basic_auth_password_file,
             bearer_token_file,
@@ -51,6 +54,11 @@ fn main() -> ExitCode {
                 window.as_deref(),
                 json,
                 decommission.as_deref(),
+                &cli::fleet::command::Batch {
+                    requests: batch_requests,
+                    watermark: batch_watermark,
+                    unknown_tolerance,
+                },
             )
         }
         Command::Diff {

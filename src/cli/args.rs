@@ -120,6 +120,18 @@ pub enum Command {
         /// Check whether batch can be switched off for this dataset.
         #[arg(long, value_name = "DATASET")]
         decommission: Option<String>,
+        /// PromQL for the requests batch itself served, with $dataset and
+        /// $window substituted: the board shows readers not behind cutover.
+        #[arg(long, value_name = "QUERY")]
+        batch_requests: Option<String>,
+        /// Readers not behind cutover (reads over the window) that
+        /// --decommission tolerates when --batch-requests is given.
+        #[arg(long, value_name = "READS", default_value_t = 0.0)]
+        unknown_tolerance: f64,
+        /// PromQL for batch's own last-output time, with $dataset: the
+        /// decommission steps are measured from it.
+        #[arg(long, value_name = "QUERY")]
+        batch_watermark: Option<String>,
         /// Basic auth user; the password is read from --basic-auth-password-file.
         #[arg(
             long,

@@ -45,17 +45,41 @@ const RISKS: [(&str, &str); 3] = [("dash", "low"), ("ops", "medium"), ("fraud", 
 ///   against batch before its first scrape: reads `increase()` cannot see
 ///   (a series born above zero), blocked by fraud.
 ///
+/// - `returns`: as `orders`, and batch (its own watermark and request
+///   counter exported) stopped producing 3 days before the end: step 1,
+///   3d of 7d clean;
+/// - `ledger`: every consumer `streaming_only` from day 9, batch stopped
+///   10 days before the end: step 2 may begin.
+///
 /// Two events touch every dataset of a consumer, as they would: ops'
 /// sidecar restarts in place (same `instance`, counters back to 0), and
 /// fraud's pod moves (a new `instance`: its series end, new ones begin).
-const DATASETS: [&str; 6] = [
+const DATASETS: [&str; 8] = [
     "customers",
     "refunds",
     "payments",
     "orders",
     "invoices",
     "shipments",
+    "returns",
+    "ledger",
 ];
+
+/// When batch stopped producing, from the history's start, for the
+/// datasets whose batch exports its own figures. Two hours before the
+/// whole day, so the hourly history's step puts step 1 a little after.
+fn batch_stopped(dataset: &str) -> Option<u64> {
+    match dataset {
+        "returns" => Some(18 * DAY - 2 * HOUR),
+        "ledger" => Some(11 * DAY - 2 * HOUR),
+        _ => None,
+    }
+}
+
+/// What the test asks batch's own exporter.
+const BATCH_REQUESTS: &str =
+    r#"sum(increase(batch_http_requests_total{table="$dataset"}[$window]))"#;
+const BATCH_WATERMARK: &str = r#"max(batch_job_last_success_timestamp_seconds{table="$dataset"})"#;
 
 /// When ops' sidecar restarted, from the history's start.
 const RESTART: u64 = 18 * DAY;
@@ -81,6 +105,7 @@ fn mode_at(dataset: &str, consumer: &str, at: u64) -> &'static str {
         "payments" if consumer == "dash" && (TRIP..TRIP + TRIP_FOR).contains(&at) => "batch",
         "payments" if consumer == "dash" && day >= 3 => "streaming",
         "customers" | "refunds" | "payments" => "shadow",
+        "ledger" if day >= 9 => "streaming_only",
         _ => {
             if dataset == "invoices"
                 && consumer == "ops"
@@ -214,6 +239,9 @@ fn history(steps: u64) -> Vec<Series> {
         steps: steps as usize,
         series: BTreeMap::new(),
     };
+    // Per dataset and step: the reads cutover sent batch, which batch's own
+    // counter counts too.
+    let mut batch_served: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     for (consumer, risk) in RISKS {
         for k in 0..steps {
             let target = format!(
@@ -255,6 +283,7 @@ fn history(steps: u64) -> Vec<Series> {
                     c[ATTEMPTS_BATCH] += UNSCRAPED;
                     c[MATCHED] += UNSCRAPED;
                 }
+                let batch_before = c[ATTEMPTS_BATCH];
                 let m = mode_at(dataset, consumer, at);
                 for name in MODES {
                     rec.set(
@@ -297,6 +326,10 @@ fn history(steps: u64) -> Vec<Series> {
                         c[ATTEMPTS_BATCH] += READS;
                     }
                 }
+                batch_served
+                    .entry(dataset)
+                    .or_insert_with(|| vec![0; steps as usize])[k as usize] +=
+                    c[ATTEMPTS_BATCH] - batch_before;
                 for (i, (family, sample, extra)) in COUNTERS.iter().enumerate() {
                     rec.set(
                         (family, "counter", sample),
@@ -335,6 +368,40 @@ fn history(steps: u64) -> Vec<Series> {
                     );
                 }
             }
+        }
+    }
+    // Batch's own exporter, for the datasets whose batch stopped: its
+    // request counter and its last output's time (hourly outputs).
+    for (dataset, served) in batch_served {
+        let Some(stopped) = batch_stopped(dataset) else {
+            continue;
+        };
+        let labels = format!(r#"table="{dataset}",instance="batch-0:8080",job="batch""#);
+        let mut total = 0;
+        for (k, n) in served.iter().enumerate() {
+            let at = k as u64 * STEP;
+            total += n;
+            rec.set(
+                (
+                    "batch_http_requests",
+                    "counter",
+                    "batch_http_requests_total",
+                ),
+                labels.clone(),
+                k as u64,
+                total,
+            );
+            // Seconds into the history, not Unix time: only its changes count.
+            rec.set(
+                (
+                    "batch_job_last_success_timestamp_seconds",
+                    "gauge",
+                    "batch_job_last_success_timestamp_seconds",
+                ),
+                labels.clone(),
+                k as u64,
+                at.min(stopped) / HOUR * HOUR,
+            );
         }
     }
     rec.series
@@ -604,6 +671,72 @@ async fn history_of_three_weeks_gives_each_verdict_from_stored_data() {
     assert!(
         near(since, 8.0 * day, (HOUR + STEP) as f64),
         "fraud: {since} s"
+    );
+
+    // The decommission steps, from batch's own watermark and requests.
+    let args = [
+        "--window",
+        "7d",
+        "--batch-requests",
+        BATCH_REQUESTS,
+        "--batch-watermark",
+        BATCH_WATERMARK,
+    ];
+    let text = fleet(&prom, &args).await;
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    println!("{}", text.stdout);
+    let json = fleet(&prom, &[&args[..], &["--json"]].concat()).await;
+    assert_eq!(json.code, Some(0), "{}", json.stderr);
+    let j: Value = serde_json::from_str(&json.stdout).expect("board JSON");
+    let steps = |name: &str| {
+        dataset(&j, name).unwrap_or_else(|| panic!("{name}"))["decommission_steps"].clone()
+    };
+    let returns = steps("returns");
+    assert_eq!(returns["step"], 1, "{returns}");
+    assert_eq!(returns["clean"], true, "{returns}");
+    let ran = num(&returns["step1_seconds"]);
+    assert!(
+        near(ran, 3.0 * day + 2.0 * HOUR as f64, HOUR as f64),
+        "returns: step 1 for {ran} s"
+    );
+    let date = |t: u64| {
+        let d = time::OffsetDateTime::from_unix_timestamp(t as i64).expect("time");
+        format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    };
+    let since = num(&returns["step1_since"]["at"]) as u64;
+    assert!(
+        text.stdout.contains(&format!(
+            "  decommission steps: step 1 since {}, 3d of 7d clean\n",
+            date(since)
+        )),
+        "{}",
+        text.stdout
+    );
+    assert_eq!(
+        dataset(&j, "returns").expect("returns")["unknown_readers"]["reads"],
+        0.0
+    );
+    let ledger = steps("ledger");
+    assert_eq!(ledger["step"], 2, "{ledger}");
+    assert_eq!(ledger["step2_may_begin"], true, "{ledger}");
+    let ran = num(&ledger["step1_seconds"]);
+    assert!(
+        near(ran, 10.0 * day + 2.0 * HOUR as f64, HOUR as f64),
+        "ledger: step 1 for {ran} s"
+    );
+    assert!(
+        text.stdout.contains("  step 2 (archive batch's outputs) may begin; step 3 (remove batch's code) follows 7 days after step 2\n"),
+        "{}",
+        text.stdout
+    );
+    // A dataset whose batch exports nothing: the steps say why they are unknown.
+    assert_eq!(steps("orders")["step"], 0);
+    assert!(
+        steps("orders")["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("--batch-watermark matched no series")),
+        "{}",
+        steps("orders")
     );
 
     // Decommission: orders is ready (the restart's drop to 0 is no read) ...

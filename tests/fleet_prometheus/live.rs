@@ -1,17 +1,100 @@
 //! *live*: three real sidecars (risk low, medium, high; one dataset)
 //! scraped every second by a Prometheus this test starts; their files are
-//! edited from mode to mode and the board follows each edit.
+//! edited from mode to mode and the board follows each edit. Batch is an
+//! origin exporting its own request counter, so the board counts a hidden
+//! reader that reads batch around cutover, and measures the figure's error.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::*;
-use crate::support::{Backend, Behaviour, Binary, Config, Route, try_get, wait_until_async_within};
+use crate::support::{
+    Backend, Behaviour, Binary, Config, Route, full_body, try_get, wait_until_async_within,
+};
 
 const LIVE: [(&str, &str); 3] = [("dash", "low"), ("ops", "medium"), ("fraud", "high")];
+
+/// What batch's own exporter is asked: its requests of a table over the window.
+const BATCH_REQUESTS: &str =
+    r#"sum(increase(batch_http_requests_total{table="$dataset"}[$window]))"#;
+
+/// The window the readers-not-behind-cutover checks look over: short, so
+/// a reader that stopped leaves it within the test.
+const SHORT: &str = "20s";
+
+/// How long a stopped reader may take to leave the `SHORT` window: the
+/// window, scrapes, and a loaded machine.
+const LEAVES_WINDOW: Duration = Duration::from_secs(90);
+
+/// Batch: answers every read with `body` and counts it, as a web server's
+/// exporter does, on its own `/metrics` (which it does not count).
+struct BatchOrigin {
+    backend: Backend,
+    served: Arc<AtomicU64>,
+}
+
+impl BatchOrigin {
+    async fn start(body: &'static str) -> BatchOrigin {
+        let served = Arc::new(AtomicU64::new(0));
+        let counter = served.clone();
+        let backend = Backend::start(Behaviour::custom(move |req| {
+            let counter = counter.clone();
+            async move {
+                let (ctype, text) = if req.uri().path() == "/metrics" {
+                    let n = counter.load(Ordering::SeqCst);
+                    (
+                        "text/plain; version=0.0.4",
+                        format!(
+                            "# TYPE batch_http_requests_total counter\nbatch_http_requests_total{{table=\"orders\"}} {n}\n"
+                        ),
+                    )
+                } else {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    ("application/json", body.to_owned())
+                };
+                http::Response::builder()
+                    .header("content-type", ctype)
+                    .body(full_body(text))
+                    .expect("response")
+            }
+        }))
+        .await;
+        BatchOrigin { backend, served }
+    }
+}
+
+/// `orders` on a `SHORT` board with `--batch-requests`, as JSON.
+async fn batch_board(prom: &PromServer) -> Result<Value, String> {
+    let out = fleet(
+        prom,
+        &[
+            "--window",
+            SHORT,
+            "--dataset",
+            "orders",
+            "--json",
+            "--batch-requests",
+            BATCH_REQUESTS,
+        ],
+    )
+    .await;
+    if out.code != Some(0) {
+        return Err(format!(
+            "cutover fleet exited {:?}: {}",
+            out.code, out.stderr
+        ));
+    }
+    let b: Value =
+        serde_json::from_str(&out.stdout).map_err(|e| format!("not JSON ({e}): {}", out.stdout))?;
+    dataset(&b, "orders")
+        .map(|d| d["unknown_readers"].clone())
+        .ok_or_else(|| format!("no orders: {b}"))
+}
 
 /// One real `cutover run` process for one consumer, its config in a temp dir.
 struct Sidecar {
@@ -138,16 +221,18 @@ async fn live_board_follows_each_edit_and_flags_high_risk_first() {
     }
     let tools = Tools::find();
     let body = r#"{"data":[{"id":1,"total":10}]}"#;
-    let batch = Backend::start(Behaviour::ok(body)).await;
+    let origin = BatchOrigin::start(body).await;
+    let batch = &origin.backend;
     let streaming = Backend::start(Behaviour::ok(body)).await;
     let mut sidecars: Vec<Sidecar> = LIVE
         .iter()
-        .map(|(name, risk)| Sidecar::start(name, risk, &batch, &streaming))
+        .map(|(name, risk)| Sidecar::start(name, risk, batch, &streaming))
         .collect();
     let by = |name: &str| sidecars.iter().find(|s| s.name == name).expect("sidecar");
     let dir = tempfile::tempdir().expect("temp dir");
-    let admins: Vec<SocketAddr> = sidecars.iter().map(|s| s.bin.admin).collect();
-    let prom = PromServer::start(&tools, dir.path(), &dir.path().join("tsdb"), &admins).await;
+    let mut targets: Vec<SocketAddr> = sidecars.iter().map(|s| s.bin.admin).collect();
+    targets.push(batch.addr);
+    let prom = PromServer::start(&tools, dir.path(), &dir.path().join("tsdb"), &targets).await;
     let _traffic = drive(
         sidecars
             .iter()
@@ -187,6 +272,51 @@ async fn live_board_follows_each_edit_and_flags_high_risk_first() {
     assert_eq!(d["next_to_move"]["ready"], false);
     assert!(pairs(d).is_empty());
     assert_eq!(d["shadow"]["ready"], false, "no comparison yet");
+
+    // 1b. The figure's error with no hidden reader while cutover reads batch
+    //     (30 reads a second): batch's count minus cutover's, unfloored.
+    //     Both series must span the window first.
+    wait_until_async_within(
+        LEAVES_WINDOW,
+        "the counters span the short window",
+        || async {
+            let u = batch_board(&prom).await?;
+            let (served, sent) = (num(&u["batch_served"]), num(&u["sent_by_cutover"]));
+            if sent > 0.0 && served > 0.0 && origin.served.load(Ordering::SeqCst) > 600 {
+                Ok(())
+            } else {
+                Err(format!("not yet: {u}"))
+            }
+        },
+    )
+    .await;
+    let mut errors = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(1500));
+    for _ in 0..8 {
+        tick.tick().await;
+        let u = batch_board(&prom).await.expect("batch board");
+        let (served, sent) = (num(&u["batch_served"]), num(&u["sent_by_cutover"]));
+        assert_eq!(
+            num(&u["reads"]),
+            (served - sent).max(0.0).round(),
+            "the figure is batch's minus cutover's, floored: {u}"
+        );
+        errors.push((served - sent, sent));
+    }
+    println!(
+        "measured: no hidden reader, cutover reading batch, window {SHORT}: batch minus cutover {}",
+        errors
+            .iter()
+            .map(|(e, sent)| format!("{e:+.1} of {sent:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for (e, sent) in &errors {
+        assert!(
+            e.abs() <= 0.25 * sent + 10.0,
+            "batch and cutover disagree by {e:+.1} reads of {sent:.0}: {errors:?}"
+        );
+    }
 
     // 2. The high-risk consumer goes first: the board flags it against both.
     by("fraud").set_mode("streaming", Edit::RenameOver);
@@ -307,6 +437,122 @@ async fn live_board_follows_each_edit_and_flags_high_risk_first() {
             out.stdout
         );
     }
+
+    // 5b. Nobody reads batch through cutover any more: once the short
+    //     window holds none of their reads, the figure is exactly 0 and
+    //     the decommission passes with the default tolerance.
+    let decommission = |tolerance: &'static str| {
+        let prom = &prom;
+        async move {
+            fleet(
+                prom,
+                &[
+                    "--decommission",
+                    "orders",
+                    "--window",
+                    SHORT,
+                    "--batch-requests",
+                    BATCH_REQUESTS,
+                    "--unknown-tolerance",
+                    tolerance,
+                ],
+            )
+            .await
+        }
+    };
+    // The decommission's last-batch-read history may look a scrape further
+    // back than increase() does: the wait is on both.
+    let clean = || async {
+        let u = batch_board(&prom).await?;
+        if num(&u["sent_by_cutover"]) != 0.0 || num(&u["reads"]) != 0.0 {
+            return Err(format!("not yet: {u}"));
+        }
+        let out = decommission("0").await;
+        if out.code != Some(0) {
+            return Err(format!(
+                "decommission exited {:?}: {}",
+                out.code, out.stdout
+            ));
+        }
+        Ok((u, out.stdout))
+    };
+    let (u, _) =
+        wait_until_async_within(LEAVES_WINDOW, "no batch read in the short window", clean).await;
+    println!("measured: no hidden reader, nobody reading batch: {u}");
+    assert_eq!(num(&u["batch_served"]), 0.0, "{u}");
+
+    // 5c. A hidden reader reads batch directly, around cutover, then stops.
+    const HIDDEN: u64 = 100;
+    let before = origin.served.load(Ordering::SeqCst);
+    for _ in 0..HIDDEN {
+        let _ = try_get(&batch.url("/tables/orders/1")).await;
+    }
+    assert_eq!(origin.served.load(Ordering::SeqCst) - before, HIDDEN);
+    let seen = wait_until_async_within(BOARD_FOLLOWS, "the hidden reader on the board", || async {
+        let u = batch_board(&prom).await?;
+        if num(&u["reads"]) >= HIDDEN as f64 * 0.9 {
+            Ok(u)
+        } else {
+            Err(format!("not yet: {u}"))
+        }
+    })
+    .await;
+    let text = fleet(
+        &prom,
+        &[
+            "--window",
+            SHORT,
+            "--dataset",
+            "orders",
+            "--batch-requests",
+            BATCH_REQUESTS,
+        ],
+    )
+    .await;
+    println!("{}", text.stdout);
+    assert!(
+        text.stdout.contains("  readers not behind cutover: "),
+        "{}",
+        text.stdout
+    );
+    let mut figures = vec![num(&seen["reads"])];
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    for _ in 0..4 {
+        tick.tick().await;
+        let u = batch_board(&prom).await.expect("batch board");
+        if num(&u["reads"]) > 0.0 {
+            figures.push(num(&u["reads"]));
+        }
+    }
+    println!(
+        "measured: {HIDDEN} hidden reads, nobody reading batch through cutover, window {SHORT}: figure {}",
+        figures
+            .iter()
+            .map(|f| format!("{f:.0} ({:+.0})", f - HIDDEN as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let out = decommission("0").await;
+    println!("{}", out.stdout);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("  BLOCKS: readers not behind cutover: "),
+        "{}",
+        out.stdout
+    );
+    let out = decommission("1000").await;
+    assert_eq!(
+        out.code,
+        Some(0),
+        "a tolerance over the figure passes: {}",
+        out.stdout
+    );
+
+    // 5d. It stopped: it leaves the window, the board shows 0 and the
+    //     decommission passes again.
+    let (u, passed) = wait_until_async_within(LEAVES_WINDOW, "the hidden reader gone", clean).await;
+    println!("hidden reader gone from the board: {u}\n{passed}");
 
     // 6. fraud's sidecar stops (it ran for under a minute, so no hourly step
     //    of the mode history saw it): the board keeps it, NOT REPORTING,

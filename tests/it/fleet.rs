@@ -199,6 +199,17 @@ fn answer(fleet: Fleet, path: &str, q: &str, now: f64) -> Option<Value> {
     if q.contains("unless") {
         return Some(vector(now, &[]));
     }
+    // Batch's own exporter (`--batch-requests`): it served 40 reads of
+    // orders over the window on the board, 7 when every consumer is
+    // streaming_only (a reader around cutover).
+    if q.starts_with("sum(increase(batch_http_requests_total{") {
+        let served = match (fleet, q.contains(r#"table="orders""#)) {
+            (_, false) => 0.0,
+            (Fleet::Board, true) => 1340.0,
+            (_, true) => 7.0,
+        };
+        return Some(vector(now, &[(json!({}), served)]));
+    }
     if q.contains("increase(cutover_upstream_requests_total{side=\"batch\"") {
         return Some(match fleet {
             Fleet::BatchRead => vector(now, &[(cd("ops", "orders"), 3.0)]),
@@ -566,4 +577,102 @@ async fn credentials_come_from_files() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let last = prom.last().expect("a query");
     assert_eq!(last.headers["authorization"], "Basic dXNlcjpwYXNz");
+}
+
+const BATCH_REQUESTS: &str =
+    r#"sum(increase(batch_http_requests_total{table="$dataset"}[$window]))"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_requests_show_readers_not_behind_cutover() {
+    let prom = prometheus(Fleet::Board).await;
+    let url = prom.url("");
+    let out = cutover(&[
+        "fleet",
+        "--prometheus",
+        &url,
+        "--batch-requests",
+        BATCH_REQUESTS,
+    ])
+    .await;
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    // The fake's sidecars sent batch nothing it counts by dataset, so all
+    // 1340 of batch's reads of orders are readers not behind cutover.
+    assert!(
+        out.stdout.contains(
+            "  readers not behind cutover: 1340 reads (batch served 1340, cutover sent it 0)\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("decommission steps: unknown (no --batch-watermark"),
+        "{}",
+        out.stdout
+    );
+    let out = cutover(&[
+        "fleet",
+        "--prometheus",
+        &url,
+        "--batch-requests",
+        BATCH_REQUESTS,
+        "--json",
+    ])
+    .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let b: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let d = |name: &str| {
+        b["datasets"]
+            .as_array()
+            .and_then(|ds| ds.iter().find(|d| d["dataset"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {b}"))
+    };
+    assert_eq!(d("orders")["unknown_readers"]["reads"], 1340.0);
+    assert_eq!(d("customers")["unknown_readers"]["reads"], 0.0);
+    assert_eq!(d("orders")["decommission_steps"]["known"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decommission_blocks_on_readers_not_behind_cutover_above_the_tolerance() {
+    let prom = prometheus(Fleet::Decommissioned).await;
+    let url = prom.url("");
+    let args = |tolerance: &'static str| {
+        vec![
+            "fleet".to_owned(),
+            "--prometheus".to_owned(),
+            url.clone(),
+            "--decommission".to_owned(),
+            "orders".to_owned(),
+            "--batch-requests".to_owned(),
+            BATCH_REQUESTS.to_owned(),
+            "--unknown-tolerance".to_owned(),
+            tolerance.to_owned(),
+        ]
+    };
+    let run = |a: Vec<String>| async move {
+        tokio::task::spawn_blocking(move || run_cutover(&a))
+            .await
+            .expect("the cutover run")
+    };
+    let out = run(args("0")).await;
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(
+            "  BLOCKS: readers not behind cutover: 7 reads over the last 7d00h (batch served 7, cutover sent it 0; --unknown-tolerance 0)"
+        ),
+        "{}",
+        out.stdout
+    );
+    let out = run(args("7")).await;
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("  readers not behind cutover: 7 reads"),
+        "{}",
+        out.stdout
+    );
+    // Without --batch-requests, as before: ready, with the honest limit.
+    let out = cutover(&["fleet", "--prometheus", &url, "--decommission", "orders"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    assert!(out.stdout.contains("Limit: "), "{}", out.stdout);
 }

@@ -3,9 +3,22 @@
 
 use crate::cli::Exit;
 
+/// What batch itself exports, for readers not behind cutover and the
+/// decommission steps (`--batch-requests`, `--batch-watermark`,
+/// `--unknown-tolerance`).
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    pub requests: Option<String>,
+    pub watermark: Option<String>,
+    /// Reads over the window above which readers not behind cutover block.
+    pub unknown_tolerance: f64,
+}
+
 /// `cutover fleet`: 0 (board printed, or batch can be switched off), 1 (a
 /// consumer still reads batch), 2 (Prometheus cannot be queried, or bad
 /// arguments).
+// One argument per flag group of `cutover fleet`, as main parsed them.
+#[allow(clippy::too_many_arguments)]
 pub fn fleet(
     prometheus: &str,
     auth: &super::query::Auth,
@@ -14,6 +27,7 @@ pub fn fleet(
     window: Option<&str>,
     json: bool,
     decommission: Option<&str>,
+    batch: &Batch,
 ) -> Exit {
     let default = if decommission.is_some() { "7d" } else { "1h" };
     let window = match super::parse_window(window.unwrap_or(default)) {
@@ -41,20 +55,29 @@ pub fn fleet(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     let printed = if let Some(ds) = decommission {
-        rt.block_on(super::decommission(&prom, ds, window, now))
-            .map(|d| {
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
-                } else {
-                    print!("{}", super::render::decommission(&d));
-                }
-                d.ready
-            })
+        rt.block_on(super::decommission(
+            &prom,
+            ds,
+            window,
+            now,
+            batch.requests.as_deref(),
+            batch.unknown_tolerance,
+        ))
+        .map(|d| {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+            } else {
+                print!("{}", super::render::decommission(&d));
+            }
+            d.ready
+        })
     } else {
         let req = super::Request {
             dataset,
             window,
             now,
+            batch_requests: batch.requests.clone(),
+            batch_watermark: batch.watermark.clone(),
         };
         rt.block_on(super::board(&prom, &req)).map(|b| {
             if json {

@@ -7,6 +7,7 @@
 //! histories read with `query_range`: the effective mode (time in mode,
 //! time on streaming) and the raw batch attempt counters (last batch read).
 
+pub mod batch;
 pub mod command;
 pub mod promql;
 pub mod query;
@@ -30,6 +31,10 @@ pub struct Request {
     pub window: f64,
     /// Evaluation time (Unix seconds); every query uses it.
     pub now: f64,
+    /// `--batch-requests`: PromQL for the requests batch itself served.
+    pub batch_requests: Option<String>,
+    /// `--batch-watermark`: PromQL for batch's own last-output time.
+    pub batch_watermark: Option<String>,
 }
 
 /// The board: one entry per dataset.
@@ -48,6 +53,10 @@ pub struct DatasetBoard {
     pub shadow: ShadowVerdict,
     pub next_to_move: NextToMove,
     pub risk_order_violations: Vec<Violation>,
+    /// Readers not behind cutover over the window; `None` without `--batch-requests`.
+    pub unknown_readers: Option<batch::UnknownReaders>,
+    /// The guide's three decommission steps.
+    pub decommission_steps: batch::Steps,
 }
 
 /// The decommission answer for one dataset.
@@ -58,6 +67,10 @@ pub struct Decommission {
     pub window_seconds: f64,
     pub ready: bool,
     pub consumers: Vec<DecommissionConsumer>,
+    /// Readers not behind cutover over the window; `None` without `--batch-requests`.
+    pub unknown_readers: Option<batch::UnknownReaders>,
+    /// Why they block the decommission (above `--unknown-tolerance`), if they do.
+    pub unknown_readers_block: Option<String>,
 }
 
 type Key = (String, String);
@@ -99,7 +112,7 @@ pub async fn board(prom: &Prometheus, req: &Request) -> Result<Board, QueryError
             .position(|(n, _)| *n == name)
             .map_or(&[][..], |i| &answers[i][..])
     };
-    Ok(assemble(
+    let mut board = assemble(
         req,
         &Answers {
             risk: get("risk"),
@@ -121,7 +134,149 @@ pub async fn board(prom: &Prometheus, req: &Request) -> Result<Board, QueryError
             batch_counters: &batch,
             history_start,
         },
-    ))
+    );
+    batch_view(prom, req, &mut board, &modes, history_start).await?;
+    Ok(board)
+}
+
+/// Fills each dataset's readers not behind cutover and decommission steps
+/// from batch's own queries (`--batch-requests`, `--batch-watermark`).
+async fn batch_view(
+    prom: &Prometheus,
+    req: &Request,
+    board: &mut Board,
+    modes: &[Series],
+    history_start: f64,
+) -> Result<(), QueryError> {
+    if req.batch_requests.is_none() && req.batch_watermark.is_none() {
+        return Ok(());
+    }
+    let ds = req.dataset.as_deref();
+    let sent = prom
+        .query(&batch_sent_by_dataset_query(ds, req.window), req.now)
+        .await?;
+    let sent_in = |d: &str, answer: &[Series]| -> f64 {
+        answer
+            .iter()
+            .filter(|s| s.label("dataset") == d)
+            .filter_map(Series::value)
+            .filter(|v| v.is_finite())
+            .fold(0.0, |a, b| a + b)
+    };
+    let streaming_only = all_streaming_only(modes);
+    let no_steps = BTreeMap::new();
+    for d in &mut board.datasets {
+        if let Some(q) = &req.batch_requests {
+            let served = prom
+                .query(&batch::substitute(q, &d.dataset, req.window), req.now)
+                .await?;
+            d.unknown_readers = Some(batch::unknown_readers(
+                &served,
+                sent_in(&d.dataset, &sent),
+                req.window,
+            ));
+        }
+        let Some(wq) = &req.batch_watermark else {
+            continue;
+        };
+        let wm = prom
+            .query_range(
+                &batch::substitute(wq, &d.dataset, req.window),
+                history_start,
+                req.now,
+                HISTORY_STEP,
+            )
+            .await?;
+        let so = streaming_only.get(&d.dataset).unwrap_or(&no_steps);
+        let (since, t1) = match batch::step1_start(&wm, so, history_start, HISTORY_STEP) {
+            Ok(s) => s,
+            Err(why) => {
+                d.decommission_steps = batch::Steps {
+                    known: !wm.is_empty(),
+                    reason: Some(why),
+                    ..batch::Steps::default()
+                };
+                continue;
+            }
+        };
+        let ran = (req.now - t1).max(1.0);
+        let unknown = match &req.batch_requests {
+            Some(q) => {
+                let (served_q, sent_q) = (
+                    batch::substitute(q, &d.dataset, ran),
+                    batch_sent_by_dataset_query(Some(&d.dataset), ran),
+                );
+                let (served, sent) = tokio::try_join!(
+                    prom.query(&served_q, req.now),
+                    prom.query(&sent_q, req.now),
+                )?;
+                Some(batch::unknown_readers(
+                    &served,
+                    sent_in(&d.dataset, &sent),
+                    ran,
+                ))
+            }
+            None => None,
+        };
+        let (during_q, before_q) = (
+            answers_by_class_query(&d.dataset, ran),
+            answers_by_class_query(&d.dataset, batch::STEP_SECONDS),
+        );
+        let (during, before) =
+            tokio::try_join!(prom.query(&during_q, req.now), prom.query(&before_q, t1),)?;
+        let (during, before) = (batch::failed_ratios(&during), batch::failed_ratios(&before));
+        let failed: Vec<batch::FailedAnswers> = d
+            .consumers
+            .iter()
+            .map(|c| batch::FailedAnswers {
+                consumer: c.consumer.clone(),
+                during: during.get(&c.consumer).copied().flatten(),
+                before: before.get(&c.consumer).copied().flatten(),
+            })
+            .collect();
+        let read_batch: Vec<String> = d
+            .consumers
+            .iter()
+            .filter(|c| c.last_batch_read.is_some_and(|t| t > t1))
+            .map(|c| c.consumer.clone())
+            .collect();
+        let not_so: Vec<String> = d
+            .consumers
+            .iter()
+            .filter(|c| c.modes.is_empty() || c.modes.iter().any(|m| m != "streaming_only"))
+            .map(|c| {
+                if c.modes.is_empty() {
+                    format!("{} (not reporting)", c.consumer)
+                } else {
+                    format!("{} ({})", c.consumer, c.modes.join("+"))
+                }
+            })
+            .collect();
+        d.decommission_steps = batch::judge_steps(
+            since,
+            req.now,
+            &read_batch,
+            &not_so,
+            unknown.as_ref(),
+            &failed,
+        );
+    }
+    Ok(())
+}
+
+/// Per dataset, per history step: whether every consumer seen at that step
+/// had only `streaming_only` routes of the dataset.
+fn all_streaming_only(modes: &[Series]) -> BTreeMap<String, BTreeMap<i64, bool>> {
+    let mut out: BTreeMap<String, BTreeMap<i64, bool>> = BTreeMap::new();
+    for s in modes {
+        let so = s.label("mode") == "streaming_only";
+        let at = out.entry(s.label("dataset").to_owned()).or_default();
+        for &(t, _) in s.samples.iter().filter(|(_, v)| *v == 1.0) {
+            let e = at.entry(t.round() as i64).or_insert(true);
+            *e &= so;
+        }
+    }
+    out
 }
 
 /// Prometheus' answers to the board queries, by name.
@@ -306,6 +461,12 @@ pub fn assemble(req: &Request, a: &Answers<'_>) -> Board {
                 next_to_move: verdict::next_to_move(&refs, &shadow, req.now),
                 shadow,
                 risk_order_violations: verdict::risk_order_violations(&refs),
+                unknown_readers: None,
+                decommission_steps: batch::Steps::unknown(if req.batch_watermark.is_some() {
+                    "batch's watermark not read yet"
+                } else {
+                    batch::NO_WATERMARK
+                }),
                 dataset,
                 consumers,
             }
@@ -397,11 +558,15 @@ fn recent(figures: &mut BTreeMap<Key, ConsumerFigures>, modes: &[Series], seen: 
 }
 
 /// Whether batch can be switched off for `dataset`.
+/// With `batch_requests`, readers not behind cutover above `tolerance`
+/// (reads over the window) also block.
 pub async fn decommission(
     prom: &Prometheus,
     dataset: &str,
     window: f64,
     now: f64,
+    batch_requests: Option<&str>,
+    tolerance: f64,
 ) -> Result<Decommission, QueryError> {
     let queries = decommission_queries(dataset, window);
     let step = decommission_step(window);
@@ -413,13 +578,28 @@ pub async fn decommission(
         prom.query(&queries[3].1, now),
         prom.query_range(&batch_query, now - window, now, step),
     )?;
-    Ok(judge_decommission(
+    let mut d = judge_decommission(
         dataset,
         window,
         now,
         step,
         &[&known, &mode, &reads, &new_series, &history],
-    ))
+    );
+    if let Some(q) = batch_requests {
+        let served = prom
+            .query(&batch::substitute(q, dataset, window), now)
+            .await?;
+        let sent = d
+            .consumers
+            .iter()
+            .map(|c| c.batch_reads)
+            .fold(0.0, |a, b| a + b);
+        let u = batch::unknown_readers(&served, sent, window);
+        d.unknown_readers_block = batch::unknown_readers_block(&u, tolerance);
+        d.ready &= d.unknown_readers_block.is_none();
+        d.unknown_readers = Some(u);
+    }
+    Ok(d)
 }
 
 /// Pure part of `decommission`: answers in `decommission_queries` order,
@@ -476,6 +656,8 @@ pub fn judge_decommission(
         window_seconds: window,
         ready: verdict::decommission(&list),
         consumers: list,
+        unknown_readers: None,
+        unknown_readers_block: None,
     }
 }
 
@@ -572,6 +754,8 @@ mod tests {
             dataset: None,
             window: 3600.0,
             now,
+            batch_requests: None,
+            batch_watermark: None,
         };
         let gone_history = series(
             &[
@@ -638,6 +822,8 @@ mod tests {
             dataset: None,
             window: 3600.0,
             now,
+            batch_requests: None,
+            batch_watermark: None,
         };
         let cdm = |m: &'static str| vec![("consumer", "brief"), ("dataset", "orders"), ("mode", m)];
         let recent = [

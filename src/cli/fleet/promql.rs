@@ -206,3 +206,24 @@ pub fn decommission_queries(dataset: &str, window: f64) -> Vec<(&'static str, St
 pub fn decommission_step(window: f64) -> f64 {
     (window / 2000.0).max(15.0).round()
 }
+
+/// Every read any cutover sent to batch over `window`, per dataset: served,
+/// fallback, comparison and probe attempts alike (what batch itself counted
+/// as requests from cutover).
+pub fn batch_sent_by_dataset_query(dataset: Option<&str>, window: f64) -> String {
+    format!(
+        "sum by (dataset) (increase({}{}))",
+        batch_counter_query(dataset),
+        range(window)
+    )
+}
+
+/// Each consumer's answers of `dataset` over `window` by code class: its
+/// failed-answer ratio is the `5xx` share.
+pub fn answers_by_class_query(dataset: &str, window: f64) -> String {
+    format!(
+        "sum by (consumer, code_class) (increase({}{}))",
+        selector(REQUESTS_TOTAL, &[], Some(dataset)),
+        range(window)
+    )
+}

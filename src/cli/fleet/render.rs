@@ -46,6 +46,7 @@ pub fn board(b: &Board) -> String {
                 ));
             }
         }
+        out.push_str(&batch_lines(d));
     }
     out.push_str(
         "\nREADS, FALLBACK, ERR Δ (streaming minus batch failed share, percentage points), DIVERG, COMPARED, CONTRACT (violated share of checked streaming answers) and TRIPS are over the window.\n",
@@ -57,10 +58,16 @@ pub fn board(b: &Board) -> String {
         .collect();
     known.sort_unstable();
     known.dedup();
+    let counted = b.datasets.iter().any(|d| d.unknown_readers.is_some());
     out.push_str(&format!(
-        "{} consumer{} known through cutover; a reader that never went through cutover is invisible here.\n",
+        "{} consumer{} known through cutover; {}\n",
         known.len(),
-        if known.len() == 1 { "" } else { "s" }
+        if known.len() == 1 { "" } else { "s" },
+        if counted {
+            "readers that never went through cutover are counted from batch's own requests (--batch-requests), not named."
+        } else {
+            "a reader that never went through cutover is invisible here."
+        }
     ));
     out
 }
@@ -248,6 +255,28 @@ fn percent(v: Option<f64>, decimals: usize) -> String {
     v.map_or("-".to_owned(), |r| format!("{:.*}%", decimals, r * 100.0))
 }
 
+/// A dataset's readers not behind cutover and decommission steps.
+fn batch_lines(d: &super::DatasetBoard) -> String {
+    let mut out = String::new();
+    if let Some(u) = &d.unknown_readers {
+        match u.reads {
+            Some(r) => out.push_str(&format!(
+                "  readers not behind cutover: {r:.0} reads (batch served {:.0}, cutover sent it {:.0})\n",
+                u.batch_served.unwrap_or(0.0),
+                u.sent_by_cutover
+            )),
+            None => out.push_str(&format!(
+                "  readers not behind cutover: unknown ({})\n",
+                u.reason.as_deref().unwrap_or("no figure")
+            )),
+        }
+    }
+    for line in super::batch::steps_text(&d.decommission_steps) {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out
+}
+
 /// The decommission answer: verdict, the consumers known, the honest limit.
 pub fn decommission(d: &Decommission) -> String {
     let mut out = format!(
@@ -299,9 +328,18 @@ pub fn decommission(d: &Decommission) -> String {
             c.blocks.join("; ")
         ));
     }
-    out.push_str(
-        "Limit: only reads through a cutover sidecar are seen here; a reader of the batch output that never went through cutover is invisible to this check.\n",
-    );
+    match (&d.unknown_readers, &d.unknown_readers_block) {
+        (Some(_), Some(why)) => out.push_str(&format!("  BLOCKS: {why}\n")),
+        (Some(u), None) => out.push_str(&format!(
+            "  readers not behind cutover: {:.0} reads (batch served {:.0}, cutover sent it {:.0})\n",
+            u.reads.unwrap_or(0.0),
+            u.batch_served.unwrap_or(0.0),
+            u.sent_by_cutover
+        )),
+        _ => out.push_str(
+            "Limit: only reads through a cutover sidecar are seen here; a reader of the batch output that never went through cutover is invisible to this check (pass --batch-requests to count them from batch's own requests).\n",
+        ),
+    }
     out
 }
 
