@@ -173,7 +173,7 @@ pub fn step1_start(
         )),
         Some(t) => Err(format!(
             "batch still produced at {} (its watermark changed) while not every consumer was streaming_only",
-            super::render::rfc3339(t as f64)
+            super::verdict::rfc3339(t as f64)
         )),
         // Unchanged over the whole history: step 1 began before it, if
         // every consumer was streaming_only all along.
@@ -291,7 +291,7 @@ pub fn steps_text(s: &Steps) -> Vec<String> {
         }];
     };
     let ran = s.step1_seconds.unwrap_or(0.0);
-    let date = super::render::rfc3339(since.at);
+    let date = super::verdict::rfc3339(since.at);
     let date = date.split('T').next().unwrap_or(&date);
     let at_least = if since.at_least { "at least " } else { "" };
     let mut out = Vec::new();

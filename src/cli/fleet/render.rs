@@ -343,16 +343,7 @@ pub fn decommission(d: &Decommission) -> String {
     out
 }
 
-/// Unix seconds as RFC 3339 UTC, to the second.
-pub fn rfc3339(t: f64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t.floor() as i64)
-        .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| format!("{t:.0}"))
-}
+pub use super::verdict::rfc3339;
 
 #[cfg(test)]
 mod tests {

@@ -739,6 +739,17 @@ pub fn human_duration(seconds: f64) -> String {
     }
 }
 
+/// Unix seconds as RFC 3339 UTC, to the second.
+pub fn rfc3339(t: f64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t.floor() as i64)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{t:.0}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
