@@ -294,13 +294,7 @@ async fn collect(
     other: JoinHandle<Result<Read, Skip>>,
 ) -> Result<(Read, Read), Skip> {
     let served = match tokio::time::timeout(BODY_WAIT, copied).await {
-        Ok(Ok(Copied::Complete(chunks))) => {
-            let mut b = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
-            for c in chunks {
-                b.extend_from_slice(&c);
-            }
-            b.freeze()
-        }
+        Ok(Ok(Copied::Complete(chunks))) => crate::serve::tee::concat(chunks.iter()),
         Ok(Ok(Copied::OverBudget)) => return Err(Skip::Memory),
         Ok(Ok(Copied::TooLarge)) => {
             other.abort();

@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::HeaderValue;
 use http::request::Parts;
 use http::{Method, Response};
@@ -34,7 +34,7 @@ use crate::decide::contract::{self, Unchecked, Verdict};
 use crate::decide::freshness::now_unix_ms;
 use crate::net::upstream::UpstreamBody;
 use crate::serve::tee::BodyFraming;
-use crate::serve::tee::{Capture, Copied};
+use crate::serve::tee::{Capture, Copied, concat};
 use crate::state::divergence_log::DivergenceLogs;
 use crate::state::live::LiveRoute;
 use crate::state::route::ContractResult;
@@ -242,22 +242,6 @@ pub async fn check_read(
     }
     let verdict = run(route, &ctx, body.clone()).await;
     record(route, &ctx, &verdict, &body, logs);
-}
-
-fn concat<'a>(mut parts: impl Iterator<Item = &'a Bytes>) -> Bytes {
-    let Some(first) = parts.next() else {
-        return Bytes::new();
-    };
-    let Some(second) = parts.next() else {
-        return first.clone();
-    };
-    let mut b = BytesMut::with_capacity(first.len() + second.len());
-    b.extend_from_slice(first);
-    b.extend_from_slice(second);
-    for p in parts {
-        b.extend_from_slice(p);
-    }
-    b.freeze()
 }
 
 /// The check itself: inline when small and plain, else on the blocking pool.

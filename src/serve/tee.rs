@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use hyper::body::{Body, Frame, SizeHint};
 
@@ -28,6 +28,24 @@ impl BodyFraming {
         BodyFraming {
             content_encoding: headers.get(header::CONTENT_ENCODING).cloned(),
             content_type: headers.get(header::CONTENT_TYPE).cloned(),
+        }
+    }
+}
+
+/// The pieces of a body as one buffer: the piece itself when there is
+/// only one (no copy), else one copy of them all.
+pub fn concat<'a>(parts: impl Iterator<Item = &'a Bytes> + Clone) -> Bytes {
+    let mut each = parts.clone();
+    match (each.next(), each.next()) {
+        (None, _) => Bytes::new(),
+        (Some(only), None) => only.clone(),
+        _ => {
+            // Sized once: growing by doubling would copy a large body again.
+            let mut b = BytesMut::with_capacity(parts.clone().map(Bytes::len).sum());
+            for p in parts {
+                b.extend_from_slice(p);
+            }
+            b.freeze()
         }
     }
 }

@@ -2,28 +2,22 @@
 //! binary on real files; an error inside the schema file names that file.
 
 use std::path::Path;
-use std::process::{Command, Output};
-use std::sync::mpsc;
 
 use serde_json::json;
 
-use crate::support::{Config, Route, WAIT, refusing_addr};
+use crate::support::{Config, Output, Route, refusing_addr, run_cutover_in};
 
 /// Runs `cutover check --data-dir DIR CONFIG` from `dir`, within `WAIT`.
 fn check_in(dir: &Path, config: &str) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cutover"));
-    command
-        .current_dir(dir)
-        .args(["check", "--data-dir"])
-        .arg(dir)
-        .arg(config);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(command.output());
-    });
-    rx.recv_timeout(WAIT)
-        .unwrap_or_else(|_| panic!("cutover check did not finish within {WAIT:?}"))
-        .expect("cutover binary runs")
+    run_cutover_in(
+        dir,
+        &[
+            "check".as_ref(),
+            "--data-dir".as_ref(),
+            dir.as_os_str(),
+            config.as_ref(),
+        ],
+    )
 }
 
 /// One streaming route whose contract names `orders.schema.json`.
@@ -54,13 +48,9 @@ fn check_places_a_bad_schema_keyword_in_the_schema_file() {
     )
     .expect("write schema");
     let out = check_in(dir.path(), "c.yaml");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        out.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(1), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(
@@ -75,16 +65,16 @@ fn check_places_a_bad_schema_keyword_in_the_schema_file() {
     )
     .expect("write schema");
     let out = check_in(dir.path(), "c.yaml");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(0), "{stderr}");
     std::fs::write(
         dir.path().join("orders.schema.json"),
         "{\"type\": \"object\",\n}",
     )
     .expect("write schema");
     let out = check_in(dir.path(), "c.yaml");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(1), "{stderr}");
     assert_eq!(
         stderr.trim_end(),
         "orders.schema.json:2:1: JSON syntax error: trailing comma",
@@ -102,8 +92,8 @@ fn check_names_the_schema_path_beside_a_config_elsewhere() {
     )
     .expect("write schema");
     let out = check_in(dir.path(), "etc/c.yaml");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(1), "{stderr}");
     assert!(
         stderr.starts_with("etc/orders.schema.json:1:13: invalid schema at /minimum: "),
         "{stderr}"
@@ -111,8 +101,8 @@ fn check_names_the_schema_path_beside_a_config_elsewhere() {
     // A missing schema file is the config's error, at its `schema:` key.
     std::fs::remove_file(dir.path().join("etc/orders.schema.json")).expect("remove");
     let out = check_in(dir.path(), "etc/c.yaml");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(1), "{stderr}");
     assert!(
         stderr.starts_with("etc/c.yaml:")
             && stderr.contains("cannot read schema `etc/orders.schema.json`"),

@@ -47,6 +47,15 @@ async fn batch() -> Backend {
     canned(vec![("", "application/json", BATCH_BODY.to_owned())]).await
 }
 
+/// Scrapes until `cond` holds (bounded by `WAIT`) and returns that scrape.
+async fn settle(p: &Proxy, what: &str, cond: impl Fn(&Metrics) -> bool) -> Metrics {
+    wait_until_async(what, || async {
+        let m = p.scrape().await;
+        if cond(&m) { Ok(m) } else { Err(m.text.clone()) }
+    })
+    .await
+}
+
 /// Every rule but `schema`; records at `/items` for JSON.
 fn rules(on_violation: &str) -> Value {
     json!({
@@ -214,14 +223,9 @@ async fn record_serves_a_broken_answer_and_counts_it_after() {
         assert_eq!(a.header("x-cutover-served-by"), Some("streaming"), "{case}");
         assert_eq!(a.text(), body, "{case}: record never alters the answer");
     }
-    let m = wait_until_async("five checks counted", || async {
-        let m = p.scrape().await;
-        let r = m.route("orders");
-        if r.contract_checks("pass") + r.contract_checks("violation") >= 5.0 {
-            Ok(m)
-        } else {
-            Err(m.text.clone())
-        }
+    let m = settle(&p, "five checks counted", |m| {
+        m.route("orders").contract_checks("pass") + m.route("orders").contract_checks("violation")
+            >= 5.0
     })
     .await;
     let r = m.route("orders");
@@ -230,13 +234,8 @@ async fn record_serves_a_broken_answer_and_counts_it_after() {
     // Without the window's params `complete` is skipped, not broken.
     let a = get(&p.url("/v1/orders/complete")).await;
     assert_eq!(a.status, 200);
-    wait_until_async("the sixth check", || async {
-        let m = p.scrape().await;
-        if m.route("orders").contract_checks("pass") >= 2.0 {
-            Ok(())
-        } else {
-            Err(m.text.clone())
-        }
+    settle(&p, "the sixth check", |m| {
+        m.route("orders").contract_checks("pass") >= 2.0
     })
     .await;
     let status = p.status_json().await;
@@ -263,13 +262,8 @@ async fn an_answer_past_the_hold_limit_is_served_and_checked_after() {
     let a = get(&p.url("/v1/orders/big")).await;
     assert_eq!(a.header("x-cutover-served-by"), Some("streaming"));
     assert_eq!(a.text(), body, "served whole, bytes as sent");
-    wait_until_async("the violation counted after serving", || async {
-        let m = p.scrape().await;
-        if m.route("orders").contract_violations("unique") == 1.0 {
-            Ok(())
-        } else {
-            Err(m.text.clone())
-        }
+    settle(&p, "the violation counted after serving", |m| {
+        m.route("orders").contract_violations("unique") == 1.0
     })
     .await;
     assert_eq!(p.scrape().await.route("orders").fallbacks("contract"), 0.0);
@@ -291,13 +285,8 @@ async fn shadow_checks_streamings_answer_and_serves_batch() {
     let a = get(&p.url("/v1/orders/x")).await;
     assert_eq!(a.text(), BATCH_BODY);
     assert_eq!(a.header("x-cutover-fallback"), None);
-    wait_until_async("the shadow answer checked", || async {
-        let m = p.scrape().await;
-        if m.route("orders").contract_violations("unique") == 1.0 {
-            Ok(())
-        } else {
-            Err(m.text.clone())
-        }
+    settle(&p, "the shadow answer checked", |m| {
+        m.route("orders").contract_violations("unique") == 1.0
     })
     .await;
 }
@@ -389,13 +378,8 @@ async fn the_dead_letter_stays_bounded_under_a_flood() {
     for t in tasks {
         assert_eq!(within(t).await.expect("read task"), 200);
     }
-    wait_until_async("every violation counted", || async {
-        let m = p.scrape().await;
-        if m.route("orders").contract_checks("violation") == reads as f64 {
-            Ok(())
-        } else {
-            Err(m.text.clone())
-        }
+    settle(&p, "every violation counted", |m| {
+        m.route("orders").contract_checks("violation") == reads as f64
     })
     .await;
     let log = p.data.path().join("flood.jsonl");
@@ -431,13 +415,8 @@ async fn the_gate_trips_on_the_contract_violation_ratio() {
     for _ in 0..5 {
         get(&p.url("/v1/orders/x")).await;
     }
-    wait_until_async("the gate trips", || async {
-        let m = p.scrape().await;
-        if m.route("orders").gate_tripped() == 1.0 {
-            Ok(m)
-        } else {
-            Err(m.text.clone())
-        }
+    settle(&p, "the gate trips", |m| {
+        m.route("orders").gate_tripped() == 1.0
     })
     .await;
     let status = p.status_json().await;
@@ -480,15 +459,7 @@ async fn a_bad_schema_at_reload_keeps_the_last_good_config_serving() {
         json!({ "schema": "broken.schema.json" }),
     );
     Config::from(bad).write(&path);
-    wait_until_async("the reload is refused", || async {
-        let m = p.scrape().await;
-        if m.reloads("error") >= 1.0 {
-            Ok(())
-        } else {
-            Err(m.text.clone())
-        }
-    })
-    .await;
+    settle(&p, "the reload is refused", |m| m.reloads("error") >= 1.0).await;
     assert_eq!(p.generation(), before);
     let a = get(&p.url("/v1/orders/x")).await;
     assert_eq!(
@@ -554,13 +525,8 @@ async fn a_slow_answer_is_not_held_past_the_body_timeout() {
         br#"{"items":[{"id":1,"amount":5},{"id":1,"amount":6}]}"#
     );
     // Served, then checked: a duplicate id, recorded (too late to fall back).
-    wait_until_async("checked after serving", || async {
-        let m = p.scrape().await;
-        if m.route("orders").contract_violations("unique") == 1.0 {
-            Ok(())
-        } else {
-            Err(m.text.clone())
-        }
+    settle(&p, "checked after serving", |m| {
+        m.route("orders").contract_violations("unique") == 1.0
     })
     .await;
     assert_eq!(p.scrape().await.route("orders").fallbacks("contract"), 0.0);

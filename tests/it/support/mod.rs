@@ -23,7 +23,7 @@ pub use metrics::*;
 pub use wait::*;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -375,9 +375,29 @@ pub struct Output {
 /// Runs the real binary with `args` until it exits, killing it (and failing
 /// the test) if it outlives `WAIT`. Standard input is empty.
 pub fn run_cutover<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> Output {
+    run_cutover_from(None, args)
+}
+
+/// `run_cutover` from the directory `dir` (relative paths in `args` and
+/// in what it prints are from there).
+pub fn run_cutover_in<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
+    dir: &Path,
+    args: &[S],
+) -> Output {
+    run_cutover_from(Some(dir), args)
+}
+
+fn run_cutover_from<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
+    dir: Option<&Path>,
+    args: &[S],
+) -> Output {
     use std::io::Read;
     let started = std::time::Instant::now();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let mut child = command
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
