@@ -32,6 +32,7 @@ fn main() -> ExitCode {
             batch_requests,
             unknown_tolerance,
             batch_watermark,
+            html,
             basic_auth_user,
             basic_auth_password_file,
             bearer_token_file,
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
                     watermark: batch_watermark,
                     unknown_tolerance,
                 },
+                html.as_deref(),
             )
         }
         Command::Diff {

@@ -132,6 +132,11 @@ pub enum Command {
         /// decommission steps are measured from it.
         #[arg(long, value_name = "QUERY")]
         batch_watermark: Option<String>,
+        /// Also write the board as one self-contained HTML page: per
+        /// dataset the table, a timeline of each consumer's mode, gate
+        /// trips, divergence over time and the decommission steps.
+        #[arg(long, value_name = "FILE", conflicts_with = "decommission")]
+        html: Option<PathBuf>,
         /// Basic auth user; the password is read from --basic-auth-password-file.
         #[arg(
             long,

@@ -739,6 +739,18 @@ async fn history_of_three_weeks_gives_each_verdict_from_stored_data() {
         steps("orders")
     );
 
+    // The page: written where CUTOVER_FLEET_PAGE says (.ci/run renders it
+    // in headless Chromium), else in the test's temp dir.
+    let page_path = std::env::var_os("CUTOVER_FLEET_PAGE")
+        .map_or_else(|| dir.path().join("fleet.html"), PathBuf::from);
+    let page_arg = page_path.to_string_lossy().into_owned();
+    let out = fleet(&prom, &[&args[..], &["--html", &page_arg]].concat()).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("\ndataset orders "), "{}", out.stdout);
+    let page = std::fs::read_to_string(&page_path).expect("the page was written");
+    check_page(&page);
+    println!("the board's page: {}", page_path.display());
+
     // Decommission: orders is ready (the restart's drop to 0 is no read) ...
     let out = fleet(&prom, &["--decommission", "orders"]).await;
     println!("{}", out.stdout);
@@ -825,5 +837,65 @@ async fn history_of_three_weeks_gives_each_verdict_from_stored_data() {
     assert!(
         (moved..moved + step.max(15.0).round()).contains(&printed),
         "text: fraud's last batch read {printed}, expected {moved} to a step: {line}"
+    );
+}
+
+/// What the page must show from the history: a section per dataset with
+/// each consumer's row, its mode runs in the timeline, the guide's phases
+/// in order for `orders`, the payments gate trip, and the steps.
+fn check_page(page: &str) {
+    let section = |name: &str| -> &str {
+        let open = format!("<section class=\"dataset\" id=\"dataset-{name}\">");
+        let at = page
+            .find(&open)
+            .unwrap_or_else(|| panic!("no section for {name}"));
+        let rest = &page[at..];
+        &rest[..rest.find("</section>").unwrap_or(rest.len())]
+    };
+    for name in DATASETS {
+        let s = section(name);
+        for (consumer, _) in RISKS {
+            assert!(
+                s.contains(&format!("<tr data-consumer=\"{consumer}\">")),
+                "{name}: no table row for {consumer}"
+            );
+            assert!(
+                s.contains(&format!(
+                    "<g class=\"consumer\" data-consumer=\"{consumer}\"><text"
+                )),
+                "{name}: no timeline row for {consumer}"
+            );
+        }
+    }
+    let orders = section("orders");
+    let band = "<g class=\"band\"><title>phase ";
+    let bands: Vec<&str> = orders
+        .match_indices(band)
+        .filter_map(|(i, _)| orders.get(i + band.len()..i + band.len() + 1))
+        .collect();
+    assert_eq!(
+        bands,
+        ["1", "2", "3", "4"],
+        "orders: the guide's phases in order"
+    );
+    for mode in ["shadow", "streaming", "streaming_only"] {
+        assert!(
+            orders.contains(&format!("data-mode=\"{mode}\"")),
+            "orders: no {mode} run in the timeline"
+        );
+    }
+    assert!(
+        section("payments").contains("class=\"gate-trip\""),
+        "payments: dash's gate trip is not marked"
+    );
+    assert!(
+        section("refunds").contains("<polyline"),
+        "refunds: no divergence line"
+    );
+    assert!(section("returns").contains("running 3d"), "returns: step 1");
+    assert!(
+        section("ledger")
+            .contains("<li class=\"now\"><b>2. archive batch's outputs</b><br>may begin"),
+        "ledger: step 2"
     );
 }

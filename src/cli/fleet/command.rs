@@ -15,7 +15,7 @@ pub struct Batch {
 }
 
 /// `cutover fleet`: 0 (board printed, or batch can be switched off), 1 (a
-/// consumer still reads batch), 2 (Prometheus cannot be queried, or bad
+/// consumer still reads batch, or the --html page cannot be written), 2 (Prometheus cannot be queried, or bad
 /// arguments).
 // One argument per flag group of `cutover fleet`, as main parsed them.
 #[allow(clippy::too_many_arguments)]
@@ -28,6 +28,7 @@ pub fn fleet(
     json: bool,
     decommission: Option<&str>,
     batch: &Batch,
+    html: Option<&std::path::Path>,
 ) -> Exit {
     let default = if decommission.is_some() { "7d" } else { "1h" };
     let window = match super::parse_window(window.unwrap_or(default)) {
@@ -79,13 +80,25 @@ pub fn fleet(
             batch_requests: batch.requests.clone(),
             batch_watermark: batch.watermark.clone(),
         };
-        rt.block_on(super::board(&prom, &req)).map(|b| {
+        rt.block_on(async {
+            let b = super::board(&prom, &req).await?;
+            if let Some(path) = html {
+                let history = super::page_history(&prom, &req).await?;
+                if let Err(e) = std::fs::write(path, super::html::page(&b, &history)) {
+                    eprintln!("cutover fleet: cannot write {}: {e}", path.display());
+                    return Ok(false);
+                }
+                eprintln!(
+                    "cutover fleet: wrote the board's page to {}",
+                    path.display()
+                );
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&b).unwrap_or_default());
             } else {
                 print!("{}", super::render::board(&b));
             }
-            true
+            Ok(true)
         })
     };
     match printed {

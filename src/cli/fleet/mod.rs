@@ -9,6 +9,7 @@
 
 pub mod batch;
 pub mod command;
+pub mod html;
 pub mod promql;
 pub mod query;
 pub mod render;
@@ -137,6 +138,42 @@ pub async fn board(prom: &Prometheus, req: &Request) -> Result<Board, QueryError
     );
     batch_view(prom, req, &mut board, &modes, history_start).await?;
     Ok(board)
+}
+
+/// The histories `--html` draws beyond the board: modes, divergence per
+/// step, and the steps with gate trips or fallbacks, over the same history
+/// the board reads.
+pub async fn page_history(prom: &Prometheus, req: &Request) -> Result<html::History, QueryError> {
+    let ds = req.dataset.as_deref();
+    let start = req.now - HISTORY_SECONDS.max(req.window);
+    let range = |q: String| async move { prom.query_range(&q, start, req.now, HISTORY_STEP).await };
+    let queries = page_history_queries(ds);
+    let find = |name: &str| {
+        queries
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or_else(String::new, |(_, q)| q.clone())
+    };
+    let (modes, divergence, gate_trips, fallbacks) = tokio::try_join!(
+        range(mode_history_query(ds)),
+        range(find("divergence")),
+        range(find("gate_trips")),
+        range(find("fallbacks")),
+    )?;
+    // The page starts where the history does: the first step any mode was seen.
+    let first = modes
+        .iter()
+        .filter_map(|s| s.samples.first().map(|&(t, _)| t))
+        .fold(req.now, f64::min);
+    Ok(html::History {
+        start: first.max(start),
+        end: req.now,
+        step: HISTORY_STEP,
+        modes,
+        divergence,
+        gate_trips,
+        fallbacks,
+    })
 }
 
 /// Fills each dataset's readers not behind cutover and decommission steps

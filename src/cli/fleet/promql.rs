@@ -159,6 +159,40 @@ pub fn mode_history_query(dataset: Option<&str>) -> String {
     )
 }
 
+/// The page's histories (query_range, `HISTORY_STEP`), by name: per
+/// consumer and dataset, each step's divergence ratio (diverged over
+/// compared), and the steps with a gate trip or a fallback in them.
+pub fn page_history_queries(dataset: Option<&str>) -> Vec<(&'static str, String)> {
+    let step = range(HISTORY_STEP);
+    let s = |metric: &str, m: &[&str]| selector(metric, m, dataset);
+    let by = "consumer, dataset";
+    vec![
+        (
+            "divergence",
+            format!(
+                "sum by ({by}) (increase({}{step})) / sum by ({by}) (increase({}{step}))",
+                s(RECONCILE_TOTAL, &[r#"result="diverged""#]),
+                s(RECONCILE_TOTAL, &[r#"result=~"match|diverged""#]),
+            ),
+        ),
+        (
+            "gate_trips",
+            format!(
+                "(sum by ({by}) (increase({}{step})) > 0) or (max by ({by}) (max_over_time({}{step})) > 0)",
+                s(GATE_TRIPS_TOTAL, &[]),
+                s(GATE_TRIPPED, &[]),
+            ),
+        ),
+        (
+            "fallbacks",
+            format!(
+                "sum by ({by}) (increase({}{step})) > 0",
+                s(FALLBACKS_TOTAL, &[])
+            ),
+        ),
+    ]
+}
+
 /// The raw batch attempt counters (query_range): every kind of batch read.
 pub fn batch_counter_query(dataset: Option<&str>) -> String {
     selector(UPSTREAM_REQUESTS_TOTAL, &[r#"side="batch""#], dataset)

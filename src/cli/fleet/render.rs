@@ -3,7 +3,7 @@
 use super::verdict::{
     ConsumerFigures, NextToMove, Phase, ProvenBy, ShadowVerdict, human_duration, thousands,
 };
-use super::{Board, Decommission, HISTORY_STEP};
+use super::{Board, DatasetBoard, Decommission, HISTORY_STEP};
 
 /// The board: one block per dataset, its table, then its verdicts.
 pub fn board(b: &Board) -> String {
@@ -26,27 +26,9 @@ pub fn board(b: &Board) -> String {
             if d.consumers.len() == 1 { "" } else { "s" }
         ));
         let mut rows = vec![HEADINGS.map(str::to_owned).to_vec()];
-        for c in &d.consumers {
-            rows.push(row(c, b.evaluated_at, b.window_seconds));
-        }
+        rows.extend(rows_of(d, b.evaluated_at, b.window_seconds));
         out.push_str(&crate::cli::status_table::table(&rows, &NUMERIC, "  "));
-        out.push_str(&shadow_lines(&d.shadow));
-        out.push_str(&next_to_move_lines(&d.next_to_move, &d.shadow));
-        if d.risk_order_violations.is_empty() {
-            out.push_str("  risk order: ok\n");
-        } else {
-            out.push_str("  risk order: VIOLATED\n");
-            for v in &d.risk_order_violations {
-                out.push_str(&format!(
-                    "    - {} ({}) reads streaming while {} ({}) still reads batch\n",
-                    v.on_streaming,
-                    v.on_streaming_risk.map_or("unknown", |r| r.as_str()),
-                    v.on_batch,
-                    v.on_batch_risk.map_or("unknown", |r| r.as_str()),
-                ));
-            }
-        }
-        out.push_str(&batch_lines(d));
+        out.push_str(&verdict_lines(d));
     }
     out.push_str(
         "\nREADS, FALLBACK, ERR Δ (streaming minus batch failed share, percentage points), DIVERG, COMPARED, CONTRACT (violated share of checked streaming answers) and TRIPS are over the window.\n",
@@ -69,6 +51,35 @@ pub fn board(b: &Board) -> String {
             "a reader that never went through cutover is invisible here."
         }
     ));
+    out
+}
+
+/// The table's rows for one dataset, one per consumer, under `HEADINGS`.
+pub fn rows_of(d: &DatasetBoard, now: f64, window: f64) -> Vec<Vec<String>> {
+    d.consumers.iter().map(|c| row(c, now, window)).collect()
+}
+
+/// A dataset's verdicts as the board prints them under its table: leave
+/// shadow, next to move, risk order, readers not behind cutover, the
+/// decommission steps.
+pub fn verdict_lines(d: &DatasetBoard) -> String {
+    let mut out = shadow_lines(&d.shadow);
+    out.push_str(&next_to_move_lines(&d.next_to_move, &d.shadow));
+    if d.risk_order_violations.is_empty() {
+        out.push_str("  risk order: ok\n");
+    } else {
+        out.push_str("  risk order: VIOLATED\n");
+        for v in &d.risk_order_violations {
+            out.push_str(&format!(
+                "    - {} ({}) reads streaming while {} ({}) still reads batch\n",
+                v.on_streaming,
+                v.on_streaming_risk.map_or("unknown", |r| r.as_str()),
+                v.on_batch,
+                v.on_batch_risk.map_or("unknown", |r| r.as_str()),
+            ));
+        }
+    }
+    out.push_str(&batch_lines(d));
     out
 }
 
@@ -159,7 +170,7 @@ pub fn next_to_move_lines(n: &NextToMove, s: &ShadowVerdict) -> String {
     }
 }
 
-const HEADINGS: [&str; 12] = [
+pub const HEADINGS: [&str; 12] = [
     "CONSUMER",
     "RISK",
     "MODE",
@@ -174,7 +185,7 @@ const HEADINGS: [&str; 12] = [
     "LAST BATCH READ",
 ];
 
-const NUMERIC: [bool; HEADINGS.len()] = [
+pub const NUMERIC: [bool; HEADINGS.len()] = [
     false, false, false, true, true, true, true, true, true, true, true, false,
 ];
 
@@ -256,7 +267,7 @@ fn percent(v: Option<f64>, decimals: usize) -> String {
 }
 
 /// A dataset's readers not behind cutover and decommission steps.
-fn batch_lines(d: &super::DatasetBoard) -> String {
+fn batch_lines(d: &DatasetBoard) -> String {
     let mut out = String::new();
     if let Some(u) = &d.unknown_readers {
         match u.reads {
@@ -371,7 +382,7 @@ mod tests {
         }
     }
 
-    fn verdict_lines(all: &[&ConsumerFigures]) -> String {
+    fn shadow_and_next(all: &[&ConsumerFigures]) -> String {
         let s = shadow_verdict(all, 3600.0, NOW);
         let n = next_to_move(all, &s, NOW);
         format!("{}{}", shadow_lines(&s), next_to_move_lines(&n, &s))
@@ -384,7 +395,7 @@ mod tests {
         let mut fraud = consumer("fraud", Risk::High, "shadow", 4000.0, 1406.0);
         fraud.divergences.insert("timing".to_owned(), 1400.0);
         fraud.divergences.insert("aggregation".to_owned(), 6.0);
-        let text = verdict_lines(&[&dash, &ops, &fraud]);
+        let text = shadow_and_next(&[&dash, &ops, &fraud]);
         assert_eq!(
             text,
             "  leave shadow: not yet (divergence ratio 26.458 % is not under 0.1 %); blocked by fraud\n\
@@ -399,7 +410,7 @@ mod tests {
     fn a_ready_next_never_stands_beside_a_silent_not_yet() {
         // Nothing compared: the shadow verdict says not yet, and so does next.
         let dash = consumer("dash", Risk::Low, "shadow", 0.0, 0.0);
-        let text = verdict_lines(&[&dash]);
+        let text = shadow_and_next(&[&dash]);
         assert!(
             text.contains("leave shadow: not yet (too few comparisons"),
             "{text}"
@@ -418,7 +429,7 @@ mod tests {
         // Thin own traffic beside a dirty consumer: waits, says both.
         let dash = consumer("dash", Risk::Low, "shadow", 500.0, 0.0);
         let fraud = consumer("fraud", Risk::High, "shadow", 5000.0, 50.0);
-        let text = verdict_lines(&[&dash, &fraud]);
+        let text = shadow_and_next(&[&dash, &fraud]);
         assert!(
             text.contains("    - dash (low): not yet alone (too few comparisons: 500"),
             "{text}"
@@ -428,7 +439,7 @@ mod tests {
         // All clean: plain READY on both lines.
         let dash = consumer("dash", Risk::Low, "shadow", 1314.0, 0.0);
         let fraud = consumer("fraud", Risk::High, "shadow", 4000.0, 2.0);
-        let text = verdict_lines(&[&dash, &fraud]);
+        let text = shadow_and_next(&[&dash, &fraud]);
         assert!(
             text.starts_with("  leave shadow: READY (divergence under 0.1 %"),
             "{text}"
