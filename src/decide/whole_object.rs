@@ -10,7 +10,6 @@
 //! validators the consumer was served) per `freshness.window`, not once per
 //! read: a reader taking a file in a hundred ranges costs one comparison.
 
-use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -78,7 +77,11 @@ pub fn due(last: Option<&Compared>, served: u64, window: Duration, now_ms: i64) 
 /// object (a HEAD, the first ranged GET), never by plain reads.
 #[derive(Debug)]
 pub struct Versions {
+    /// Unbounded to the crate, bounded here: `LruCache::new` would allocate
+    /// room for every object up front (35 KiB on every route, most of which
+    /// never read an object in ranges).
     table: Mutex<LruCache<u64, Compared>>,
+    max: usize,
 }
 
 impl Default for Versions {
@@ -99,9 +102,8 @@ impl Versions {
     /// A table of at most `max` objects (at least one).
     pub fn with_capacity(max: usize) -> Versions {
         Versions {
-            table: Mutex::new(LruCache::new(
-                NonZeroUsize::new(max).unwrap_or(NonZeroUsize::MIN),
-            )),
+            table: Mutex::new(LruCache::unbounded()),
+            max: max.max(1),
         }
     }
 
@@ -121,6 +123,9 @@ impl Versions {
                 at_ms: now_ms,
             },
         );
+        while table.len() > self.max {
+            table.pop_lru();
+        }
         Some(Claim { key, at_ms: now_ms })
     }
 

@@ -58,29 +58,23 @@ const SLOTS: usize = 1024;
 /// The `Last-Modified` values (whole seconds) each side served on a route
 /// recently: per side a table of `SLOTS` slots, each a date (plus one; 0 is
 /// empty) at the slot its hash picks, a newer date taking an older one's
-/// slot. 16 KiB per route, one atomic load to look up, one load and at most
-/// one store to record. A date pushed out is no longer trusted: a full
+/// slot. 16 KiB per route and side that served a date (allocated at its
+/// first: most routes never see one), one atomic load to look up, one load
+/// and at most one store to record. A date pushed out is no longer trusted: a full
 /// answer, never a wrong `304`. In memory only: after a restart no date is
 /// known.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct IssuedDates {
-    /// Indexed by `SideName::index`.
-    sides: [Box<[AtomicU64]>; 2],
-}
-
-impl Default for IssuedDates {
-    fn default() -> IssuedDates {
-        let table = || (0..SLOTS).map(|_| AtomicU64::new(0)).collect();
-        IssuedDates {
-            sides: [table(), table()],
-        }
-    }
+    /// Indexed by `SideName::index`; empty until the side serves a date.
+    sides: [std::sync::OnceLock<Box<[AtomicU64]>>; 2],
 }
 
 impl IssuedDates {
     /// Remembers that `side` served `Last-Modified: secs`.
     pub fn record(&self, side: SideName, secs: u64) {
-        let slot = &self.sides[side.index()][slot_of(secs)];
+        let table = self.sides[side.index()]
+            .get_or_init(|| (0..SLOTS).map(|_| AtomicU64::new(0)).collect());
+        let slot = &table[slot_of(secs)];
         let value = secs.wrapping_add(1);
         // A date served again and again is stored once: no store, no
         // cache line taken from the other cores.
@@ -91,7 +85,9 @@ impl IssuedDates {
 
     /// Whether `side` served `Last-Modified: secs` recently.
     pub fn issued(&self, side: SideName, secs: u64) -> bool {
-        self.sides[side.index()][slot_of(secs)].load(Ordering::Relaxed) == secs.wrapping_add(1)
+        self.sides[side.index()]
+            .get()
+            .is_some_and(|t| t[slot_of(secs)].load(Ordering::Relaxed) == secs.wrapping_add(1))
     }
 
     /// Whether a date may be sent to `side`: see `date_trusted`.

@@ -2,14 +2,22 @@
 //! recorder, and the per-route handles the hot path increments without any
 //! string lookup.
 
+mod cells;
+mod exposition;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
+
+pub use self::cells::LATENCY_BUCKETS;
+use self::cells::{Counter as Cell, Gauge as GaugeCell, Histogram as HistogramCell};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use crate::config::{FallbackReason, Mode, Rule, SideName};
+use crate::config::{FallbackReason, Mode, Rule};
 use crate::decide::fallback::AttemptOutcome;
 use crate::decide::reconcile::outcome::{Skip, Verdict};
 use crate::decide::reconcile::report::Category;
@@ -49,13 +57,6 @@ pub const READS_SHED_TOTAL: &str = "cutover_reads_shed_total";
 pub const SEQUENCE_PINS: &str = "cutover_sequence_pins";
 pub const SEQUENCE_PINNED_READS_TOTAL: &str = "cutover_sequence_pinned_reads_total";
 pub const SEQUENCE_REFUSED_TOTAL: &str = "cutover_sequence_refused_total";
-
-/// Histogram buckets for latencies: 100 us to 10 s, dense below 10 ms where a
-/// local sidecar and a healthy upstream live.
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
-];
 
 /// Response status classes used as the `code_class` label.
 pub const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -351,10 +352,23 @@ pub const METRICS: &[Def] = &[
 pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
-    /// Routes a reload removed, as the `{consumer="..",route=".."` that opens
-    /// their series: left out of `render`. The exporter cannot delete a
-    /// series, and a route that comes back continues its counters.
+    /// Consumers a reload renamed, as the `consumer=".."` that opens their
+    /// process-level series: left out of `render`. The exporter cannot
+    /// delete a series.
     hidden: Arc<Mutex<Vec<String>>>,
+    /// Every route's values, kept for the process's life: a route a reload
+    /// removed is not shown, and one that comes back continues its counters.
+    routes: Arc<Mutex<BTreeMap<RouteKey, Arc<Registered>>>>,
+    /// The last scrape's length: the next one's buffer is sized from it.
+    last_len: Arc<AtomicUsize>,
+}
+
+/// A route's values and how its series open.
+#[derive(Debug)]
+struct Registered {
+    labels: String,
+    cells: Arc<RouteCells>,
+    shown: AtomicBool,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -373,7 +387,7 @@ impl Metrics {
     /// Builds the recorder with latency buckets and describes every metric.
     pub fn new() -> Metrics {
         let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
+            .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), &LATENCY_BUCKETS)
             .expect("bucket list is a non-empty constant")
             .build_recorder();
         let handle = recorder.handle();
@@ -381,6 +395,8 @@ impl Metrics {
             recorder: Arc::new(recorder),
             handle,
             hidden: Default::default(),
+            routes: Default::default(),
+            last_len: Default::default(),
         };
         m.describe();
         m
@@ -398,23 +414,66 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition of everything recorded so far, less the
-    /// series of routes a reload removed.
+    /// Prometheus text exposition: the process-level series (less those of
+    /// consumers a reload renamed), then every shown route's families.
     pub fn render(&self) -> String {
         let text = self.handle.render();
-        let hidden = self.hidden.lock().unwrap_or_else(|p| p.into_inner());
-        if hidden.is_empty() {
-            return text;
-        }
-        let mut kept = String::with_capacity(text.len());
-        for line in text.lines() {
-            let labels = line.split_once('{').map_or("", |(_, l)| l);
-            if !hidden.iter().any(|h| labels.starts_with(h.as_str())) {
-                kept.push_str(line);
-                kept.push('\n');
+        let mut out = String::with_capacity(self.last_len.load(Ordering::Relaxed).max(text.len()));
+        {
+            let hidden = self.hidden.lock().unwrap_or_else(|p| p.into_inner());
+            if hidden.is_empty() {
+                out.push_str(&text);
+            } else {
+                for line in text.lines() {
+                    let labels = line.split_once('{').map_or("", |(_, l)| l);
+                    if !hidden.iter().any(|h| labels.starts_with(h.as_str())) {
+                        out.push_str(line);
+                        out.push('\n');
+                    }
+                }
             }
         }
-        kept
+        drop(text);
+        // The registry's lock is held only to take the shown routes.
+        let shown: Vec<Arc<Registered>> = {
+            let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+            routes
+                .values()
+                .filter(|r| r.shown.load(Ordering::Relaxed))
+                .cloned()
+                .collect()
+        };
+        let views: Vec<exposition::Shown<'_>> = shown
+            .iter()
+            .map(|r| exposition::Shown {
+                labels: &r.labels,
+                cells: &r.cells,
+            })
+            .collect();
+        exposition::write_routes(&mut out, &views);
+        self.last_len.store(out.len(), Ordering::Relaxed);
+        out
+    }
+
+    /// The values of `key`'s route: the ones it had if it was seen before.
+    fn route_cells(&self, key: &RouteKey) -> Arc<RouteCells> {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let r = routes.entry(key.clone()).or_insert_with(|| {
+            Arc::new(Registered {
+                labels: key.labels_text(),
+                cells: Arc::new(RouteCells::unknown()),
+                shown: AtomicBool::new(true),
+            })
+        });
+        r.shown.store(true, Ordering::Relaxed);
+        r.cells.clone()
+    }
+
+    fn show_route_series(&self, key: &RouteKey, shown: bool) {
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = routes.get(key) {
+            r.shown.store(shown, Ordering::Relaxed);
+        }
     }
 
     /// A listener's connection figures (`conn::Counters`), as of now.
@@ -445,12 +504,12 @@ impl Metrics {
 
     /// Leaves a removed route's series out of `render`.
     pub fn hide_route(&self, route: &RouteKey) {
-        self.hide(route.labels_text());
+        self.show_route_series(route, false);
     }
 
     /// Shows a route's series again (a reload brought it back).
     pub fn show_route(&self, route: &RouteKey) {
-        self.show(&route.labels_text());
+        self.show_route_series(route, true);
     }
 
     /// Leaves every series of a consumer a reload renamed out of `render`.
@@ -503,7 +562,7 @@ impl Metrics {
 
 /// What identifies a route's series: the labels every per-route series
 /// starts with.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RouteKey {
     pub consumer: String,
     pub route: String,
@@ -511,14 +570,6 @@ pub struct RouteKey {
 }
 
 impl RouteKey {
-    fn labels(&self) -> Vec<Label> {
-        vec![
-            label("consumer", self.consumer.clone()),
-            label("route", self.route.clone()),
-            label("dataset", self.dataset.clone()),
-        ]
-    }
-
     /// How the exporter writes these labels at the start of a series
     /// (values escaped as the text format escapes them).
     fn labels_text(&self) -> String {
@@ -546,123 +597,83 @@ pub fn label(k: &'static str, v: impl Into<SharedString>) -> Label {
     Label::new(k, v)
 }
 
-/// Handles for one route, created once per route name and kept across
-/// reloads. Indexed by `SideName::index`, `FallbackReason::index`, ...
+/// A route's values, written by the read's path: one atomic per series the
+/// route can have, indexed by `SideName::index`, `FallbackReason::index`, ...
+#[derive(Debug, Default)]
+pub struct RouteCells {
+    /// [side][code class]
+    pub requests: [[Cell; CODE_CLASSES.len()]; 2],
+    pub request_duration: [HistogramCell; 2],
+    /// [side][`AttemptOutcome::result_index`]
+    pub upstream_requests: [[Cell; AttemptOutcome::RESULTS.len()]; 2],
+    pub upstream_duration: [HistogramCell; 2],
+    pub fallbacks: [Cell; FallbackReason::ALL.len()],
+    pub watermark: [GaugeCell; 2],
+    pub data_age: [GaugeCell; 2],
+    pub freshness_delta: GaugeCell,
+    pub error_ratio: [GaugeCell; 2],
+    pub error_ratio_delta: GaugeCell,
+    pub reconcile: [Cell; Verdict::ALL.len()],
+    pub divergences: [Cell; Category::ALL.len()],
+    pub reconcile_skipped: [Cell; Skip::ALL.len()],
+    pub divergence_ratio: GaugeCell,
+    pub route_mode: [GaugeCell; Mode::ALL.len()],
+    pub circuit_open: GaugeCell,
+    pub circuit_opens: Cell,
+    pub gate_tripped: GaugeCell,
+    /// [`CheckVerdict::index`]
+    pub gate_checks: [Cell; CheckVerdict::ALL.len()],
+    /// [`Check::index`]
+    pub gate_trips: [Cell; Check::ALL.len()],
+    pub sequence_pins: GaugeCell,
+    /// [side]
+    pub sequence_pinned_reads: [Cell; 2],
+    pub sequence_refused: Cell,
+    /// [`CONTRACT_RESULTS`] index
+    pub contract_checks: [Cell; CONTRACT_RESULTS.len()],
+    /// [`Rule::index`]
+    pub contract_violations: [Cell; Rule::ALL.len()],
+}
+
+impl RouteCells {
+    /// Every "unknown until seen" gauge at NaN, so a scrape before the
+    /// first watermark (or attempt) does not read as perfectly fresh (or
+    /// healthy).
+    fn unknown() -> RouteCells {
+        let c = RouteCells::default();
+        for g in c
+            .watermark
+            .iter()
+            .chain(&c.data_age)
+            .chain(&c.error_ratio)
+            .chain([&c.freshness_delta, &c.error_ratio_delta])
+        {
+            g.set(f64::NAN);
+        }
+        c
+    }
+}
+
+/// One route's values, created once per route and kept across reloads
+/// (`Metrics` keeps them; a route that comes back continues its counters).
 #[derive(Debug)]
 pub struct RouteMetrics {
-    /// [side][code class]
-    pub requests: [[Counter; CODE_CLASSES.len()]; 2],
-    pub request_duration: [Histogram; 2],
-    /// [side][`AttemptOutcome::result_index`]
-    pub upstream_requests: [[Counter; AttemptOutcome::RESULTS.len()]; 2],
-    pub upstream_duration: [Histogram; 2],
-    pub fallbacks: [Counter; FallbackReason::ALL.len()],
-    pub watermark: [Gauge; 2],
-    pub data_age: [Gauge; 2],
-    pub freshness_delta: Gauge,
-    pub error_ratio: [Gauge; 2],
-    pub error_ratio_delta: Gauge,
-    pub reconcile: [Counter; Verdict::ALL.len()],
-    pub divergences: [Counter; Category::ALL.len()],
-    pub reconcile_skipped: [Counter; Skip::ALL.len()],
-    pub divergence_ratio: Gauge,
-    pub route_mode: [Gauge; Mode::ALL.len()],
-    pub circuit_open: Gauge,
-    pub circuit_opens: Counter,
-    pub gate_tripped: Gauge,
-    /// [`CheckVerdict::index`]
-    pub gate_checks: [Counter; CheckVerdict::ALL.len()],
-    /// [`Check::index`]
-    pub gate_trips: [Counter; Check::ALL.len()],
-    pub sequence_pins: Gauge,
-    /// [side]
-    pub sequence_pinned_reads: [Counter; 2],
-    pub sequence_refused: Counter,
-    /// [`CONTRACT_RESULTS`] index
-    pub contract_checks: [Counter; CONTRACT_RESULTS.len()],
-    /// [`Rule::index`]
-    pub contract_violations: [Counter; Rule::ALL.len()],
+    cells: Arc<RouteCells>,
+}
+
+impl std::ops::Deref for RouteMetrics {
+    type Target = RouteCells;
+
+    fn deref(&self) -> &RouteCells {
+        &self.cells
+    }
 }
 
 impl RouteMetrics {
     pub fn new(m: &Metrics, key: &RouteKey) -> RouteMetrics {
-        let base = || key.labels();
-        let with = |extra: &[(&'static str, &'static str)]| {
-            let mut l = base();
-            l.extend(extra.iter().map(|(k, v)| label(k, *v)));
-            l
-        };
-        let sides = SideName::BOTH.map(|s| s.as_str());
         RouteMetrics {
-            requests: sides.map(|s| {
-                CODE_CLASSES
-                    .map(|c| m.counter(REQUESTS_TOTAL, with(&[("side", s), ("code_class", c)])))
-            }),
-            request_duration: sides
-                .map(|s| m.histogram(REQUEST_DURATION_SECONDS, with(&[("side", s)]))),
-            upstream_requests: sides.map(|s| {
-                AttemptOutcome::RESULTS.map(|r| {
-                    let result = r.result().expect("RESULTS are attempts made");
-                    m.counter(
-                        UPSTREAM_REQUESTS_TOTAL,
-                        with(&[("side", s), ("result", result)]),
-                    )
-                })
-            }),
-            upstream_duration: sides
-                .map(|s| m.histogram(UPSTREAM_DURATION_SECONDS, with(&[("side", s)]))),
-            fallbacks: FallbackReason::ALL
-                .map(|r| m.counter(FALLBACKS_TOTAL, with(&[("reason", r.as_str())]))),
-            watermark: sides
-                .map(|s| m.gauge(DATA_WATERMARK_TIMESTAMP_SECONDS, with(&[("side", s)]))),
-            data_age: sides.map(|s| m.gauge(DATA_AGE_SECONDS, with(&[("side", s)]))),
-            freshness_delta: m.gauge(FRESHNESS_DELTA_SECONDS, base()),
-            error_ratio: sides.map(|s| m.gauge(ERROR_RATIO, with(&[("side", s)]))),
-            error_ratio_delta: m.gauge(ERROR_RATIO_DELTA, base()),
-            reconcile: Verdict::ALL
-                .map(|v| m.counter(RECONCILE_TOTAL, with(&[("result", v.as_str())]))),
-            divergences: Category::ALL.map(|c| {
-                m.counter(
-                    RECONCILE_DIVERGENCES_TOTAL,
-                    with(&[("category", c.as_str())]),
-                )
-            }),
-            reconcile_skipped: Skip::ALL
-                .map(|r| m.counter(RECONCILE_SKIPPED_TOTAL, with(&[("reason", r.as_str())]))),
-            divergence_ratio: m.gauge(DIVERGENCE_RATIO, base()),
-            route_mode: Mode::ALL.map(|md| m.gauge(ROUTE_MODE, with(&[("mode", md.as_str())]))),
-            circuit_open: m.gauge(CIRCUIT_OPEN, base()),
-            circuit_opens: m.counter(CIRCUIT_OPENS_TOTAL, base()),
-            gate_tripped: m.gauge(GATE_TRIPPED, base()),
-            gate_checks: CheckVerdict::ALL
-                .map(|v| m.counter(GATE_CHECKS_TOTAL, with(&[("result", v.as_str())]))),
-            gate_trips: Check::ALL
-                .map(|c| m.counter(GATE_TRIPS_TOTAL, with(&[("check", c.as_str())]))),
-            sequence_pins: m.gauge(SEQUENCE_PINS, base()),
-            sequence_pinned_reads: sides
-                .map(|s| m.counter(SEQUENCE_PINNED_READS_TOTAL, with(&[("side", s)]))),
-            sequence_refused: m.counter(SEQUENCE_REFUSED_TOTAL, base()),
-            contract_checks: CONTRACT_RESULTS
-                .map(|r| m.counter(CONTRACT_CHECKS_TOTAL, with(&[("result", r)]))),
-            contract_violations: Rule::ALL
-                .map(|r| m.counter(CONTRACT_VIOLATIONS_TOTAL, with(&[("rule", r.as_str())]))),
+            cells: m.route_cells(key),
         }
-        .mark_unknown()
-    }
-
-    /// Marks every "unknown until seen" gauge as NaN, so a scrape before the
-    /// first watermark (or attempt) does not read as perfectly fresh (or healthy).
-    fn mark_unknown(self) -> RouteMetrics {
-        for g in self
-            .watermark
-            .iter()
-            .chain(&self.data_age)
-            .chain(&self.error_ratio)
-            .chain([&self.freshness_delta, &self.error_ratio_delta])
-        {
-            g.set(f64::NAN);
-        }
-        self
     }
 
     /// Index of a status code's class in `CODE_CLASSES` (anything odd counts as 5xx).
@@ -738,6 +749,7 @@ impl ProcessMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SideName;
 
     #[test]
     fn every_exported_family_is_in_the_table_with_its_type() {
@@ -787,5 +799,104 @@ mod tests {
                 d.name
             );
         }
+    }
+
+    fn series_of(text: &str, route: &str) -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&format!("route=\"{route}\"")))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn a_route_shows_what_carries_information_and_keeps_the_zeros_increase_needs() {
+        let m = Metrics::new();
+        let key = |r: &str| RouteKey {
+            consumer: "c".into(),
+            route: r.into(),
+            dataset: "d".into(),
+        };
+        let batch = RouteMetrics::new(&m, &key("b"));
+        batch.route_mode[Mode::Batch.index()].set(1.0);
+        let streaming = RouteMetrics::new(&m, &key("s"));
+        streaming.route_mode[Mode::Streaming.index()].set(1.0);
+        let text = m.render();
+        // An idle batch route: its one read counter at 0, its mode, its
+        // circuit and gate, and the unknown gauges (NaN, not a fresh 0).
+        let b = series_of(&text, "b");
+        assert!(b.iter().any(|l| l.starts_with("cutover_requests_total{consumer=\"c\",route=\"b\",dataset=\"d\",side=\"batch\",code_class=\"2xx\"} 0")), "{b:#?}");
+        assert!(
+            !b.iter()
+                .any(|l| l.contains("side=\"streaming\",code_class")),
+            "{b:#?}"
+        );
+        assert!(
+            !b.iter().any(|l| l.starts_with("cutover_fallbacks_total")),
+            "{b:#?}"
+        );
+        assert!(b.iter().any(|l| l.ends_with("mode=\"batch\"} 1")));
+        assert_eq!(
+            b.iter()
+                .filter(|l| l.starts_with("cutover_route_mode"))
+                .count(),
+            1
+        );
+        assert!(
+            b.iter()
+                .any(|l| l.starts_with("cutover_data_age_seconds") && l.ends_with(" NaN"))
+        );
+        assert!(
+            !b.iter().any(|l| l.contains("_bucket")),
+            "no histogram before a read"
+        );
+        assert!(
+            b.len() <= 15,
+            "{} series for an idle batch route: {b:#?}",
+            b.len()
+        );
+        // An idle streaming route also keeps every fallback reason and the
+        // comparisons at 0: their first event must show as an increase.
+        let s = series_of(&text, "s");
+        assert_eq!(
+            s.iter()
+                .filter(|l| l.starts_with("cutover_fallbacks_total"))
+                .count(),
+            FallbackReason::ALL.len()
+        );
+        assert_eq!(
+            s.iter()
+                .filter(|l| l.starts_with("cutover_reconcile_total"))
+                .count(),
+            2
+        );
+        assert!(
+            s.len() <= 30,
+            "{} series for an idle streaming route: {s:#?}",
+            s.len()
+        );
+        // After a read: counted series and one histogram per side read.
+        streaming.requests[SideName::Streaming.index()][1].increment(1);
+        streaming.request_duration[SideName::Streaming.index()].record(0.004);
+        streaming.divergences[0].increment(2);
+        let text = m.render();
+        let s = series_of(&text, "s");
+        assert!(
+            s.iter()
+                .any(|l| l.contains("cutover_request_duration_seconds_bucket")
+                    && l.ends_with("side=\"streaming\",le=\"0.005\"} 1")),
+            "{s:#?}"
+        );
+        assert!(s.iter().any(|l| l.contains("le=\"+Inf\"} 1")));
+        assert!(
+            !s.iter()
+                .any(|l| l.contains("_bucket") && l.contains("side=\"batch\""))
+        );
+        assert!(s.iter().any(|l| l.starts_with("cutover_reconcile_divergences_total") && l.ends_with("} 2")));
+        // A removed route leaves the scrape, and comes back with its counts.
+        m.hide_route(&key("s"));
+        assert!(series_of(&m.render(), "s").is_empty());
+        let again = RouteMetrics::new(&m, &key("s"));
+        assert_eq!(again.requests[SideName::Streaming.index()][1].get(), 1);
+        assert!(!series_of(&m.render(), "s").is_empty());
     }
 }
