@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use http::{Response, StatusCode};
 
-use crate::config::SideName;
+use crate::config::{Route, SideName};
 use crate::decide::fallback::AttemptOutcome;
 use crate::decide::freshness::{now_unix_ms, watermark_of};
 use crate::net::upstream::{self, AttemptError, Outgoing, UpstreamBody};
@@ -29,12 +29,44 @@ pub struct Attempt {
 /// Sends `out` to `side` of `route`, waits for the response head (at most
 /// the side's timeout) and records the attempt in the route's state.
 pub async fn send(route: &LiveRoute, side: SideName, out: Outgoing<'_>) -> Attempt {
-    let cfg = &route.config;
-    let started = Instant::now();
-    let response = upstream::attempt(route.client(side), cfg.side(side), out).await;
-    let elapsed = started.elapsed();
+    let (response, elapsed) = exchange(route, side, out).await;
     let now_ms = now_unix_ms();
-    let (outcome, watermark_ms) = match &response {
+    let (outcome, watermark_ms) = judge(&route.config, side, &response, now_ms);
+    route
+        .state
+        .record_attempt(side, outcome, elapsed, watermark_ms, now_ms);
+    Attempt {
+        outcome,
+        watermark_ms,
+        elapsed,
+        response,
+    }
+}
+
+/// Sends `out` to `side` of `route` and waits for the response head (at
+/// most the side's timeout), recording nothing: for a caller that records
+/// the answer itself (the idle-side probe, whose one answer serves every
+/// route that shares its target).
+pub async fn exchange(
+    route: &LiveRoute,
+    side: SideName,
+    out: Outgoing<'_>,
+) -> (Result<Response<UpstreamBody>, AttemptError>, Duration) {
+    let started = Instant::now();
+    let response = upstream::attempt(route.client(side), route.config.side(side), out).await;
+    (response, started.elapsed())
+}
+
+/// What `response` from `side` means to a route configured as `cfg`: its
+/// outcome and the watermark it carried (each route reads its own
+/// `freshness.header` and judges staleness by its own `max_staleness`).
+pub fn judge(
+    cfg: &Route,
+    side: SideName,
+    response: &Result<Response<UpstreamBody>, AttemptError>,
+    now_ms: i64,
+) -> (AttemptOutcome, Option<i64>) {
+    match response {
         Ok(resp) => {
             let watermark = watermark_of(
                 resp.headers(),
@@ -53,15 +85,6 @@ pub async fn send(route: &LiveRoute, side: SideName, out: Outgoing<'_>) -> Attem
         Err(AttemptError::Connect(_)) => (AttemptOutcome::Connect, None),
         Err(AttemptError::Protocol(_)) => (AttemptOutcome::Protocol, None),
         Err(AttemptError::Timeout(_)) => (AttemptOutcome::Timeout, None),
-    };
-    route
-        .state
-        .record_attempt(side, outcome, elapsed, watermark_ms, now_ms);
-    Attempt {
-        outcome,
-        watermark_ms,
-        elapsed,
-        response,
     }
 }
 

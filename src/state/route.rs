@@ -37,7 +37,8 @@ pub struct RouteState {
     fallback_share: ArcSwap<RatioWindow>,
     /// Streaming reads waiting for a response head (for `max_inflight`).
     streaming_inflight: AtomicUsize,
-    /// When the idle-side probe last ran, per side (Unix ms).
+    /// When the idle-side probe's last answer was applied, per side (Unix
+    /// ms): a watermark seen no later than this came from the probe.
     pub probed_at: [AtomicI64; 2],
     /// Reads answered, per serving side (metric handles cannot be read back).
     reads: [AtomicU64; 2],
@@ -245,6 +246,41 @@ impl RouteState {
         }
         if let Some(i) = outcome.result_index() {
             self.metrics.upstream_requests[s][i].increment(1);
+            self.errors.load()[s].record(outcome.is_failure(), now_ms);
+            self.gate.record_attempt(side, outcome.is_failure(), now_ms);
+        }
+    }
+
+    /// One idle-side probe's answer, applied to one of the routes whose side
+    /// shares the probe's target (`serve::probe`). The watermark is kept as
+    /// any read's is. The attempt is counted (result and duration) only on
+    /// the route that `sent` it: one request, one count, whoever shares it.
+    /// A probe that could not connect is left out of the error window and
+    /// the gate's: a probe is not a consumer's read, and its connect failure
+    /// may be this host's pressure rather than the side's health. Probes
+    /// never feed the circuit (only streaming reads do, `proxy`).
+    pub fn record_probe(
+        &self,
+        side: SideName,
+        outcome: AttemptOutcome,
+        elapsed: Duration,
+        watermark_ms: Option<i64>,
+        now_ms: i64,
+        sent: bool,
+    ) {
+        let s = side.index();
+        if let Some(w) = watermark_ms {
+            self.watermarks[s].record(w, now_ms);
+            self.metrics.watermark[s].set(w as f64 / 1000.0);
+        }
+        let Some(i) = outcome.result_index() else {
+            return;
+        };
+        if sent {
+            self.metrics.upstream_duration[s].record(elapsed.as_secs_f64());
+            self.metrics.upstream_requests[s][i].increment(1);
+        }
+        if outcome != AttemptOutcome::Connect {
             self.errors.load()[s].record(outcome.is_failure(), now_ms);
             self.gate.record_attempt(side, outcome.is_failure(), now_ms);
         }

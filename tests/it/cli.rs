@@ -104,6 +104,11 @@ async fn status_prints_a_row_per_route_from_a_live_proxy() {
         let r = get(&proxy.url("/v1/orders")).await;
         assert_eq!(r.status, 200);
     }
+    // Batch's age comes from its first probe, within seconds of the start.
+    wait_until_async("batch's first probe is answered", || async {
+        proxy.status_json().await["routes"][0]["data_age_seconds"]["batch"].is_number()
+    })
+    .await;
     let admin = proxy.admin_url("");
     let out = within(tokio::task::spawn_blocking(move || {
         cutover(&["status", "--admin", &admin])

@@ -22,6 +22,7 @@ mod forwarding;
 mod gates;
 mod layers;
 mod limits;
+mod probes;
 mod properties;
 mod proxy;
 mod reconcile;
