@@ -253,8 +253,10 @@ impl RouteState {
 
     /// One idle-side probe's answer, applied to one of the routes whose side
     /// shares the probe's target (`serve::probe`). The watermark is kept as
-    /// any read's is. The attempt is counted (result and duration) only on
-    /// the route that `sent` it: one request, one count, whoever shares it.
+    /// any read's is. The attempt is counted (its result) only on the route
+    /// that `sent` it: one request, one count, whoever shares it. Its time
+    /// is not in `cutover_upstream_duration_seconds`: a HEAD's is not a
+    /// read's, and an idle side would pay a histogram's series for it.
     /// A probe that could not connect is left out of the error window and
     /// the gate's: a probe is not a consumer's read, and its connect failure
     /// may be this host's pressure rather than the side's health. Probes
@@ -263,7 +265,6 @@ impl RouteState {
         &self,
         side: SideName,
         outcome: AttemptOutcome,
-        elapsed: Duration,
         watermark_ms: Option<i64>,
         now_ms: i64,
         sent: bool,
@@ -277,7 +278,6 @@ impl RouteState {
             return;
         };
         if sent {
-            self.metrics.upstream_duration[s].record(elapsed.as_secs_f64());
             self.metrics.upstream_requests[s][i].increment(1);
         }
         if outcome != AttemptOutcome::Connect {

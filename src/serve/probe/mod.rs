@@ -232,14 +232,15 @@ async fn probe(method: Method, members: Vec<Member>) {
         headers: Cow::Owned(headers),
         body: RequestBody::empty(),
     };
-    let (response, elapsed) = crate::serve::attempt::exchange(sender, *side, out).await;
+    // The time is the read path's figure, not a probe's (`record_probe`).
+    let (response, _elapsed) = crate::serve::attempt::exchange(sender, *side, out).await;
     let now_ms = now_unix_ms();
     for (i, (route, side)) in members.iter().enumerate() {
         let (outcome, watermark_ms) =
             crate::serve::attempt::judge(&route.config, *side, &response, now_ms);
         route
             .state
-            .record_probe(*side, outcome, elapsed, watermark_ms, now_ms, i == 0);
+            .record_probe(*side, outcome, watermark_ms, now_ms, i == 0);
         route.state.probed_at[side.index()].store(now_ms, Ordering::Relaxed);
         if i == 0 {
             tracing::debug!(route = %route.config.name, side = side.as_str(), shared_by = members.len(), ?outcome, "freshness probe");
