@@ -54,9 +54,15 @@ pub fn render(settings: &Settings, routes: &[&Route]) -> String {
     let rt = &settings.runtime;
     out.scalar(2, "handshake_timeout", &duration(rt.handshake_timeout));
     out.scalar(2, "idle_timeout", &duration(rt.idle_timeout));
+    out.scalar(2, "stream_idle_timeout", &duration(rt.stream_idle_timeout));
     out.scalar(2, "h2_ping_interval", &duration(rt.h2_ping_interval));
     out.scalar(2, "h2_ping_timeout", &duration(rt.h2_ping_timeout));
     out.scalar(2, "max_connections", &rt.max_connections.to_string());
+    out.scalar(
+        2,
+        "admin_max_connections",
+        &rt.admin_max_connections.to_string(),
+    );
     out.scalar(2, "max_inflight_reads", &rt.max_inflight_reads.to_string());
     out.scalar(2, "max_compared_bytes", &rt.max_compared_bytes.to_string());
     out.scalar(2, "max_spooled_bytes", &rt.max_spooled_bytes.to_string());

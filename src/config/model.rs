@@ -81,13 +81,20 @@ pub struct RuntimeSettings {
     /// `limits.idle_timeout`: an h2 connection with no read for this long
     /// is closed (GOAWAY). HTTP/1's keep-alive wait is `head_timeout`.
     pub idle_timeout: Duration,
+    /// `limits.stream_idle_timeout`: an h2 stream whose answer sent nothing
+    /// (upstream stalled, or the consumer stopped reading) for this long,
+    /// counted from the answer's head, is reset alone.
+    pub stream_idle_timeout: Duration,
     /// `limits.h2_ping_interval` / `h2_ping_timeout`: an h2 peer silent for
     /// the interval is pinged, and closed when the ping goes unanswered.
     pub h2_ping_interval: Duration,
     pub h2_ping_timeout: Duration,
-    /// `limits.max_connections`: consumer connections beyond this are
-    /// closed at once and counted.
+    /// `limits.max_connections`: at this many consumer connections, a new
+    /// one closes the longest-idle one to get in, or is closed at once
+    /// and counted when none is idle.
     pub max_connections: usize,
+    /// `limits.admin_max_connections`: the same for the admin listener.
+    pub admin_max_connections: usize,
     /// `limits.max_inflight_reads`: reads waiting for an upstream answer
     /// beyond this are shed with 503 and `Retry-After` (applies live).
     pub max_inflight_reads: usize,
@@ -113,6 +120,11 @@ impl RuntimeSettings {
             ),
             ("idle_timeout", d(self.idle_timeout), d(other.idle_timeout)),
             (
+                "stream_idle_timeout",
+                d(self.stream_idle_timeout),
+                d(other.stream_idle_timeout),
+            ),
+            (
                 "h2_ping_interval",
                 d(self.h2_ping_interval),
                 d(other.h2_ping_interval),
@@ -126,6 +138,11 @@ impl RuntimeSettings {
                 "max_connections",
                 self.max_connections.to_string(),
                 other.max_connections.to_string(),
+            ),
+            (
+                "admin_max_connections",
+                self.admin_max_connections.to_string(),
+                other.admin_max_connections.to_string(),
             ),
         ]
         .into_iter()

@@ -198,12 +198,13 @@ async fn start_with_metrics(
         handshake_timeout: rt.handshake_timeout,
         head_timeout: rt.head_timeout,
         idle_timeout: rt.idle_timeout,
+        stream_idle_timeout: rt.stream_idle_timeout,
         ping_interval: rt.h2_ping_interval,
         ping_timeout: rt.h2_ping_timeout,
         strict_framing: true,
     };
     let admin_limits = crate::net::conn::ConnLimits {
-        max_connections: admin::MAX_CONNECTIONS,
+        max_connections: rt.admin_max_connections,
         strict_framing: false,
         ..limits.clone()
     };

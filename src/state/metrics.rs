@@ -52,6 +52,7 @@ pub const GATE_CHECKS_TOTAL: &str = "cutover_gate_checks_total";
 pub const GATE_TRIPS_TOTAL: &str = "cutover_gate_trips_total";
 pub const CONNECTIONS_OPEN: &str = "cutover_connections_open";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "cutover_connections_refused_total";
+pub const CONNECTIONS_RECLAIMED_TOTAL: &str = "cutover_connections_reclaimed_total";
 pub const READS_INFLIGHT: &str = "cutover_reads_inflight";
 pub const READS_SHED_TOTAL: &str = "cutover_reads_shed_total";
 pub const SEQUENCE_PINS: &str = "cutover_sequence_pins";
@@ -189,6 +190,13 @@ pub const METRICS: &[Def] = &[
         unit: None,
         labels: &["listener"],
         help: "Connections closed at once because limits.max_connections were open, by listener.",
+    },
+    Def {
+        name: CONNECTIONS_RECLAIMED_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        labels: &["listener"],
+        help: "Idle connections closed gracefully to admit a new one at limits.max_connections, by listener.",
     },
     Def {
         name: READS_SHED_TOTAL,

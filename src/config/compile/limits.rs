@@ -25,10 +25,14 @@ const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// As nginx's `keepalive_timeout` (75 s), rounded.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// As Envoy's `stream_idle_timeout`.
+const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 const DEFAULT_H2_PING_INTERVAL: Duration = Duration::from_secs(20);
 const DEFAULT_H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// About 25 MiB of idle HTTP/1 connections: inside a 64 MiB sidecar limit.
 const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Prometheus, the kubelet's probes and a few people, with room to spare.
+const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
 const DEFAULT_MAX_INFLIGHT_READS: usize = 1024;
 /// Two whole answers at the default `reconcile.max_body_bytes`.
 const DEFAULT_MAX_COMPARED_BYTES: usize = 16 * 1024 * 1024;
@@ -70,6 +74,11 @@ impl Cx<'_> {
             DEFAULT_HANDSHAKE_TIMEOUT,
         );
         let idle_timeout = limit("idle_timeout", |l| &l.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        let stream_idle_timeout = limit(
+            "stream_idle_timeout",
+            |l| &l.stream_idle_timeout,
+            DEFAULT_STREAM_IDLE_TIMEOUT,
+        );
         let h2_ping_interval = limit(
             "h2_ping_interval",
             |l| &l.h2_ping_interval,
@@ -89,6 +98,11 @@ impl Cx<'_> {
             "max_connections",
             |l| &l.max_connections,
             DEFAULT_MAX_CONNECTIONS,
+        );
+        let admin_max_connections = count(
+            "admin_max_connections",
+            |l| &l.admin_max_connections,
+            DEFAULT_ADMIN_MAX_CONNECTIONS,
         );
         let max_inflight_reads = count(
             "max_inflight_reads",
@@ -113,9 +127,11 @@ impl Cx<'_> {
             body_timeout,
             handshake_timeout,
             idle_timeout,
+            stream_idle_timeout,
             h2_ping_interval,
             h2_ping_timeout,
             max_connections,
+            admin_max_connections,
             max_inflight_reads,
             max_compared_bytes,
             max_spooled_bytes,

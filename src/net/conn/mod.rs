@@ -1,34 +1,40 @@
-//! Connections, for both listeners: admission (`limits.max_connections`),
-//! the protocol told from the first bytes under a deadline, HTTP/1.1 or h2
-//! served with every connection state bounded in time, and the drain on
-//! shutdown.
+//! Connections, for both listeners: admission (`limits.max_connections`,
+//! the longest-idle connection closed to make room), the protocol told
+//! from the first bytes under a deadline, HTTP/1.1 or h2 served with every
+//! connection state bounded in time, and the drain on shutdown.
 //!
 //! | connection state | bound |
 //! | --- | --- |
 //! | first bytes, until HTTP/1 or the whole h2 preface is seen | `handshake_timeout` |
 //! | HTTP/1 request head, and the wait for the next one (keep-alive idle) | `head_timeout` (hyper's header read timer) |
-//! | HTTP/1 request body pauses | `body_timeout` (in `upstream::RequestBody`) |
+//! | request body pauses, HTTP/1 and h2 (until the body is read) | `body_timeout` (in `upstream::RequestBody`) |
+//! | the wait for the answer's head | the side's `timeout` (in `upstream`) |
+//! | an h2 stream whose answer sends nothing (upstream stalled, or the consumer stopped reading) | `stream_idle_timeout`, then that stream alone is reset |
 //! | h2 with no request for a while | `idle_timeout`, then GOAWAY |
 //! | h2 peer that stops answering | a PING every `ping_interval`, closed after `ping_timeout` |
+//! | idle (no request in flight) while `max_connections` are open and another arrives | the longest idle is closed gracefully (GOAWAY on h2) |
 
 mod framing;
 mod io;
+mod stream;
 mod target;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use hyper::body::{Body, Incoming};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::{http1, http2};
 use hyper::service::Service;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -36,6 +42,7 @@ use tokio::sync::{Notify, watch};
 
 use self::io::ConnIo;
 pub use self::io::{Refusal, refused};
+use self::stream::{StreamExec, mark_stream_active};
 pub use self::target::{MAX_HEAD_BYTES, RawTargets, for_hyper, raw_target};
 
 /// The h2 connection preface (RFC 9113 3.4).
@@ -44,11 +51,14 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// The bounds on one listener's connections (`limits:` in the config).
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
-    /// Connections beyond this are closed at once and counted.
+    /// Past this, a new connection closes the longest-idle one to get in,
+    /// or is closed at once (and counted) when none is idle.
     pub max_connections: usize,
     pub handshake_timeout: Duration,
     pub head_timeout: Duration,
     pub idle_timeout: Duration,
+    /// An h2 stream whose answer sends nothing for this long is reset.
+    pub stream_idle_timeout: Duration,
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
     /// Follow HTTP/1 framing to refuse both framings or repeated lengths
@@ -82,12 +92,15 @@ impl<S, B> ConnService<B> for S where
 
 /// A response body both servers can send.
 pub trait ConnBody:
-    Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+    Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + Unpin + 'static
 {
 }
 
 impl<B> ConnBody for B where
-    B: Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+    B: Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + Unpin
+        + 'static
 {
 }
 
@@ -97,13 +110,52 @@ impl<B> ConnBody for B where
 pub struct Counters {
     /// Connections open now.
     pub open: AtomicUsize,
-    /// Connections closed at once because `max_connections` were open.
+    /// Connections closed at once because `max_connections` were open
+    /// and none of them was idle.
     pub refused: AtomicU64,
+    /// Idle connections closed to admit a new one at `max_connections`.
+    pub reclaimed: AtomicU64,
     /// Woken each time a connection closes (the drain waits on it).
     closed: Notify,
+    /// Every open connection's activity, to find the longest idle one at
+    /// the cap: one entry per open connection, removed when it closes.
+    conns: Mutex<Conns>,
+}
+
+#[derive(Debug, Default)]
+struct Conns {
+    next: u64,
+    by_id: HashMap<u64, Arc<Activity>>,
 }
 
 impl Counters {
+    fn conns(&self) -> std::sync::MutexGuard<'_, Conns> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks the connection idle the longest (no request in flight; never
+    /// one already asked) to close gracefully. False when none is idle.
+    /// A scan of every open connection: it runs only at the cap, and keeps
+    /// the per-request path to two atomics.
+    fn reclaim_idle(&self) -> bool {
+        let conns = self.conns();
+        // Ties (the clock is in ms) go to the older connection.
+        let victim = conns
+            .by_id
+            .iter()
+            .filter(|(_, a)| !a.reclaimed.load(Ordering::Acquire))
+            .filter_map(|(id, a)| a.idle_since_ms().map(|ms| ((ms, *id), a)))
+            .min_by_key(|(key, _)| *key);
+        let Some((_, activity)) = victim else {
+            return false;
+        };
+        // Under the lock: no other caller can pick the same one.
+        activity.reclaimed.store(true, Ordering::Release);
+        activity.reclaim.notify_one();
+        self.reclaimed.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
     /// Returns once no connection is open.
     async fn all_closed(&self) {
         loop {
@@ -193,11 +245,12 @@ pub async fn serve<M, S, B>(
                     counters.refused.fetch_add(1, Ordering::Relaxed);
                     if last_refusal_warning.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1)) {
                         last_refusal_warning = Some(Instant::now());
-                        tracing::warn!(%peer, max_connections = limits.max_connections, "connection refused: max_connections are open");
+                        tracing::warn!(%peer, max_connections = limits.max_connections, "connection refused: max_connections are open, none idle");
                     }
                     drop(stream);
                     continue;
                 };
+                let activity = open.activity.clone();
                 let _ = stream.set_nodelay(true);
                 let refusal = Refusal::default();
                 let raw_targets = RawTargets::default();
@@ -209,7 +262,7 @@ pub async fn serve<M, S, B>(
                 // (a JoinSet would keep each one until reaped).
                 tokio::spawn(async move {
                     tokio::select! {
-                        _ = connection(stream, peer, &limits, service, (refusal, raw_targets), shutdown) => {}
+                        _ = connection(stream, peer, &limits, service, (refusal, raw_targets), shutdown, &activity) => {}
                         _ = cut.wait_for(|c| *c) => {}
                     }
                     drop(open);
@@ -235,23 +288,42 @@ pub async fn serve<M, S, B>(
 }
 
 /// One admitted connection; gives its slot back when dropped.
-struct Open(Arc<Counters>);
+struct Open {
+    counters: Arc<Counters>,
+    id: u64,
+    activity: Arc<Activity>,
+}
 
 impl Open {
+    /// A slot, when fewer than `max` are open or an idle connection was
+    /// asked to close to make room (`None`: refused). The one asked closes
+    /// within a moment (it has nothing in flight), so for that moment one
+    /// more than `max` may be open.
     fn admit(counters: &Arc<Counters>, max: usize) -> Option<Open> {
         let before = counters.open.fetch_add(1, Ordering::AcqRel);
-        if before >= max {
+        if before >= max && !counters.reclaim_idle() {
             counters.open.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        Some(Open(counters.clone()))
+        let activity = Arc::new(Activity::new());
+        let mut conns = counters.conns();
+        let id = conns.next;
+        conns.next += 1;
+        conns.by_id.insert(id, activity.clone());
+        drop(conns);
+        Some(Open {
+            counters: counters.clone(),
+            id,
+            activity,
+        })
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
-        self.0.closed.notify_waiters();
+        self.counters.conns().by_id.remove(&self.id);
+        self.counters.open.fetch_sub(1, Ordering::AcqRel);
+        self.counters.closed.notify_waiters();
     }
 }
 
@@ -263,11 +335,17 @@ async fn connection<S, B>(
     service: S,
     follow: (Refusal, RawTargets),
     shutdown: watch::Receiver<bool>,
+    activity: &Arc<Activity>,
 ) where
     S: ConnService<B>,
     B: ConnBody,
 {
-    let protocol = tokio::time::timeout(limits.handshake_timeout, sniff(&mut stream)).await;
+    let mut reclaim = std::pin::pin!(activity.reclaim.notified());
+    let protocol = tokio::select! {
+        p = tokio::time::timeout(limits.handshake_timeout, sniff(&mut stream)) => p,
+        // Nothing was read yet: nothing to finish.
+        _ = reclaim.as_mut() => return,
+    };
     let (h2, seen) = match protocol {
         Ok(Ok(Some(found))) => found,
         // Closed before a byte, or a read error: nothing to answer.
@@ -277,24 +355,22 @@ async fn connection<S, B>(
             return;
         }
     };
+    let service = Tracked {
+        inner: service,
+        activity: activity.clone(),
+        h2,
+    };
     let result = if h2 {
         // Boxed: the h2 connection's state is several KiB, and every
         // (HTTP/1) connection's task would otherwise reserve room for it.
         Box::pin(async move {
             let io = TokioIo::new(ConnIo::new(stream, seen, None));
-            let activity = Arc::new(Activity::new());
-            let conn = http2::Builder::new(TokioExecutor::new())
+            let conn = http2::Builder::new(StreamExec::new(limits.stream_idle_timeout))
                 .timer(TokioTimer::new())
                 .keep_alive_interval(limits.ping_interval)
                 .keep_alive_timeout(limits.ping_timeout)
-                .serve_connection(
-                    io,
-                    Tracked {
-                        inner: service,
-                        activity: activity.clone(),
-                    },
-                );
-            drive(conn, shutdown, Some((activity, limits.idle_timeout))).await
+                .serve_connection(io, service);
+            drive(conn, shutdown, reclaim, activity, Some(limits.idle_timeout)).await
         })
         .await
     } else {
@@ -305,7 +381,7 @@ async fn connection<S, B>(
             .header_read_timeout(limits.head_timeout)
             .max_buf_size(MAX_HEAD_BYTES)
             .serve_connection(io, service);
-        drive(conn, shutdown, None).await
+        drive(conn, shutdown, reclaim, activity, None).await
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -333,19 +409,23 @@ async fn sniff(stream: &mut TcpStream) -> std::io::Result<Option<(bool, Bytes)>>
     }
 }
 
-/// Polls `conn` to its end; on shutdown, or once an h2 connection has been
-/// idle for `idle`, asks it to finish gracefully and keeps polling.
+/// Polls `conn` to its end; on shutdown, when reclaimed at the cap, or
+/// once an h2 connection has been idle for `idle`, asks it to finish
+/// gracefully (GOAWAY on h2; on HTTP/1 a close now if between requests,
+/// else after the current one) and keeps polling.
 async fn drive<C, E>(
     conn: C,
     mut shutdown: watch::Receiver<bool>,
-    idle: Option<(Arc<Activity>, Duration)>,
+    mut reclaim: Pin<&mut tokio::sync::futures::Notified<'_>>,
+    activity: &Activity,
+    idle: Option<Duration>,
 ) -> Result<(), E>
 where
     C: GracefulConnection<Error = E>,
 {
     let mut conn = std::pin::pin!(conn);
     let mut closing = false;
-    let mut idle_check = idle.as_ref().map(|(_, d)| Instant::now() + *d);
+    let mut idle_check = idle.map(|d| Instant::now() + d);
     loop {
         let idle_at = idle_check;
         tokio::select! {
@@ -354,15 +434,19 @@ where
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
+            _ = reclaim.as_mut(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
             _ = sleep_until(idle_at), if !closing && idle_at.is_some() => {
-                let Some((activity, d)) = &idle else { continue };
+                let Some(d) = idle else { continue };
                 match activity.idle_since() {
-                    Some(since) if since.elapsed() >= *d => {
+                    Some(since) if since.elapsed() >= d => {
                         closing = true;
                         conn.as_mut().graceful_shutdown();
                     }
-                    Some(since) => idle_check = Some(since + *d),
-                    None => idle_check = Some(Instant::now() + *d),
+                    Some(since) => idle_check = Some(since + d),
+                    None => idle_check = Some(Instant::now() + d),
                 }
             }
         }
@@ -376,14 +460,19 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// When an h2 connection last had a request in flight.
+/// Whether a connection has a request in flight, and since when it has
+/// had none: read by the h2 idle timer and by the reclaim at the cap.
 #[derive(Debug)]
 struct Activity {
-    /// Requests waiting for their response head.
+    /// Requests whose answer is not sent to its end yet.
     busy: AtomicUsize,
-    /// When the last one started or got its head (or the connection
-    /// started), in ms since `epoch()`.
+    /// When the last one started or finished (or the connection started),
+    /// in ms since `epoch()`.
     last_ms: AtomicU64,
+    /// Chosen to close to make room at the cap (once).
+    reclaimed: AtomicBool,
+    /// Woken when chosen.
+    reclaim: Notify,
 }
 
 impl Activity {
@@ -391,6 +480,8 @@ impl Activity {
         let a = Activity {
             busy: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
+            reclaimed: AtomicBool::new(false),
+            reclaim: Notify::new(),
         };
         a.touch();
         a
@@ -399,10 +490,15 @@ impl Activity {
     /// Since when the connection has had nothing in flight, or `None` while
     /// something is.
     fn idle_since(&self) -> Option<Instant> {
+        self.idle_since_ms()
+            .map(|ms| epoch() + Duration::from_millis(ms))
+    }
+
+    fn idle_since_ms(&self) -> Option<u64> {
         if self.busy.load(Ordering::Acquire) > 0 {
             return None;
         }
-        Some(epoch() + Duration::from_millis(self.last_ms.load(Ordering::Acquire)))
+        Some(self.last_ms.load(Ordering::Acquire))
     }
 
     fn touch(&self) {
@@ -417,36 +513,87 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-/// An h2 connection's service, noting when requests start and end so the
-/// connection can be closed once idle.
+/// A connection's service, counting each request as in flight from the
+/// call until its answer is sent to its end (or dropped), so the
+/// connection is known idle between requests.
 #[derive(Clone)]
 struct Tracked<S> {
     inner: S,
     activity: Arc<Activity>,
+    /// On h2, the answer's head and body pieces are the stream's activity
+    /// (`stream`).
+    h2: bool,
 }
 
 impl<S, B> Service<Request<Incoming>> for Tracked<S>
 where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
     S::Future: Send + 'static,
+    B: Send + 'static,
 {
-    type Response = Response<B>;
+    type Response = Response<TrackedBody<B>>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<B>, Infallible>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         self.activity.busy.fetch_add(1, Ordering::AcqRel);
         self.activity.touch();
         let done = Done(self.activity.clone());
         let fut = self.inner.call(req);
+        let h2 = self.h2;
         Box::pin(async move {
-            let _done = done;
-            fut.await
+            let resp = fut.await?;
+            if h2 {
+                // Polled in the stream's task: the head is ready.
+                mark_stream_active();
+            }
+            Ok(resp.map(|inner| TrackedBody {
+                inner,
+                done: Some(done),
+                h2,
+            }))
         })
     }
 }
 
-/// Marks a request done when its future completes or is dropped.
+/// An answer's body; the request stays in flight until it ends.
+pub struct TrackedBody<B> {
+    inner: B,
+    done: Option<Done>,
+    h2: bool,
+}
+
+impl<B: Body + Unpin> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = &mut *self;
+        let frame = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(_)) if this.h2 => mark_stream_active(),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => this.done = None,
+        }
+        if this.inner.is_end_stream() {
+            this.done = None;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Marks a request done when its answer ends or is dropped.
 struct Done(Arc<Activity>);
 
 impl Drop for Done {

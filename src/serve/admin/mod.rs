@@ -22,6 +22,7 @@ use crate::decide::reconcile::outcome::Verdict;
 use crate::net::conn::{self, ConnInfo, ConnLimits};
 use crate::serve::app::App;
 use crate::state::live::LiveRoute;
+use crate::state::metrics::{CONNECTIONS_RECLAIMED_TOTAL, label};
 use crate::state::route::{ContractResult, Figures};
 use crate::state::status::{
     ConfigInfo, ContractStatus, LastReload, PerSide, RouteStatus, StatusDoc,
@@ -31,11 +32,6 @@ use crate::state::status::{
 /// fetches it again every 2 s. Compiled in, so it needs no files at run time
 /// and nothing from outside (no CDN, no fonts).
 const STATUS_PAGE: &str = include_str!("status_page.html");
-
-/// Connections the admin listener takes at once: Prometheus, the kubelet's
-/// probes and a few people, with room to spare; a flood beyond it is
-/// refused without touching the consumer's listener.
-pub const MAX_CONNECTIONS: usize = 64;
 
 /// Serves the admin endpoints until `shutdown` flips. A slow or silent
 /// client is cut here as on `listen` (`limits`): the admin port is
@@ -209,6 +205,13 @@ fn refresh_gauges(app: &App) {
             c.open.load(Ordering::Relaxed),
             c.refused.load(Ordering::Relaxed),
         );
+        let labels = vec![
+            label("consumer", consumer.clone()),
+            label("listener", listener),
+        ];
+        metrics
+            .counter(CONNECTIONS_RECLAIMED_TOTAL, labels)
+            .absolute(c.reclaimed.load(Ordering::Relaxed));
     }
     metrics.publish_reads(
         consumer,

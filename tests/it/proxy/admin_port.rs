@@ -197,9 +197,10 @@ async fn metrics_are_scraped_with_the_right_values() {
 
     // Every series carries consumer, and route and dataset but the
     // process-wide ones (SPEC 1.1: `dataset` on every per-route series).
-    const PROCESS_WIDE: [&str; 10] = [
+    const PROCESS_WIDE: [&str; 11] = [
         CONNECTIONS_OPEN,
         CONNECTIONS_REFUSED,
+        "cutover_connections_reclaimed_total",
         READS_INFLIGHT,
         READS_SHED,
         CONFIG_RELOADS,
