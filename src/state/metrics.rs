@@ -6,7 +6,9 @@ mod cells;
 mod exposition;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
@@ -367,8 +369,6 @@ pub struct Metrics {
     /// Every route's values, kept for the process's life: a route a reload
     /// removed is not shown, and one that comes back continues its counters.
     routes: Arc<Mutex<BTreeMap<RouteKey, Arc<Registered>>>>,
-    /// The last scrape's length: the next one's buffer is sized from it.
-    last_len: Arc<AtomicUsize>,
 }
 
 /// A route's values and how its series open.
@@ -404,7 +404,6 @@ impl Metrics {
             handle,
             hidden: Default::default(),
             routes: Default::default(),
-            last_len: Default::default(),
         };
         m.describe();
         m
@@ -422,45 +421,49 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition: the process-level series (less those of
-    /// consumers a reload renamed), then every shown route's families.
+    /// Prometheus text exposition, whole: what `scrape` sends in chunks.
     pub fn render(&self) -> String {
+        let mut out = String::new();
+        for chunk in self.scrape() {
+            out.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        out
+    }
+
+    /// The process-level series, less those of consumers a reload renamed.
+    fn process_text(&self) -> String {
         let text = self.handle.render();
-        let mut out = String::with_capacity(self.last_len.load(Ordering::Relaxed).max(text.len()));
-        {
-            let hidden = self.hidden.lock().unwrap_or_else(|p| p.into_inner());
-            if hidden.is_empty() {
-                out.push_str(&text);
-            } else {
-                for line in text.lines() {
-                    let labels = line.split_once('{').map_or("", |(_, l)| l);
-                    if !hidden.iter().any(|h| labels.starts_with(h.as_str())) {
-                        out.push_str(line);
-                        out.push('\n');
-                    }
-                }
+        let hidden = self.hidden.lock().unwrap_or_else(|p| p.into_inner());
+        if hidden.is_empty() {
+            return text;
+        }
+        let mut kept = String::with_capacity(text.len());
+        for line in text.lines() {
+            let labels = line.split_once('{').map_or("", |(_, l)| l);
+            if !hidden.iter().any(|h| labels.starts_with(h.as_str())) {
+                kept.push_str(line);
+                kept.push('\n');
             }
         }
-        drop(text);
-        // The registry's lock is held only to take the shown routes.
-        let shown: Vec<Arc<Registered>> = {
-            let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-            routes
+        kept
+    }
+
+    /// A scrape as chunks of about 64 KiB: the process-level series, then
+    /// each per-route family a few routes at a time, written as the
+    /// client takes them (a thousand routes never hold a whole scrape in
+    /// memory). Values are read as each chunk is written.
+    pub fn scrape(&self) -> Scrape {
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        Scrape {
+            head: Some(Bytes::from(self.process_text())),
+            routes: routes
                 .values()
                 .filter(|r| r.shown.load(Ordering::Relaxed))
                 .cloned()
-                .collect()
-        };
-        let views: Vec<exposition::Shown<'_>> = shown
-            .iter()
-            .map(|r| exposition::Shown {
-                labels: &r.labels,
-                cells: &r.cells,
-            })
-            .collect();
-        exposition::write_routes(&mut out, &views);
-        self.last_len.store(out.len(), Ordering::Relaxed);
-        out
+                .collect(),
+            family: 0,
+            next_route: 0,
+        }
     }
 
     /// The values of `key`'s route: the ones it had if it was seen before.
@@ -565,6 +568,49 @@ impl Metrics {
     pub fn histogram(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
         self.recorder
             .register_histogram(&Self::key(name, labels), &metadata())
+    }
+}
+
+/// Bytes a chunk of a scrape aims at.
+const CHUNK_BYTES: usize = 64 * 1024;
+/// Routes written per step of a chunk.
+const ROUTES_PER_STEP: usize = 16;
+
+/// A scrape being written: an iterator of chunks (`Metrics::scrape`).
+pub struct Scrape {
+    head: Option<Bytes>,
+    routes: Vec<Arc<Registered>>,
+    family: usize,
+    next_route: usize,
+}
+
+impl Iterator for Scrape {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        if let Some(head) = self.head.take() {
+            return Some(head);
+        }
+        let mut out = String::new();
+        while self.family < exposition::FAMILIES && out.len() < CHUNK_BYTES {
+            if out.capacity() == 0 {
+                out.reserve(CHUNK_BYTES + CHUNK_BYTES / 4);
+            }
+            let end = (self.next_route + ROUTES_PER_STEP).min(self.routes.len());
+            let first = self.next_route == 0;
+            exposition::write_family(
+                &mut out,
+                self.family,
+                &self.routes[self.next_route..end],
+                first,
+            );
+            self.next_route = end;
+            if end >= self.routes.len() {
+                self.family += 1;
+                self.next_route = 0;
+            }
+        }
+        (!out.is_empty()).then(|| Bytes::from(out))
     }
 }
 

@@ -22,7 +22,7 @@ use crate::decide::reconcile::outcome::Verdict;
 use crate::net::conn::{self, ConnInfo, ConnLimits};
 use crate::serve::app::App;
 use crate::state::live::LiveRoute;
-use crate::state::metrics::{CONNECTIONS_RECLAIMED_TOTAL, label};
+use crate::state::metrics::{CONNECTIONS_RECLAIMED_TOTAL, Scrape, label};
 use crate::state::route::{ContractResult, Figures};
 use crate::state::status::{
     ConfigInfo, ContractStatus, LastReload, PerSide, RouteStatus, StatusDoc,
@@ -47,7 +47,7 @@ pub async fn serve(
         let app = app.clone();
         service_fn(move |req| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(respond(&app, &req)) }
+            async move { Ok::<_, Infallible>(answer(&app, &req)) }
         })
     };
     // Nothing to drain: every admin answer is made at once.
@@ -60,6 +60,59 @@ pub async fn serve(
         Duration::ZERO,
     )
     .await;
+}
+
+/// An admin answer's body: made at once, or a scrape written in chunks as
+/// the client reads it (a thousand routes' scrape is megabytes).
+pub enum AdminBody {
+    Full(Full<Bytes>),
+    Scrape(Scrape),
+}
+
+impl hyper::body::Body for AdminBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            AdminBody::Full(f) => std::pin::Pin::new(f).poll_frame(cx),
+            AdminBody::Scrape(s) => {
+                std::task::Poll::Ready(s.next().map(|b| Ok(hyper::body::Frame::data(b))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            AdminBody::Full(f) => f.is_end_stream(),
+            AdminBody::Scrape(_) => false,
+        }
+    }
+
+    /// A whole answer's length (its `content-length`, on HEAD too); a
+    /// scrape's is not known until written (chunked).
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            AdminBody::Full(f) => f.size_hint(),
+            AdminBody::Scrape(_) => hyper::body::SizeHint::default(),
+        }
+    }
+}
+
+fn answer(app: &App, req: &Request<Incoming>) -> Response<AdminBody> {
+    if req.uri().path() == "/metrics" && matches!(*req.method(), Method::GET | Method::HEAD) {
+        refresh_gauges(app);
+        let mut r = Response::new(AdminBody::Scrape(app.live.registry.metrics().scrape()));
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        return r;
+    }
+    respond(app, req).map(AdminBody::Full)
 }
 
 fn respond(app: &App, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -86,15 +139,6 @@ fn respond(app: &App, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             r
         }
         "/config" => text(StatusCode::OK, effective_config(app)),
-        "/metrics" => {
-            refresh_gauges(app);
-            let mut r = text(StatusCode::OK, app.live.registry.metrics().render());
-            r.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            r
-        }
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => {
             if app.ready.load(Ordering::Acquire) {

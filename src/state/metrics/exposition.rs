@@ -11,6 +11,7 @@
 //! compares; a histogram from its first observation.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use super::cells::{Counter, Gauge, Histogram, LATENCY_BUCKETS};
 use super::{
@@ -19,7 +20,7 @@ use super::{
     DIVERGENCE_RATIO, ERROR_RATIO, ERROR_RATIO_DELTA, FALLBACKS_TOTAL, FRESHNESS_DELTA_SECONDS,
     GATE_CHECKS_TOTAL, GATE_TRIPPED, GATE_TRIPS_TOTAL, Kind, METRICS, RECONCILE_DIVERGENCES_TOTAL,
     RECONCILE_SKIPPED_TOTAL, RECONCILE_TOTAL, REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, ROUTE_MODE,
-    RouteCells, SEQUENCE_PINNED_READS_TOTAL, SEQUENCE_PINS, SEQUENCE_REFUSED_TOTAL,
+    Registered, RouteCells, SEQUENCE_PINNED_READS_TOTAL, SEQUENCE_PINS, SEQUENCE_REFUSED_TOTAL,
     UPSTREAM_DURATION_SECONDS, UPSTREAM_REQUESTS_TOTAL,
 };
 use crate::config::{FallbackReason, Mode, Rule, SideName};
@@ -27,13 +28,6 @@ use crate::decide::fallback::AttemptOutcome;
 use crate::decide::reconcile::outcome::{Skip, Verdict};
 use crate::decide::reconcile::report::Category;
 use crate::state::gate::{Check, CheckVerdict};
-
-/// One route as the exposition sees it: the label text its series open
-/// with (`consumer="..",route="..",dataset=".."`) and its values.
-pub struct Shown<'a> {
-    pub labels: &'a str,
-    pub cells: &'a RouteCells,
-}
 
 /// The route's effective mode: the `cutover_route_mode` gauge at 1.
 fn mode(c: &RouteCells) -> Option<Mode> {
@@ -61,187 +55,212 @@ fn compares(mode: Option<Mode>) -> bool {
     matches!(mode, Some(Mode::Shadow | Mode::Canary | Mode::Streaming))
 }
 
-/// Writes every per-route family, each with its `# HELP` and `# TYPE`.
-pub fn write_routes(out: &mut String, routes: &[Shown<'_>]) {
+/// The per-route families, in the order a scrape writes them.
+pub const FAMILIES: usize = 25;
+
+/// Writes family `f` (0..FAMILIES) for `routes`; its `# HELP` and `# TYPE`
+/// first when `header` (a scrape written in chunks writes a family's
+/// routes in several calls, the header with the first).
+pub fn write_family(out: &mut String, f: usize, routes: &[Arc<Registered>], header: bool) {
     let sides = SideName::BOTH;
-    let w = &mut Writer { out };
-    w.family(REQUESTS_TOTAL);
-    for r in routes {
-        let m = mode(r.cells);
-        for side in sides {
-            for (class, c) in CODE_CLASSES.iter().zip(&r.cells.requests[side.index()]) {
-                let keep = *class == "2xx" && serves(m, side);
-                w.counter(
-                    REQUESTS_TOTAL,
-                    r.labels,
-                    &[("side", side.as_str()), ("code_class", class)],
-                    c,
-                    keep,
-                );
+    let w = &mut Writer { out, header };
+    match f {
+        0 => {
+            w.family(REQUESTS_TOTAL);
+            for r in routes {
+                let m = mode(&r.cells);
+                for side in sides {
+                    for (class, c) in CODE_CLASSES.iter().zip(&r.cells.requests[side.index()]) {
+                        let keep = *class == "2xx" && serves(m, side);
+                        w.counter(
+                            REQUESTS_TOTAL,
+                            &r.labels,
+                            &[("side", side.as_str()), ("code_class", class)],
+                            c,
+                            keep,
+                        );
+                    }
+                }
             }
         }
-    }
-    w.histogram_family(REQUEST_DURATION_SECONDS, routes, |c| &c.request_duration);
-    w.family(UPSTREAM_REQUESTS_TOTAL);
-    for r in routes {
-        for side in sides {
-            for (outcome, c) in AttemptOutcome::RESULTS
-                .iter()
-                .zip(&r.cells.upstream_requests[side.index()])
-            {
-                let result = outcome.result().unwrap_or("unknown");
-                w.counter(
-                    UPSTREAM_REQUESTS_TOTAL,
-                    r.labels,
-                    &[("side", side.as_str()), ("result", result)],
-                    c,
-                    false,
-                );
+        1 => w.histogram_family(REQUEST_DURATION_SECONDS, routes, |c| &c.request_duration),
+        2 => {
+            w.family(UPSTREAM_REQUESTS_TOTAL);
+            for r in routes {
+                for side in sides {
+                    for (outcome, c) in AttemptOutcome::RESULTS
+                        .iter()
+                        .zip(&r.cells.upstream_requests[side.index()])
+                    {
+                        let result = outcome.result().unwrap_or("unknown");
+                        w.counter(
+                            UPSTREAM_REQUESTS_TOTAL,
+                            &r.labels,
+                            &[("side", side.as_str()), ("result", result)],
+                            c,
+                            false,
+                        );
+                    }
+                }
             }
         }
-    }
-    w.histogram_family(UPSTREAM_DURATION_SECONDS, routes, |c| &c.upstream_duration);
-    w.family(FALLBACKS_TOTAL);
-    for r in routes {
-        let keep = falls_back(mode(r.cells));
-        for (reason, c) in FallbackReason::ALL.iter().zip(&r.cells.fallbacks) {
-            w.counter(
-                FALLBACKS_TOTAL,
-                r.labels,
-                &[("reason", reason.as_str())],
-                c,
-                keep,
-            );
+        3 => w.histogram_family(UPSTREAM_DURATION_SECONDS, routes, |c| &c.upstream_duration),
+        4 => {
+            w.family(FALLBACKS_TOTAL);
+            for r in routes {
+                let keep = falls_back(mode(&r.cells));
+                for (reason, c) in FallbackReason::ALL.iter().zip(&r.cells.fallbacks) {
+                    w.counter(
+                        FALLBACKS_TOTAL,
+                        &r.labels,
+                        &[("reason", reason.as_str())],
+                        c,
+                        keep,
+                    );
+                }
+            }
         }
-    }
-    w.family(RECONCILE_TOTAL);
-    for r in routes {
-        let keep = compares(mode(r.cells));
-        for (v, c) in Verdict::ALL.iter().zip(&r.cells.reconcile) {
-            let keep = keep && *v != Verdict::Skipped;
-            w.counter(
-                RECONCILE_TOTAL,
-                r.labels,
-                &[("result", v.as_str())],
-                c,
-                keep,
-            );
+        5 => {
+            w.family(RECONCILE_TOTAL);
+            for r in routes {
+                let keep = compares(mode(&r.cells));
+                for (v, c) in Verdict::ALL.iter().zip(&r.cells.reconcile) {
+                    let keep = keep && *v != Verdict::Skipped;
+                    w.counter(
+                        RECONCILE_TOTAL,
+                        &r.labels,
+                        &[("result", v.as_str())],
+                        c,
+                        keep,
+                    );
+                }
+            }
         }
-    }
-    w.counters(
-        RECONCILE_DIVERGENCES_TOTAL,
-        routes,
-        "category",
-        &Category::ALL.map(|c| c.as_str()),
-        |c| &c.divergences[..],
-    );
-    w.counters(
-        RECONCILE_SKIPPED_TOTAL,
-        routes,
-        "reason",
-        &Skip::ALL.map(|s| s.as_str()),
-        |c| &c.reconcile_skipped[..],
-    );
-    w.counters(
-        CONTRACT_CHECKS_TOTAL,
-        routes,
-        "result",
-        &CONTRACT_RESULTS,
-        |c| &c.contract_checks[..],
-    );
-    w.counters(
-        CONTRACT_VIOLATIONS_TOTAL,
-        routes,
-        "rule",
-        &Rule::ALL.map(|r| r.as_str()),
-        |c| &c.contract_violations[..],
-    );
-    w.counters(CIRCUIT_OPENS_TOTAL, routes, "", &[""], |c| {
-        std::slice::from_ref(&c.circuit_opens)
-    });
-    w.counters(
-        GATE_CHECKS_TOTAL,
-        routes,
-        "result",
-        &CheckVerdict::ALL.map(|v| v.as_str()),
-        |c| &c.gate_checks[..],
-    );
-    w.counters(
-        GATE_TRIPS_TOTAL,
-        routes,
-        "check",
-        &Check::ALL.map(|c| c.as_str()),
-        |c| &c.gate_trips[..],
-    );
-    w.counters(
-        SEQUENCE_PINNED_READS_TOTAL,
-        routes,
-        "side",
-        &sides.map(|s| s.as_str()),
-        |c| &c.sequence_pinned_reads[..],
-    );
-    w.counters(SEQUENCE_REFUSED_TOTAL, routes, "", &[""], |c| {
-        std::slice::from_ref(&c.sequence_refused)
-    });
-    w.gauges(
-        DATA_WATERMARK_TIMESTAMP_SECONDS,
-        routes,
-        "side",
-        &sides.map(|s| s.as_str()),
-        |c| &c.watermark[..],
-    );
-    w.gauges(
-        DATA_AGE_SECONDS,
-        routes,
-        "side",
-        &sides.map(|s| s.as_str()),
-        |c| &c.data_age[..],
-    );
-    w.gauges(FRESHNESS_DELTA_SECONDS, routes, "", &[""], |c| {
-        std::slice::from_ref(&c.freshness_delta)
-    });
-    w.gauges(
-        ERROR_RATIO,
-        routes,
-        "side",
-        &sides.map(|s| s.as_str()),
-        |c| &c.error_ratio[..],
-    );
-    w.gauges(ERROR_RATIO_DELTA, routes, "", &[""], |c| {
-        std::slice::from_ref(&c.error_ratio_delta)
-    });
-    w.gauges(DIVERGENCE_RATIO, routes, "", &[""], |c| {
-        std::slice::from_ref(&c.divergence_ratio)
-    });
-    w.family(ROUTE_MODE);
-    for r in routes {
-        if let Some(m) = mode(r.cells) {
-            w.series(ROUTE_MODE, "", r.labels, &[("mode", m.as_str())]);
-            w.out.push_str(" 1\n");
+        6 => w.counters(
+            RECONCILE_DIVERGENCES_TOTAL,
+            routes,
+            "category",
+            &Category::ALL.map(|c| c.as_str()),
+            |c| &c.divergences[..],
+        ),
+        7 => w.counters(
+            RECONCILE_SKIPPED_TOTAL,
+            routes,
+            "reason",
+            &Skip::ALL.map(|s| s.as_str()),
+            |c| &c.reconcile_skipped[..],
+        ),
+        8 => w.counters(
+            CONTRACT_CHECKS_TOTAL,
+            routes,
+            "result",
+            &CONTRACT_RESULTS,
+            |c| &c.contract_checks[..],
+        ),
+        9 => w.counters(
+            CONTRACT_VIOLATIONS_TOTAL,
+            routes,
+            "rule",
+            &Rule::ALL.map(|r| r.as_str()),
+            |c| &c.contract_violations[..],
+        ),
+        10 => w.counters(CIRCUIT_OPENS_TOTAL, routes, "", &[""], |c| {
+            std::slice::from_ref(&c.circuit_opens)
+        }),
+        11 => w.counters(
+            GATE_CHECKS_TOTAL,
+            routes,
+            "result",
+            &CheckVerdict::ALL.map(|v| v.as_str()),
+            |c| &c.gate_checks[..],
+        ),
+        12 => w.counters(
+            GATE_TRIPS_TOTAL,
+            routes,
+            "check",
+            &Check::ALL.map(|c| c.as_str()),
+            |c| &c.gate_trips[..],
+        ),
+        13 => w.counters(
+            SEQUENCE_PINNED_READS_TOTAL,
+            routes,
+            "side",
+            &sides.map(|s| s.as_str()),
+            |c| &c.sequence_pinned_reads[..],
+        ),
+        14 => w.counters(SEQUENCE_REFUSED_TOTAL, routes, "", &[""], |c| {
+            std::slice::from_ref(&c.sequence_refused)
+        }),
+        15 => w.gauges(
+            DATA_WATERMARK_TIMESTAMP_SECONDS,
+            routes,
+            "side",
+            &sides.map(|s| s.as_str()),
+            |c| &c.watermark[..],
+        ),
+        16 => w.gauges(
+            DATA_AGE_SECONDS,
+            routes,
+            "side",
+            &sides.map(|s| s.as_str()),
+            |c| &c.data_age[..],
+        ),
+        17 => w.gauges(FRESHNESS_DELTA_SECONDS, routes, "", &[""], |c| {
+            std::slice::from_ref(&c.freshness_delta)
+        }),
+        18 => w.gauges(
+            ERROR_RATIO,
+            routes,
+            "side",
+            &sides.map(|s| s.as_str()),
+            |c| &c.error_ratio[..],
+        ),
+        19 => w.gauges(ERROR_RATIO_DELTA, routes, "", &[""], |c| {
+            std::slice::from_ref(&c.error_ratio_delta)
+        }),
+        20 => w.gauges(DIVERGENCE_RATIO, routes, "", &[""], |c| {
+            std::slice::from_ref(&c.divergence_ratio)
+        }),
+        21 => {
+            w.family(ROUTE_MODE);
+            for r in routes {
+                if let Some(m) = mode(&r.cells) {
+                    w.series(ROUTE_MODE, "", &r.labels, &[("mode", m.as_str())]);
+                    w.out.push_str(" 1\n");
+                }
+            }
         }
-    }
-    w.gauges(CIRCUIT_OPEN, routes, "", &[""], |c| {
-        std::slice::from_ref(&c.circuit_open)
-    });
-    w.gauges(GATE_TRIPPED, routes, "", &[""], |c| {
-        std::slice::from_ref(&c.gate_tripped)
-    });
-    w.family(SEQUENCE_PINS);
-    for r in routes {
-        let g = &r.cells.sequence_pins;
-        if g.get() != 0.0 {
-            w.series(SEQUENCE_PINS, "", r.labels, &[]);
-            w.value(g.get());
+        22 => w.gauges(CIRCUIT_OPEN, routes, "", &[""], |c| {
+            std::slice::from_ref(&c.circuit_open)
+        }),
+        23 => w.gauges(GATE_TRIPPED, routes, "", &[""], |c| {
+            std::slice::from_ref(&c.gate_tripped)
+        }),
+        24 => {
+            w.family(SEQUENCE_PINS);
+            for r in routes {
+                let g = &r.cells.sequence_pins;
+                if g.get() != 0.0 {
+                    w.series(SEQUENCE_PINS, "", &r.labels, &[]);
+                    w.value(g.get());
+                }
+            }
         }
+        _ => {}
     }
 }
 
 struct Writer<'a> {
     out: &'a mut String,
+    /// Whether `family` writes the family's `# HELP` and `# TYPE`.
+    header: bool,
 }
 
 impl Writer<'_> {
     fn family(&mut self, name: &str) {
+        if !self.header {
+            return;
+        }
         let Some(d) = METRICS.iter().find(|d| d.name == name) else {
             return;
         };
@@ -297,15 +316,15 @@ impl Writer<'_> {
     fn counters(
         &mut self,
         name: &str,
-        routes: &[Shown<'_>],
+        routes: &[Arc<Registered>],
         label: &str,
         values: &[&str],
         cells: impl Fn(&RouteCells) -> &[Counter],
     ) {
         self.family(name);
         for r in routes {
-            for (v, c) in values.iter().zip(cells(r.cells)) {
-                self.counter(name, r.labels, &[(label, v)], c, false);
+            for (v, c) in values.iter().zip(cells(&r.cells)) {
+                self.counter(name, &r.labels, &[(label, v)], c, false);
             }
         }
     }
@@ -314,15 +333,15 @@ impl Writer<'_> {
     fn gauges(
         &mut self,
         name: &str,
-        routes: &[Shown<'_>],
+        routes: &[Arc<Registered>],
         label: &str,
         values: &[&str],
         cells: impl Fn(&RouteCells) -> &[Gauge],
     ) {
         self.family(name);
         for r in routes {
-            for (v, g) in values.iter().zip(cells(r.cells)) {
-                self.series(name, "", r.labels, &[(label, v)]);
+            for (v, g) in values.iter().zip(cells(&r.cells)) {
+                self.series(name, "", &r.labels, &[(label, v)]);
                 self.value(g.get());
             }
         }
@@ -332,28 +351,33 @@ impl Writer<'_> {
     fn histogram_family(
         &mut self,
         name: &str,
-        routes: &[Shown<'_>],
+        routes: &[Arc<Registered>],
         cells: impl Fn(&RouteCells) -> &[Histogram; 2],
     ) {
         self.family(name);
         for r in routes {
-            for (side, h) in SideName::BOTH.iter().zip(cells(r.cells)) {
+            for (side, h) in SideName::BOTH.iter().zip(cells(&r.cells)) {
                 if h.count() == 0 {
                     continue;
                 }
                 let s = h.snapshot();
                 let side = side.as_str();
                 for (le, n) in LATENCY_BUCKETS.iter().zip(s.cumulative) {
-                    self.series(name, "_bucket", r.labels, &[("side", side)]);
+                    self.series(name, "_bucket", &r.labels, &[("side", side)]);
                     // `le` after `side`, as the exporter wrote it.
                     self.out.pop();
                     let _ = writeln!(self.out, ",le=\"{le}\"}} {n}");
                 }
-                self.series(name, "_bucket", r.labels, &[("side", side), ("le", "+Inf")]);
+                self.series(
+                    name,
+                    "_bucket",
+                    &r.labels,
+                    &[("side", side), ("le", "+Inf")],
+                );
                 let _ = writeln!(self.out, " {}", s.count);
-                self.series(name, "_sum", r.labels, &[("side", side)]);
+                self.series(name, "_sum", &r.labels, &[("side", side)]);
                 self.value(s.sum);
-                self.series(name, "_count", r.labels, &[("side", side)]);
+                self.series(name, "_count", &r.labels, &[("side", side)]);
                 let _ = writeln!(self.out, " {}", s.count);
             }
         }
