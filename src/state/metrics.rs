@@ -672,6 +672,10 @@ pub struct RouteCells {
     pub reconcile_skipped: [Cell; Skip::ALL.len()],
     pub divergence_ratio: GaugeCell,
     pub route_mode: [GaugeCell; Mode::ALL.len()],
+    /// The modes a scrape has shown at 1 (bit `Mode::index`): shown from
+    /// then on, at 0 after the route leaves them, so Prometheus' last value
+    /// of a mode left is 0, not a 1 that merely stopped.
+    pub modes_shown: std::sync::atomic::AtomicU8,
     pub circuit_open: GaugeCell,
     pub circuit_opens: Cell,
     pub gate_tripped: GaugeCell,

@@ -716,6 +716,9 @@ async fn history_of_three_weeks_gives_each_verdict_from_stored_data() {
         dataset(&j, "returns").expect("returns")["unknown_readers"]["reads"],
         0.0
     );
+    // Every consumer streaming_only, nothing compares: shadow is behind it.
+    let shadow = &dataset(&j, "ledger").expect("ledger")["shadow"];
+    assert_eq!(shadow["left"], true, "{shadow}");
     let ledger = steps("ledger");
     assert_eq!(ledger["step"], 2, "{ledger}");
     assert_eq!(ledger["step2_may_begin"], true, "{ledger}");

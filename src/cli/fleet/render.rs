@@ -86,6 +86,9 @@ pub fn verdict_lines(d: &DatasetBoard) -> String {
 /// The dataset's "leave shadow" verdict, who blocks it, and each
 /// consumer's own verdict, one line each.
 pub fn shadow_lines(s: &ShadowVerdict) -> String {
+    if s.left {
+        return format!("  leave shadow: done ({})\n", s.reason);
+    }
     let mut out = format!(
         "  leave shadow: {} ({}){}\n",
         if s.ready { "READY" } else { "not yet" },
@@ -451,6 +454,27 @@ mod tests {
         );
         assert!(
             text.ends_with("  next to move: dash (low): READY\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_dataset_wholly_on_streaming_only_has_left_shadow_not_too_few_comparisons() {
+        let dash = consumer("dash", Risk::Low, "streaming_only", 0.0, 0.0);
+        let ops = consumer("ops", Risk::Medium, "streaming_only", 0.0, 0.0);
+        let text = shadow_and_next(&[&dash, &ops]);
+        assert!(
+            text.starts_with(
+                "  leave shadow: done (every consumer is streaming_only: the dataset left shadow"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("too few"), "{text}");
+        // One consumer still on streaming: comparisons go on, and count.
+        let ops = consumer("ops", Risk::Medium, "streaming", 0.0, 0.0);
+        let text = shadow_and_next(&[&dash, &ops]);
+        assert!(
+            text.contains("leave shadow: not yet (too few comparisons"),
             "{text}"
         );
     }

@@ -176,6 +176,9 @@ fn ratio(part: f64, whole: f64) -> Option<f64> {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ShadowVerdict {
     pub ready: bool,
+    /// Every consumer is `streaming_only` and nothing was compared: the
+    /// dataset left shadow (nothing can compare against batch any more).
+    pub left: bool,
     pub divergence_ratio: Option<f64>,
     pub comparisons: f64,
     pub diverged: f64,
@@ -309,6 +312,7 @@ fn judge(p: &Pooled, window: f64, now: f64) -> ShadowVerdict {
         && covered;
     ShadowVerdict {
         ready,
+        left: false,
         divergence_ratio,
         comparisons,
         diverged,
@@ -354,6 +358,24 @@ pub fn shadow_verdict(consumers: &[&ConsumerFigures], window: f64, now: f64) -> 
             verdict.blocked_by.push(s.consumer.clone());
         }
         verdict.consumers.push(s);
+    }
+    // Past shadow for good: `streaming_only` never reads batch, so "too
+    // few comparisons" would hold back a dataset that moved on long ago
+    // (beside "step 1 ... clean" on the same board).
+    let all_streaming_only = !consumers.is_empty()
+        && consumers
+            .iter()
+            .all(|c| !c.modes.is_empty() && c.modes.iter().all(|m| m == "streaming_only"));
+    if all_streaming_only && verdict.comparisons <= 0.0 {
+        verdict.ready = true;
+        verdict.left = true;
+        verdict.reason =
+            "every consumer is streaming_only: the dataset left shadow, nothing compares against batch any more"
+                .to_owned();
+        verdict.blocked_by.clear();
+        for c in &mut verdict.consumers {
+            c.blocks = None;
+        }
     }
     verdict
 }

@@ -3,8 +3,9 @@
 //!
 //! What is shown is what carries information (docs/metrics.md, "What a
 //! route costs"): every gauge, NaN included (unknown is not a reassuring
-//! 0), but `cutover_route_mode` only for the effective mode (the 1; the
-//! zeros said nothing); a counter from its first count, and before it only
+//! 0), but `cutover_route_mode` only for the modes the route has been in
+//! (the effective one at 1, those it left at 0, so the last value of a mode
+//! left is 0 rather than a 1 that stopped); a counter from its first count, and before it only
 //! where a first event must be seen by `increase()` (a series born at 1
 //! reads as no increase): the reads of the sides the mode serves from, the
 //! fallbacks of a mode that falls back, the comparisons of a mode that
@@ -224,9 +225,17 @@ pub fn write_family(out: &mut String, f: usize, routes: &[Arc<Registered>], head
         21 => {
             w.family(ROUTE_MODE);
             for r in routes {
-                if let Some(m) = mode(&r.cells) {
-                    w.series(ROUTE_MODE, "", &r.labels, &[("mode", m.as_str())]);
-                    w.out.push_str(" 1\n");
+                let c = &r.cells;
+                if let Some(m) = mode(c) {
+                    c.modes_shown
+                        .fetch_or(1 << m.index(), std::sync::atomic::Ordering::Relaxed);
+                }
+                let shown = c.modes_shown.load(std::sync::atomic::Ordering::Relaxed);
+                for (m, g) in Mode::ALL.iter().zip(&c.route_mode) {
+                    if shown & (1 << m.index()) != 0 {
+                        w.series(ROUTE_MODE, "", &r.labels, &[("mode", m.as_str())]);
+                        w.value(g.get());
+                    }
                 }
             }
         }
