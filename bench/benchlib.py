@@ -6,6 +6,15 @@ import tempfile
 import time
 
 
+def rss_kib(pid):
+    """Resident memory of process `pid`, KiB (VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

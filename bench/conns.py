@@ -22,7 +22,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from benchlib import Cutover
+from benchlib import Cutover, rss_kib
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release/cutover"
 CONNS = int(os.environ.get("CONNS", 5000))
@@ -44,14 +44,6 @@ class Origin(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def burst(port, n, wave=100):

@@ -23,8 +23,8 @@ import threading
 import time
 from http.server import ThreadingHTTPServer
 
-from benchlib import Cutover
-from conns import Origin, rss_kib
+from benchlib import Cutover, rss_kib
+from conns import Origin
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release/cutover"
 CONNS = int(os.environ.get("CONNS", 5000))

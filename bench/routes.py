@@ -30,7 +30,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from benchlib import free_port, wait_port
+from benchlib import free_port, rss_kib, wait_port
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release/cutover"
 ROUTES = [int(n) for n in os.environ.get("ROUTES", "1 100 300 1000 3000").split()]
@@ -62,14 +62,6 @@ class Origin(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def config(n, listen, admin, origin):
