@@ -81,9 +81,9 @@ pub fn fleet(
             batch_watermark: batch.watermark.clone(),
         };
         rt.block_on(async {
-            let b = super::board(&prom, &req).await?;
+            let (b, modes) = super::board_and_modes(&prom, &req).await?;
             if let Some(path) = html {
-                let history = super::page_history(&prom, &req).await?;
+                let history = super::page_history(&prom, &req, modes).await?;
                 if let Err(e) = std::fs::write(path, super::html::page(&b, &history)) {
                     eprintln!("cutover fleet: cannot write {}: {e}", path.display());
                     return Ok(false);

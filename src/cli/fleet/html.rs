@@ -316,20 +316,13 @@ fn timeline(
     );
     // The phase bands, behind everything.
     let slots: BTreeSet<i64> = modes.values().flat_map(|m| m.keys().copied()).collect();
-    let mut bands: Vec<(Band, i64, i64)> = Vec::new();
-    for &s in &slots {
+    let bands = slot_runs(slots.iter().filter_map(|&s| {
         let drawn: Vec<&str> = modes
             .values()
             .filter_map(|m| m.get(&s).map(|(i, _)| MODES[*i]))
             .collect();
-        let Some(band) = Band::of(&drawn) else {
-            continue;
-        };
-        match bands.last_mut() {
-            Some((b, _, end)) if *b == band && *end + 1 == s => *end = s,
-            _ => bands.push((band, s, s)),
-        }
-    }
+        Band::of(&drawn).map(|band| (s, band))
+    }));
     for (band, from, to) in &bands {
         let (x0, x1) = (
             axis.x(*from as f64 * h.step),
@@ -364,15 +357,14 @@ fn timeline(
             y + 14.0,
             c = esc(consumer)
         );
-        let mut segments: Vec<(usize, String, i64, i64)> = Vec::new();
-        for (&s, (i, all)) in modes.get(*consumer).into_iter().flatten() {
-            let label = all.iter().copied().collect::<Vec<_>>().join("+");
-            match segments.last_mut() {
-                Some((j, l, _, end)) if *j == *i && *l == label && *end + 1 == s => *end = s,
-                _ => segments.push((*i, label, s, s)),
-            }
-        }
-        for (i, label, from, to) in &segments {
+        let segments = slot_runs(
+            modes
+                .get(*consumer)
+                .into_iter()
+                .flatten()
+                .map(|(&s, (i, all))| (s, (*i, all.iter().copied().collect::<Vec<_>>().join("+")))),
+        );
+        for ((i, label), from, to) in &segments {
             let (x0, x1) = (
                 axis.x(*from as f64 * h.step),
                 axis.x((*to + 1) as f64 * h.step),
@@ -424,13 +416,35 @@ fn timeline(
 /// Consecutive sample times (each ending a step) merged into runs: the
 /// first and last time of each.
 fn runs(points: Option<&Vec<(f64, f64)>>, step: f64) -> Vec<(f64, f64)> {
-    let mut times: Vec<f64> = points.into_iter().flatten().map(|&(t, _)| t).collect();
-    times.sort_by(f64::total_cmp);
-    let mut out: Vec<(f64, f64)> = Vec::new();
-    for t in times {
+    time_runs(points.into_iter().flatten().copied().collect(), step)
+        .iter()
+        .filter_map(|run| Some((run.first()?.0, run.last()?.0)))
+        .collect()
+}
+
+/// Samples `(time, value)` sorted by time and cut where a step is missing:
+/// each run's samples are at most one step (and a half, for the range
+/// query's jitter) apart.
+fn time_runs(mut points: Vec<(f64, f64)>, step: f64) -> Vec<Vec<(f64, f64)>> {
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
+    for p in points {
         match out.last_mut() {
-            Some((_, to)) if t - *to <= step * 1.5 => *to = t,
-            _ => out.push((t, t)),
+            Some(run) if run.last().is_some_and(|l| p.0 - l.0 <= step * 1.5) => run.push(p),
+            _ => out.push(vec![p]),
+        }
+    }
+    out
+}
+
+/// Consecutive history slots with equal values merged: `(value, first
+/// slot, last slot)` for `(slot, value)` in slot order.
+fn slot_runs<K: PartialEq>(items: impl IntoIterator<Item = (i64, K)>) -> Vec<(K, i64, i64)> {
+    let mut out: Vec<(K, i64, i64)> = Vec::new();
+    for (s, k) in items {
+        match out.last_mut() {
+            Some((v, _, end)) if *v == k && *end + 1 == s => *end = s,
+            _ => out.push((k, s, s)),
         }
     }
     out
@@ -481,21 +495,8 @@ fn divergence(
         };
         // One polyline per run of consecutive steps: a gap (nothing
         // compared) is not drawn as a line through it.
-        let mut lines: Vec<Vec<(f64, f64)>> = Vec::new();
-        let mut last: Option<f64> = None;
-        let mut sorted: Vec<(f64, f64)> = points
-            .iter()
-            .copied()
-            .filter(|(_, v)| v.is_finite())
-            .collect();
-        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-        for (t, v) in sorted {
-            match (lines.last_mut(), last) {
-                (Some(line), Some(l)) if t - l <= h.step * 1.5 => line.push((t, v)),
-                _ => lines.push(vec![(t, v)]),
-            }
-            last = Some(t);
-        }
+        let finite = points.iter().copied().filter(|(_, v)| v.is_finite());
+        let lines = time_runs(finite.collect(), h.step);
         let _ = write!(
             out,
             "<g class=\"consumer\" data-consumer=\"{c}\"><title>{c}</title>",

@@ -85,6 +85,15 @@ fn key(s: &Series) -> Key {
 
 /// Runs every board query (instant ones concurrently) and judges each dataset.
 pub async fn board(prom: &Prometheus, req: &Request) -> Result<Board, QueryError> {
+    Ok(board_and_modes(prom, req).await?.0)
+}
+
+/// The board, and the mode history it was judged from (what `--html`
+/// draws, so it is not asked for twice).
+pub async fn board_and_modes(
+    prom: &Prometheus,
+    req: &Request,
+) -> Result<(Board, Vec<Series>), QueryError> {
     let ds = req.dataset.as_deref();
     let queries = board_queries(ds, req.window);
     let mut set = tokio::task::JoinSet::new();
@@ -137,13 +146,17 @@ pub async fn board(prom: &Prometheus, req: &Request) -> Result<Board, QueryError
         },
     );
     batch_view(prom, req, &mut board, &modes, history_start).await?;
-    Ok(board)
+    Ok((board, modes))
 }
 
-/// The histories `--html` draws beyond the board: modes, divergence per
-/// step, and the steps with gate trips or fallbacks, over the same history
-/// the board reads.
-pub async fn page_history(prom: &Prometheus, req: &Request) -> Result<html::History, QueryError> {
+/// The histories `--html` draws beyond the board: divergence per step and
+/// the steps with gate trips or fallbacks, over the same history the board
+/// reads, beside the board's own mode history (`modes`).
+pub async fn page_history(
+    prom: &Prometheus,
+    req: &Request,
+    modes: Vec<Series>,
+) -> Result<html::History, QueryError> {
     let ds = req.dataset.as_deref();
     let start = req.now - HISTORY_SECONDS.max(req.window);
     let range = |q: String| async move { prom.query_range(&q, start, req.now, HISTORY_STEP).await };
@@ -154,8 +167,7 @@ pub async fn page_history(prom: &Prometheus, req: &Request) -> Result<html::Hist
             .find(|(n, _)| *n == name)
             .map_or_else(String::new, |(_, q)| q.clone())
     };
-    let (modes, divergence, gate_trips, fallbacks) = tokio::try_join!(
-        range(mode_history_query(ds)),
+    let (divergence, gate_trips, fallbacks) = tokio::try_join!(
         range(find("divergence")),
         range(find("gate_trips")),
         range(find("fallbacks")),
