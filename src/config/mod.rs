@@ -3,6 +3,7 @@
 //! watcher that reloads it (`watch`), and the effective config written back
 //! out as YAML (`effective`).
 
+pub mod changes;
 mod compile;
 pub mod effective;
 mod locate;

@@ -160,7 +160,7 @@ impl Reloader {
         tracing::info!(
             generation,
             config = %self.config_path.display(),
-            changes = %if changes.is_empty() { "no route changed".to_owned() } else { changes.join(", ") },
+            changes = %if changes.is_empty() { "nothing that applies changed".to_owned() } else { changes.join(", ") },
             "config applied"
         );
         *status = ReloadStatus {
@@ -228,26 +228,11 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// What a new config changes, route by route, for the log: `orders: shadow
-/// -> streaming`, `customers: added`, `refunds: removed`.
+/// What a new config changes, key by key, for the log: `orders: shadow ->
+/// streaming`, `orders.gate.failures: 3 -> 5`, `customers: added`,
+/// `refunds: removed` (`config::changes`).
 fn describe_changes(old: &Snapshot, new: &Compiled) -> Vec<String> {
-    let mut changes = Vec::new();
-    for r in &new.routes {
-        match old.routes.iter().find(|o| o.config.name == r.name) {
-            None => changes.push(format!("{}: added", r.name)),
-            Some(o) if o.config.mode != r.mode => changes.push(format!(
-                "{}: {} -> {}",
-                r.name,
-                o.config.mode.as_str(),
-                r.mode.as_str()
-            )),
-            Some(_) => {}
-        }
-    }
-    for o in &old.routes {
-        if !new.routes.iter().any(|r| r.name == o.config.name) {
-            changes.push(format!("{}: removed", o.config.name));
-        }
-    }
-    changes
+    let old_routes: Vec<&config::Route> = old.routes.iter().map(|r| &r.config).collect();
+    let new_routes: Vec<&config::Route> = new.routes.iter().collect();
+    config::changes::describe((&old.settings, &old_routes), (&new.settings, &new_routes))
 }

@@ -469,6 +469,37 @@ async fn sighup_forces_a_reload_in_the_real_binary() {
     assert_eq!(r.header("x-cutover-served-by"), Some("batch"));
 }
 
+/// The reload log names every key an edit changed, not only modes: an
+/// edit of `gate.failures` or `reconcile.sample` is not "nothing changed".
+#[tokio::test]
+async fn the_reload_log_names_every_changed_key() {
+    let (b, s) = both_sides().await;
+    let route = |failures: u32, sample: f64| {
+        Route::orders(b.url("/tables/orders"), s.url("/v1/orders"))
+            .mode("streaming")
+            .no_probe()
+            .gate(json!({ "failures": failures, "max_fallback_ratio": 0.05 }))
+            .reconcile(json!({ "sample": sample }))
+    };
+    let (_dir, path) = config_file(Config::new().route(route(3, 0.01)));
+    let bin = Binary::run(&path);
+    write_in_place(&path, &Config::new().route(route(5, 0.25)).yaml());
+    let log = bin.stderr.clone();
+    let line = wait_until("the reload is logged", || {
+        let log = log.lock().unwrap_or_else(|p| p.into_inner());
+        log.lines()
+            .find(|l| l.contains("config applied"))
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(line.contains("orders.gate.failures: 3 -> 5"), "{line}");
+    assert!(
+        line.contains("orders.reconcile.sample: 0.01 -> 0.25"),
+        "{line}"
+    );
+    assert!(!line.contains("nothing that applies changed"), "{line}");
+}
+
 /// The save styles the storm cycles through, by edit number modulo 3.
 const SAVE_STYLES: [&str; 3] = ["write in place", "rename over", "vim backup-and-write"];
 
