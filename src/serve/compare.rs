@@ -21,7 +21,7 @@ use crate::decide::freshness::now_unix_ms;
 use crate::decide::reconcile::compare;
 use crate::decide::reconcile::outcome::Skip;
 use crate::decide::reconcile::prepare::Prepared;
-use crate::decide::reconcile::report::{Answer, Spec};
+use crate::decide::reconcile::report::{Answer, Category, Spec};
 use crate::net::upstream::Outgoing;
 pub use crate::serve::tee::BodyFraming;
 use crate::serve::tee::{Capture, Copied};
@@ -33,8 +33,12 @@ use crate::state::route::ReconcileSlot;
 const BODY_WAIT: Duration = Duration::from_secs(60);
 /// Both answers together up to this size are compared on the runtime thread.
 const INLINE_COMPARE_BYTES: usize = 64 * 1024;
-/// Divergences written to the log per comparison.
+/// Defects (every category but `timing`) written to the log per comparison.
 const LOGGED_PER_COMPARISON: usize = 5;
+/// A `timing` divergence is expected while the sides' watermarks differ: one
+/// per route per minute reaches the log, with how many were left out since
+/// the last one (`timing_not_logged`); all are counted in the metrics.
+const TIMING_LOG_PERIOD_MS: i64 = 60_000;
 
 /// One side's answer, read for comparison.
 #[derive(Debug)]
@@ -362,10 +366,41 @@ fn record(
     if report.samples.is_empty() {
         return;
     }
+    let now_ms = now_unix_ms();
+    let timings = report.count(Category::Timing);
+    let timing = match report
+        .samples
+        .iter()
+        .find(|d| d.category == Category::Timing)
+    {
+        Some(d) => match live.state.timing_log.take(now_ms, TIMING_LOG_PERIOD_MS) {
+            Some(left_out) => {
+                live.state.timing_log.leave_out(timings.saturating_sub(1));
+                Some((d, left_out))
+            }
+            None => {
+                live.state.timing_log.leave_out(timings);
+                None
+            }
+        },
+        None => None,
+    };
+    let defects = report
+        .samples
+        .iter()
+        .filter(|d| d.category.is_defect())
+        .take(LOGGED_PER_COMPARISON);
+    let entries: Vec<_> = defects
+        .map(|d| (d, None))
+        .chain(timing.map(|(d, n)| (d, Some(n))))
+        .collect();
+    if entries.is_empty() {
+        return;
+    }
     let log = logs.get(path);
-    let now = rfc3339_ms(Some(now_unix_ms()));
-    for d in report.samples.iter().take(LOGGED_PER_COMPARISON) {
-        log.record(&serde_json::json!({
+    let now = rfc3339_ms(Some(now_ms));
+    for (d, timing_not_logged) in entries {
+        let mut entry = serde_json::json!({
             "time": now,
             "route": route.name,
             "request": request,
@@ -379,6 +414,10 @@ fn record(
             "streaming_watermark": rfc3339_ms(streaming_wm),
             "batch_rows": report.batch_rows,
             "streaming_rows": report.streaming_rows,
-        }));
+        });
+        if let Some(n) = timing_not_logged {
+            entry["timing_not_logged"] = n.into();
+        }
+        log.record(&entry);
     }
 }

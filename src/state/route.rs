@@ -50,6 +50,8 @@ pub struct RouteState {
     verdicts: [AtomicU64; Verdict::ALL.len()],
     /// Fallbacks logged at `info`, a few a second at most.
     pub fallback_log: LogBudget,
+    /// How often a `timing` divergence reaches the divergence log.
+    pub timing_log: Sampled,
     /// Contract checks by result (`ContractResult::index`).
     contract: [AtomicU64; ContractResult::ALL.len()],
     /// Answers that broke each rule (`Rule::index`).
@@ -97,6 +99,42 @@ impl LogBudget {
             self.dropped.fetch_add(1, Ordering::AcqRel);
             None
         }
+    }
+}
+
+/// One event per period at most, counting what it leaves out: the
+/// divergence log keeps a `timing` divergence (expected while the sides'
+/// watermarks differ) once in a while, so its room goes to defects.
+#[derive(Debug, Default)]
+pub struct Sampled {
+    next_ms: AtomicI64,
+    left_out: AtomicU64,
+}
+
+impl Sampled {
+    /// `Some(left out since the last event taken)` when this event may be
+    /// logged (the first, and then one per `period_ms`); `None` otherwise.
+    pub fn take(&self, now_ms: i64, period_ms: i64) -> Option<u64> {
+        let next = self.next_ms.load(Ordering::Acquire);
+        if now_ms >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now_ms + period_ms,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+        {
+            return Some(self.left_out.swap(0, Ordering::AcqRel));
+        }
+        None
+    }
+
+    /// Counts `n` events not logged.
+    pub fn leave_out(&self, n: u64) {
+        self.left_out.fetch_add(n, Ordering::AcqRel);
     }
 }
 
@@ -176,6 +214,7 @@ impl RouteState {
             reconcile_inflight: AtomicUsize::new(0),
             verdicts: Default::default(),
             fallback_log: LogBudget::default(),
+            timing_log: Sampled::default(),
             contract: Default::default(),
             contract_rules: Default::default(),
             dead_letter_log: LogBudget::default(),

@@ -160,25 +160,35 @@ impl Report {
         self.counts[c.index()]
     }
 
-    /// Whether another divergence would still be kept as a sample (so its
-    /// values are worth building).
-    pub(super) fn wants_sample(&self) -> bool {
+    /// Whether a divergence of `category` would still be kept as a sample
+    /// (so its values are worth building): while there is room, or, for a
+    /// defect, while a `timing` sample holds a place it can take.
+    pub(super) fn wants_sample(&self, category: Category) -> bool {
         self.samples.len() < MAX_SAMPLES
+            || (category.is_defect() && self.samples.iter().any(|s| !s.category.is_defect()))
     }
 
     /// Counts one divergence whose sample is built only if it is kept.
     pub(super) fn add_with(&mut self, category: Category, sample: impl FnOnce() -> Divergence) {
-        if self.wants_sample() {
+        if self.wants_sample(category) {
             self.add(sample());
         } else {
             self.counts[category.index()] += 1;
         }
     }
 
+    /// Counts `d` and keeps it as a sample while there is room; once the
+    /// samples are full a defect takes the place of the last `timing`
+    /// sample, so expected timing differences never crowd out a missing or
+    /// changed record.
     pub(super) fn add(&mut self, d: Divergence) {
         self.counts[d.category.index()] += 1;
         if self.samples.len() < MAX_SAMPLES {
             self.samples.push(d);
+        } else if d.category.is_defect()
+            && let Some(i) = self.samples.iter().rposition(|s| !s.category.is_defect())
+        {
+            self.samples[i] = d;
         }
     }
 }
@@ -187,3 +197,46 @@ impl Report {
 pub const MAX_SAMPLES: usize = 20;
 /// Characters of a value kept in a divergence.
 pub const MAX_VALUE_CHARS: usize = 240;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn divergence(category: Category, key: usize) -> Divergence {
+        Divergence {
+            category,
+            key: Some(key.to_string()),
+            field: None,
+            side: None,
+            batch: None,
+            streaming: None,
+        }
+    }
+
+    #[test]
+    fn defects_take_the_places_of_timing_samples() {
+        let mut r = Report::default();
+        for k in 0..MAX_SAMPLES + 5 {
+            r.add(divergence(Category::Timing, k));
+        }
+        assert!(r.wants_sample(Category::Missing));
+        assert!(!r.wants_sample(Category::Timing));
+        r.add(divergence(Category::Missing, 100));
+        r.add_with(Category::Aggregate, || divergence(Category::Aggregate, 101));
+        assert_eq!(r.samples.len(), MAX_SAMPLES);
+        assert_eq!(r.count(Category::Timing), (MAX_SAMPLES + 5) as u64);
+        let defects: Vec<_> = r
+            .samples
+            .iter()
+            .filter(|s| s.category.is_defect())
+            .collect();
+        assert_eq!(defects.len(), 2, "{:?}", r.samples);
+        // Once every place holds a defect, further ones are only counted.
+        for k in 0..MAX_SAMPLES {
+            r.add(divergence(Category::Extra, 200 + k));
+        }
+        assert!(r.samples.iter().all(|s| s.category.is_defect()));
+        assert!(!r.wants_sample(Category::Extra));
+        assert_eq!(r.count(Category::Extra), MAX_SAMPLES as u64);
+    }
+}

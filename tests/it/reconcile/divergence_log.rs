@@ -113,3 +113,70 @@ async fn divergence_log_writes_a_bounded_sample_per_comparison() {
     assert_eq!(one["batch_rows"], 3);
     assert_eq!(one["streaming_rows"], 2);
 }
+
+/// Timing divergences are expected while the sides' watermarks differ: all
+/// are counted, one in a while is logged (saying how many were left out),
+/// and a real divergence after many of them is still in the log.
+#[tokio::test]
+async fn timing_divergences_are_counted_but_logged_at_a_sample() {
+    let batch = canned_backend(vec![("", canned(200, page(&[B1, B2, B3]), Some(BATCH_WM)))]).await;
+    let streaming = canned_backend(vec![
+        (
+            "/late",
+            canned(200, page(&[S1, S2_LATE, S3, S5_LATE]), Some(STREAMING_WM)),
+        ),
+        ("/gone", canned(200, page(&[S1, S2]), Some(STREAMING_WM))),
+    ])
+    .await;
+    let mut reconcile = keyed();
+    reconcile["divergence_log"] = json!("divergences.jsonl");
+    let p = Proxy::start(
+        orders(&batch, streaming.url("/s/orders"))
+            .mode("shadow")
+            .reconcile(reconcile),
+    )
+    .await;
+    let log = p.data.path().join("divergences.jsonl");
+    const LATE_READS: usize = 6;
+    for i in 1..=LATE_READS {
+        get(&p.url("/v1/orders/late")).await;
+        settle(&p, "the timing comparison", |m| {
+            m.route("orders").reconciled("match") == i as f64
+        })
+        .await;
+    }
+    get(&p.url("/v1/orders/gone")).await;
+    let m = settle(&p, "the real divergence", |m| {
+        m.route("orders").reconciled("diverged") == 1.0
+    })
+    .await;
+    // Each late read holds two timing differences (a changed and a new
+    // record after batch's watermark): every one is counted.
+    assert_eq!(
+        m.route("orders").divergences("timing"),
+        (2 * LATE_READS) as f64
+    );
+    assert_eq!(m.route("orders").divergences("missing"), 1.0);
+    wait_until("the real divergence is logged", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("/v1/orders/gone"))
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let timing: Vec<_> = lines.iter().filter(|l| l["category"] == "timing").collect();
+    assert_eq!(timing.len(), 1, "one timing line a minute:\n{text}");
+    assert_eq!(
+        timing[0]["timing_not_logged"], 0,
+        "the first is logged: {text}"
+    );
+    let missing: Vec<_> = lines
+        .iter()
+        .filter(|l| l["category"] == "missing")
+        .collect();
+    assert_eq!(missing.len(), 1, "{text}");
+    assert_eq!(missing[0]["key"], "3", "{text}");
+    assert_eq!(lines.len(), 2, "{text}");
+}
