@@ -17,8 +17,6 @@ import yaml
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 K8S = os.path.join(ROOT, "deploy", "kubernetes")
-PHASES = ["phase1-shadow", "phase2-first-consumer", "phase3-canary",
-          "phase4-streaming-only", "rollback-batch"]
 SPEC_GATE_METRICS = ["cutover_gate_tripped", "cutover_gate_checks_total",
                      "cutover_gate_trips_total"]
 
@@ -55,109 +53,283 @@ def duration_s(text):
 
 
 # --- Kubernetes ---------------------------------------------------------------
+#
+# deploy/kubernetes/ is a kustomize layout: components/ (the sidecar patch and
+# the two scrape styles) and overlays/<consumer>/ (one per consumer). CI
+# renders every overlay with `kubectl kustomize` and checks the output here.
 
-def phase_config(name):
-    doc = load_all(os.path.join(K8S, "phases", name + ".yaml"))[0]
-    return yaml.safe_load(doc["data"]["cutover.yaml"])
+OVERLAYS = os.path.join(K8S, "overlays")
+RULES = os.path.join(ROOT, "deploy", "prometheus", "rules.yaml")
+PROMETHEUSRULE = os.path.join(K8S, "components", "scrape-podmonitor", "prometheusrule.yaml")
+SIDECAR_IMAGE = "registry.example.com/platform/cutover"
+# Kinds kubernetes-validate has no schema for (CRDs): checked here instead.
+CRD_KINDS = {("monitoring.coreos.com/v1", "PodMonitor"): "PodMonitor CRD schema (fields used, strict)",
+             ("monitoring.coreos.com/v1", "PrometheusRule"): "PrometheusRule structure (strict) and "
+             "spec.groups == deploy/prometheus/rules.yaml's groups"}
+RISK_RANK = {"low": 0, "medium": 1, "high": 2}
+STREAMING_MODES = ("canary", "streaming", "streaming_only")   # what `cutover fleet` counts as streaming
 
 
-def cmd_extract_config(name, out):
-    """Writes a phase ConfigMap's embedded cutover.yaml to OUT."""
-    doc = load_all(os.path.join(K8S, "phases", name + ".yaml"))[0]
-    with open(out, "w") as f:
-        f.write(doc["data"]["cutover.yaml"])
+def overlay_names():
+    return sorted(n for n in os.listdir(OVERLAYS)
+                  if os.path.isfile(os.path.join(OVERLAYS, n, "kustomization.yaml")))
 
 
-def cmd_k8s_lint():
-    c = Checker("kubernetes manifests")
-    dep = load_all(os.path.join(K8S, "deployment.yaml"))
-    c.ok(len(dep) == 1 and dep[0]["kind"] == "Deployment", "deployment.yaml is one Deployment")
-    spec = dep[0]["spec"]["template"]["spec"]
-    tmpl_labels = dep[0]["spec"]["template"]["metadata"]["labels"]
-    ann = dep[0]["spec"]["template"]["metadata"].get("annotations", {})
+def cmd_overlays():
+    """Prints the overlay names, one a line (for the shell's render loop)."""
+    for n in overlay_names():
+        print(n)
+
+
+def prometheusrule_text():
+    """The PrometheusRule manifest: rules.yaml's `groups:` block, indented
+    under `spec:` as text (comments kept), then parsed back to prove that
+    spec.groups is exactly rules.yaml's groups."""
+    with open(RULES) as f:
+        text = f.read()
+    doc = yaml.safe_load(text)
+    if not isinstance(doc, dict) or list(doc) != ["groups"]:
+        raise SystemExit(f"{RULES}: expected one top-level key, groups")
+    lines = text.splitlines()
+    at = [i for i, line in enumerate(lines) if re.match(r"groups:\s*(#.*)?$", line)]
+    if len(at) != 1:
+        raise SystemExit(f"{RULES}: expected one `groups:` line at column 0")
+    body = "\n".join(("  " + line) if line.strip() else "" for line in lines[at[0]:])
+    out = (
+        "# GENERATED from deploy/prometheus/rules.yaml: do not edit. Regenerate with\n"
+        "#   python3 .ci/deploy_checks.py prometheusrule --write\n"
+        "# (.ci/deploy-checks fails when this file and rules.yaml differ).\n"
+        "# If your Prometheus selects rules by label (its ruleSelector), add that\n"
+        "# label in the overlay; load these rules once per Prometheus.\n"
+        "apiVersion: monitoring.coreos.com/v1\n"
+        "kind: PrometheusRule\n"
+        "metadata:\n"
+        "  name: cutover\n"
+        "  labels:\n"
+        "    app.kubernetes.io/name: cutover\n"
+        "spec:\n" + body + "\n")
+    back = yaml.safe_load(out)
+    if back["spec"]["groups"] != doc["groups"]:
+        raise SystemExit("internal: the indented groups do not parse back to rules.yaml's groups")
+    return out
+
+
+def cmd_prometheusrule(*args):
+    """Prints the PrometheusRule made from rules.yaml; --write replaces the
+    checked-in components/scrape-podmonitor/prometheusrule.yaml with it."""
+    text = prometheusrule_text()
+    if args == ("--write",):
+        with open(PROMETHEUSRULE, "w") as f:
+            f.write(text)
+        print(f"wrote {os.path.relpath(PROMETHEUSRULE, ROOT)} from {os.path.relpath(RULES, ROOT)}")
+    elif args:
+        raise SystemExit("usage: deploy_checks.py prometheusrule [--write]")
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_prometheusrule_check():
+    import difflib
+    c = Checker("PrometheusRule")
+    want = prometheusrule_text()
+    have = open(PROMETHEUSRULE).read() if os.path.exists(PROMETHEUSRULE) else ""
+    if want != have:
+        sys.stdout.writelines(difflib.unified_diff(
+            have.splitlines(True), want.splitlines(True),
+            os.path.relpath(PROMETHEUSRULE, ROOT), "generated from rules.yaml"))
+    c.ok(want == have, f"{os.path.relpath(PROMETHEUSRULE, ROOT)} is what `prometheusrule` prints from "
+         "rules.yaml (regenerate: python3 .ci/deploy_checks.py prometheusrule --write)")
+    c.done()
+
+
+def cargo_version():
+    m = re.search(r'^version\s*=\s*"([^"]+)"', open(os.path.join(ROOT, "Cargo.toml")).read(), re.M)
+    return m.group(1) if m else None
+
+
+def cmd_k8s_lint(rendered_dir, out_dir):
+    """Checks every overlay's rendered output (RENDERED_DIR/<overlay>.yaml);
+    writes OUT_DIR/<overlay>.builtin.yaml (the documents kubernetes-validate
+    has schemas for), OUT_DIR/<overlay>.cutover.yaml (the embedded config)
+    and OUT_DIR/builtin.count (how many documents went to the former)."""
+    c = Checker("kubernetes overlays")
+    names = sorted(f[:-5] for f in os.listdir(rendered_dir) if f.endswith(".yaml"))
+    c.ok(len(names) >= 1, f"rendered overlays: {', '.join(names)}")
+    styles, by_dataset, builtin = {}, {}, 0
+    for name in names:
+        print(f"  --- overlay {name}")
+        docs = load_all(os.path.join(rendered_dir, name + ".yaml"))
+        style, cfg, kept = lint_overlay(c, name, docs, out_dir)
+        builtin += kept
+        styles[name] = style
+        if cfg:
+            for r in cfg.get("routes", []):
+                ds = r.get("dataset", r.get("name"))
+                by_dataset.setdefault(ds, {}).setdefault(cfg.get("consumer"), {"risk": cfg.get("risk"), "modes": []})
+                by_dataset[ds][cfg.get("consumer")]["modes"].append(r.get("mode", "batch"))
+    print("  --- across overlays")
+    c.ok("annotations" in styles.values() and "podmonitor" in styles.values(),
+         f"both scrape styles are shown ({', '.join(f'{n}: {s}' for n, s in styles.items())})")
+    # The migration guide's risk order, as `cutover fleet` judges it: a
+    # consumer reads streaming when every route of the dataset is canary,
+    # streaming or streaming_only; a higher-risk one must not while a
+    # lower-risk consumer of the same dataset still reads batch.
+    for ds, consumers in sorted(by_dataset.items()):
+        on = {n: all(m in STREAMING_MODES for m in v["modes"]) for n, v in consumers.items()}
+        bad = [(s, b) for s in consumers for b in consumers
+               if on[s] and not on[b]
+               and RISK_RANK.get(consumers[s]["risk"], 3) > RISK_RANK.get(consumers[b]["risk"], 3)]
+        shown = ", ".join(f"{n} ({v['risk']}: {'/'.join(v['modes'])})" for n, v in sorted(consumers.items(),
+                          key=lambda kv: RISK_RANK.get(kv[1]["risk"], 3)))
+        c.ok(not bad, f"dataset {ds}: risk order kept: {shown}"
+             + "".join(f"; {s} reads streaming while lower-risk {b} reads batch" for s, b in bad))
+    with open(os.path.join(out_dir, "builtin.count"), "w") as f:
+        f.write(f"{builtin}\n")
+    c.done()
+
+
+def lint_overlay(c, name, docs, out_dir):
+    """Returns (scrape style, the embedded config, documents kept for
+    kubernetes-validate)."""
+    deps = [d for d in docs if d.get("kind") == "Deployment"]
+    if not c.ok(len(deps) == 1, f"{name}: renders one Deployment"):
+        return None, None, 0
+    dep = deps[0]
+    dep_name = dep["metadata"]["name"]
+    tmpl = dep["spec"]["template"]
+    spec = tmpl["spec"]
+    tmpl_labels = tmpl["metadata"].get("labels", {})
+    ann = tmpl["metadata"].get("annotations", {})
+    c.ok(tmpl_labels.get("cutover-sidecar") == "true", f"{name}: the pod is labelled cutover-sidecar: \"true\"")
+    sel = dep["spec"].get("selector", {}).get("matchLabels", {})
+    c.ok(sel and all(tmpl_labels.get(k) == v for k, v in sel.items()) and "cutover-sidecar" not in sel
+         and "cutover-scrape" not in sel,
+         f"{name}: the Deployment's selector {sel} is the consumer's own (immutable; the patch leaves it)")
+
     sidecars = [x for x in spec.get("initContainers", []) if x["name"] == "cutover"]
-    c.ok(len(sidecars) == 1, "cutover is an initContainers entry")
+    if not c.ok(len(sidecars) == 1, f"{name}: cutover is an initContainers entry"):
+        return None, None, 0
     s = sidecars[0]
-    c.ok(s.get("restartPolicy") == "Always", "cutover has restartPolicy: Always (native sidecar)")
-    c.ok(all(x["name"] != "cutover" for x in spec["containers"]), "cutover is not also a regular container")
+    c.ok(s.get("restartPolicy") == "Always", f"{name}: cutover has restartPolicy: Always (native sidecar)")
+    c.ok(all(x["name"] != "cutover" for x in spec["containers"]), f"{name}: cutover is not also a regular container")
+    c.ok(len(spec["containers"]) >= 1, f"{name}: the consumer's own container is still there")
     ports = {p["name"]: p["containerPort"] for p in s.get("ports", [])}
     admin_port = ports.get("cutover-admin")
-    c.ok(admin_port is not None, "the sidecar names its admin port cutover-admin")
+    c.ok(admin_port is not None, f"{name}: the sidecar names its admin port cutover-admin")
 
     def probe(kind, path):
         p = s.get(kind, {}).get("httpGet", {})
         c.ok(p.get("path") == path and p.get("port") in ("cutover-admin", admin_port),
-             f"{kind}: GET {path} on the admin port")
+             f"{name}: {kind}: GET {path} on the admin port")
     probe("startupProbe", "/readyz")
     probe("readinessProbe", "/readyz")
     probe("livenessProbe", "/healthz")
 
+    image = s.get("image", "")
+    version = cargo_version()
+    digest = re.fullmatch(re.escape(SIDECAR_IMAGE) + r"(:[\w.-]+)?@sha256:[0-9a-f]{64}", image)
+    c.ok(image == f"{SIDECAR_IMAGE}:{version}" or bool(digest),
+         f"{name}: sidecar image {image} is the release of Cargo.toml's version {version} (or a digest)")
+
     args = s.get("args", [])
-    c.ok(args[:1] == ["run"] and "-c" in args, "the sidecar runs `cutover run -c FILE`")
+    c.ok(args[:1] == ["run"] and "-c" in args, f"{name}: the sidecar runs `cutover run -c FILE`")
     cfg_file = args[args.index("-c") + 1] if "-c" in args else ""
     data_dir = args[args.index("--data-dir") + 1] if "--data-dir" in args else None
     mounts = {m["name"]: m for m in s.get("volumeMounts", [])}
     vols = {v["name"]: v for v in spec.get("volumes", [])}
     cfg_mounts = [m for m in mounts.values() if "configMap" in vols.get(m["name"], {})]
-    c.ok(len(cfg_mounts) == 1, "the config comes from one ConfigMap volume")
+    c.ok(len(cfg_mounts) == 1, f"{name}: the config comes from one ConfigMap volume")
     cm = cfg_mounts[0] if cfg_mounts else {}
     c.ok("subPath" not in cm and "subPathExpr" not in cm,
-         "the ConfigMap is mounted as a directory (no subPath: kubelet would never update it)")
-    c.ok(os.path.dirname(cfg_file) == cm.get("mountPath"), f"-c {cfg_file} is inside the ConfigMap mount {cm.get('mountPath')}")
-    c.ok(cm.get("readOnly") is True, "the config mount is read-only")
+         f"{name}: the ConfigMap is mounted as a directory (no subPath: kubelet would never update it)")
+    c.ok(os.path.dirname(cfg_file) == cm.get("mountPath"),
+         f"{name}: -c {cfg_file} is inside the ConfigMap mount {cm.get('mountPath')}")
+    c.ok(cm.get("readOnly") is True, f"{name}: the config mount is read-only")
     data_mounts = [m for m in mounts.values() if "emptyDir" in vols.get(m["name"], {})]
     c.ok(len(data_mounts) == 1 and data_mounts[0]["mountPath"] == data_dir,
-         f"--data-dir {data_dir} is an emptyDir mount")
+         f"{name}: --data-dir {data_dir} is an emptyDir mount")
+    c.ok(data_mounts and vols[data_mounts[0]["name"]]["emptyDir"].get("sizeLimit") == "128Mi",
+         f"{name}: the data emptyDir has sizeLimit 128Mi")
     cm_name = vols[cm["name"]]["configMap"]["name"] if cm else None
 
     sc = s.get("securityContext", {})
-    psc = spec.get("securityContext", {})
     c.ok(sc.get("runAsNonRoot") is True and isinstance(sc.get("runAsUser"), int) and sc["runAsUser"] > 0,
-         "sidecar: runAsNonRoot with a non-zero runAsUser")
-    c.ok(sc.get("readOnlyRootFilesystem") is True, "sidecar: readOnlyRootFilesystem")
-    c.ok(sc.get("allowPrivilegeEscalation") is False, "sidecar: allowPrivilegeEscalation false")
+         f"{name}: sidecar: runAsNonRoot with a non-zero runAsUser, on the container")
+    c.ok(sc.get("readOnlyRootFilesystem") is True, f"{name}: sidecar: readOnlyRootFilesystem")
+    c.ok(sc.get("allowPrivilegeEscalation") is False, f"{name}: sidecar: allowPrivilegeEscalation false")
     c.ok(sc.get("capabilities", {}).get("drop") == ["ALL"] and not sc.get("capabilities", {}).get("add"),
-         "sidecar: every capability dropped, none added")
-    c.ok(sc.get("seccompProfile", psc.get("seccompProfile", {})).get("type") == "RuntimeDefault",
-         "seccompProfile RuntimeDefault")
+         f"{name}: sidecar: every capability dropped, none added")
+    c.ok(sc.get("seccompProfile", {}).get("type") == "RuntimeDefault",
+         f"{name}: sidecar: seccompProfile RuntimeDefault, on the container")
     res = s.get("resources", {})
     c.ok(res.get("requests", {}).get("cpu") == "50m" and res.get("requests", {}).get("memory") == "32Mi"
-         and res.get("limits", {}).get("memory") == "64Mi",
-         "sidecar resources: requests cpu 50m memory 32Mi, limits memory 64Mi")
-    c.ok(ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == str(admin_port)
-         and ann.get("prometheus.io/path") == "/metrics",
-         f"prometheus.io/scrape|port|path annotations name port {admin_port} and /metrics")
+         and res.get("limits", {}).get("memory") == "64Mi" and "cpu" not in res.get("limits", {}),
+         f"{name}: sidecar resources: requests cpu 50m memory 32Mi, limits memory 64Mi, no CPU limit")
     grace = spec.get("terminationGracePeriodSeconds", 30)
 
-    # Every phase: the same ConfigMap name, an admin address the kubelet and
-    # Prometheus can reach, listen on loopback, grace above shutdown_grace,
-    # and the routes and modes of config/<phase>.yaml.
-    for name in PHASES:
-        doc = load_all(os.path.join(K8S, "phases", name + ".yaml"))
-        c.ok(len(doc) == 1 and doc[0]["kind"] == "ConfigMap" and doc[0]["metadata"]["name"] == cm_name,
-             f"phases/{name}.yaml is the ConfigMap {cm_name} the Deployment mounts")
-        c.ok(os.path.basename(cfg_file) in doc[0].get("data", {}),
-             f"phases/{name}.yaml has the key {os.path.basename(cfg_file)}")
-        cfg = phase_config(name)
+    # The ConfigMap: named after the Deployment, no hash suffix, holds the file.
+    cms = [d for d in docs if d.get("kind") == "ConfigMap"]
+    c.ok(cm_name == f"{dep_name}-cutover", f"{name}: the sidecar mounts ConfigMap {cm_name} = <Deployment>-cutover "
+         "(no hash suffix: an edit must not change the pod template)")
+    mine = [d for d in cms if d["metadata"]["name"] == cm_name]
+    cfg = None
+    if c.ok(len(mine) == 1, f"{name}: the overlay renders the ConfigMap {cm_name} the Deployment mounts"):
+        cmd = mine[0]
+        c.ok(not cmd.get("immutable"), f"{name}: the ConfigMap is not immutable (the kubelet must update it)")
+        key = os.path.basename(cfg_file)
+        if c.ok(key in cmd.get("data", {}), f"{name}: the ConfigMap has the key {key}"):
+            text = cmd["data"][key]
+            with open(os.path.join(out_dir, name + ".cutover.yaml"), "w") as f:
+                f.write(text)
+            cfg = yaml.safe_load(text)
+    if cfg:
+        c.ok(cfg.get("consumer") == dep_name, f"{name}: consumer {cfg.get('consumer')} is the Deployment's name")
+        c.ok(cfg.get("risk") in RISK_RANK, f"{name}: risk {cfg.get('risk')} is set")
         c.ok(str(cfg.get("admin", "")).endswith(f":{admin_port}") and not str(cfg["admin"]).startswith("127."),
              f"{name}: admin {cfg.get('admin')} is the container port, on all interfaces")
-        c.ok(str(cfg.get("listen", "")).startswith("127.0.0.1:"), f"{name}: listen {cfg.get('listen')} is loopback (same pod)")
+        c.ok(str(cfg.get("listen", "")).startswith("127.0.0.1:"),
+             f"{name}: listen {cfg.get('listen')} is loopback (same pod)")
         sg = duration_s(cfg.get("shutdown_grace", "10s"))
         c.ok(grace > sg, f"{name}: terminationGracePeriodSeconds {grace} > shutdown_grace {sg:g}s")
-        c.ok("state_file" not in cfg, f"{name}: no state_file key (this cutover does not accept it yet; commented)")
-        ref = yaml.safe_load(open(os.path.join(ROOT, "config", name + ".yaml")))
-        mine = [(r["name"], r.get("mode", "batch")) for r in cfg["routes"]]
-        theirs = [(r["name"], r.get("mode", "batch")) for r in ref["routes"]]
-        c.ok(mine == theirs, f"{name}: routes and modes {mine} match config/{name}.yaml")
+        gated = [r["name"] for r in cfg.get("routes", []) if "gate" in r]
+        if gated:
+            sf = str(cfg.get("state_file", ""))
+            c.ok(sf and (not sf.startswith("/") or sf.startswith(str(data_dir) + "/")),
+                 f"{name}: gated route(s) {', '.join(gated)}: state_file {sf or '(none)'} is under --data-dir, "
+                 "so a trip survives a restart")
 
-    pm = load_all(os.path.join(K8S, "podmonitor.yaml"))
-    c.ok(len(pm) == 1, "podmonitor.yaml is one document")
-    check_podmonitor(c, pm[0], tmpl_labels, ports)
-    c.done()
+    # Scrape: exactly one style.
+    has_ann = any(k.startswith("prometheus.io/") for k in ann)
+    pms = [d for d in docs if d.get("kind") == "PodMonitor"]
+    prs = [d for d in docs if d.get("kind") == "PrometheusRule"]
+    has_pm = bool(pms) or bool(prs) or "cutover-scrape" in tmpl_labels
+    c.ok(has_ann != has_pm, f"{name}: exactly one scrape style (annotations: {has_ann}, PodMonitor: {has_pm})")
+    style = "annotations" if has_ann else "podmonitor"
+    if has_ann:
+        c.ok(ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == str(admin_port)
+             and ann.get("prometheus.io/path") == "/metrics",
+             f"{name}: prometheus.io/scrape|port|path annotations name port {admin_port} and /metrics")
+    if has_pm:
+        c.ok(len(pms) == 1 and len(prs) == 1 and tmpl_labels.get("cutover-scrape") == "podmonitor",
+             f"{name}: one PodMonitor, one PrometheusRule, pod labelled cutover-scrape: podmonitor")
+        for pm in pms:
+            check_podmonitor(c, pm, tmpl_labels, ports)
+        for pr in prs:
+            check_prometheusrule(c, pr)
+
+    kept = [d for d in docs if (d.get("apiVersion"), d.get("kind")) not in CRD_KINDS]
+    for d in docs:
+        why = CRD_KINDS.get((d.get("apiVersion"), d.get("kind")))
+        if why:
+            print(f"  NOT given to kubernetes-validate: {name}: {d['kind']} {d['metadata']['name']} "
+                  f"({d['apiVersion']}) is a CRD kind it has no schema for (it would only warn: Couldn't find schema); checked above: {why}")
+    with open(os.path.join(out_dir, name + ".builtin.yaml"), "w") as f:
+        yaml.safe_dump_all(kept, f, sort_keys=False)
+    return style, cfg, len(kept)
 
 
 # The part of prometheus-operator's PodMonitor CRD (monitoring.coreos.com/v1)
-# that podmonitor.yaml uses, strict: an unknown key is an error.
+# that components/scrape-podmonitor/podmonitor.yaml uses, strict: an unknown key is an error.
 DURATION = r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
 PODMONITOR_SCHEMA = {
     "type": "object", "additionalProperties": False,
@@ -212,6 +384,55 @@ def check_podmonitor(c, pm, pod_labels, ports):
         if "interval" in ep and "scrapeTimeout" in ep:
             c.ok(prom_duration(ep["scrapeTimeout"]) <= prom_duration(ep["interval"]),
                  "PodMonitor scrapeTimeout <= interval")
+
+
+# The PrometheusRule CRD (monitoring.coreos.com/v1), strict: an unknown key
+# is an error. kubernetes-validate has no schema for it either.
+_RULE_LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
+PROMETHEUSRULE_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PrometheusRule"},
+        "metadata": PODMONITOR_SCHEMA["properties"]["metadata"],
+        "spec": {"type": "object", "additionalProperties": False, "required": ["groups"], "properties": {
+            "groups": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "additionalProperties": False, "required": ["name", "rules"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "interval": {"type": "string", "pattern": DURATION},
+                    "query_offset": {"type": "string", "pattern": DURATION},
+                    "limit": {"type": "integer"},
+                    "labels": _RULE_LABELS,
+                    "partial_response_strategy": {"type": "string", "pattern": "^(?i)(abort|warn)?$"},
+                    "rules": {"type": "array", "items": {
+                        "type": "object", "additionalProperties": False, "required": ["expr"],
+                        "oneOf": [{"required": ["record"]}, {"required": ["alert"]}],
+                        "properties": {
+                            "record": {"type": "string"},
+                            "alert": {"type": "string"},
+                            "expr": {"type": ["string", "integer"]},
+                            "for": {"type": "string", "pattern": DURATION},
+                            "keep_firing_for": {"type": "string", "pattern": DURATION},
+                            "labels": _RULE_LABELS,
+                            "annotations": _RULE_LABELS}}}}}}}}}}
+
+
+def check_prometheusrule(c, pr):
+    try:
+        import jsonschema
+    except ImportError:
+        c.ok(False, "jsonschema importable (it comes with kubernetes-validate: run inside its venv)")
+        return
+    errors = sorted(jsonschema.Draft7Validator(PROMETHEUSRULE_SCHEMA).iter_errors(pr), key=str)
+    for e in errors:
+        print(f"        {'/'.join(map(str, e.path))}: {e.message}")
+    c.ok(not errors, "PrometheusRule validates against the operator CRD's schema (strict)")
+    want = yaml.safe_load(open(RULES))["groups"]
+    got = pr.get("spec", {}).get("groups")
+    c.ok(got == want, f"PrometheusRule spec.groups are exactly deploy/prometheus/rules.yaml's groups "
+         f"({len(want)} groups, {sum(len(g['rules']) for g in want)} rules)")
 
 
 def prom_duration(text):
@@ -472,8 +693,10 @@ def cmd_free_port():
 
 
 COMMANDS = {
-    "extract-config": cmd_extract_config,
+    "overlays": cmd_overlays,
     "k8s-lint": cmd_k8s_lint,
+    "prometheusrule": cmd_prometheusrule,
+    "prometheusrule-check": cmd_prometheusrule_check,
     "containerfile-lint": cmd_containerfile_lint,
     "dashboard": cmd_dashboard,
     "test-rules": cmd_test_rules,
