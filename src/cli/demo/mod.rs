@@ -183,7 +183,7 @@ fn guide(
     ];
     let mut walk = String::new();
     for (n, (title, lines)) in steps.iter().enumerate() {
-        walk.push_str(&format!("{}. {title}\n", n + 1));
+        walk.push_str(&wrap(&format!("{}. {title}", n + 1), GUIDE_WIDTH, "   "));
         for line in lines {
             walk.push_str(&format!("   {line}\n"));
         }
@@ -205,17 +205,41 @@ cutover demo is running.
 Walk-through: one migration of the orders route, shadow to canary to streaming,
 a failure, an automatic rollback, and back to batch. Do the steps in order, in
 a second terminal in this directory: each starts where the one before ended.
-`$ ` starts a command (type it without the `$ `); `edit` means change that one
-line of {config} and save it (live within a second, no restart; every phase is
-an edit of that line: batch, shadow, canary, streaming, streaming_only);
-`→ ` is what you should see. The commands run this demo's own binary,
-{bin} (what `cargo run --release` built).
+  $ …       a command (type it without the `$ `)
+  edit …    change that one line of the config and save it: live within a
+            second, no restart (every phase is an edit of the orders mode)
+  → …       what you should see
+The commands run the binary this demo runs from, so nothing needs installing:
+  {bin}
 
 {walk}Ctrl-C stops the demo and removes {dir}.",
         batch_addr = batch.addr,
         batch_wm = rfc3339(batch.dataset.batch_watermark),
         dir = dir.display(),
     )
+}
+
+/// Where the guide wraps its prose.
+const GUIDE_WIDTH: usize = 80;
+
+/// `text` wrapped at `width` columns, lines after the first indented by
+/// `indent`, with a newline at the end.
+fn wrap(text: &str, width: usize, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            out.push_str(&line);
+            out.push('\n');
+            line = indent.to_owned();
+        } else if !line.is_empty() && line != indent {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
 }
 
 /// How the guide names this binary: relative to the working directory when
@@ -564,6 +588,12 @@ mod tests {
             .filter_map(|r| r["id"].as_u64())
             .collect();
         assert!(!ids.contains(&1), "{ids:?}");
+    }
+
+    #[test]
+    fn wrap_breaks_at_the_width_and_indents_what_follows() {
+        assert_eq!(wrap("1. aaa bbb", 5, "   "), "1.\n   aaa\n   bbb\n");
+        assert_eq!(wrap("1. short", 80, "   "), "1. short\n");
     }
 
     #[test]
