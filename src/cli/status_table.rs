@@ -181,7 +181,11 @@ pub fn render(doc: &StatusDoc) -> String {
         };
         let configured = configured.as_str();
         let mut effective = or(&r.effective_mode, "-").to_owned();
-        if effective != configured && effective != "-" {
+        if effective == r.configured_mode {
+            // The same mode: shown as configured (`canary(25%)`), not as
+            // `canary*`, which would say a gate or the circuit overrode it.
+            effective = configured.to_owned();
+        } else if effective != "-" {
             effective.push('*');
             overridden = true;
         }
@@ -519,6 +523,21 @@ mod tests {
         assert_eq!(col(head, "CIRCUIT"), col(orders, "closed"));
         assert_eq!(col(head, "CIRCUIT"), col(customers, "open"));
         assert!(out.contains("* effective mode differs"));
+    }
+
+    #[test]
+    fn a_canary_route_serving_canary_is_not_marked_overridden() {
+        let mut v = sample();
+        v["routes"][1]["circuit"] = json!("closed");
+        v["routes"][1]["effective_mode"] = json!("canary");
+        let out = render(&doc(v));
+        let row = out
+            .lines()
+            .find(|l| l.starts_with("customers "))
+            .expect("customers row");
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[1..3], ["canary(10%)", "canary(10%)"], "{out}");
+        assert!(!out.contains("* effective mode differs"), "{out}");
     }
 
     #[test]

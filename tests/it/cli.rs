@@ -316,8 +316,8 @@ async fn demo_serves_what_its_guide_says_and_stops_on_ctrl_c() {
     let mut demo = Demo::start();
     demo.read_until("Ctrl-C stops the demo");
     let config = std::path::PathBuf::from(demo.guide_word("config"));
-    let orders = demo.guide_word("curl -i");
-    let admin = demo.guide_word("cutover status --admin");
+    let orders = format!("{}/v1/orders", demo.guide_word("listen"));
+    let admin = demo.guide_word("admin");
     assert!(orders.ends_with("/v1/orders"), "{orders}");
     assert!(
         config.is_file(),
@@ -362,8 +362,9 @@ async fn demo_serves_what_its_guide_says_and_stops_on_ctrl_c() {
         out.stdout
     );
 
-    // The guide's edit: streaming -> batch, live within a second or so.
-    let edited = text.replacen("mode: streaming ", "mode: batch ", 1);
+    // An edit of the orders mode (shadow -> streaming), live within a second
+    // or so. The whole printed walk-through is followed in demo_walkthrough.rs.
+    let edited = text.replacen("mode: shadow ", "mode: streaming ", 1);
     assert_ne!(
         edited, text,
         "the config has the line the guide says to edit"
@@ -371,7 +372,7 @@ async fn demo_serves_what_its_guide_says_and_stops_on_ctrl_c() {
     std::fs::write(&config, edited).expect("edit demo config");
     wait_until_async("the edit takes effect", || async {
         let r = get(&orders).await;
-        r.header("x-cutover-served-by") == Some("batch") && r.header("x-cutover-fallback").is_none()
+        r.header("x-cutover-served-by") == Some("streaming")
     })
     .await;
 

@@ -15,6 +15,7 @@ mod cli;
 mod config_check;
 mod contract_config;
 mod contracts;
+mod demo_walkthrough;
 mod docs;
 mod fallback;
 mod fleet;

@@ -70,7 +70,13 @@ pub async fn run(shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     Ok(())
 }
 
-/// What a person reads after `cutover demo` starts: where things are and what to try.
+/// What a person reads after `cutover demo` starts: where things are, then a
+/// walk-through of one migration of `orders` whose steps work in order.
+///
+/// The walk-through has a fixed shape, so that `tests/it/demo_walkthrough.rs`
+/// can follow it as printed: a step starts with `N. `; under it, `$ ` starts a
+/// command, `edit ` a one-line config change, `→ ` what the command before it
+/// shows; anything else is prose.
 fn guide(
     path: &Path,
     dir: &Path,
@@ -79,50 +85,178 @@ fn guide(
     batch: &SampleService,
     streaming: &SampleService,
 ) -> String {
-    let path = path.display();
+    let bin = binary_for_guide();
+    let config = path.display();
+    let streaming_addr = streaming.addr;
+    let status = format!("$ {bin} status --admin http://{admin}");
+    let reads = |n: u32, grep: &str| {
+        format!(
+            "$ for i in $(seq {n}); do curl -s -o /dev/null -D - http://{listen}/v1/orders | grep -i {grep}; done"
+        )
+    };
+    let edit = |mode: &str| format!("edit {config}: in route orders, set `mode: {mode}`");
+    let misbehave = |query: &str| {
+        format!("$ curl -s -X POST 'http://{streaming_addr}{MISBEHAVE_PATH}?{query}'")
+    };
+    let steps: Vec<(&str, Vec<String>)> = vec![
+        (
+            "Where things stand: orders is in shadow. Batch serves every read; streaming gets a copy that is compared, never returned. customers is still on batch.",
+            vec![
+                reads(20, "x-cutover-served-by"),
+                "→ every read: x-cutover-served-by: batch".into(),
+                status.clone(),
+                "→ orders: MODE shadow, EFFECTIVE shadow, GATE off".into(),
+                "COMPARED and DIVERG show what the comparisons found: streaming has orders".into(),
+                "batch has not loaded yet (timing) and now and then repeats one (duplicate).".into(),
+            ],
+        ),
+        (
+            "Canary: streaming serves a quarter of the customers, and the same customer always the same side.",
+            vec![
+                edit("canary"),
+                format!(
+                    "$ for c in $(seq 40); do curl -s -o /dev/null -D - -H \"x-customer-id: $c\" http://{listen}/v1/orders | grep -i x-cutover-served-by; done"
+                ),
+                "→ some reads: x-cutover-served-by: streaming".into(),
+                "→ some reads: x-cutover-served-by: batch".into(),
+                status.clone(),
+                "→ orders: MODE canary(25%), EFFECTIVE canary(25%), GATE armed".into(),
+            ],
+        ),
+        (
+            "Streaming: streaming serves every read, and batch answers whenever streaming fails.",
+            vec![
+                edit("streaming"),
+                reads(20, "x-cutover"),
+                "→ some reads: x-cutover-served-by: streaming".into(),
+                "A read streaming failed (about 1 in 12) says x-cutover-served-by: batch and".into(),
+                "x-cutover-fallback: 5xx or timeout: the consumer got batch's answer, not an error.".into(),
+                format!("$ curl -s http://{admin}/metrics | grep cutover_freshness_delta_seconds"),
+                "→ prints: cutover_freshness_delta_seconds{".into(),
+                status.clone(),
+                "→ orders: MODE streaming, EFFECTIVE streaming, GATE armed".into(),
+            ],
+        ),
+        (
+            "Streaming breaks: it now fails 80% of reads, and batch answers them.",
+            vec![
+                misbehave("failures=0.8"),
+                "→ prints: streaming now fails 80% of reads".into(),
+                reads(20, "x-cutover-fallback"),
+                "→ some reads: x-cutover-fallback: 5xx".into(),
+                "After 5 failures in a row the circuit opens: batch serves for 30s without".into(),
+                "trying streaming (x-cutover-fallback: circuit).".into(),
+            ],
+        ),
+        (
+            "The gate rolls orders back by itself: it checks every 5s over the last 30s, and two bad checks in a row trip it (about 11s of steady reads).",
+            vec![
+                format!(
+                    "$ for i in $(seq 300); do curl -s -o /dev/null http://{listen}/v1/orders; sleep 0.1; done &"
+                ),
+                format!("$ watch -n1 {bin} status --admin http://{admin}"),
+                "→ orders: GATE tripped, EFFECTIVE batch*".into(),
+                "The line under the table and the log say which check failed; status exits 1".into(),
+                "while a gate is tripped. Ctrl-C leaves watch.".into(),
+            ],
+        ),
+        (
+            "Streaming recovers, yet orders stays on batch: a tripped gate does not flap back.",
+            vec![
+                misbehave("failures=0&divergence=0"),
+                "→ prints: streaming now fails 5% of reads".into(),
+                status.clone(),
+                "→ orders: GATE tripped, EFFECTIVE batch*".into(),
+            ],
+        ),
+        (
+            "Back to batch, where the migration started: editing the route's mode is also what re-arms its gate.",
+            vec![
+                edit("batch"),
+                reads(20, "x-cutover"),
+                "→ every read: x-cutover-served-by: batch".into(),
+                "→ no read: x-cutover-fallback".into(),
+                status,
+                "→ orders: MODE batch, EFFECTIVE batch, GATE off".into(),
+            ],
+        ),
+    ];
+    let mut walk = String::new();
+    for (n, (title, lines)) in steps.iter().enumerate() {
+        walk.push_str(&wrap(&format!("{}. {title}", n + 1), GUIDE_WIDTH, "   "));
+        for line in lines {
+            walk.push_str(&format!("   {line}\n"));
+        }
+        walk.push('\n');
+    }
     format!(
         "\
 cutover demo is running.
 
-  config     {path}
+  config     {config}
+  listen     http://{listen}   the consumer's reads
+  admin      http://{admin}   /metrics /status /healthz /readyz
   batch      http://{batch_addr}/tables/orders
              sample batch output: its data is hours old (watermark {batch_wm})
   streaming  http://{streaming_addr}/v1/orders
              sample streaming output: its data is seconds old, but ~5% of reads fail (503),
              ~3% stall past the 300ms timeout and ~10% repeat a record (at-least-once delivery)
 
-Try:
-  curl -i http://{listen}/v1/orders
-      x-cutover-served-by: streaming; repeat it and some reads say x-cutover-fallback: 5xx
-      (or timeout): streaming failed and batch answered instead
-  for i in $(seq 40); do curl -s -o /dev/null -D - http://{listen}/v1/orders | grep -i x-cutover-fallback; done
-  curl -i http://{listen}/v1/customers
-  curl -s http://{admin}/metrics | grep cutover_freshness_delta_seconds
-  curl -s http://{admin}/metrics | grep cutover_reconcile_divergences_total
-  curl -s http://{admin}/status
-  cutover status --admin http://{admin}
+Walk-through: one migration of the orders route, shadow to canary to streaming,
+a failure, an automatic rollback, and back to batch. Do the steps in order, in
+a second terminal in this directory: each starts where the one before ended.
+  $ …       a command (type it without the `$ `)
+  edit …    change that one line of the config and save it: live within a
+            second, no restart (every phase is an edit of the orders mode)
+  → …       what you should see
+The commands run the binary this demo runs from, so nothing needs installing:
+  {bin}
 
-Then edit {path}: change `mode: streaming` to `mode: batch` and curl again
-— the change is live within a second, no restart. Every phase of the migration
-is an edit of that line: batch, shadow, canary, streaming, streaming_only.
-
-Watch the orders gate roll the route back by itself (it checks every 5s over
-the last 30s; two bad checks in a row trip it, well within a minute):
-  curl -s -X POST 'http://{streaming_addr}{MISBEHAVE_PATH}?failures=0.8'
-      streaming now fails 80% of reads (divergence=0.5 makes half its answers lose a record)
-  for i in $(seq 200); do curl -s -o /dev/null http://{listen}/v1/orders; sleep 0.1; done &
-  watch -n1 cutover status --admin http://{admin}
-      GATE turns tripped and EFFECTIVE batch*; the log says which check failed
-  curl -s -X POST 'http://{streaming_addr}{MISBEHAVE_PATH}?failures=0&divergence=0'
-      streaming is healthy again, yet orders stays on batch: no flapping back.
-      A person re-arms the gate by editing the route's mode or gate (e.g. failures: 3).
-
-Ctrl-C stops the demo and removes {dir}.",
+{walk}Ctrl-C stops the demo and removes {dir}.",
         batch_addr = batch.addr,
-        streaming_addr = streaming.addr,
         batch_wm = rfc3339(batch.dataset.batch_watermark),
         dir = dir.display(),
     )
+}
+
+/// Where the guide wraps its prose.
+const GUIDE_WIDTH: usize = 80;
+
+/// `text` wrapped at `width` columns, lines after the first indented by
+/// `indent`, with a newline at the end.
+fn wrap(text: &str, width: usize, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            out.push_str(&line);
+            out.push('\n');
+            line = indent.to_owned();
+        } else if !line.is_empty() && line != indent {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
+/// How the guide names this binary: relative to the working directory when
+/// it is under it (`./target/release/cutover` after `cargo run --release`),
+/// else its full path, so every printed command runs as it is, from a clone,
+/// with nothing installed.
+fn binary_for_guide() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "./target/release/cutover".to_owned();
+    };
+    match std::env::current_dir()
+        .ok()
+        .and_then(|cwd| exe.strip_prefix(cwd).ok().map(Path::to_owned))
+    {
+        Some(relative) => format!("./{}", relative.display()),
+        None => exe.display().to_string(),
+    }
 }
 
 /// The demo config, every line explained.
@@ -144,7 +278,7 @@ defaults: # for both sides of every route, unless a side says otherwise
   #   batch 60s (as nginx), streaming 2s; a timeout here would apply to both
 
 routes:
-  # orders: mid-migration. Streaming serves; batch answers when streaming fails.
+  # orders: the route the walk-through migrates, starting in shadow (phase 1).
   - name: orders # a label on metrics and a row in `cutover status`
     match: # which reads this route takes
       path_prefix: /v1/orders # reads under this path (the longest matching prefix wins)
@@ -158,9 +292,10 @@ routes:
     #   canary          streaming serves canary.percent of reads, batch the rest
     #   streaming       streaming serves; batch answers when streaming fails (see fallback)
     #   streaming_only  streaming serves and its errors reach the consumer (batch retired)
-    mode: streaming # edit me: batch rolls back, canary or shadow step back less
+    mode: shadow # edit me: canary, then streaming; batch rolls back
     canary: # used in canary mode only
-      percent: 25 # share of reads streaming serves
+      percent: 25 # share of customers (or objects) streaming serves
+      sticky_header: x-customer-id # one customer, one side
     fallback: # when a read that chose streaming is answered by batch instead
       on: [connect, timeout, 5xx, stale, overflow, circuit] # the failures that fall back
       max_staleness: 10m # streaming data older than this counts as a failure (\"stale\")
@@ -178,6 +313,7 @@ routes:
       not_null: [id, amount] # never an order without an amount
       on_violation: record # count and log; fallback answers a broken one from batch
     gate: # automatic rollback: when streaming misbehaves, the route rolls itself back
+      # (it watches reads streaming serves: off in shadow and batch, so `cutover check` warns)
       interval: 5s # how often the checks run (30s by default)
       window: 30s # what each check looks back over
       failures: 2 # bad checks in a row that trip the gate
@@ -372,7 +508,7 @@ mod tests {
         assert!(text.contains("batch: http://127.0.0.1:7001/tables/orders"));
         assert!(text.contains("url: http://127.0.0.1:7002/v1/orders"));
         assert_eq!(
-            text.matches("mode: streaming ").count(),
+            text.matches("mode: shadow ").count(),
             1,
             "the line the guide says to edit"
         );
@@ -393,7 +529,7 @@ mod tests {
             .collect();
         assert!(comment_columns.len() > 20, "comments line up in a column");
         let yaml: serde_yaml::Value = serde_yaml::from_str(&text).expect("valid YAML");
-        assert_eq!(yaml["routes"][0]["mode"].as_str(), Some("streaming"));
+        assert_eq!(yaml["routes"][0]["mode"].as_str(), Some("shadow"));
         assert_eq!(yaml["routes"][1]["mode"].as_str(), Some("batch"));
     }
 
@@ -403,7 +539,13 @@ mod tests {
         let text = demo_config(8080, 9901, batch, batch);
         let c = crate::config::compile_str(Path::new("demo.yaml"), &text, 1)
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(c.warnings.is_empty());
+        // Orders starts in shadow, where its gate has nothing to watch yet.
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].to_string().contains("does nothing"),
+            "{}",
+            c.warnings[0]
+        );
         let orders = c
             .routes
             .iter()
@@ -446,6 +588,12 @@ mod tests {
             .filter_map(|r| r["id"].as_u64())
             .collect();
         assert!(!ids.contains(&1), "{ids:?}");
+    }
+
+    #[test]
+    fn wrap_breaks_at_the_width_and_indents_what_follows() {
+        assert_eq!(wrap("1. aaa bbb", 5, "   "), "1.\n   aaa\n   bbb\n");
+        assert_eq!(wrap("1. short", 80, "   "), "1. short\n");
     }
 
     #[test]
