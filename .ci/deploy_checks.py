@@ -378,6 +378,11 @@ def check_podmonitor(c, pm, pod_labels, ports):
     sel = pm.get("spec", {}).get("selector", {}).get("matchLabels", {})
     c.ok(sel and all(pod_labels.get(k) == v for k, v in sel.items()),
          f"PodMonitor selector {sel} matches the Deployment's pod labels")
+    # CutoverDown (deploy/prometheus/rules.yaml) finds a down target by the
+    # target label cutover_sidecar="true": only podTargetLabels puts it there.
+    c.ok("cutover-sidecar" in pm.get("spec", {}).get("podTargetLabels", [])
+         and pod_labels.get("cutover-sidecar") == "true",
+         "PodMonitor copies the pod label cutover-sidecar onto its targets (podTargetLabels), as CutoverDown needs")
     for ep in pm.get("spec", {}).get("podMetricsEndpoints", []):
         c.ok(ep.get("port") in ports, f"PodMonitor port {ep.get('port')} is a named port of the sidecar")
         c.ok(ep.get("path", "/metrics") == "/metrics", "PodMonitor scrapes /metrics")

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             unknown_tolerance,
             batch_watermark,
             html,
+            fail_on_violation,
             basic_auth_user,
             basic_auth_password_file,
             bearer_token_file,
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
                     unknown_tolerance,
                 },
                 html.as_deref(),
+                fail_on_violation,
             )
         }
         Command::Diff {

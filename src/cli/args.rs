@@ -103,7 +103,9 @@ pub enum Command {
     /// risk, mode, figures over the window and the verdicts (leave shadow,
     /// next to move, risk order). With --decommission DATASET: exit 0 only
     /// when batch can be switched off for it, else 1 naming each consumer
-    /// that still reads batch. Exit 2 when Prometheus cannot be queried.
+    /// that still reads batch. With --fail-on-violation: exit 1 when any
+    /// dataset's risk order is VIOLATED. Exit 2 when Prometheus cannot be
+    /// queried.
     Fleet {
         /// Prometheus' base URL (http or https), e.g. http://prometheus:9090.
         #[arg(long)]
@@ -137,6 +139,12 @@ pub enum Command {
         /// trips, divergence over time and the decommission steps.
         #[arg(long, value_name = "FILE", conflicts_with = "decommission")]
         html: Option<PathBuf>,
+        /// Exit 1 when any dataset's risk order is VIOLATED (a higher-risk
+        /// consumer reads streaming while a lower-risk one still reads
+        /// batch), after printing the board: a CI gate. Without it the
+        /// board exits 0 whatever its verdicts.
+        #[arg(long, conflicts_with = "decommission")]
+        fail_on_violation: bool,
         /// Basic auth user; the password is read from --basic-auth-password-file.
         #[arg(
             long,

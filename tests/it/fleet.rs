@@ -1,6 +1,6 @@
 //! `cutover fleet` as a user runs it: the real binary against a fake
 //! Prometheus query API (a local backend answering canned JSON, chosen by
-//! the PromQL it is asked). Board text, `--json`, and `--decommission`'s
+//! the PromQL it is asked). Board text, `--json`, `--fail-on-violation`, and `--decommission`'s
 //! exit codes 0, 1 and 2. Every wait is bounded.
 
 use crate::support::{Backend, Behaviour, Output, full_body, now_secs, refusing_addr, run_cutover};
@@ -289,6 +289,21 @@ fn answer(fleet: Fleet, path: &str, q: &str, now: f64) -> Option<Value> {
     None
 }
 
+/// As Prometheus would: a query with a `dataset="D"` matcher returns only
+/// series of D (and those without a dataset label).
+fn only_dataset(mut answer: Value, q: &str) -> Value {
+    let Some((_, rest)) = q.split_once("dataset=\"") else {
+        return answer;
+    };
+    let Some((dataset, _)) = rest.split_once('"') else {
+        return answer;
+    };
+    if let Some(result) = answer["data"]["result"].as_array_mut() {
+        result.retain(|s| s["metric"].get("dataset").is_none_or(|d| d == dataset));
+    }
+    answer
+}
+
 /// A fake Prometheus for `fleet`; a query no scenario expects answers 400,
 /// so a test notices a query it did not plan for.
 async fn prometheus(fleet: Fleet) -> Backend {
@@ -301,7 +316,7 @@ async fn prometheus(fleet: Fleet) -> Backend {
             .and_then(|t| t.parse().ok())
             .unwrap_or(now_secs() as f64);
         let (status, body) = match answer(fleet, &path, &q, now) {
-            Some(v) => (200, v),
+            Some(v) => (200, only_dataset(v, &q)),
             None => (
                 400,
                 json!({"status": "error", "errorType": "bad_data", "error": format!("unexpected query {q}")}),
@@ -437,6 +452,89 @@ async fn dataset_narrows_every_query() {
             assert!(query.contains("dataset=\"orders\""), "{query}");
         }
     }
+}
+
+/// `--fail-on-violation` turns the board into a CI gate: exit 1 when a
+/// dataset's risk order is violated (customers: fraud, high, on streaming
+/// while ops, medium, reads batch), 0 when none is (`--dataset orders`),
+/// and the board still exits 0 without the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_on_violation_exits_1_only_for_a_violated_risk_order() {
+    let prom = prometheus(Fleet::Board).await;
+    let url = prom.url("");
+
+    let out = cutover(&["fleet", "--prometheus", &url, "--fail-on-violation"]).await;
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    // The board is printed all the same, then the reason on stderr.
+    assert!(
+        out.stdout.contains("dataset orders") && out.stdout.contains("risk order: VIOLATED"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr
+            .contains("risk order VIOLATED for customers (--fail-on-violation)"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("orders"), "{}", out.stderr);
+
+    let out = cutover(&[
+        "fleet",
+        "--prometheus",
+        &url,
+        "--json",
+        "--fail-on-violation",
+    ])
+    .await;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let doc: Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    assert!(doc["datasets"].is_array(), "{doc}");
+
+    // orders alone keeps its risk order (dash, low, on streaming; ops,
+    // medium, and fraud, high, still on batch and shadow).
+    let out = cutover(&[
+        "fleet",
+        "--prometheus",
+        &url,
+        "--dataset",
+        "orders",
+        "--fail-on-violation",
+    ])
+    .await;
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("dataset orders") && out.stdout.contains("risk order: ok"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("customers"), "{}", out.stdout);
+    assert!(!out.stderr.contains("VIOLATED"), "{}", out.stderr);
+
+    let out = cutover(&["fleet", "--prometheus", &url]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("risk order: VIOLATED"),
+        "{}",
+        out.stdout
+    );
+
+    // Prometheus unreachable is still 2, not a verdict.
+    let nothing = format!("http://{}", refusing_addr());
+    let out = cutover(&["fleet", "--prometheus", &nothing, "--fail-on-violation"]).await;
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    // A gate on the board, not on the decommission check.
+    let out = cutover(&[
+        "fleet",
+        "--prometheus",
+        &url,
+        "--decommission",
+        "orders",
+        "--fail-on-violation",
+    ])
+    .await;
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("cannot be used with"), "{}", out.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ mod support;
 
 mod access_log;
 mod admin;
+mod alert_runbooks;
 mod batch_transparent;
 mod cli;
 mod config_check;

@@ -15,8 +15,9 @@ pub struct Batch {
 }
 
 /// `cutover fleet`: 0 (board printed, or batch can be switched off), 1 (a
-/// consumer still reads batch, or the --html page cannot be written), 2 (Prometheus cannot be queried, or bad
-/// arguments).
+/// consumer still reads batch, the --html page cannot be written, or with
+/// `fail_on_violation` a dataset's risk order is violated), 2 (Prometheus
+/// cannot be queried, or bad arguments).
 // One argument per flag group of `cutover fleet`, as main parsed them.
 #[allow(clippy::too_many_arguments)]
 pub fn fleet(
@@ -29,6 +30,7 @@ pub fn fleet(
     decommission: Option<&str>,
     batch: &Batch,
     html: Option<&std::path::Path>,
+    fail_on_violation: bool,
 ) -> Exit {
     let default = if decommission.is_some() { "7d" } else { "1h" };
     let window = match super::parse_window(window.unwrap_or(default)) {
@@ -98,6 +100,14 @@ pub fn fleet(
             } else {
                 print!("{}", super::render::board(&b));
             }
+            let violated = violated_datasets(&b);
+            if fail_on_violation && !violated.is_empty() {
+                eprintln!(
+                    "cutover fleet: risk order VIOLATED for {} (--fail-on-violation)",
+                    violated.join(", ")
+                );
+                return Ok(false);
+            }
             Ok(true)
         })
     };
@@ -109,4 +119,13 @@ pub fn fleet(
             Exit::Unusable
         }
     }
+}
+
+/// The datasets whose risk order is violated, in board order.
+pub fn violated_datasets(b: &super::Board) -> Vec<&str> {
+    b.datasets
+        .iter()
+        .filter(|d| !d.risk_order_violations.is_empty())
+        .map(|d| d.dataset.as_str())
+        .collect()
 }
