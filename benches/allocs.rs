@@ -5,7 +5,7 @@
 //! cutover; the difference, per read, is what cutover allocates.
 //!
 //!     cargo bench --bench allocs            # streaming and shadow, 1 KiB answers
-//!     READS=20000 BODY_BYTES=65536 cargo bench --bench allocs
+//!     READS=20000 BODY_BYTES=65536 MODES=streaming cargo bench --bench allocs
 //!
 //! Allocation counts are deterministic for one build (no timing in them), so
 //! one run is the figure; bench/README.md keeps it per change.
@@ -246,7 +246,8 @@ fn main() {
         );
         println!("{:<12} {:>12} {:>14}", "path", "allocs/read", "bytes/read");
         println!("{:<12} {:>12.1} {:>14.0}", "direct", direct, direct_bytes);
-        for mode in ["streaming", "shadow"] {
+        let modes = std::env::var("MODES").unwrap_or_else(|_| "streaming shadow".to_owned());
+        for mode in modes.split_whitespace() {
             let dir = tempfile::tempdir().expect("temp dir");
             let path = dir.path().join("cutover.yaml");
             std::fs::write(&path, config(origin, mode)).expect("write config");

@@ -28,11 +28,15 @@ impl Format {
     ///   `application/x-parquet`, `application/parquet`.
     pub fn from_content_type(ct: &[u8]) -> Option<Format> {
         let essence = ct.split(|b| *b == b';').next().unwrap_or_default();
-        let essence = std::str::from_utf8(essence)
-            .ok()?
-            .trim()
-            .to_ascii_lowercase();
-        let format = match essence.as_str() {
+        let essence = std::str::from_utf8(essence).ok()?.trim();
+        // Lowercased on the stack (every type named here is far shorter):
+        // this runs on every answer a route may compare or check.
+        let mut lower = [0u8; 96];
+        let lower = lower.get_mut(..essence.len())?;
+        lower.copy_from_slice(essence.as_bytes());
+        lower.make_ascii_lowercase();
+        let essence = std::str::from_utf8(lower).ok()?;
+        let format = match essence {
             "application/json" | "text/json" => Format::Json,
             "application/x-ndjson"
             | "application/ndjson"

@@ -353,20 +353,19 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
     };
     // Where each header sits in `buf`, so the head can be split off (and
     // frozen) before the values are taken from it.
+    // On the stack: a Vec here was an allocation per answer.
     let base = buf.as_ptr() as usize;
-    let spans: Vec<[usize; 4]> = resp
-        .headers
-        .iter()
-        .map(|h| {
-            let name = h.name.as_ptr() as usize - base;
-            let value = h.value.as_ptr() as usize - base;
-            [name, name + h.name.len(), value, value + h.value.len()]
-        })
-        .collect();
+    let mut spans = [[0usize; 4]; MAX_HEADERS];
+    let count = resp.headers.len();
+    for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+        let name = h.name.as_ptr() as usize - base;
+        let value = h.value.as_ptr() as usize - base;
+        *span = [name, name + h.name.len(), value, value + h.value.len()];
+    }
     let head = buf.split_to(len).freeze();
     let mut seen = FramingHeaders::default();
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for [ns, ne, vs, ve] in spans {
+    let mut headers = HeaderMap::with_capacity(count);
+    for &[ns, ne, vs, ve] in &spans[..count] {
         let name = HeaderName::from_bytes(&head[ns..ne])
             .map_err(|_| ExchangeError::Malformed("bad header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))

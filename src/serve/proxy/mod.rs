@@ -224,8 +224,14 @@ fn prepare_headers(parts: &mut Parts, peer: &Peer, route: &LiveRoute) -> bool {
 
 /// A fresh request id: 128 random bits in hex.
 fn new_request_id() -> HeaderValue {
-    let id = format!("{:032x}", fastrand::u128(..));
-    HeaderValue::from_str(&id).expect("hex digits are a valid header value")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    let bits = fastrand::u128(..);
+    for (i, digit) in id.iter_mut().enumerate() {
+        *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    // One allocation (the value's own bytes), not a String and then a copy.
+    HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
 }
 
 /// An upstream's answer on its way to the consumer: the head (body still
@@ -801,6 +807,24 @@ impl Drop for TrialGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_32_hex_digits_and_differ() {
+        let ids: Vec<HeaderValue> = (0..64).map(|_| new_request_id()).collect();
+        for id in &ids {
+            let id = id.to_str().expect("ASCII");
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                "{id}"
+            );
+        }
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        // Every digit position is used: the high nibble is not always 0.
+        assert!(ids.iter().any(|id| id.as_bytes()[0] != b'0'));
+    }
 
     #[test]
     fn dot_segments_are_found_plain_and_encoded() {
