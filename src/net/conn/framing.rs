@@ -226,9 +226,15 @@ impl Follower {
 
     /// Parses one whole head: its framing, and whether cutover refuses it.
     fn judge(&mut self, head: &[u8]) -> Judged {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        let len = match req.parse(head) {
+        // Uninitialised slots: zeroing MAX_HEADERS of them cost every read
+        // more than parsing its few headers.
+        let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
+            &mut req,
+            head,
+            &mut headers,
+        ) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Judged::Partial,
             // hyper refuses it itself, and closes.
