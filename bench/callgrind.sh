@@ -9,7 +9,9 @@
 # second run, N2 reads over one keep-alive connection (curl's URL globbing),
 # and prints the difference in instructions divided by N2 - N1: start-up and
 # shutdown cancel out. Environment: N1 (default 1000), N2 (default 4000),
-# MODE (route mode, default streaming), KEEP (a directory to keep the
+# MODE (route mode, default streaming), FORMAT (the answer: json, ndjson, csv,
+# or parquet, tests/data's file; default json; in shadow mode every read is
+# compared, as records keyed by id where the format has one), KEEP (a directory to keep the
 # callgrind.N files in, for callgrind_annotate).
 set -euo pipefail
 
@@ -17,12 +19,34 @@ BIN=${1:-target/release/cutover}
 N1=${N1:-1000}
 N2=${N2:-4000}
 MODE=${MODE:-streaming}
+FORMAT=${FORMAT:-json}
 BASE=${BASE_PORT:-19500}
 ORIGIN=$BASE; LISTEN=$((BASE+1)); ADMIN=$((BASE+2))
 
 . "$(dirname "$0")/common.sh"
 bench_setup nginx-light:nginx valgrind:valgrind curl:curl
 bench_body "$W/body.json" 1024
+# The same records as the other formats (parquet: the fixture file), and
+# the type nginx serves each with, which decides how shadow reads them.
+case "$FORMAT" in
+  json) ctype=application/json; reconcile='{ sample: 1.0, records: /data, key: id }' ;;
+  ndjson | csv)
+    python3 - "$W/body.json" "$W/body.$FORMAT" "$FORMAT" <<'PY'
+import csv, json, sys
+rows = json.load(open(sys.argv[1]))["data"]
+with open(sys.argv[2], "w", newline="") as out:
+    if sys.argv[3] == "ndjson":
+        out.writelines(json.dumps(r) + "\n" for r in rows)
+    else:
+        w = csv.DictWriter(out, fieldnames=list(rows[0]))
+        w.writeheader(); w.writerows(rows)
+PY
+    if [ "$FORMAT" = ndjson ]; then ctype=application/x-ndjson; else ctype=text/csv; fi
+    reconcile='{ sample: 1.0, key: id }' ;;
+  parquet) cp "$(dirname "$0")/../tests/data/pyarrow-snappy.parquet" "$W/body.parquet"
+    ctype=application/vnd.apache.parquet; reconcile='{ sample: 1.0 }' ;;
+  *) echo "FORMAT is json, ndjson, csv or parquet, not $FORMAT" >&2; exit 2 ;;
+esac
 
 mkdir -p "$W/ngx"
 cat >"$W/ngx/nginx.conf" <<EOF
@@ -30,7 +54,7 @@ worker_processes 1; daemon off; pid $W/ngx/pid; error_log $W/ngx/error.log;
 events { worker_connections 1024; }
 http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:$ORIGIN; root $W;
-    location / { add_header x-data-watermark \$msec; try_files /body.json =404; } } }
+    location / { default_type $ctype; add_header x-data-watermark \$msec; try_files /body.$FORMAT =404; } } }
 EOF
 nginx -c "$W/ngx/nginx.conf" -p "$W/ngx" & PIDS+=($!)
 
@@ -47,6 +71,7 @@ routes:
     mode: $MODE
     freshness: { probe_interval: off }
 EOF
+if [ "$MODE" = shadow ]; then echo "    reconcile: $reconcile" >>"$W/cutover.yaml"; fi
 
 wait_port() {
   for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done
@@ -70,4 +95,4 @@ instructions() {
 a=$(instructions "$N1")
 b=$(instructions "$N2")
 if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$W/callgrind.$N1" "$W/callgrind.$N2" "$KEEP/"; fi
-echo "mode $MODE: $(( (b - a) / (N2 - N1) )) instructions per read ($N1 reads: $a, $N2 reads: $b)"
+echo "mode $MODE, $FORMAT: $(( (b - a) / (N2 - N1) )) instructions per read ($N1 reads: $a, $N2 reads: $b)"
