@@ -2,17 +2,12 @@
 //! against a live proxy and against nothing, and `cutover demo` as a real
 //! process from its printed guide to Ctrl-C. Every wait is bounded.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::{
-    Backend, Behaviour, Output, Proxy, Route, WAIT, get, refusing_addr, run_cutover, wait_exit,
+    Backend, Behaviour, Demo, Output, Proxy, Route, get, refusing_addr, run_cutover,
     wait_until_async, within,
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_cutover");
 
 /// Runs `cutover args`, killing it if it outlives `WAIT`.
 fn cutover(args: &[&str]) -> Output {
@@ -225,95 +220,9 @@ fn a_start_up_error_is_one_json_line_with_log_format_json() {
     assert!(error.contains(&format!("{path}:4:")), "{error}");
 }
 
-/// `cutover demo` as a user runs it, on ports the OS picks.
-struct Demo {
-    child: std::process::Child,
-    lines: mpsc::Receiver<String>,
-    stdout: Vec<String>,
-}
-
-impl Demo {
-    fn start() -> Demo {
-        let mut child = Command::new(BIN)
-            .arg("demo")
-            .env("CUTOVER_DEMO_PORTS", "ephemeral")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn cutover demo");
-        let (tx, lines) = mpsc::channel();
-        let pipe = child.stdout.take().expect("stdout piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Demo {
-            child,
-            lines,
-            stdout: Vec::new(),
-        }
-    }
-
-    /// Reads stdout until a line contains `marker`, within `WAIT`.
-    fn read_until(&mut self, marker: &str) {
-        let deadline = Instant::now() + WAIT;
-        while !self.stdout.last().is_some_and(|l| l.contains(marker)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.stdout.push(line),
-                Err(_) => panic!(
-                    "no line with {marker:?} within {WAIT:?}; stdout so far:\n{}",
-                    self.stdout.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// The first word after `prefix` on a guide line.
-    fn guide_word(&self, prefix: &str) -> String {
-        self.stdout
-            .iter()
-            .find_map(|l| l.trim().strip_prefix(prefix))
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| {
-                panic!(
-                    "a guide line starting {prefix:?}:\n{}",
-                    self.stdout.join("\n")
-                )
-            })
-            .to_owned()
-    }
-
-    fn interrupt(&self) {
-        let ok = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs")
-            .success();
-        assert!(ok, "kill -INT");
-    }
-
-    fn wait_exit(&mut self) -> Option<i32> {
-        wait_exit(&mut self.child, "cutover demo exits", String::new).code()
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_what_its_guide_says_and_stops_on_ctrl_c() {
-    let mut demo = Demo::start();
+    let mut demo = Demo::start(None);
     demo.read_until("Ctrl-C stops the demo");
     let config = std::path::PathBuf::from(demo.guide_word("config"));
     let orders = format!("{}/v1/orders", demo.guide_word("listen"));

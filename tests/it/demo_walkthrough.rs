@@ -10,17 +10,14 @@
 //! with `N. `; under it `$ ` starts a command, `edit ` a one-line config
 //! change, `→ ` an outcome of the command before it; other lines are prose.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 
-use crate::support::{WAIT, get_with, run_cutover_in, send, wait_exit, within};
+use crate::support::{Demo, WAIT, get_with, run_cutover_in, send, within};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cutover");
 
@@ -367,103 +364,6 @@ fn route_row_holds(table: &str, route: &str, cells: &str) -> Result<(), String> 
     Ok(())
 }
 
-/// `cutover demo` as a user starts it, from the repository root.
-struct Demo {
-    child: std::process::Child,
-    lines: mpsc::Receiver<String>,
-    stdout: Vec<String>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Demo {
-    fn start(dir: &Path) -> Demo {
-        let mut child = Command::new(BIN)
-            .arg("demo")
-            .current_dir(dir)
-            .env("CUTOVER_DEMO_PORTS", "ephemeral")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn cutover demo");
-        let (tx, lines) = mpsc::channel();
-        let pipe = child.stdout.take().expect("stdout piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let log = stderr.clone();
-        let pipe = child.stderr.take().expect("stderr piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                let mut log = log
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        Demo {
-            child,
-            lines,
-            stdout: Vec::new(),
-            stderr,
-        }
-    }
-
-    /// Reads stdout until a line contains `marker`, within `WAIT`.
-    fn read_until(&mut self, marker: &str) {
-        let deadline = Instant::now() + WAIT;
-        while !self.stdout.last().is_some_and(|l| l.contains(marker)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.stdout.push(line),
-                Err(_) => panic!(
-                    "no line with {marker:?} within {WAIT:?}; stdout so far:\n{}",
-                    self.stdout.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn interrupt(&mut self) -> Option<i32> {
-        let ok = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs")
-            .success();
-        assert!(ok, "kill -INT");
-        wait_exit(&mut self.child, "cutover demo exits", String::new).code()
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = self
-                .stderr
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            eprintln!(
-                "demo stdout:\n{}\ndemo log (last 40 lines):\n{}",
-                self.stdout.join("\n"),
-                tail.join("\n")
-            );
-        }
-    }
-}
-
 /// Runs `action` (as often as `until` needs, within `limit`) and returns
 /// what it showed last, once every one of `outcomes` holds on it.
 async fn follow(
@@ -600,7 +500,7 @@ async fn follow(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_printed_walk_through_works_step_by_step_in_order() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut demo = Demo::start(root);
+    let mut demo = Demo::start(Some(root));
     demo.read_until("Ctrl-C stops the demo");
     let steps = parse_steps(&demo.stdout);
     assert!(
@@ -686,7 +586,8 @@ async fn the_printed_walk_through_works_step_by_step_in_order() {
             _ => None,
         })
         .expect("an edit step");
-    assert_eq!(demo.interrupt(), Some(0), "Ctrl-C exits 0");
+    demo.interrupt();
+    assert_eq!(demo.wait_exit(), Some(0), "Ctrl-C exits 0");
     assert!(!config.exists(), "the demo removes its temp dir on exit");
 }
 

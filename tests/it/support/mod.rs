@@ -10,6 +10,7 @@
 
 mod backend;
 mod config;
+mod demo;
 mod metrics;
 mod wait;
 
@@ -17,6 +18,8 @@ mod wait;
 pub use backend::*;
 #[allow(unused_imports)]
 pub use config::*;
+#[allow(unused_imports)]
+pub use demo::Demo;
 #[allow(unused_imports)]
 pub use metrics::*;
 #[allow(unused_imports)]
