@@ -1,7 +1,7 @@
-# Sourced by bench/load.sh, bench/callgrind.sh, bench/big.sh and
-# bench/overhead.sh: what each needs before it starts its origin and cutover,
-# and (for overhead.sh) the origin, nginx and HAProxy configurations peers.sh
-# writes, the port wait and the /proc readings.
+# Sourced by bench/load.sh, bench/callgrind.sh, bench/big.sh,
+# bench/overhead.sh and bench/peers.sh: what each needs before it starts its
+# origin and cutover, and the origin, nginx and HAProxy configurations
+# peers.sh and overhead.sh share, the port wait and the /proc readings.
 
 # bench_setup PKG:CMD ...: installs the Debian packages whose command is
 # missing, checks that $BIN is an executable (made absolute), and makes the

@@ -18,6 +18,8 @@
 # cutover/peer: for req/s higher is better, for latency and CPU lower is better.
 # Without a binary it measures the peers alone.
 set -euo pipefail
+# The nginx and HAProxy configurations overhead.sh shares (bench_nginx_proxy, bench_haproxy).
+. "$(dirname "$0")/common.sh"
 
 BIN=${1:-target/release/cutover}
 DURATION=${DURATION:-8}
@@ -64,30 +66,8 @@ http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:$ORIGIN; root $W;
     location / { default_type application/json; add_header x-data-watermark "2026-01-01T00:00:00Z"; try_files /body.json =404; } } }
 EOF
-cat >"$W/ngx-proxy/nginx.conf" <<EOF
-worker_processes 1; daemon off; pid $W/ngx-proxy/pid; error_log $W/ngx-proxy/error.log;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 256; }
-  server { listen 127.0.0.1:$P_NGINX;
-    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-EOF
-cat >"$W/haproxy.cfg" <<EOF
-global
-  nbthread 1
-  maxconn 8192
-defaults
-  mode http
-  timeout connect 1s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
-frontend fe
-  bind 127.0.0.1:$P_HAPROXY
-  default_backend be
-backend be
-  server origin 127.0.0.1:$ORIGIN
-EOF
+bench_nginx_proxy "$W/ngx-proxy" "$P_NGINX" "$ORIGIN"
+bench_haproxy "$W/haproxy.cfg" "$P_HAPROXY" "$ORIGIN"
 cat >"$W/cutover.yaml" <<EOF
 version: 1
 consumer: bench
