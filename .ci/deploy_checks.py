@@ -365,16 +365,25 @@ PODMONITOR_SCHEMA = {
                              "metricRelabelings": {"type": "array"}}}}}}}}
 
 
-def check_podmonitor(c, pm, pod_labels, ports):
+def check_crd_schema(c, doc, schema, what):
+    """Validates `doc` against a CRD's schema, printing each error; False
+    when jsonschema is missing (it comes with kubernetes-validate)."""
     try:
         import jsonschema  # kubernetes-validate depends on it
     except ImportError:
         c.ok(False, "jsonschema importable (it comes with kubernetes-validate: run inside its venv)")
-        return
-    errors = sorted(jsonschema.Draft7Validator(PODMONITOR_SCHEMA).iter_errors(pm), key=str)
+        return False
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(doc), key=str)
     for e in errors:
         print(f"        {'/'.join(map(str, e.path))}: {e.message}")
-    c.ok(not errors, "PodMonitor validates against the operator CRD's schema (the fields used, strict)")
+    c.ok(not errors, what)
+    return True
+
+
+def check_podmonitor(c, pm, pod_labels, ports):
+    if not check_crd_schema(c, pm, PODMONITOR_SCHEMA,
+                            "PodMonitor validates against the operator CRD's schema (the fields used, strict)"):
+        return
     sel = pm.get("spec", {}).get("selector", {}).get("matchLabels", {})
     c.ok(sel and all(pod_labels.get(k) == v for k, v in sel.items()),
          f"PodMonitor selector {sel} matches the Deployment's pod labels")
@@ -425,15 +434,9 @@ PROMETHEUSRULE_SCHEMA = {
 
 
 def check_prometheusrule(c, pr):
-    try:
-        import jsonschema
-    except ImportError:
-        c.ok(False, "jsonschema importable (it comes with kubernetes-validate: run inside its venv)")
+    if not check_crd_schema(c, pr, PROMETHEUSRULE_SCHEMA,
+                            "PrometheusRule validates against the operator CRD's schema (strict)"):
         return
-    errors = sorted(jsonschema.Draft7Validator(PROMETHEUSRULE_SCHEMA).iter_errors(pr), key=str)
-    for e in errors:
-        print(f"        {'/'.join(map(str, e.path))}: {e.message}")
-    c.ok(not errors, "PrometheusRule validates against the operator CRD's schema (strict)")
     want = yaml.safe_load(open(RULES))["groups"]
     got = pr.get("spec", {}).get("groups")
     c.ok(got == want, f"PrometheusRule spec.groups are exactly deploy/prometheus/rules.yaml's groups "
