@@ -29,13 +29,22 @@ impl Format {
     pub fn from_content_type(ct: &[u8]) -> Option<Format> {
         let essence = ct.split(|b| *b == b';').next().unwrap_or_default();
         let essence = std::str::from_utf8(essence).ok()?.trim();
-        // Lowercased on the stack (every type named here is far shorter):
-        // this runs on every answer a route may compare or check.
-        let mut lower = [0u8; 96];
-        let lower = lower.get_mut(..essence.len())?;
-        lower.copy_from_slice(essence.as_bytes());
-        lower.make_ascii_lowercase();
-        let essence = std::str::from_utf8(lower).ok()?;
+        // Lowercased on the stack when it fits (every type named here does):
+        // this runs on every answer a route may compare or check. A longer
+        // one (a vendor `...+json`) is lowercased on the heap, as before.
+        let mut stack = [0u8; 96];
+        let heap;
+        let essence = match stack.get_mut(..essence.len()) {
+            Some(lower) => {
+                lower.copy_from_slice(essence.as_bytes());
+                lower.make_ascii_lowercase();
+                std::str::from_utf8(lower).ok()?
+            }
+            None => {
+                heap = essence.to_ascii_lowercase();
+                heap.as_str()
+            }
+        };
         let format = match essence {
             "application/json" | "text/json" => Format::Json,
             "application/x-ndjson"
@@ -720,6 +729,11 @@ mod tests {
             assert_eq!(Format::from_content_type(ct.as_bytes()), want, "{ct}");
         }
         assert_eq!(Format::from_content_type(b"\xff/json"), None);
+        let long = format!("Application/Vnd.{}+JSON; charset=utf-8", "x".repeat(120));
+        assert_eq!(
+            Format::from_content_type(long.as_bytes()),
+            Some(Format::Json)
+        );
     }
 
     #[test]
